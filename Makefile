@@ -1,0 +1,38 @@
+# The README's two commands: `make run` and `make test`, each doing its own set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/gatehouse.example.toml
+
+.PHONY: run test lint bench clean
+
+$(BIN)/gatehouse: pyproject.toml
+	@$(PYTHON) -c 'import venv' 2>/dev/null && $(PYTHON) -m ensurepip --version >/dev/null 2>&1 \
+		|| sh scripts/debian-deps.sh python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+run: $(BIN)/gatehouse
+	mkdir -p var
+	$(BIN)/gatehouse --config $(CONFIG) run
+
+test: $(BIN)/gatehouse
+	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat ffmpeg postgresql
+	sh scripts/start-postgres.sh
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(BIN)/gatehouse
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(BIN)/gatehouse
+	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat
+	$(BIN)/python bench/swipe_latency.py
+	$(BIN)/python bench/mqtt_ingest.py
+	$(BIN)/python bench/memory_startup.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

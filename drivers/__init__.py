@@ -1,0 +1,1 @@
+"""Everything that speaks to hardware: reader protocols (one file each) and transports."""

@@ -1,0 +1,1 @@
+"""Gatehouse edge service: the gate's decisions, records and local API."""

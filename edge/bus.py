@@ -1,0 +1,45 @@
+"""Where domain events go once they are on disk: any number of sinks (MQTT is one).
+
+The core never imports paho: it publishes ``(topic, payload)`` to the bus, and each sink
+(edge.mqtt.MqttLink, a test's list) carries it out. Topics are relative to the node's
+``<prefix>/<node id>/``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+
+class Sink(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> bool: ...
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.sinks: list[Sink] = []
+        self.counts: Counter[str] = Counter()
+
+    def attach(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> None:
+        """A record of what happened: a sink that is down may deliver it later."""
+        for sink in self.sinks:
+            sink.publish(topic, payload, retain)
+
+    def command(self, topic: str, payload: dict[str, Any]) -> bool:
+        """An actuation (open the barrier): now or never, so never queued while a sink is down.
+
+        A barrier that opened minutes late, when a backlog drained, would let in whoever
+        stood there then (research pain point 7).
+        """
+        sent = False
+        for sink in self.sinks:
+            if sink.connected:
+                sent = sink.publish(topic, payload) or sent
+        self.counts["commands_sent" if sent else "commands_dropped"] += 1
+        return sent

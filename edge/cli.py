@@ -1,0 +1,246 @@
+"""``gatehouse``: the command line of CONTRACT.md. Bad arguments or config: one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from edge import config as config_mod
+from edge.config import Config, ConfigError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one clear line, not a usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="gatehouse", description="Gatehouse guard-room service")
+    p.add_argument("--config", help="config file (default: $GATEHOUSE_CONFIG or the example)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    sub.add_parser("run", help="the edge service, in the foreground")
+
+    pp = sub.add_parser("pass", help="passes").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    add = pp.add_parser("add", help="issue a pass")
+    add.add_argument("--kind", required=True, choices=["temporary", "worker", "resident", "staff"])
+    add.add_argument("--card", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--unit")
+    add.add_argument("--id-number")
+    add.add_argument("--valid-from")
+    add.add_argument("--valid-until")
+    add.add_argument("--gates", help="comma-separated gate ids (default: every gate)")
+    add.add_argument("--hours", help="daily entry window, e.g. 08:00-18:00")
+    add.add_argument("--permit", help="worker: the unit's renovation permit number")
+    add.add_argument("--photo", help="path of the holder's photo")
+    imp = pp.add_parser("import", help="bulk-issue passes from a CSV (all or none)")
+    imp.add_argument("file")
+    rev = pp.add_parser("revoke", help="revoke a pass")
+    rev.add_argument("pass_id")
+    rev.add_argument("--reason")
+    lst = pp.add_parser("list", help="list passes, personal data masked")
+    lst.add_argument("--status", choices=["active", "revoked", "confiscated"])
+    lst.add_argument("--card")
+    lst.add_argument("--limit", type=int, default=50)
+
+    chk = sub.add_parser("check", help="the decision the gate would make, not recorded")
+    chk.add_argument("card")
+    chk.add_argument("--gate")
+    chk.add_argument("--at", help="ISO 8601 time (default: now)")
+
+    sim = sub.add_parser("simulate", help="device simulators").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    sw = sim.add_parser("swipe", help="write a card reader's frame to a serial port")
+    sw.add_argument("--port", required=True, help="serial port or pty to write to")
+    sw.add_argument("--card", required=True)
+    sw.add_argument("--protocol", default="rdm6300", choices=sorted(config_mod.PROTOCOLS))
+    sw.add_argument("--baudrate", type=int, default=9600)
+    sw.add_argument("--hold", type=float, default=0.0, help="seconds the card stays on the reader")
+    sw.add_argument("--corrupt", action="store_true", help="send a frame with a bad checksum")
+    return p
+
+
+def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, ensure_ascii=False) if args.json else text)
+
+
+def cmd_run(cfg: Config) -> int:
+    from edge.service import Service
+
+    service = Service(cfg)
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        service.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    service.run()
+    return 0
+
+
+def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import db, pass_ops
+    from edge.cards import parse_card
+    from edge.passes import PassError
+    from edge.privacy import IdHasher
+
+    db.migrate(cfg.db_path)
+    conn = db.connect(cfg.db_path)
+    hasher = IdHasher.from_data_dir(cfg.data_dir)
+    try:
+        if args.action == "add":
+            req = pass_ops.PassRequest(
+                kind=args.kind, card=args.card, name=args.name, unit=args.unit,
+                id_number=args.id_number, valid_from=args.valid_from,
+                valid_until=args.valid_until, gates=args.gates, daily_window=args.hours,
+                permit_no=args.permit, photo_path=args.photo,
+            )  # fmt: skip
+            if req.gates:
+                unknown = [g for g in req.gates.split(",") if g.strip() not in cfg.gates]
+                if unknown:
+                    raise PassError(f"gates: {unknown[0]!r} is not one of this node's gates")
+            conn.execute("BEGIN IMMEDIATE")
+            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz)
+            conn.execute("COMMIT")
+            # the clerk who issued it sees it whole; the id alone without --json
+            _print(args, pass_ops.shown(pass_ops.get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
+        elif args.action == "import":
+            started = time.monotonic()
+            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz)
+            took = time.monotonic() - started
+            _print(
+                args,
+                {"imported": n, "seconds": round(took, 2)},
+                f"imported {n} passes in {took:.1f} s",
+            )
+        elif args.action == "revoke":
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                pass_ops.set_status(conn, args.pass_id, "revoked", args.reason)
+            except PassError:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            _print(args, {"id": args.pass_id, "status": "revoked"}, f"revoked {args.pass_id}")
+        else:
+            card = parse_card(args.card) if args.card else None
+            rows = [
+                pass_ops.shown(r, cfg.tz, cfg.rules.name_mask)
+                for r in pass_ops.list_passes(conn, args.limit, args.status, card)
+            ]
+            if args.json:
+                print(json.dumps({"items": rows}, ensure_ascii=False))
+            for r in [] if args.json else rows:
+                until, unit = r["valid_until"] or "-", r["unit"] or "-"
+                print(f"{r['id']}  {r['kind']:<9} {r['card']}  {r['name']:<8} {unit:<8} "
+                      f"{r['valid_from']} → {until}  {r['status']}")  # fmt: skip
+    except (PassError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import db, gate
+    from edge.cards import parse_card
+    from edge.passes import PassError, parse_time
+
+    try:
+        card = parse_card(args.card)
+        at = parse_time(args.at, cfg.tz) if args.at else time.time()
+    except (ValueError, PassError) as e:
+        raise UsageError(str(e)) from None
+    gate_id = args.gate or cfg.gates[0]
+    if gate_id not in cfg.gates:
+        raise UsageError(f"--gate: {gate_id!r} is not one of this node's gates")
+    db.migrate(cfg.db_path)
+    conn = db.connect(cfg.db_path)
+    decision, holder = gate.check(conn, card, at, gate_id, gate.site_rules(cfg))
+    conn.close()
+    verdict = "grant" if decision.granted else "deny"
+    doc = {
+        "decision": verdict,
+        "reason": decision.reason.value,
+        "gate": gate_id,
+        "at": datetime.fromtimestamp(at, cfg.tz).isoformat(timespec="seconds"),
+        "card": card.masked,
+        "pass_id": decision.pass_.id if decision.pass_ else None,
+        "pass_kind": decision.pass_.kind if decision.pass_ else None,
+        "holder": holder,
+    }
+    _print(
+        args,
+        doc,
+        f"{verdict} {decision.reason.value}"
+        + (f" ({holder}, pass {doc['pass_id']})" if holder else ""),
+    )
+    return 0 if decision.granted else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import serial
+
+    from drivers.registry import PARSERS
+    from edge.cards import parse_card
+
+    try:
+        card = parse_card(args.card)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    frame = PARSERS[args.protocol].encode(card)
+    if args.corrupt:
+        frame = frame[:-2] + bytes([frame[-2] ^ 0x01]) + frame[-1:]
+    try:
+        with serial.Serial(args.port, args.baudrate, timeout=1) as port:
+            deadline = time.monotonic() + args.hold
+            port.write(frame)
+            while time.monotonic() < deadline:  # a held card: the reader repeats its frame
+                time.sleep(0.1)
+                port.write(frame)
+            port.flush()
+    except (serial.SerialException, OSError) as e:
+        raise UsageError(f"--port: {e}") from None
+    _print(args, {"port": args.port, "frame": frame.hex()}, f"sent {frame.hex(' ')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "simulate":
+            return cmd_simulate(args)
+        cfg = config_mod.load(config_mod.config_path(args.config))
+        if args.command == "run":
+            return cmd_run(cfg)
+        if args.command == "pass":
+            return cmd_pass(cfg, args)
+        return cmd_check(cfg, args)
+    except (UsageError, ConfigError) as e:
+        print(f"gatehouse: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

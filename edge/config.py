@@ -1,0 +1,299 @@
+"""The config file (TOML, CONTRACT.md): loaded once, checked whole, every error names its key."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from drivers.registry import PARSERS
+from edge.privacy import NAME_MASKS
+
+DEFAULT_CONFIG = "config/gatehouse.example.toml"
+PROTOCOLS = tuple(PARSERS)
+
+
+class ConfigError(ValueError):
+    """A bad config; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class ReaderCfg:
+    id: str
+    gate: str
+    direction: str = "in"
+    transport: str = "serial"
+    port: str | None = None
+    baudrate: int = 9600
+    protocol: str = "rdm6300"
+    card_format: str = "auto"  # how a `line` reader renders cards: auto | hex | dec
+    debounce_ms: int = 1500  # same card on the same reader: one decision per sighting
+    inter_byte_timeout_ms: int = 100  # a partial frame older than this is dropped
+    silent_after_s: float | None = None  # readiness flags a reader quiet for this long
+
+
+@dataclass(frozen=True)
+class MqttCfg:
+    url: str = "mqtt://127.0.0.1:1883"
+    prefix: str = "gatehouse"
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = 15
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        u = urlparse(self.url)
+        return u.port or (8883 if u.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlparse(self.url).scheme == "mqtts"
+
+
+@dataclass(frozen=True)
+class RulesCfg:
+    worker_hours: tuple[time, time] = (time(7, 0), time(19, 0))
+    stale_after_s: float = 3.0  # a read older than this is recorded but never opens
+    open_pulse_ms: int = 1000
+    name_mask: str = "surname"
+
+
+@dataclass(frozen=True)
+class Config:
+    node_id: str
+    tz: ZoneInfo
+    data_dir: Path
+    db_path: Path
+    api_host: str
+    api_port: int
+    mqtt: MqttCfg | None
+    gates: tuple[str, ...]
+    readers: tuple[ReaderCfg, ...]
+    rules: RulesCfg = field(default_factory=RulesCfg)
+    cameras: tuple[dict[str, Any], ...] = ()
+    sync: dict[str, Any] | None = None
+    source: str = ""
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+
+def config_path(arg: str | None) -> str:
+    return arg or os.environ.get("GATEHOUSE_CONFIG") or DEFAULT_CONFIG
+
+
+def _take(table: dict[str, Any], where: str, known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+
+
+def _str(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: must be a non-empty string")
+    return value
+
+
+def _num(table: dict[str, Any], key: str, where: str, default: float, lo: float, hi: float) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}: must be a number from {lo:g} to {hi:g}")
+    return value
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _ident(table: dict[str, Any], key: str, where: str) -> str:
+    value = _str(table, key, where)
+    if not _ID_RE.match(value):
+        raise ConfigError(f"{where}.{key}: {value!r} may hold only letters, digits, _ . -")
+    return value
+
+
+def parse_hours(text: str, where: str) -> tuple[time, time]:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", text.strip())
+    if not m:
+        raise ConfigError(f"{where}: {text!r} is not a window like '07:00-19:00'")
+    h1, m1, h2, m2 = map(int, m.groups())
+    try:
+        return time(h1 % 24, m1), time(h2 % 24, m2)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {text!r}: {e}") from None
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read: {e}") from None
+    return parse(raw, str(p))
+
+
+def parse(raw: dict[str, Any], source: str = "") -> Config:
+    _take(
+        raw,
+        "config",
+        {"node", "database", "api", "mqtt", "gates", "readers", "cameras", "sync", "rules"},
+    )
+    node = raw.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError("node: the [node] table is required")
+    _take(node, "node", {"id", "timezone", "data_dir"})
+    node_id = _ident(node, "id", "node")
+    tz_name = _str(node, "timezone", "node", "Asia/Shanghai")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"node.timezone: unknown time zone {tz_name!r}") from None
+    data_dir = Path(_str(node, "data_dir", "node", "./var"))
+
+    db = raw.get("database", {})
+    _take(db, "database", {"url"})
+    url = _str(db, "url", "database", f"sqlite:///{data_dir / 'edge.db'}")
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("database.url: the edge keeps its records in SQLite (sqlite:///PATH)")
+    db_path = Path(url.removeprefix("sqlite:///"))
+
+    api = raw.get("api", {})
+    _take(api, "api", {"listen"})
+    listen = _str(api, "listen", "api", "127.0.0.1:8080")
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"api.listen: {listen!r} is not HOST:PORT")
+
+    mqtt = None
+    if "mqtt" in raw:
+        m = raw["mqtt"]
+        _take(m, "mqtt", {"url", "prefix", "username", "password", "password_file", "keepalive_s"})
+        murl = _str(m, "url", "mqtt", MqttCfg.url)
+        if urlparse(murl).scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"mqtt.url: {murl!r} must start with mqtt:// or mqtts://")
+        password = m.get("password")
+        if "password_file" in m:
+            try:
+                password = Path(_str(m, "password_file", "mqtt")).read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"mqtt.password_file: cannot be read: {e}") from None
+        mqtt = MqttCfg(
+            url=murl,
+            prefix=_str(m, "prefix", "mqtt", "gatehouse").strip("/"),
+            username=m.get("username"),
+            password=password,
+            keepalive_s=int(_num(m, "keepalive_s", "mqtt", 15, 5, 600)),
+        )
+
+    gates_raw = raw.get("gates", [])
+    if not isinstance(gates_raw, list) or not gates_raw:
+        raise ConfigError("gates: at least one [[gates]] entry is required")
+    gates: list[str] = []
+    for i, g in enumerate(gates_raw):
+        _take(g, f"gates[{i}]", {"id", "name"})
+        gid = _ident(g, "id", f"gates[{i}]")
+        if gid in gates:
+            raise ConfigError(f"gates[{i}].id: {gid!r} appears twice")
+        gates.append(gid)
+
+    readers: list[ReaderCfg] = []
+    for i, r in enumerate(raw.get("readers", [])):
+        where = f"readers[{i}]"
+        _take(r, where, set(ReaderCfg.__dataclass_fields__))
+        rid = _ident(r, "id", where)
+        if any(x.id == rid for x in readers):
+            raise ConfigError(f"{where}.id: {rid!r} appears twice")
+        gate = _str(r, "gate", where)
+        if gate not in gates:
+            raise ConfigError(f"{where}.gate: {gate!r} is not one of the [[gates]]")
+        direction = r.get("direction", "in")
+        if direction not in ("in", "out"):
+            raise ConfigError(f"{where}.direction: must be 'in' or 'out'")
+        transport = r.get("transport", "serial")
+        if transport not in ("serial", "mqtt"):
+            raise ConfigError(f"{where}.transport: must be 'serial' or 'mqtt'")
+        protocol = r.get("protocol", "rdm6300")
+        if protocol not in PROTOCOLS:
+            raise ConfigError(
+                f"{where}.protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}"
+            )
+        card_format = r.get("card_format", "auto")
+        if card_format not in ("auto", "hex", "dec"):
+            raise ConfigError(f"{where}.card_format: must be auto, hex or dec")
+        port = None
+        if transport == "serial":
+            port = _str(r, "port", where)
+        elif mqtt is None:
+            raise ConfigError(f"{where}.transport: 'mqtt' needs an [mqtt] table")
+        silent = r.get("silent_after_s")
+        readers.append(
+            ReaderCfg(
+                id=rid,
+                gate=gate,
+                direction=direction,
+                transport=transport,
+                port=port,
+                baudrate=int(_num(r, "baudrate", where, 9600, 300, 4_000_000)),
+                protocol=protocol,
+                card_format=card_format,
+                debounce_ms=int(_num(r, "debounce_ms", where, 1500, 0, 60_000)),
+                inter_byte_timeout_ms=int(_num(r, "inter_byte_timeout_ms", where, 100, 1, 10_000)),
+                silent_after_s=None
+                if silent is None
+                else _num(r, "silent_after_s", where, 0, 1, 1e7),
+            )
+        )
+
+    rules_raw = raw.get("rules", {})
+    _take(rules_raw, "rules", {"worker_hours", "stale_after_s", "open_pulse_ms", "name_mask"})
+    name_mask = rules_raw.get("name_mask", "surname")
+    if name_mask not in NAME_MASKS:
+        raise ConfigError(f"rules.name_mask: must be one of {', '.join(NAME_MASKS)}")
+    rules = RulesCfg(
+        worker_hours=parse_hours(
+            str(rules_raw.get("worker_hours", "07:00-19:00")), "rules.worker_hours"
+        ),
+        stale_after_s=float(_num(rules_raw, "stale_after_s", "rules", 3.0, 0.1, 3600)),
+        open_pulse_ms=int(_num(rules_raw, "open_pulse_ms", "rules", 1000, 50, 60_000)),
+        name_mask=name_mask,
+    )
+
+    cameras = raw.get("cameras", [])
+    for i, c in enumerate(cameras):
+        _take(c, f"cameras[{i}]", {"id", "gate", "source"})
+        if c.get("gate") not in gates:
+            raise ConfigError(f"cameras[{i}].gate: {c.get('gate')!r} is not one of the [[gates]]")
+    sync = raw.get("sync")
+    if sync is not None:
+        _take(sync, "sync", {"office_url", "token", "token_file"})
+
+    return Config(
+        node_id=node_id,
+        tz=tz,
+        data_dir=data_dir,
+        db_path=db_path,
+        api_host=host.strip("[]"),
+        api_port=int(port_text),
+        mqtt=mqtt,
+        gates=tuple(gates),
+        readers=tuple(readers),
+        rules=rules,
+        cameras=tuple(cameras),
+        sync=sync,
+        source=source,
+    )

@@ -1,0 +1,95 @@
+"""SQLite: WAL, synchronous=FULL, migrations on open, and the node's epoch.
+
+The service writes through one connection in one thread (edge.writer); the CLI and the
+API's reads open their own. Every connection gets the same pragmas, so a commit is on disk
+when it returns, whoever made it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _pragmas(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A raw connection in autocommit mode: callers open transactions explicitly."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    _pragmas(conn)
+    return conn
+
+
+def engine(path: Path) -> Engine:
+    eng = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
+
+    @event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        _pragmas(dbapi_conn)
+
+    return eng
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(path: Path) -> None:
+    """Bring the database at ``path`` to the newest schema (creating it if new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = _alembic_config()
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    eng = engine(path)
+    try:
+        with eng.begin() as conn:
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        eng.dispose()
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM node_meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO node_meta(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def ensure_epoch(conn: sqlite3.Connection) -> int:
+    """The node's epoch: outbox sequence numbers are unique within (node, epoch).
+
+    A restore from backup starts a new epoch (sync, issue 6), so a sequence number a
+    lost database already handed out is never reused under the same epoch.
+    """
+    epoch = get_meta(conn, "epoch")
+    if epoch is None:
+        epoch = str(int.from_bytes(secrets.token_bytes(4), "big") & 0x7FFFFFFF)
+        conn.execute("BEGIN IMMEDIATE")
+        set_meta(conn, "epoch", epoch)
+        conn.execute("COMMIT")
+    return int(epoch)

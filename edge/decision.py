@@ -1,0 +1,115 @@
+"""The gate decision: a pure function of the card's passes, the time, the gate and the rules.
+
+No I/O and no clock: the caller looks the passes up and passes ``now`` in. This module is
+the one place that knows the deny reasons and the order they are checked in (DOMAIN.md):
+known → not revoked/confiscated → inside validity → inside daily hours → allowed gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    UNKNOWN_CREDENTIAL = "unknown_credential"
+    REVOKED = "revoked"
+    CONFISCATED = "confiscated"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    OUTSIDE_HOURS = "outside_hours"
+    WRONG_GATE = "wrong_gate"
+
+
+# What each reason means, for the README and the API; one place, so they cannot drift.
+REASON_TEXT: dict[Reason, str] = {
+    Reason.OK: "granted",
+    Reason.UNKNOWN_CREDENTIAL: "no pass is registered for this card",
+    Reason.REVOKED: "the pass was revoked (or reported lost)",
+    Reason.CONFISCATED: "the pass was confiscated at a gate",
+    Reason.EXPIRED: "the pass's validity has ended",
+    Reason.NOT_YET_VALID: "the pass's validity has not started",
+    Reason.OUTSIDE_HOURS: "outside the pass's daily entry window (workers: 07:00-19:00 by default)",
+    Reason.WRONG_GATE: "the pass is not valid at this gate",
+}
+
+KINDS = ("temporary", "worker", "resident", "staff")
+STATUSES = ("active", "revoked", "confiscated")
+
+
+@dataclass(frozen=True, slots=True)
+class PassView:
+    """What the decision needs to know of a pass. Times are UNIX seconds."""
+
+    id: str
+    kind: str
+    status: str
+    valid_from: float
+    valid_until: float | None
+    issued_at: float = 0.0
+    gates: frozenset[str] | None = None  # None: every gate
+    daily_window: tuple[time, time] | None = None  # None: the kind's default
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRules:
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    # Default daily entry windows per kind; a pass's own window overrides its kind's.
+    kind_hours: dict[str, tuple[time, time]] = field(
+        default_factory=lambda: {"worker": (time(7, 0), time(19, 0))}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    granted: bool
+    reason: Reason
+    pass_: PassView | None
+
+
+def in_window(t: time, window: tuple[time, time]) -> bool:
+    start, end = window
+    if start <= end:
+        return start <= t < end
+    return t >= start or t < end  # a window across midnight, e.g. 22:00-06:00
+
+
+def check_pass(p: PassView, now: float, gate: str, rules: SiteRules) -> Reason:
+    """The first failing check for one pass, or OK."""
+    if p.status == "revoked":
+        return Reason.REVOKED
+    if p.status == "confiscated":
+        return Reason.CONFISCATED
+    if p.status != "active":
+        return Reason.REVOKED  # an unknown status never grants
+    if now < p.valid_from:
+        return Reason.NOT_YET_VALID
+    if p.valid_until is not None and now >= p.valid_until:
+        return Reason.EXPIRED
+    window = p.daily_window or rules.kind_hours.get(p.kind)
+    if window is not None:
+        local = datetime.fromtimestamp(now, rules.tz).time()
+        if not in_window(local, window):
+            return Reason.OUTSIDE_HOURS
+    if p.gates is not None and gate not in p.gates:
+        return Reason.WRONG_GATE
+    return Reason.OK
+
+
+def decide(passes: Sequence[PassView], now: float, gate: str, rules: SiteRules) -> Decision:
+    """Grant if any of the card's passes grants; else deny with the newest pass's reason.
+
+    A card can carry an old pass beside its renewal, so every pass is checked; the reason
+    shown on a deny is the newest pass's, since that is the one the guard will ask about.
+    """
+    if not passes:
+        return Decision(False, Reason.UNKNOWN_CREDENTIAL, None)
+    for p in passes:
+        if check_pass(p, now, gate, rules) is Reason.OK:
+            return Decision(True, Reason.OK, p)
+    newest = max(passes, key=lambda p: (p.issued_at, p.valid_from))
+    return Decision(False, check_pass(newest, now, gate, rules), newest)

@@ -1,0 +1,144 @@
+"""The node's one MQTT client: a bus sink for what happened, and the swipe inbox.
+
+paho runs its own network thread and reconnects by itself (``connect_async`` +
+``loop_start``); the service works on with no broker at all. The session is persistent
+and swipes are acknowledged by hand, only after their decision is committed, so a swipe
+the broker handed over is never lost to a crash: unacknowledged, it is delivered again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import MqttCfg
+
+log = logging.getLogger(__name__)
+
+# (reader id, parsed payload or None, why it was refused or None, ack)
+SwipeHandler = Callable[[str, dict[str, Any] | None, str | None, Callable[[], None]], None]
+
+
+def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """A swipe payload ``{"card": "...", "ts"?: seconds}``, or the reason it is refused."""
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"payload is not JSON: {e}"
+    if not isinstance(body, dict):
+        return None, "payload must be a JSON object"
+    card = body.get("card")
+    if not isinstance(card, str) or not card.strip():
+        return None, "payload needs 'card' as a non-empty string"
+    ts = body.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        return None, "'ts' must be UNIX seconds"
+    return body, None
+
+
+class MqttLink:
+    def __init__(self, cfg: MqttCfg, node_id: str, on_swipe: SwipeHandler | None = None) -> None:
+        self.cfg = cfg
+        self.base = f"{cfg.prefix}/{node_id}/"
+        self.on_swipe = on_swipe
+        self.counts: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self._connected = False
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"gatehouse-{node_id}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if cfg.username:
+            c.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        c.will_set(self.base + "status", "offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(100_000)  # records kept while the broker is away
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self._connected:
+            info = self.client.publish(self.base + "status", "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> bool:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        info = self.client.publish(self.base + topic, data, qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self.counts["published"] += 1
+            return True
+        self.counts["publish_queued" if info.rc == mqtt.MQTT_ERR_NO_CONN else "publish_failed"] += 1
+        return False
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"connect refused: {reason}"
+            log.warning("mqtt: %s", self.last_error)
+            return
+        self._connected = True
+        self.last_error = None
+        self.counts["connects"] += 1
+        log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
+        client.publish(self.base + "status", "online", qos=1, retain=True)
+        if self.on_swipe is not None:
+            client.subscribe(self.base + "reader/+/swipe", qos=1)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self._connected:
+            log.warning("mqtt: disconnected (%s); reconnecting", reason)
+        self._connected = False
+        self.last_error = f"disconnected: {reason}"
+
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        mid, qos = msg.mid, msg.qos
+
+        def ack() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        parts = msg.topic[len(self.base) :].split("/")
+        if len(parts) != 3 or parts[0] != "reader" or parts[2] != "swipe" or self.on_swipe is None:
+            self.counts["refused:topic"] += 1
+            ack()
+            return
+        body, error = parse_swipe(msg.payload)
+        self.on_swipe(parts[1], body, error, ack)
+
+
+def arrival_times(body: dict[str, Any]) -> float:
+    """When a swipe was read, on the monotonic clock: its own ``ts`` if it carries one.
+
+    A reader that stamps its swipes is protected from replays of a broker's backlog: a
+    swipe queued for minutes arrives old and never opens the barrier.
+    """
+    mono, wall = time.monotonic(), time.time()
+    ts = body.get("ts")
+    return mono - max(0.0, wall - ts) if ts is not None else mono

@@ -1,0 +1,76 @@
+"""Issuing passes: the kinds' limits, checked before anything is written (pure).
+
+临时出入证 temporary: at most 3 days. 出入证 worker (renovation): at most 3 calendar
+months, tied to a unit and its renovation permit, ¥50 deposit and ¥5 fee recorded.
+Residents' and staff cards have no limit.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from edge.decision import KINDS
+
+TEMPORARY_MAX = timedelta(days=3)
+WORKER_MAX_MONTHS = 3
+
+
+class PassError(ValueError):
+    """An issue request the rules refuse; the message says why."""
+
+
+def add_months(t: datetime, months: int) -> datetime:
+    """Calendar months, clamping the day: 30 Nov + 3 months is 28/29 Feb."""
+    month0 = t.month - 1 + months
+    year, month = t.year + month0 // 12, month0 % 12 + 1
+    day = min(t.day, calendar.monthrange(year, month)[1])
+    return t.replace(year=year, month=month, day=day)
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    valid_from: float
+    valid_until: float | None
+
+
+def resolve_validity(
+    kind: str,
+    now: float,
+    tz: ZoneInfo,
+    valid_from: float | None = None,
+    valid_until: float | None = None,
+) -> Validity:
+    """Fill in a kind's default validity and refuse anything beyond its limit."""
+    if kind not in KINDS:
+        raise PassError(f"unknown pass kind {kind!r} (one of {', '.join(KINDS)})")
+    start = now if valid_from is None else valid_from
+    start_dt = datetime.fromtimestamp(start, tz)
+    if kind == "temporary":
+        limit = (start_dt + TEMPORARY_MAX).timestamp()
+        what = "a temporary pass is valid for at most 3 days"
+    elif kind == "worker":
+        limit = add_months(start_dt, WORKER_MAX_MONTHS).timestamp()
+        what = "a worker pass is valid for at most 3 months"
+    else:
+        limit, what = None, ""
+    until = limit if valid_until is None else valid_until
+    if until is not None and until <= start:
+        raise PassError("valid_until must be after valid_from")
+    if limit is not None and until is not None and until > limit:
+        shown = datetime.fromtimestamp(limit, tz).isoformat(timespec="minutes")
+        raise PassError(f"{what}: valid_until may be at most {shown}")
+    return Validity(start, until)
+
+
+def parse_time(text: str, tz: ZoneInfo) -> float:
+    """ISO 8601; without an offset, in the node's time zone (CONTRACT.md)."""
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PassError(f"{text!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=tz)
+    return t.timestamp()

@@ -1,0 +1,199 @@
+"""``gatehouse run``: wires readers, the writer, MQTT and the API, and feeds the watchdog."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from drivers.protocol import Frame
+from drivers.registry import PARSERS
+from drivers.serial_port import SerialReader
+from edge import db, systemd
+from edge.api import create_app
+from edge.bus import Bus
+from edge.cards import parse_card
+from edge.config import Config
+from edge.gate import CardRead, GatePipeline
+from edge.mqtt import MqttLink, arrival_times
+from edge.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.counts: Counter[str] = Counter()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        db.migrate(cfg.db_path)
+        self.conn = db.connect(cfg.db_path)
+        self.epoch = db.ensure_epoch(self.conn)
+        self.writer = Writer(self.conn)
+        self.bus = Bus()
+        self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch)
+        self.mqtt: MqttLink | None = None
+        if cfg.mqtt is not None:
+            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id, self.on_mqtt_swipe)
+            self.bus.attach(self.mqtt)
+        self.readers_cfg = {r.id: r for r in cfg.readers}
+        self.serial = {
+            r.id: SerialReader(
+                r.id,
+                r.port or "",
+                r.baudrate,
+                PARSERS[r.protocol](r.inter_byte_timeout_ms / 1000, r.card_format),
+                self.on_frame,
+            )
+            for r in cfg.readers
+            if r.transport == "serial"
+        }
+        self.last_mqtt_swipe: dict[str, float] = {}
+        self.stop_event = threading.Event()
+        self._server: uvicorn.Server | None = None
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def on_frame(self, reader_id: str, frame: Frame, mono: float, _wall: float) -> None:
+        reader = self.readers_cfg[reader_id]
+        self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))
+
+    def on_mqtt_swipe(
+        self,
+        reader_id: str,
+        body: dict[str, Any] | None,
+        error: str | None,
+        ack: Callable[[], None],
+    ) -> None:
+        reader = self.readers_cfg.get(reader_id)
+        if reader is None or reader.transport != "mqtt":
+            error = f"no MQTT reader {reader_id!r} is configured"
+        card = None
+        if error is None and body is not None:
+            try:
+                card = parse_card(body["card"], reader.card_format if reader else "auto")
+            except ValueError as e:
+                error = str(e)
+        if error is not None or card is None or reader is None:
+            self.counts["refused:mqtt_swipe"] += 1
+            log.warning("swipe on reader %s refused: %s", reader_id, error)
+            ack()  # refused for good: redelivering it would not make it valid
+            return
+        mono = arrival_times(body or {})
+        self.last_mqtt_swipe[reader_id] = time.monotonic()
+        raw = str(body["card"]).encode() if body else None
+        self.gate.submit(CardRead(reader, card, mono, "mqtt", raw, ack))
+
+    # -- health -------------------------------------------------------------------------
+
+    def reader_health(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.cfg.readers:
+            if r.transport == "serial":
+                sr = self.serial[r.id]
+                last, state = sr.last_frame_at, sr.state
+                extra: dict[str, Any] = {
+                    "port": r.port,
+                    "error": sr.error,
+                    "frames": sr.parser.accepted,
+                    "rejected": dict(sr.parser.rejected),
+                }
+            else:
+                last = self.last_mqtt_swipe.get(r.id)
+                state = "open" if self.mqtt and self.mqtt.connected else "closed"
+                extra = {}
+            age = None if last is None else round(now - last, 1)
+            silent_for = age if age is not None else now - self.started
+            silent = r.silent_after_s is not None and silent_for > r.silent_after_s
+            out[r.id] = {
+                "transport": r.transport,
+                "state": state,
+                "ok": state == "open" and not silent,
+                "silent": silent,
+                "last_frame_age_s": age,
+                **extra,
+            }
+        return out
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        readers = self.reader_health()
+        database = {
+            "ok": self.writer.alive(),
+            "commits": self.writer.commits,
+            "errors": self.writer.errors,
+        }
+        broker: dict[str, Any] = {"configured": self.mqtt is not None, "ok": True}
+        if self.mqtt is not None:
+            broker.update(ok=self.mqtt.connected, error=self.mqtt.last_error, **self.mqtt.counts)
+        ok = database["ok"] and broker["ok"] and all(r["ok"] for r in readers.values())
+        counts = dict(self.counts) | dict(self.gate.counts) | dict(self.bus.counts)
+        return ok, {
+            "ready": ok,
+            "node": self.cfg.node_id,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "database": database,
+            "broker": broker,
+            "readers": readers,
+            "counts": counts,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.cfg.api_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.cfg.api_host, self.cfg.api_port))
+        sock.listen(128)
+        return sock
+
+    def start(self) -> None:
+        sock = self._bind()  # fails here, with a clear error, if the port is taken
+        self.writer.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+        for sr in self.serial.values():
+            sr.start()
+        config = uvicorn.Config(
+            create_app(self), log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        ).start()
+
+    def run(self) -> None:
+        """Start, tell systemd we are ready, feed the watchdog until told to stop."""
+        self.start()
+        while self._server is not None and not self._server.started:
+            time.sleep(0.01)
+        systemd.notify("READY=1")
+        log.info(
+            "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
+        )
+        interval = systemd.watchdog_interval() or 1.0
+        while not self.stop_event.wait(interval):
+            # only a turning writer earns a ping: a hung pipeline gets the unit restarted
+            if self.writer.alive():
+                systemd.notify("WATCHDOG=1")
+        systemd.notify("STOPPING=1")
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        for sr in self.serial.values():
+            sr.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        self.writer.stop()  # records and publishes everything already read
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        self.conn.close()
+        log.info("gatehouse %s stopped", self.cfg.node_id)

@@ -1,0 +1,268 @@
+"""Real parts for tests: a Mosquitto broker, a gatehouse process, a pty, an MQTT listener."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Broker:
+    """Mosquitto on a free port with the project's shipped settings (config/mosquitto)."""
+
+    def __init__(self, workdir: Path, extra: str = "") -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        shipped = (ROOT / "config/mosquitto/gatehouse.conf").read_text()
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence_location {self.workdir}/\n{shipped}\n{self.extra}\n"
+        )
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self._accepts, 10, "mosquitto to listen")
+        return self
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Listener:
+    """An MQTT subscriber collecting what the node publishes (what mosquitto_sub would see)."""
+
+    def __init__(self, port: int, topic: str = "gatehouse/#") -> None:
+        self.messages: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.seen: list[tuple[str, Any]] = []
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{os.getpid()}-{time.time_ns()}"
+        )
+        c.on_message = self._on_message
+        c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body: Any = json.loads(msg.payload)
+        except ValueError:
+            body = msg.payload.decode(errors="replace")
+        self.messages.put((msg.topic, body))
+
+    def next(self, suffix: str, timeout: float = 10.0) -> Any:
+        """The next message whose topic ends with ``suffix``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no message on *{suffix} within {timeout} s")
+            try:
+                topic, body = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.seen.append((topic, body))
+            if topic.endswith(suffix):
+                return body
+
+    def drain(self, wait: float = 0.5) -> list[tuple[str, Any]]:
+        out = []
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                out.append(self.messages.get(timeout=0.05))
+        return out
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Pty:
+    """A pseudo-terminal pair: the service opens ``path``; the test writes to the master."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def write_config(
+    path: Path,
+    *,
+    broker_port: int | None,
+    readers: list[dict[str, Any]],
+    api_port: int,
+    **rules: Any,
+) -> Path:
+    lines = [
+        "[node]", 'id = "gate-test"', 'timezone = "Asia/Shanghai"',
+        f'data_dir = "{path.parent / "var"}"',
+        "[database]", f'url = "sqlite:///{path.parent / "var" / "edge.db"}"',
+        "[api]", f'listen = "127.0.0.1:{api_port}"',
+        "[[gates]]", 'id = "main"', "[[gates]]", 'id = "side"',
+    ]  # fmt: skip
+    if broker_port is not None:
+        lines += ["[mqtt]", f'url = "mqtt://127.0.0.1:{broker_port}"', 'prefix = "gatehouse"']
+    if rules:
+        lines.append("[rules]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in rules.items()]
+    for r in readers:
+        lines.append("[[readers]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in r.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(config), *args], capture_output=True, text=True, timeout=120
+    )
+    if check and proc.returncode not in (0, 1):
+        raise AssertionError(f"gatehouse {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+class Node:
+    """``gatehouse run`` as a real process."""
+
+    def __init__(self, config: Path, api_port: int, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.api_port = api_port
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = config.parent / "node.log"
+
+    def start(self, wait_ready: bool = False) -> Node:
+        self.proc = subprocess.Popen(
+            [GATEHOUSE, "--config", str(self.config), "run"],
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(self.env or {})},
+        )
+        wait_for(lambda: self.get("/health/live") is not None, 20, "the node to answer")
+        if wait_ready:
+            wait_for(lambda: self.ready()[0], 20, "the node to be ready")
+        return self
+
+    def get(self, path: str) -> tuple[int, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=2) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        except OSError:
+            return None
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        got = self.get("/health/ready")
+        if got is None:
+            return False, {}
+        return got[0] == 200, got[1]
+
+    def reader(self, reader_id: str) -> dict[str, Any]:
+        return self.ready()[1].get("readers", {}).get(reader_id, {})
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+class SocatPair:
+    """Two linked ptys made by socat, as `make run` demos use: the service opens ``device``,
+    the simulator writes to ``wire``. Stopping socat is unplugging the reader."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.device = str(workdir / "ttyREADER")
+        self.wire = str(workdir / "ttySIM")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SocatPair:
+        exe = shutil.which("socat") or "/usr/bin/socat"
+        self.proc = subprocess.Popen(
+            [exe, f"pty,raw,echo=0,link={self.device}", f"pty,raw,echo=0,link={self.wire}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: os.path.exists(self.device) and os.path.exists(self.wire), 5, "socat")
+        return self
+
+    def write(self, data: bytes) -> None:
+        fd = os.open(self.wire, os.O_WRONLY | os.O_NOCTTY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
