@@ -223,10 +223,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def argv_command(argv: list[str] | None) -> str | None:
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if a in ("run", "pass", "check", "simulate")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if argv_command(argv) == "run" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "simulate":

@@ -37,6 +37,7 @@ class CardRead:
     source: str  # serial | mqtt
     raw: bytes | None = None
     ack: Callable[[], None] | None = None  # MQTT: acknowledge once the decision is on disk
+    replayed: bool = False  # redelivered after a crash: its age is unknown, so it is stale
 
 
 def site_rules(cfg: Config) -> SiteRules:
@@ -142,7 +143,7 @@ class GatePipeline:
         age = max(0.0, self.monotonic() - read.mono)
         gate = read.reader.gate
         decision, holder = check(conn, read.card, now, gate, self.rules)
-        stale = age > self.cfg.rules.stale_after_s
+        stale = read.replayed or age > self.cfg.rules.stale_after_s
         p = decision.pass_
         event_id = uuid.uuid4().hex
         verdict = "grant" if decision.granted else "deny"

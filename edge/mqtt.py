@@ -24,8 +24,8 @@ from edge.config import MqttCfg
 
 log = logging.getLogger(__name__)
 
-# (reader id, parsed payload or None, why it was refused or None, ack)
-SwipeHandler = Callable[[str, dict[str, Any] | None, str | None, Callable[[], None]], None]
+# (reader id, parsed payload or None, why it was refused or None, redelivered?, ack)
+SwipeHandler = Callable[[str, dict[str, Any] | None, str | None, bool, Callable[[], None]], None]
 
 
 def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -130,7 +130,8 @@ class MqttLink:
             ack()
             return
         body, error = parse_swipe(msg.payload)
-        self.on_swipe(parts[1], body, error, ack)
+        # DUP: the broker sent it before and got no ack (we died first): a replay
+        self.on_swipe(parts[1], body, error, bool(msg.dup), ack)
 
 
 def arrival_times(body: dict[str, Any]) -> float:

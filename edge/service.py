@@ -70,6 +70,7 @@ class Service:
         reader_id: str,
         body: dict[str, Any] | None,
         error: str | None,
+        replayed: bool,
         ack: Callable[[], None],
     ) -> None:
         reader = self.readers_cfg.get(reader_id)
@@ -89,7 +90,7 @@ class Service:
         mono = arrival_times(body or {})
         self.last_mqtt_swipe[reader_id] = time.monotonic()
         raw = str(body["card"]).encode() if body else None
-        self.gate.submit(CardRead(reader, card, mono, "mqtt", raw, ack))
+        self.gate.submit(CardRead(reader, card, mono, "mqtt", raw, ack, replayed))
 
     # -- health -------------------------------------------------------------------------
 

@@ -1,0 +1,181 @@
+"""Swipe to decision: how long a card read on a serial reader takes to become a decision.
+
+A node with 1,000,000 resident passes (imported with ``gatehouse pass import``; the import
+time is printed as a side figure) reads an RDM6300 reader on a pty. For 300 distinct
+imported cards, ~50 ms apart, it times from writing the last byte of the 14-byte frame to
+the pty until the decision arrives at a QoS 1 subscriber on
+``gatehouse/<node>/gate/main/decision``.
+
+Baseline, measured in the same run on the same machine and broker: the three things a
+decision cannot do without, each bare:
+  (a) an SQLite point lookup on the imported database (``passes.card_key``, indexed),
+  (b) a durable commit (small INSERT + COMMIT, WAL, synchronous=FULL) in the node's dir,
+  (c) a paho -> Mosquitto -> paho QoS 1 delivery of a ~300-byte JSON message.
+It prints p50/p95/p99 of each and RATIO = swipe p99 / (a+b+c p99 sum); the target is <= 1.5.
+
+Run: .venv/bin/python bench/swipe_latency.py   (about a minute; needs mosquitto)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+from common import (
+    NODE_ID,
+    Stats,
+    Subscriber,
+    Workspace,
+    close_client,
+    import_passes,
+    main_guard,
+    make_cards,
+    mqtt_client,
+    wait_for,
+    workspace,
+    write_passes_csv,
+)
+
+from drivers.rdm6300 import Rdm6300
+from edge.cards import mask_key, parse_card
+
+PASSES = 1_000_000
+SWIPES = 300
+SPACING_S = 0.05
+BASELINE_N = 300
+TIMEOUT_S = 10.0
+
+
+def baseline_lookup(db_path: Path, cards: list[str]) -> list[float]:
+    """(a) The bare point lookup the gate does, on the imported file opened read-only."""
+    keys = [parse_card(c).key for c in cards]
+    out = []
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
+        for key in keys:
+            t0 = time.perf_counter()
+            rows = conn.execute("SELECT * FROM passes WHERE card_key = ?", (key,)).fetchall()
+            out.append(time.perf_counter() - t0)
+            if len(rows) != 1:
+                raise RuntimeError(f"lookup of key {key} found {len(rows)} rows")
+    return out
+
+
+def baseline_commit(directory: Path) -> list[float]:
+    """(b) A bare durable commit: one small row, WAL, synchronous=FULL."""
+    path = directory / "scratch-commit.db"
+    out = []
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, ts REAL, v TEXT)")
+        for i in range(BASELINE_N):
+            t0 = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (ts, v) VALUES (?, ?)", (time.time(), f"event {i}"))
+            conn.execute("COMMIT")
+            out.append(time.perf_counter() - t0)
+    path.unlink()
+    return out
+
+
+def baseline_mqtt(port: int) -> list[float]:
+    """(c) A bare QoS 1 delivery of a ~300-byte JSON message, publish call to on_message."""
+    topic = "bench/baseline/latency"
+    sub = Subscriber(port, topic, "lat-sub")
+    pub = mqtt_client(port, "lat-pub")
+    out = []
+    try:
+        for i in range(BASELINE_N):
+            body = {
+                "event_id": f"{i:032x}", "ts": "2024-01-01T08:00:00.000+08:00",
+                "gate": "main", "reader": "main-in", "direction": "in", "decision": "grant",
+                "reason": "valid_pass", "pass_id": f"{i:016x}", "pass_kind": "resident",
+                "holder": "R******* 1****", "card": "****ABCD", "stale": False, "seq": i,
+            }  # fmt: skip
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            t0 = time.perf_counter()
+            pub.publish(topic, payload, qos=1)
+            got, _topic, data = sub.next(TIMEOUT_S)
+            if data != payload:
+                raise RuntimeError("baseline MQTT: a message arrived out of order")
+            out.append(got - t0)
+            time.sleep(max(0.0, SPACING_S - (time.perf_counter() - t0)))
+    finally:
+        close_client(pub)
+        sub.close()
+    return out
+
+
+def swipes(ws: Workspace, cards: list[str]) -> tuple[list[float], dict[str, int]]:
+    """Start the node on a pty reader and time each swipe to its decision."""
+    master, slave = os.openpty()
+    ws.callback(lambda: os.close(slave))
+    ws.callback(lambda: os.close(master))
+    config, api = ws.configure(
+        [{"id": "main-in", "gate": "main", "port": os.ttyname(slave), "protocol": "rdm6300"}]
+    )
+    sub = Subscriber(ws.broker.port, f"gatehouse/{NODE_ID}/gate/main/decision", "decisions")
+    ws.callback(sub.close)
+    node = ws.node(api)
+    node.start(wait_ready=True)
+    wait_for(lambda: node.reader("main-in").get("state") == "open", 20, "the pty reader")
+    out: list[float] = []
+    verdicts: dict[str, int] = {}
+    for card in cards:
+        frame = Rdm6300.encode(parse_card(card))
+        os.write(master, frame[:-1])
+        t0 = time.perf_counter()
+        os.write(master, frame[-1:])  # the last byte: the reader has the whole frame now
+        try:
+            got, _topic, data = sub.next(TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(f"no decision for card {card} within {TIMEOUT_S} s") from None
+        decision = json.loads(data)
+        if decision["card"] != mask_key(parse_card(card).key):
+            raise RuntimeError(f"decision for {decision['card']}, expected card {card}")
+        out.append(got - t0)
+        key = f"{decision['decision']}:{decision['reason']}"
+        verdicts[key] = verdicts.get(key, 0) + 1
+        time.sleep(max(0.0, SPACING_S - (time.perf_counter() - t0)))
+    return out, verdicts
+
+
+def main() -> None:
+    rng = random.Random(6300)
+    with workspace("gatehouse-bench-latency-") as ws:
+        print(f"swipe_latency: {PASSES:,} passes, {SWIPES} swipes {SPACING_S * 1000:.0f} ms apart")
+        cards = make_cards(PASSES)
+        csv_path = write_passes_csv(ws.dir / "passes.csv", cards)
+        ws.configure([])
+        imported, took = import_passes(ws.config, csv_path)
+        csv_path.unlink()
+        print(f"  import: {imported:,} passes in {took:.1f} s (gatehouse pass import, wall)")
+
+        sample = rng.sample(cards, SWIPES + BASELINE_N)
+        lookup = Stats.of_seconds(baseline_lookup(ws.db_path, sample[SWIPES:]))
+        commit = Stats.of_seconds(baseline_commit(ws.db_path.parent))
+        deliver = Stats.of_seconds(baseline_mqtt(ws.broker.port))
+        swipe_s, verdicts = swipes(ws, sample[:SWIPES])
+        swipe = Stats.of_seconds(swipe_s)
+
+        base = lookup.p99 + commit.p99 + deliver.p99
+        print("baseline (same run, same machine and broker):")
+        print(lookup.row("(a) sqlite point lookup, 1M rows"))
+        print(commit.row("(b) durable commit (WAL, FULL)"))
+        print(deliver.row("(c) paho->mosquitto->paho QoS 1"))
+        print(f"  baseline p99 sum (a+b+c): {base:.3f} ms")
+        print("gatehouse:")
+        print(swipe.row("swipe -> decision (pty, rdm6300)"))
+        print(f"  verdicts: {verdicts}")
+        print(f"RATIO swipe p99 / baseline p99 sum = {swipe.p99:.3f} / {base:.3f} = "
+              f"{swipe.p99 / base:.2f} (target <= 1.5)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,161 @@
+"""Config checks and the command line, run as a user runs them (real processes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.config import ConfigError, load, parse
+from tests.helpers import cli, free_port, write_config
+
+GOOD = {"node": {"id": "n1"}, "gates": [{"id": "g"}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"node": {}}, "node.id"),
+        ({"node": {"id": "n1", "timezone": "Mars/Olympus"}}, "node.timezone"),
+        ({"gates": []}, "gates"),
+        ({"readers": [{"id": "r", "gate": "nowhere", "port": "/dev/x"}]}, "readers[0].gate"),
+        ({"readers": [{"id": "r", "gate": "g"}]}, "readers[0].port"),
+        (
+            {"readers": [{"id": "r", "gate": "g", "port": "/dev/x", "protocol": "wiegand9"}]},
+            "readers[0].protocol",
+        ),
+        (
+            {"readers": [{"id": "r", "gate": "g", "port": "/dev/x", "baudrate": "fast"}]},
+            "readers[0].baudrate",
+        ),
+        ({"readers": [{"id": "r", "gate": "g", "transport": "mqtt"}]}, "readers[0].transport"),
+        ({"api": {"listen": "localhost"}}, "api.listen"),
+        ({"mqtt": {"url": "http://x"}}, "mqtt.url"),
+        ({"database": {"url": "postgresql://x"}}, "database.url"),
+        ({"rules": {"worker_hours": "7 to 7"}}, "rules.worker_hours"),
+        ({"rules": {"stale_after_s": -1}}, "rules.stale_after_s"),
+        ({"nodes": {}}, "config.nodes"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_key(change, names):
+    with pytest.raises(ConfigError) as e:
+        parse(GOOD | change)
+    assert str(e.value).startswith(names)
+
+
+def test_the_example_config_is_valid():
+    cfg = load(Path(__file__).parent.parent / "config" / "gatehouse.example.toml")
+    assert cfg.node_id == "gate-east" and cfg.api_port == 8080 and cfg.mqtt is None
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=free_port())
+
+
+def test_bad_config_or_argument_prints_one_line_and_exits_2(tmp_path: Path, config: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[node]\nid = "x"\n[[gates]]\nid = "g"\n[api]\nlisten = "nowhere"\n')
+    for args in (
+        ["--config", str(bad), "pass", "list"],
+        ["--config", str(tmp_path / "missing.toml"), "run"],
+        [
+            "--config",
+            str(config),
+            "pass",
+            "add",
+            "--kind",
+            "spaceship",
+            "--card",
+            "1",
+            "--name",
+            "x",
+        ],
+        [
+            "--config",
+            str(config),
+            "pass",
+            "add",
+            "--kind",
+            "temporary",
+            "--card",
+            "12AB",
+            "--name",
+            "x",
+        ],
+        ["--config", str(config), "check", "01026F6C3A", "--at", "yesterday"],
+    ):
+        out = cli(Path(args[1]), *args[2:], check=False)
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stdout == "", out.stderr
+
+
+def test_pass_lifecycle_from_the_command_line(config: Path):
+    out = cli(config, "--json", "pass", "add", "--kind", "worker", "--card", "0040856634",
+              "--name", "李四", "--unit", "5-2-301", "--id-number", "110105199001011234",
+              "--permit", "ZX-2026-118")  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["id_last4"] == "1234" and doc["card"] == "****6C3A" and doc["kind"] == "worker"
+    listing = cli(config, "--json", "pass", "list").stdout
+    assert json.loads(listing)["items"][0]["name"] == "李*" and "110105" not in listing
+    check = cli(config, "--json", "check", "01026F6C3A", "--at", "2000-01-01T12:00")
+    assert check.returncode == 1 and json.loads(check.stdout)["reason"] == "not_yet_valid"
+    assert cli(config, "pass", "revoke", doc["id"]).returncode == 0
+    again = cli(config, "pass", "revoke", doc["id"], check=False)
+    assert again.returncode == 2 and "already revoked" in again.stderr
+    db = sqlite3.connect(config.parent / "var" / "edge.db")
+    assert (
+        db.execute(
+            "SELECT count(*) FROM passes WHERE id_hash LIKE '%1234%' OR name = ''"
+        ).fetchone()[0]
+        == 0
+    )
+    assert "1990" not in str(db.execute("SELECT * FROM passes").fetchall())
+
+
+def test_worker_and_temporary_passes_beyond_their_limit_are_refused(config: Path):
+    window = ["--valid-from", "2026-11-01T08:00", "--valid-until", "2026-11-05T08:00"]
+    out = cli(config, "pass", "add", "--kind", "temporary", "--card", "0040856634", "--name", "x",
+              *window, check=False)  # fmt: skip
+    assert out.returncode == 2 and "at most 3 days" in out.stderr
+    out = cli(
+        config,
+        "pass",
+        "add",
+        "--kind",
+        "worker",
+        "--card",
+        "0040856634",
+        "--name",
+        "x",
+        check=False,
+    )
+    assert out.returncode == 2 and "unit" in out.stderr
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(
+            f, ["kind", "card", "name", "unit", "valid_from", "valid_until", "id_number"]
+        )
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_import_is_all_or_nothing_and_names_the_bad_line(tmp_path: Path, config: Path):
+    rows = [
+        {"kind": "resident", "card": f"{i:010d}", "name": f"业主{i}", "unit": "1-1-101",
+         "valid_from": "", "valid_until": "", "id_number": ""}
+        for i in range(1, 2001)
+    ]  # fmt: skip
+    bad = [*rows[:1500], {**rows[1500], "valid_until": "not a date"}, *rows[1501:]]
+    out = cli(config, "pass", "import", str(write_csv(tmp_path / "bad.csv", bad)), check=False)
+    assert out.returncode == 2 and "line 1502" in out.stderr
+    assert cli(config, "--json", "pass", "list").stdout.count('"id"') == 0
+    out = cli(config, "--json", "pass", "import", str(write_csv(tmp_path / "ok.csv", rows)))
+    assert json.loads(out.stdout)["imported"] == 2000
+    assert cli(config, "check", "0000001234").returncode == 0

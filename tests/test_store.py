@@ -1,0 +1,79 @@
+"""The store: migrations match the models, pragmas hold, and the one writer commits in groups."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from edge import db
+from edge.models import SQLModel
+from edge.writer import CallJob, Writer
+
+
+def test_migrations_build_exactly_the_schema_of_the_models(tmp_path: Path):
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    eng = db.engine(path)
+    with eng.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+    db.migrate(path)  # a second run is a no-op
+
+
+def test_connections_use_wal_and_full_sync(tmp_path: Path):
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    conn = db.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_the_epoch_is_made_once_and_kept(tmp_path: Path):
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    first = db.ensure_epoch(db.connect(path))
+    assert db.ensure_epoch(db.connect(path)) == first
+
+
+@pytest.fixture
+def writer(tmp_path: Path):
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    w = Writer(db.connect(path))
+    w.start()
+    yield w
+    w.stop()
+
+
+def put(key: str):
+    return lambda c: db.set_meta(c, key, "v")
+
+
+def test_a_failing_job_rolls_back_alone(writer: Writer, tmp_path: Path):
+    def boom(c: sqlite3.Connection):
+        db.set_meta(c, "half-done", "x")
+        raise ValueError("bad job")
+
+    jobs = [CallJob(put("a")), CallJob(boom), CallJob(put("b"))]
+    for j in jobs:
+        writer.submit(j)
+    jobs[0].future.result(5), jobs[2].future.result(5)
+    with pytest.raises(ValueError, match="bad job"):
+        jobs[1].future.result(5)
+    conn = db.connect(tmp_path / "e.db")
+    keys = {r[0] for r in conn.execute("SELECT key FROM node_meta")}
+    assert {"a", "b"} <= keys and "half-done" not in keys
+
+
+def test_concurrent_callers_share_commits(writer: Writer):
+    threads = [threading.Thread(target=lambda i=i: writer.call(put(f"k{i}"))) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert writer.commits < 200  # group commit: fewer fsyncs than jobs
