@@ -207,8 +207,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     frame = PARSERS[args.protocol].encode(card)
-    if args.corrupt:
-        frame = frame[:-2] + bytes([frame[-2] ^ 0x01]) + frame[-1:]
+    if args.corrupt:  # a wrong checksum: still a well-formed frame, so only the sum gives it away
+        check = frame[-2]
+        wrong = (
+            (b"1" if check != ord("1") else b"2")
+            if args.protocol == "rdm6300"
+            else bytes([check ^ 1])
+        )
+        frame = frame[:-2] + wrong + frame[-1:]
     try:
         with serial.Serial(args.port, args.baudrate, timeout=1) as port:
             deadline = time.monotonic() + args.hold

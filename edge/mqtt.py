@@ -53,6 +53,7 @@ class MqttLink:
         self.counts: Counter[str] = Counter()
         self.last_error: str | None = None
         self._connected = False
+        self._stopping = False
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"gatehouse-{node_id}",
@@ -82,6 +83,7 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         if self._connected:
             info = self.client.publish(self.base + "status", "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -112,7 +114,7 @@ class MqttLink:
             client.subscribe(self.base + "reader/+/swipe", qos=1)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if self._connected:
+        if self._connected and not self._stopping:
             log.warning("mqtt: disconnected (%s); reconnecting", reason)
         self._connected = False
         self.last_error = f"disconnected: {reason}"
