@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import queue
@@ -55,7 +56,9 @@ class Broker:
         shipped = (ROOT / "config/mosquitto/gatehouse.conf").read_text()
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            # run as the test's own user: as root, Mosquitto would switch to "mosquitto"
+            # and could not read the test's password file or write its persistence
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence_location {self.workdir}/\n{shipped}\n{self.extra}\n"
         )
         self.proc = subprocess.Popen(

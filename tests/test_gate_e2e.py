@@ -213,3 +213,21 @@ def test_status_is_retained_online_and_offline_after_stop(node: Node, broker: Br
     assert node.stop() == 0
     assert seen.next("status") == "offline"
     seen.close()
+
+
+def test_a_silent_reader_shows_in_readiness(tmp_path: Path, broker: Broker, pty: Pty):
+    api = free_port()
+    config = write_config(
+        tmp_path / "g.toml",
+        broker_port=broker.port,
+        api_port=api,
+        readers=[{"id": "main-in", "gate": "main", "port": pty.path, "silent_after_s": 1}],
+    )
+    node = Node(config, api).start()
+    try:
+        wait_for(lambda: node.reader("main-in").get("silent"), 10, "the reader to count as silent")
+        assert node.ready()[0] is False
+        pty.write(frame("01026F6C3A"))
+        wait_for(lambda: node.ready()[0], 10, "the reader to be heard again")
+    finally:
+        node.stop()
