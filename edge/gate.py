@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import time as TimeOfDay
 from functools import lru_cache
-from typing import Any
 
 from edge.bus import Bus
 from edge.cards import CardId, mask_key
@@ -45,7 +45,7 @@ def site_rules(cfg: Config) -> SiteRules:
 
 
 @lru_cache(maxsize=256)
-def _window(text: str) -> Any:
+def _window(text: str) -> tuple[TimeOfDay, TimeOfDay]:
     return parse_hours(text, "daily_window")
 
 
