@@ -2,7 +2,7 @@
 
 Not a benchmark itself. The scripts beside it import it as ``common`` (Python puts bench/
 on sys.path when a script there is run); it puts the repository root on sys.path so the
-test helpers (tests/helpers.py: Broker, Node, Pty, ...) are reused as they are.
+test helpers (tests/helpers.py: Broker, Node, write_config, ...) are reused as they are.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from tests.helpers import GATEHOUSE, Broker, Node, Pty, free_port, wait_for, write_config  # noqa: E402
+from tests.helpers import GATEHOUSE, Broker, Node, free_port, wait_for, write_config  # noqa: E402
 
 __all__ = [
     "GATEHOUSE",
@@ -38,7 +38,6 @@ __all__ = [
     "ROOT",
     "Broker",
     "Node",
-    "Pty",
     "Stats",
     "Subscriber",
     "Workspace",
@@ -65,7 +64,7 @@ CSV_HEADER = ("kind", "card", "name", "unit", "valid_from", "valid_until")
 
 def make_cards(n: int, salt: int = 0) -> list[str]:
     """``n`` cards as 10 hex digits, all with distinct 32-bit keys (the identity the gate
-    matches on). The low 8 digits are ``i * odd`` mod 2**32, a bijection, so no two repeat;
+    matches on). The low 8 digits are ``i * odd + salt`` mod 2**32, a bijection of ``i``;
     the leading ``C`` keeps them hex (10 plain digits would be read as a decimal number)."""
     odd = 2_654_435_761  # Knuth's multiplicative constant: odd, so invertible mod 2**32
     return [f"C{salt & 0xF:X}{(i * odd + salt) & 0xFFFFFFFF:08X}" for i in range(n)]
@@ -116,7 +115,7 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
 
 @dataclass
 class Workspace:
-    """A temp dir holding one broker, one node config and its data; ``close`` undoes all.
+    """A temp dir holding one broker, one node config and its data (see ``workspace``).
 
     The node's database is ``var/edge.db`` under ``dir`` (tests.helpers.write_config).
     """
@@ -150,6 +149,8 @@ class Workspace:
 
 @contextlib.contextmanager
 def workspace(prefix: str) -> Iterator[Workspace]:
+    """A started broker in a fresh temp dir; on leaving, everything registered on the
+    workspace (nodes, clients, ptys) is stopped, then the broker, then the dir removed."""
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         broker = Broker(tmp)
@@ -218,7 +219,7 @@ class Subscriber:
             self.first = now
         self.last = now
         self.count += 1
-        self.messages.put((now, msg.topic, msg.payload))
+        self.messages.put((now, msg.topic, bytes(msg.payload)))
 
     def next(self, timeout: float) -> tuple[float, str, bytes]:
         return self.messages.get(timeout=timeout)

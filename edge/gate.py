@@ -116,7 +116,9 @@ class GatePipeline:
         self.clock = clock
         self.monotonic = monotonic
         self.counts: Counter[str] = Counter()
-        self._last_seen: dict[tuple[str, int], float] = {}  # writer thread only
+        # (reader, card) → last sighting, oldest first; writer thread only
+        self._last_seen: dict[tuple[str, int], float] = {}
+        self._debounce_horizon = max((r.debounce_ms for r in cfg.readers), default=0) / 1000
 
     def submit(self, read: CardRead) -> None:
         self.writer.submit(ReadJob(self, read))
@@ -128,11 +130,16 @@ class GatePipeline:
         while a deliberate re-tap after lifting it does.
         """
         key = (read.reader.id, read.card.key)
-        last = self._last_seen.get(key)
-        self._last_seen[key] = read.mono
-        if len(self._last_seen) > 10_000:
-            horizon = read.mono - 60.0
-            self._last_seen = {k: t for k, t in self._last_seen.items() if t > horizon}
+        seen = self._last_seen
+        last = seen.pop(key, None)
+        seen[key] = read.mono  # re-inserted: the dict stays ordered by last sighting
+        # forget sightings too old to debounce anything: from the oldest end, O(1) a read
+        horizon = read.mono - self._debounce_horizon
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
         return last is not None and 0 <= read.mono - last < read.reader.debounce_ms / 1000
 
     def record(self, conn: sqlite3.Connection, read: CardRead) -> AfterCommit:

@@ -9,6 +9,7 @@ error rolls back that job alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -46,16 +47,25 @@ class CallJob:
 
 
 class Writer:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, checkpoint_every_s: float = 1.0) -> None:
         self.conn = conn
+        # A WAL checkpoint inside a commit would hold a swipe up for milliseconds: the
+        # writer never checkpoints; a thread of its own does, between commits.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.checkpoint_every_s = checkpoint_every_s
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.last_beat = time.monotonic()  # the watchdog checks the writer is turning
         self.commits = 0
         self.errors = 0
         self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="checkpoint", daemon=True
+        )
+        self._stopped = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
+        self._checkpointer.start()
 
     def alive(self, within_s: float = 5.0) -> bool:
         return self._thread.is_alive() and time.monotonic() - self.last_beat < within_s
@@ -73,6 +83,23 @@ class Writer:
         """Finish every job already queued, then stop."""
         self.jobs.put(None)
         self._thread.join(timeout=30)
+        self._stopped.set()
+        self._checkpointer.join(timeout=10)
+        with contextlib.suppress(sqlite3.Error):  # a reader may hold it; not worth waiting
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _checkpoints(self) -> None:
+        """PASSIVE checkpoints on a connection of their own: they never block a commit."""
+        (path,) = (row[2] for row in self.conn.execute("PRAGMA database_list") if row[1] == "main")
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stopped.wait(self.checkpoint_every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as e:
+                    log.warning("checkpoint failed: %s", e)
+        finally:
+            conn.close()
 
     def _loop(self) -> None:
         stopping = False

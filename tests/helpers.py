@@ -193,13 +193,14 @@ class Node:
         self.log = config.parent / "node.log"
 
     def start(self, wait_ready: bool = False) -> Node:
-        self.proc = subprocess.Popen(
-            [GATEHOUSE, "--config", str(self.config), "run"],
-            stdout=self.log.open("a"),
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(self.env or {})},
-        )
+        with self.log.open("a") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [GATEHOUSE, "--config", str(self.config), "run"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, **(self.env or {})},
+            )
         wait_for(lambda: self.get("/health/live") is not None, 20, "the node to answer")
         if wait_ready:
             wait_for(lambda: self.ready()[0], 20, "the node to be ready")
