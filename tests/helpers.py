@@ -270,3 +270,18 @@ class SocatPair:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+
+
+def node_for(
+    workdir: Path,
+    readers: list[dict[str, Any]],
+    broker_port: int | None = None,
+    env: dict[str, str] | None = None,
+    **rules: Any,
+) -> Node:
+    """A node (not started) with its own config and API port under ``workdir``."""
+    api = free_port()
+    config = write_config(
+        workdir / "gatehouse.toml", broker_port=broker_port, readers=readers, api_port=api, **rules
+    )
+    return Node(config, api, env)

@@ -11,7 +11,7 @@ import paho.mqtt.publish as publish
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.helpers import ROOT, Broker, Node, cli, free_port, wait_for, write_config
+from tests.helpers import ROOT, Broker, cli, node_for, wait_for
 
 
 def test_each_device_may_touch_only_its_own_topics(tmp_path: Path):
@@ -30,21 +30,20 @@ def test_each_device_may_touch_only_its_own_topics(tmp_path: Path):
     auth = auth.replace("/etc/mosquitto/gatehouse.acl", str(tmp_path / "acl"))
     broker = Broker(tmp_path, extra=auth)
     broker.start()
-    api = free_port()
-    config = write_config(
-        tmp_path / "g.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[
+    n = node_for(
+        tmp_path,
+        [
             {"id": "net-in", "gate": "main", "transport": "mqtt"},
             {"id": "net-out", "gate": "main", "transport": "mqtt", "direction": "out"},
         ],
+        broker_port=broker.port,
     )
+    config = n.config
     node_login = 'username = "gatehouse-gate-test"\npassword = "pw-gatehouse-gate-test"'
     text = config.read_text().replace('prefix = "gatehouse"', f'prefix = "gatehouse"\n{node_login}')
     config.write_text(text)
     cli(config, "pass", "add", "--kind", "resident", "--card", "0040856634", "--name", "王五")
-    node = Node(config, api).start(wait_ready=True)
+    node = n.start(wait_ready=True)
     try:
         relay_got: list[str] = []
         relay = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="relay-main")

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
-from tests.helpers import Broker, Listener, Node, Pty, cli, free_port, wait_for, write_config
+from tests.helpers import Broker, Listener, Pty, cli, node_for, wait_for
 
 N = 3000
 
@@ -21,23 +21,22 @@ N = 3000
 def test_every_published_decision_survives_kill_9_and_no_swipe_is_lost(
     tmp_path: Path, broker: Broker, listener: Listener, pty: Pty
 ):
-    api = free_port()
-    config = write_config(
-        tmp_path / "g.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[
+    n = node_for(
+        tmp_path,
+        [
             {"id": "net-in", "gate": "main", "transport": "mqtt"},
             {"id": "main-in", "gate": "main", "port": pty.path},
         ],
+        broker_port=broker.port,
     )
+    config = n.config
     cards = [f"{i:010d}" for i in range(1, N + 1)]
     with (tmp_path / "p.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["kind", "card", "name", "unit", "valid_from", "valid_until"])
         w.writerows(["resident", c, "业主", "1-101", "", ""] for c in cards)
     cli(config, "pass", "import", str(tmp_path / "p.csv"))
-    node = Node(config, api).start(wait_ready=True)
+    node = n.start(wait_ready=True)
 
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="crash-pub")
     pub.max_inflight_messages_set(100)
@@ -66,7 +65,7 @@ def test_every_published_decision_survives_kill_9_and_no_swipe_is_lost(
     assert before < N, "the kill came too late to test anything"
 
     # After a restart the broker delivers every swipe that was never acknowledged.
-    node = Node(config, api).start(wait_ready=True)
+    node = n.start(wait_ready=True)
     try:
 
         def decided() -> bool:

@@ -21,9 +21,8 @@ from tests.helpers import (
     Pty,
     SocatPair,
     cli,
-    free_port,
+    node_for,
     wait_for,
-    write_config,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -36,18 +35,11 @@ def frame(card: str) -> bytes:
 
 @pytest.fixture
 def node(tmp_path: Path, broker: Broker, pty: Pty) -> Iterator[Node]:
-    api = free_port()
-    config = write_config(
-        tmp_path / "gatehouse.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[
-            {"id": "main-in", "gate": "main", "port": pty.path, "protocol": "rdm6300"},
-            {"id": "net-in", "gate": "main", "transport": "mqtt"},
-        ],
-        worker_hours="00:00-23:59",
-    )
-    n = Node(config, api).start(wait_ready=True)
+    readers = [
+        {"id": "main-in", "gate": "main", "port": pty.path, "protocol": "rdm6300"},
+        {"id": "net-in", "gate": "main", "transport": "mqtt"},
+    ]
+    n = node_for(tmp_path, readers, broker.port, worker_hours="00:00-23:59").start(wait_ready=True)
     yield n
     n.stop()
 
@@ -121,14 +113,8 @@ def test_card_held_on_the_reader_for_two_seconds_gives_one_decision(
     tmp_path: Path, broker: Broker, listener: Listener
 ):
     wire = SocatPair(tmp_path).start()
-    api = free_port()
-    config = write_config(
-        tmp_path / "gatehouse.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[{"id": "main-in", "gate": "main", "port": wire.device}],
-    )
-    node = Node(config, api).start(wait_ready=True)
+    node = node_for(tmp_path, [{"id": "main-in", "gate": "main", "port": wire.device}], broker.port)
+    config = node.start(wait_ready=True).config
     try:
         add(node, "01026F6C3A")
         sim = cli(
@@ -151,14 +137,8 @@ def test_unplugged_reader_is_reopened_when_it_returns(
     tmp_path: Path, broker: Broker, listener: Listener
 ):
     wire = SocatPair(tmp_path).start()
-    api = free_port()
-    config = write_config(
-        tmp_path / "gatehouse.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[{"id": "main-in", "gate": "main", "port": wire.device}],
-    )
-    node = Node(config, api).start(wait_ready=True)
+    node = node_for(tmp_path, [{"id": "main-in", "gate": "main", "port": wire.device}], broker.port)
+    node.start(wait_ready=True)
     try:
         add(node, "01026F6C3A")
         wire.stop()  # unplugged
@@ -216,14 +196,8 @@ def test_status_is_retained_online_and_offline_after_stop(node: Node, broker: Br
 
 
 def test_a_silent_reader_shows_in_readiness(tmp_path: Path, broker: Broker, pty: Pty):
-    api = free_port()
-    config = write_config(
-        tmp_path / "g.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[{"id": "main-in", "gate": "main", "port": pty.path, "silent_after_s": 1}],
-    )
-    node = Node(config, api).start()
+    reader = {"id": "main-in", "gate": "main", "port": pty.path, "silent_after_s": 1}
+    node = node_for(tmp_path, [reader], broker.port).start()
     try:
         wait_for(lambda: node.reader("main-in").get("silent"), 10, "the reader to count as silent")
         assert node.ready()[0] is False

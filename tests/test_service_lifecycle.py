@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
-from tests.helpers import Broker, Listener, Node, Pty, cli, free_port, wait_for, write_config
+from tests.helpers import Broker, Listener, Pty, cli, node_for, wait_for
 
 
 def test_notify_ready_then_watchdog_pings_then_stopping(tmp_path: Path):
@@ -16,9 +16,8 @@ def test_notify_ready_then_watchdog_pings_then_stopping(tmp_path: Path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
     sock.settimeout(10)
-    api = free_port()
-    config = write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=api)
-    node = Node(config, api, env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}).start()
+    env = {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
+    node = node_for(tmp_path, [], env=env).start()
     got = [sock.recv(100).decode() for _ in range(3)]
     assert got[0] == "READY=1" and got[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
     assert node.stop() == 0
@@ -33,15 +32,12 @@ def test_notify_ready_then_watchdog_pings_then_stopping(tmp_path: Path):
 
 def test_decisions_go_on_without_a_broker_and_reach_it_when_it_comes(tmp_path: Path, pty: Pty):
     broker = Broker(tmp_path)  # configured but not started yet
-    api = free_port()
-    config = write_config(
-        tmp_path / "g.toml",
-        broker_port=broker.port,
-        api_port=api,
-        readers=[{"id": "main-in", "gate": "main", "port": pty.path}],
+    n = node_for(
+        tmp_path, [{"id": "main-in", "gate": "main", "port": pty.path}], broker_port=broker.port
     )
+    config = n.config
     cli(config, "pass", "add", "--kind", "resident", "--card", "0040856634", "--name", "王五")
-    node = Node(config, api).start()
+    node = n.start()
     try:
         wait_for(lambda: node.reader("main-in").get("state") == "open", 10, "reader open")
         ok, body = node.ready()
