@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -60,6 +61,22 @@ def build_parser() -> Parser:
     lst.add_argument("--card")
     lst.add_argument("--limit", type=int, default=50)
 
+    usr = sub.add_parser("user", help="API users").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    uadd = usr.add_parser("add", help="create a user; prints the bearer token once")
+    uadd.add_argument("name")
+    uadd.add_argument("--role", required=True, choices=["guard", "control", "admin"])
+    urev = usr.add_parser("revoke", help="revoke a user's token")
+    urev.add_argument("name")
+
+    rep = sub.add_parser("report", help="reports").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    rslips = rep.add_parser("slips", help="a month's goods release slips per unit")
+    rslips.add_argument("--month", required=True, help="YYYY-MM")
+    rslips.add_argument("--format", choices=["csv", "json"], default="csv")
+
     chk = sub.add_parser("check", help="the decision the gate would make, not recorded")
     chk.add_argument("card")
     chk.add_argument("--gate")
@@ -76,6 +93,11 @@ def build_parser() -> Parser:
     sw.add_argument("--hold", type=float, default=0.0, help="seconds the card stays on the reader")
     sw.add_argument("--corrupt", action="store_true", help="send a frame with a bad checksum")
     return p
+
+
+def cli_user() -> str:
+    """Who did it, for writes made from the command line."""
+    return f"cli:{getpass.getuser()}"
 
 
 def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
@@ -118,13 +140,13 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 if unknown:
                     raise PassError(f"gates: {unknown[0]!r} is not one of this node's gates")
             conn.execute("BEGIN IMMEDIATE")
-            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz)
+            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user())
             conn.execute("COMMIT")
             # the clerk who issued it sees it whole; the id alone without --json
             _print(args, pass_ops.shown(pass_ops.get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
         elif args.action == "import":
             started = time.monotonic()
-            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz)
+            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user())
             took = time.monotonic() - started
             _print(
                 args,
@@ -134,7 +156,7 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
         elif args.action == "revoke":
             conn.execute("BEGIN IMMEDIATE")
             try:
-                pass_ops.set_status(conn, args.pass_id, "revoked", args.reason)
+                pass_ops.set_status(conn, args.pass_id, "revoked", args.reason, cli_user())
             except PassError:
                 conn.execute("ROLLBACK")
                 raise
@@ -156,6 +178,50 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     finally:
         conn.close()
+    return 0
+
+
+def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import db, users
+    from edge.errors import DomainError
+
+    db.migrate(cfg.db_path)
+    conn = db.connect(cfg.db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if args.action == "add":
+            token = users.add(conn, args.name, args.role)
+        else:
+            users.revoke(conn, args.name)
+        conn.execute("COMMIT")
+    except DomainError as e:
+        conn.execute("ROLLBACK")
+        raise UsageError(str(e)) from None
+    finally:
+        conn.close()
+    if args.action == "add":
+        _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+    else:
+        _print(args, {"name": args.name, "revoked": True}, f"revoked {args.name}")
+    return 0
+
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import db, slips
+    from edge.errors import DomainError
+
+    db.migrate(cfg.db_path)
+    conn = db.connect(cfg.db_path)
+    try:
+        rows = slips.monthly_report(conn, args.month, cfg.tz, time.time())
+    except DomainError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        conn.close()
+    if args.json or args.format == "json":
+        print(json.dumps({"month": args.month, "items": rows}, ensure_ascii=False))
+    else:
+        sys.stdout.write(slips.report_csv(rows))
     return 0
 
 
@@ -231,7 +297,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def argv_command(argv: list[str] | None) -> str | None:
     args = sys.argv[1:] if argv is None else argv
-    return next((a for a in args if a in ("run", "pass", "check", "simulate")), None)
+    return next((a for a in args if a in ("run", "pass", "check", "simulate", "user")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(cfg)
         if args.command == "pass":
             return cmd_pass(cfg, args)
+        if args.command == "user":
+            return cmd_user(cfg, args)
+        if args.command == "report":
+            return cmd_report(cfg, args)
         return cmd_check(cfg, args)
     except (UsageError, ConfigError) as e:
         print(f"gatehouse: {e}", file=sys.stderr)

@@ -23,6 +23,10 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     OUTSIDE_HOURS = "outside_hours"
     WRONG_GATE = "wrong_gate"
+    SLIP_USED = "slip_used"
+    SLIP_REJECTED = "slip_rejected"
+    SLIP_CANCELLED = "slip_cancelled"
+    MANUAL_OVERRIDE = "manual_override"
 
 
 # What each reason means, for the README and the API; one place, so they cannot drift.
@@ -35,6 +39,10 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.NOT_YET_VALID: "the pass's validity has not started",
     Reason.OUTSIDE_HOURS: "outside the pass's daily entry window (workers: 07:00-19:00 by default)",
     Reason.WRONG_GATE: "the pass is not valid at this gate",
+    Reason.SLIP_USED: "the goods release slip was released already (a slip releases once)",
+    Reason.SLIP_REJECTED: "the goods release slip was rejected at a gate",
+    Reason.SLIP_CANCELLED: "the goods release slip was cancelled by the office",
+    Reason.MANUAL_OVERRIDE: "a guard opened the barrier by hand, with a reason on record",
 }
 
 KINDS = ("temporary", "worker", "resident", "staff")

@@ -8,7 +8,6 @@ swipe, publish the decision, and on a fresh grant command the barrier open.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
@@ -18,11 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as TimeOfDay
 from functools import lru_cache
+from typing import Any
 
+from edge import outbox
 from edge.bus import Bus
 from edge.cards import CardId, mask_key
 from edge.config import Config, ReaderCfg, parse_hours
-from edge.decision import Decision, PassView, SiteRules, decide
+from edge.decision import Decision, PassView, Reason, SiteRules, decide
+from edge.errors import DomainError
 from edge.privacy import mask_name
 from edge.writer import AfterCommit, Writer
 
@@ -83,6 +85,47 @@ def check(
     decision = decide([p for p, _ in found], now, gate, rules)
     names = {p.id: name for p, name in found}
     return decision, names.get(decision.pass_.id) if decision.pass_ else None
+
+
+@dataclass(slots=True)
+class Event:
+    """An access event as recorded: a decision on a read, or a guard's manual opening."""
+
+    event_id: str
+    ts: float
+    gate: str
+    reader: str | None
+    direction: str | None
+    granted: bool
+    reason: str
+    pass_id: str | None
+    pass_kind: str | None
+    card: CardId | None
+    holder: str | None
+    source: str  # serial | mqtt | override
+    raw: str | None = None
+    read_age_ms: int | None = None
+    stale: bool = False
+    by: str | None = None
+    notes: str | None = None
+
+    def message(self, cfg: Config) -> dict[str, Any]:
+        """The decision as published outside the box: holder and card masked."""
+        return {
+            "event_id": self.event_id,
+            "ts": datetime.fromtimestamp(self.ts, cfg.tz).isoformat(timespec="milliseconds"),
+            "gate": self.gate,
+            "reader": self.reader,
+            "direction": self.direction,
+            "decision": "grant" if self.granted else "deny",
+            "reason": self.reason,
+            "pass_id": self.pass_id,
+            "pass_kind": self.pass_kind,
+            "holder": mask_name(self.holder, cfg.rules.name_mask) if self.holder else None,
+            "card": mask_key(self.card.key) if self.card else None,
+            "stale": self.stale,
+            "by": self.by,
+        }
 
 
 class ReadJob:
@@ -148,67 +191,81 @@ class GatePipeline:
             return read.ack
         now = self.clock()
         age = max(0.0, self.monotonic() - read.mono)
-        gate = read.reader.gate
-        decision, holder = check(conn, read.card, now, gate, self.rules)
-        stale = read.replayed or age > self.cfg.rules.stale_after_s
+        decision, holder = check(conn, read.card, now, read.reader.gate, self.rules)
         p = decision.pass_
-        event_id = uuid.uuid4().hex
-        verdict = "grant" if decision.granted else "deny"
-        row = (
-            event_id, now, gate, read.reader.id, read.reader.direction, verdict,
-            decision.reason.value, p.id if p else None, p.kind if p else None,
-            read.card.key, read.card.hex, holder, read.source,
-            read.raw.hex() if read.raw else None, int(age * 1000), stale,
+        event = Event(
+            event_id=uuid.uuid4().hex, ts=now, gate=read.reader.gate, reader=read.reader.id,
+            direction=read.reader.direction, granted=decision.granted,
+            reason=decision.reason.value, pass_id=p.id if p else None,
+            pass_kind=p.kind if p else None, card=read.card, holder=holder, source=read.source,
+            raw=read.raw.hex() if read.raw else None, read_age_ms=int(age * 1000),
+            stale=read.replayed or age > self.cfg.rules.stale_after_s,
         )  # fmt: skip
-        conn.execute(
-            "INSERT INTO access_events (event_id, ts, gate, reader, direction, decision, "
-            "reason, pass_id, pass_kind, card_key, card_hex, holder, source, raw, "
-            "read_age_ms, stale) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            row,
-        )
-        office = {
-            "event_id": event_id, "ts": now, "node": self.cfg.node_id, "gate": gate,
-            "reader": read.reader.id, "direction": read.reader.direction,
-            "decision": verdict, "reason": decision.reason.value,
-            "pass_id": row[7], "pass_kind": row[8], "card_key": read.card.key,
-            "card_hex": read.card.hex, "holder": holder, "source": read.source,
-            "stale": stale,
-        }  # fmt: skip
-        conn.execute(
-            "INSERT INTO outbox (epoch, kind, ref, payload, created_at) VALUES (?,?,?,?,?)",
-            (self.epoch, "access_event", event_id, json.dumps(office, ensure_ascii=False), now),
-        )
-        self.counts[f"{verdict}:{decision.reason.value}"] += 1
-        if stale:
-            self.counts["stale"] += 1
-        message = {
-            "event_id": event_id,
-            "ts": datetime.fromtimestamp(now, self.cfg.tz).isoformat(timespec="milliseconds"),
-            "gate": gate,
-            "reader": read.reader.id,
-            "direction": read.reader.direction,
-            "decision": verdict,
-            "reason": decision.reason.value,
-            "pass_id": row[7],
-            "pass_kind": row[8],
-            "holder": mask_name(holder, self.cfg.rules.name_mask) if holder else None,
-            "card": mask_key(read.card.key),
-            "stale": stale,
-        }
-        open_barrier = decision.granted and not stale
+        announce = self._write(conn, event)
 
         def effects() -> None:
             if read.ack is not None:
                 read.ack()
-            self.bus.publish(f"gate/{gate}/decision", message)
-            if open_barrier:
-                self.bus.command(
-                    f"gate/{gate}/open",
-                    {
-                        "event_id": event_id,
-                        "pulse_ms": self.cfg.rules.open_pulse_ms,
-                        "ts": message["ts"],
-                    },
-                )
+            announce()
 
         return effects
+
+    def override(
+        self, gate: str, reason: str, by: str, card: CardId | None = None, holder: str | None = None
+    ) -> dict[str, Any]:
+        """A guard opens the barrier by hand: recorded with who and why, then opened."""
+        if gate not in self.cfg.gates:
+            raise DomainError(f"gate: {gate!r} is not one of this node's gates")
+        if not reason.strip():
+            raise DomainError("reason: a manual opening needs its reason")
+        event = Event(
+            event_id=uuid.uuid4().hex, ts=self.clock(), gate=gate, reader=None, direction=None,
+            granted=True, reason=Reason.MANUAL_OVERRIDE.value, pass_id=None, pass_kind=None,
+            card=card, holder=holder, source="override", by=by, notes=reason.strip(),
+        )  # fmt: skip
+        announce: list[Callable[[], None]] = []
+
+        def job(conn: sqlite3.Connection) -> dict[str, Any]:
+            announce.append(self._write(conn, event))
+            return event.message(self.cfg)
+
+        result = self.writer.call(job, after=lambda _r: announce[0]())
+        return result
+
+    def _write(self, conn: sqlite3.Connection, e: Event) -> Callable[[], None]:
+        """Insert the event and its outbox row; what to announce once they are committed."""
+        verdict = "grant" if e.granted else "deny"
+        card_key = e.card.key if e.card else None
+        card_hex = e.card.hex if e.card else None
+        conn.execute(
+            "INSERT INTO access_events (event_id, ts, gate, reader, direction, decision, "
+            "reason, pass_id, pass_kind, card_key, card_hex, holder, source, raw, "
+            "read_age_ms, stale, by, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (e.event_id, e.ts, e.gate, e.reader, e.direction, verdict, e.reason, e.pass_id,
+             e.pass_kind, card_key, card_hex, e.holder, e.source, e.raw, e.read_age_ms,
+             e.stale, e.by, e.notes),
+        )  # fmt: skip
+        office = {
+            "event_id": e.event_id, "ts": e.ts, "node": self.cfg.node_id, "gate": e.gate,
+            "reader": e.reader, "direction": e.direction, "decision": verdict,
+            "reason": e.reason, "pass_id": e.pass_id, "pass_kind": e.pass_kind,
+            "card_key": card_key, "card_hex": card_hex, "holder": e.holder,
+            "source": e.source, "stale": e.stale, "by": e.by, "notes": e.notes,
+        }  # fmt: skip
+        outbox.add(conn, self.epoch, "access_event", e.event_id, office, e.ts)
+        self.counts[f"{verdict}:{e.reason}"] += 1
+        if e.stale:
+            self.counts["stale"] += 1
+        message = e.message(self.cfg)
+        open_barrier = e.granted and not e.stale
+
+        def announce() -> None:
+            self.bus.publish(f"gate/{e.gate}/decision", message)
+            if open_barrier:
+                self.bus.command(
+                    f"gate/{e.gate}/open",
+                    {"event_id": e.event_id, "pulse_ms": self.cfg.rules.open_pulse_ms,
+                     "ts": message["ts"]},
+                )  # fmt: skip
+
+        return announce

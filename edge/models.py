@@ -34,6 +34,8 @@ class Pass(SQLModel, table=True):
     issued_at: float
     updated_at: float
     version: int = 1  # bumped on every change; sync's version guard
+    issued_by: str | None = None
+    updated_by: str | None = None  # who last changed its status
 
 
 class AccessEvent(SQLModel, table=True):
@@ -58,6 +60,8 @@ class AccessEvent(SQLModel, table=True):
     raw: str | None = None  # the frame, hex, for forensic replay
     read_age_ms: int | None = None  # read → decision
     stale: bool = False  # too old to act on: recorded, barrier not opened
+    by: str | None = None  # the guard, for a manual override
+    notes: str | None = None  # the override's reason
 
 
 class Outbox(SQLModel, table=True):
@@ -80,3 +84,91 @@ class NodeMeta(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class User(SQLModel, table=True):
+    """A person who uses the local API; the bearer token is kept only as its hash."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    role: str  # guard | control | admin
+    token_hash: str = Field(index=True)
+    created_at: float
+    revoked_at: float | None = None
+
+
+class GoodsSlip(SQLModel, table=True):
+    """物品放行条: a goods release slip, serially numbered, released once at a gate."""
+
+    __tablename__ = "goods_slips"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True)
+    unit: str = Field(index=True)
+    owner: str
+    bearer: str
+    authorisation: str  # in_person | written | company
+    authorisation_detail: str | None = None  # JSON: delegate, moving time, seal, signer
+    items: str  # JSON list of {name, qty, hazard}
+    hazard_allowed: bool = False
+    valid_from: float
+    valid_until: float
+    approver: str | None = None
+    status: str = "issued"  # issued | released | rejected | cancelled (expired: by time)
+    issued_by: str
+    issued_at: float = Field(index=True)
+    closed_by: str | None = None  # who released, rejected or cancelled it
+    closed_at: float | None = None
+    gate: str | None = None
+    notes: str | None = None  # discrepancies at release, the reason for a reject or cancel
+
+
+class Visitor(SQLModel, table=True):
+    """来访: a visitor registered at the gate, admitted once the host confirms."""
+
+    __tablename__ = "visitors"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    id_hash: str | None = None
+    id_last4: str | None = None
+    host_unit: str
+    purpose: str | None = None
+    plate: str | None = None
+    card_key: int | None = None  # a temporary card lent for the visit
+    pass_id: str | None = None  # the temporary pass made for that card
+    gate: str | None = None
+    registered_by: str
+    registered_at: float = Field(index=True)
+    confirmed_by: str | None = None  # the guard who took the host's confirmation
+    confirmed_how: str | None = None  # intercom | phone | in_person
+    entered_at: float | None = None
+    exited_at: float | None = None
+    exited_by: str | None = None
+
+
+class Confiscation(SQLModel, table=True):
+    """予以没收: a pass taken at the gate; the office must hear of it."""
+
+    __tablename__ = "confiscations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pass_id: str = Field(index=True)
+    gate: str | None = None
+    reason: str
+    by: str
+    at: float
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who saw personal data unmasked, and who changed what through the API."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    by: str
+    action: str
+    subject: str | None = None

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from edge import outbox
 from edge.cards import CardId, mask_key, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
+from edge.errors import Conflict, NotFound
 from edge.passes import PassError, parse_time, resolve_validity
 from edge.privacy import IdHasher, mask_name
 
@@ -26,8 +28,8 @@ WORKER_FEE_FEN = 500  # ¥5
 _INSERT = (
     "INSERT INTO passes (id, kind, card_key, card_hex, name, unit, id_hash, id_last4, "
     "valid_from, valid_until, status, gates, daily_window, permit_no, deposit_fen, fee_fen, "
-    "photo_path, issued_at, updated_at, version) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,?,?,?,?,?,?,1)"
+    "photo_path, issued_at, updated_at, version, issued_by) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,?,?,?,?,?,?,1,?)"
 )
 
 
@@ -50,7 +52,9 @@ def new_pass_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def build_row(req: PassRequest, hasher: IdHasher, tz: ZoneInfo, now: float) -> tuple[Any, ...]:
+def build_row(
+    req: PassRequest, hasher: IdHasher, tz: ZoneInfo, now: float, by: str | None = None
+) -> tuple[Any, ...]:
     """Check a request against the rules; the row to insert, or PassError naming the problem."""
     if req.kind not in KINDS:
         raise PassError(f"kind: {req.kind!r} is not one of {', '.join(KINDS)}")
@@ -86,12 +90,80 @@ def build_row(req: PassRequest, hasher: IdHasher, tz: ZoneInfo, now: float) -> t
         new_pass_id(), req.kind, card.key, card.hex, name, unit, id_hash, id_last4,
         validity.valid_from, validity.valid_until, gates or None, window, req.permit_no,
         WORKER_DEPOSIT_FEN if worker else None, WORKER_FEE_FEN if worker else None,
-        req.photo_path, now, now,
+        req.photo_path, now, now, by,
     )  # fmt: skip
 
 
-def issue(conn: sqlite3.Connection, req: PassRequest, hasher: IdHasher, tz: ZoneInfo) -> str:
-    row = build_row(req, hasher, tz, time.time())
+def issue_row(
+    conn: sqlite3.Connection,
+    kind: str,
+    card_key: int,
+    name: str,
+    unit: str | None,
+    valid_from: float,
+    valid_until: float | None,
+) -> str:
+    """A pass made by the service itself (a visitor's lent card): checked against its kind."""
+    validity = resolve_validity(kind, valid_from, ZoneInfo("UTC"), valid_from, valid_until)
+    pass_id = new_pass_id()
+    conn.execute(
+        _INSERT,
+        (pass_id, kind, card_key, None, name, unit, None, None, validity.valid_from,
+         validity.valid_until, None, None, None, None, None, None, valid_from, valid_from,
+         "service"),
+    )  # fmt: skip
+    return pass_id
+
+
+def confiscate(
+    conn: sqlite3.Connection,
+    epoch: int,
+    pass_id: str | None,
+    card: CardId | None,
+    reason: str,
+    gate: str | None,
+    by: str,
+    now: float,
+) -> dict[str, Any]:
+    """予以没收: the pass stops working at once and the office will hear of it."""
+    if not reason.strip():
+        raise PassError("reason: a confiscation needs its reason")
+    if pass_id is None:
+        if card is None:
+            raise PassError("pass_id or card: one is required")
+        # the card's newest pass not already taken: expired ones are the usual case
+        row = conn.execute(
+            "SELECT id FROM passes WHERE card_key = ? AND status != 'confiscated' "
+            "ORDER BY issued_at DESC LIMIT 1",
+            (card.key,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no pass to confiscate for card {card.masked}")
+        pass_id = row[0]
+    found = conn.execute("SELECT status FROM passes WHERE id = ?", (pass_id,)).fetchone()
+    if found is None:
+        raise NotFound(f"no pass with id {pass_id!r}")
+    if found[0] == "confiscated":
+        raise Conflict(f"pass {pass_id} was confiscated already")
+    conn.execute(
+        "UPDATE passes SET status = 'confiscated', status_reason = ?, updated_at = ?, "
+        "updated_by = ?, version = version + 1 WHERE id = ?",
+        (reason, now, by, pass_id),
+    )
+    cur = conn.execute(
+        "INSERT INTO confiscations (pass_id, gate, reason, by, at) VALUES (?,?,?,?,?)",
+        (pass_id, gate, reason, by, now),
+    )
+    record = {"id": cur.lastrowid, "pass_id": pass_id, "gate": gate, "reason": reason,
+              "by": by, "at": now}  # fmt: skip
+    outbox.add(conn, epoch, "confiscation", str(record["id"]), record, now)
+    return record
+
+
+def issue(
+    conn: sqlite3.Connection, req: PassRequest, hasher: IdHasher, tz: ZoneInfo, by: str
+) -> str:
+    row = build_row(req, hasher, tz, time.time(), by)
     conn.execute(_INSERT, row)
     return row[0]
 
@@ -100,7 +172,7 @@ CSV_REQUIRED = ("kind", "card", "name", "unit", "valid_from", "valid_until")
 CSV_OPTIONAL = ("id_number", "gates")
 
 
-def read_csv(path: Path, hasher: IdHasher, tz: ZoneInfo) -> Iterator[tuple[Any, ...]]:
+def read_csv(path: Path, hasher: IdHasher, tz: ZoneInfo, by: str) -> Iterator[tuple[Any, ...]]:
     """Rows to insert, checked one by one; PassError names the first bad line."""
     now = time.time()
     try:
@@ -137,6 +209,7 @@ def read_csv(path: Path, hasher: IdHasher, tz: ZoneInfo) -> Iterator[tuple[Any, 
                         hasher,
                         tz,
                         now,
+                        by,
                     )
                 except PassError as e:
                     raise PassError(f"line {line}: {e}") from None
@@ -148,11 +221,13 @@ def read_csv(path: Path, hasher: IdHasher, tz: ZoneInfo) -> Iterator[tuple[Any, 
             raise PassError(f"line {reader.line_num}: {e}") from None
 
 
-def import_csv(conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneInfo) -> int:
+def import_csv(
+    conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneInfo, by: str
+) -> int:
     """All rows or none: one transaction, rolled back at the first bad line."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        cur = conn.executemany(_INSERT, read_csv(path, hasher, tz))
+        cur = conn.executemany(_INSERT, read_csv(path, hasher, tz, by))
         count = cur.rowcount
         conn.execute("COMMIT")
     except BaseException:
@@ -161,16 +236,18 @@ def import_csv(conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneI
     return count
 
 
-def set_status(conn: sqlite3.Connection, pass_id: str, status: str, reason: str | None) -> None:
+def set_status(
+    conn: sqlite3.Connection, pass_id: str, status: str, reason: str | None, by: str
+) -> None:
     row = conn.execute("SELECT status FROM passes WHERE id = ?", (pass_id,)).fetchone()
     if row is None:
-        raise PassError(f"no pass with id {pass_id!r}")
+        raise NotFound(f"no pass with id {pass_id!r}")
     if row[0] != "active":
-        raise PassError(f"pass {pass_id} is already {row[0]}")
+        raise Conflict(f"pass {pass_id} is already {row[0]}")
     conn.execute(
-        "UPDATE passes SET status = ?, status_reason = ?, updated_at = ?, version = version + 1 "
-        "WHERE id = ?",
-        (status, reason, time.time(), pass_id),
+        "UPDATE passes SET status = ?, status_reason = ?, updated_at = ?, updated_by = ?, "
+        "version = version + 1 WHERE id = ?",
+        (status, reason, time.time(), by, pass_id),
     )
 
 
@@ -201,7 +278,7 @@ def get_pass(conn: sqlite3.Connection, pass_id: str) -> sqlite3.Row:
     finally:
         conn.row_factory = None
     if row is None:
-        raise PassError(f"no pass with id {pass_id!r}")
+        raise NotFound(f"no pass with id {pass_id!r}")
     return row
 
 

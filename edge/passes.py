@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from edge.decision import KINDS
+from edge.errors import DomainError
 
 TEMPORARY_MAX = timedelta(days=3)
 WORKER_MAX_MONTHS = 3
 
 
-class PassError(ValueError):
+class PassError(DomainError):
     """An issue request the rules refuse; the message says why."""
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -17,14 +18,17 @@ from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
 from edge import db, systemd
 from edge.api import create_app
+from edge.api.deps import Throttle
 from edge.bus import Bus
 from edge.cards import parse_card
 from edge.config import Config
 from edge.gate import CardRead, GatePipeline
 from edge.mqtt import MqttLink, arrival_times
+from edge.privacy import IdHasher
 from edge.writer import Writer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Service:
@@ -56,8 +60,27 @@ class Service:
             if r.transport == "serial"
         }
         self.last_mqtt_swipe: dict[str, float] = {}
+        self.hasher = IdHasher.from_data_dir(cfg.data_dir)
+        self.throttle = Throttle()
+        self._local = threading.local()  # one read connection per API worker thread
         self.stop_event = threading.Event()
         self._server: uvicorn.Server | None = None
+
+    # -- the database, for the API ------------------------------------------------------
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read on this thread's own connection (WAL: readers never wait for the writer)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = db.connect(self.cfg.db_path)
+        return fn(conn)
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write in the one writer; returns once it is committed."""
+        return self.writer.call(fn)  # type: ignore[no-any-return]
+
+    def count(self, what: str) -> None:
+        self.counts[what] += 1
 
     # -- inputs -------------------------------------------------------------------------
 

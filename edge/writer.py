@@ -34,13 +34,24 @@ class Job(Protocol):
 class CallJob:
     """A function run in the writer; its result reaches the caller after the commit."""
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        after: Callable[[Any], None] | None = None,
+    ) -> None:
         self.fn = fn
+        self.after = after
         self.future: Future[Any] = Future()
 
     def run(self, conn: sqlite3.Connection) -> AfterCommit:
         result = self.fn(conn)
-        return lambda: self.future.set_result(result)
+
+        def done() -> None:
+            if self.after is not None:
+                self.after(result)
+            self.future.set_result(result)
+
+        return done
 
     def failed(self, error: BaseException) -> None:
         self.future.set_exception(error)
@@ -73,9 +84,15 @@ class Writer:
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
 
-    def call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 10.0) -> Any:
-        """Run ``fn(conn)`` in the writer and wait until its transaction is committed."""
-        job = CallJob(fn)
+    def call(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        after: Callable[[Any], None] | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """Run ``fn(conn)`` in the writer and wait until its transaction is committed;
+        ``after(result)`` runs once it is, before the caller gets the result."""
+        job = CallJob(fn, after)
         self.jobs.put(job)
         return job.future.result(timeout)
 

@@ -1,0 +1,80 @@
+"""The local HTTP API. Routes parse, authorise, call a domain function, return."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+
+from edge.api import gate, passes, slips, visitors
+from edge.errors import DomainError
+
+if TYPE_CHECKING:
+    from edge.service import Service
+
+log = logging.getLogger(__name__)
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(title="Gatehouse edge", version="0.2.0")
+    app.state.service = service
+    for module in (passes, gate, slips, visitors):
+        _declare_roles(module.router.routes)
+        app.include_router(module.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        service.count("refused:api")
+        return JSONResponse({"detail": problems or "bad request"}, status_code=422)
+
+    @app.exception_handler(DomainError)
+    async def _refused(_r: Request, exc: DomainError) -> JSONResponse:
+        service.count("refused:api")
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("API request failed", exc_info=exc)
+        service.count("api_errors")
+        # no stack trace in the answer; 503 says "try again", which is what is true
+        return JSONResponse({"detail": "the service could not complete this request"}, 503)
+
+    @app.get("/health/live", tags=["health"])
+    def live() -> dict[str, str]:
+        """The process answers (the watchdog covers its threads)."""
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        """Database, broker and each reader; 503 while any is not ready."""
+        ok, body = service.health()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    return app
+
+
+def _declare_roles(routes: list[BaseRoute]) -> None:
+    """List each /api/ route's roles in the OpenAPI document; refuse to start with a route
+    that declares none, so no route is left open by accident."""
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            raise RuntimeError(f"{route} is not an API route")
+        allowed = [
+            r for dep in route.dependant.dependencies for r in getattr(dep.call, "roles", ())
+        ]
+        if not allowed:
+            raise RuntimeError(f"{route.path} declares no roles")
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": allowed}

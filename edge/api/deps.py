@@ -1,0 +1,85 @@
+"""Authentication and roles: a dependency every /api/ route declares.
+
+401 without a valid token, 403 for a role the route does not allow (an admin may do
+everything), 429 for a client that keeps presenting bad tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from edge import users
+
+if TYPE_CHECKING:
+    from edge.service import Service
+
+FAILURE_WINDOW_S = 60.0
+MAX_FAILURES = 20  # per client address in the window, then 429 until it passes
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Throttle:
+    """Counts wrong tokens per client address; a missing token is no guess and not counted."""
+
+    def __init__(self, limit: int = MAX_FAILURES) -> None:
+        self.limit = limit
+        self.failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, client: str, now: float) -> bool:
+        q = self.failures[client]
+        while q and q[0] < now - FAILURE_WINDOW_S:
+            q.popleft()
+        return len(q) >= self.limit
+
+    def fail(self, client: str, now: float) -> None:
+        self.failures[client].append(now)
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def roles(*allowed: str) -> Any:
+    """A dependency: the caller, if their role is allowed (admin always is)."""
+
+    def caller(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Caller:
+        svc = service(request)
+        client = request.client.host if request.client else "?"
+        now = time.monotonic()
+        if svc.throttle.blocked(client, now):
+            raise HTTPException(429, "too many bad tokens from this address; wait a minute")
+        found = None
+        if cred is not None and cred.scheme.lower() == "bearer":
+            found = svc.read(lambda c: users.authenticate(c, cred.credentials))
+        if found is None:
+            if cred is not None:
+                svc.throttle.fail(client, now)
+            raise HTTPException(
+                401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
+            )
+        who = Caller(*found)
+        if who.role not in allowed and not who.admin:
+            raise HTTPException(403, f"role {who.role!r} may not do this ({', '.join(allowed)})")
+        return who
+
+    caller.roles = tuple(dict.fromkeys((*allowed, "admin")))  # type: ignore[attr-defined]
+    return Depends(caller)

@@ -1,0 +1,125 @@
+"""At the gate: check a card, see the events, open by hand, confiscate a pass."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from edge import audit, gate, pass_ops
+from edge.api.deps import Caller, roles, service
+from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
+from edge.api.views import event_view, iso, pass_view, rows
+from edge.cards import parse_card
+from edge.errors import DomainError
+from edge.passes import parse_time
+
+router = APIRouter(prefix="/api/v1", tags=["gate"])
+
+
+def _card(text: str) -> Any:
+    try:
+        return parse_card(text)
+    except ValueError as e:
+        raise DomainError(f"card: {e}") from None
+
+
+def _gate(svc: Any, gate_id: str | None) -> str:
+    gate_id = gate_id or svc.cfg.gates[0]
+    if gate_id not in svc.cfg.gates:
+        raise DomainError(f"gate: {gate_id!r} is not one of this node's gates")
+    return gate_id
+
+
+@router.post("/check")
+def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict[str, Any]:
+    """The decision the gate would make, not recorded, with what the guard needs to match
+    the pass to the person: name, photo, masked ID, unit, kind, validity."""
+    svc = service(request)
+    if body.qr is not None:
+        raise DomainError("qr: this node has no office key to verify QR passes with yet")
+    card = _card(body.card or "")
+    gate_id = _gate(svc, body.gate)
+    at = parse_time(body.at, svc.cfg.tz) if body.at else time.time()
+    decision, _holder = svc.read(
+        lambda c: gate.check(c, card, at, gate_id, gate.site_rules(svc.cfg))
+    )
+    shown = None
+    if decision.pass_ is not None:
+        r = svc.read(lambda c: dict(pass_ops.get_pass(c, decision.pass_.id)))
+        shown = pass_view(r, svc.cfg.tz, False, svc.cfg.rules.name_mask)
+        shown["name"] = r["name"]  # the guard compares it with the person in front of them
+    return {
+        "decision": "grant" if decision.granted else "deny",
+        "reason": decision.reason.value,
+        "gate": gate_id,
+        "at": iso(at, svc.cfg.tz),
+        "card": card.masked,
+        "pass": shown,
+    }
+
+
+@router.get("/events")
+def events(
+    request: Request,
+    who: Caller = roles("guard", "control"),
+    gate_id: str | None = Query(None, alias="gate", max_length=64),
+    decision: str | None = Query(None, pattern="^(grant|deny)$"),
+    reason: str | None = Query(None, max_length=40),
+    since: str | None = Query(None, max_length=40, description="ISO 8601"),
+    until: str | None = Query(None, max_length=40, description="ISO 8601"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=20, description="the `next` of the last page"),
+    unmask: bool = Query(False, description="admin only; recorded in the audit log"),
+) -> dict[str, Any]:
+    """Access events, newest first."""
+    svc = service(request)
+    if unmask and not who.admin:
+        raise HTTPException(403, "only an admin may see personal data unmasked")
+    where, args = [], []
+    for column, value in (("gate", gate_id), ("decision", decision), ("reason", reason)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since:
+        where.append("ts >= ?")
+        args.append(parse_time(since, svc.cfg.tz))
+    if until:
+        where.append("ts < ?")
+        args.append(parse_time(until, svc.cfg.tz))
+    if cursor:
+        if not cursor.isdigit():
+            raise DomainError("cursor: not a cursor this API gave out")
+        where.append("id < ?")
+        args.append(int(cursor))
+    sql = "SELECT * FROM access_events" + (" WHERE " + " AND ".join(where) if where else "")
+    found = svc.read(lambda c: rows(c, sql + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)))
+    if unmask:
+        svc.write(lambda c: audit.record(c, who.name, "unmask:events", f"{len(found)} rows"))
+    items = [event_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]
+    return {"items": items, "next": str(found[limit - 1]["id"]) if len(found) > limit else None}
+
+
+@router.post("/overrides", status_code=201)
+def override(request: Request, body: OverrideIn, who: Caller = roles("guard")) -> dict[str, Any]:
+    """Open the barrier by hand for someone without a valid pass; the reason is recorded."""
+    svc = service(request)
+    card = _card(body.card) if body.card else None
+    return svc.gate.override(_gate(svc, body.gate), body.reason, who.name, card, body.name)
+
+
+@router.post("/confiscations", status_code=201)
+def confiscate(
+    request: Request, body: ConfiscationIn, who: Caller = roles("guard")
+) -> dict[str, Any]:
+    """予以没收: the pass stops working at once; the office hears of it through the outbox."""
+    svc = service(request)
+    card = _card(body.card) if body.card else None
+    gate_id = _gate(svc, body.gate) if body.gate else None
+    record = svc.write(
+        lambda c: pass_ops.confiscate(
+            c, svc.epoch, body.pass_id, card, body.reason, gate_id, who.name, time.time()
+        )
+    )
+    return {**record, "at": iso(record["at"], svc.cfg.tz)}

@@ -1,0 +1,112 @@
+"""Passes: guards read (masked), admins issue and revoke."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+
+from edge import audit, pass_ops
+from edge.api.deps import Caller, roles, service
+from edge.api.schemas import PassIn, ReasonIn
+from edge.api.views import pass_view, rows
+from edge.cards import parse_card
+from edge.errors import DomainError
+
+router = APIRouter(prefix="/api/v1/passes", tags=["passes"])
+
+
+@router.get("")
+def list_passes(
+    request: Request,
+    who: Caller = roles("guard", "control"),
+    status: str | None = Query(None, pattern="^(active|revoked|confiscated)$"),
+    card: str | None = Query(None, max_length=40),
+    unit: str | None = Query(None, max_length=50),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=64, description="the `next` of the last page"),
+    unmask: bool = Query(False, description="admin only; recorded in the audit log"),
+) -> dict[str, Any]:
+    svc = service(request)
+    if unmask and not who.admin:
+        raise HTTPException(403, "only an admin may see personal data unmasked")
+    where, args = [], []
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if card:
+        try:
+            where.append("card_key = ?")
+            args.append(parse_card(card).key)
+        except ValueError as e:
+            raise DomainError(f"card: {e}") from None
+    if unit:
+        where.append("unit = ?")
+        args.append(unit)
+    if cursor:
+        where.append("rowid < ?")
+        args.append(_cursor(cursor))
+    sql = "SELECT rowid AS _row, * FROM passes"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    found = svc.read(lambda c: rows(c, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)))
+    if unmask:
+        svc.write(lambda c: audit.record(c, who.name, "unmask:passes", f"{len(found)} rows"))
+    items = [pass_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]
+    return {"items": items, "next": str(found[limit - 1]["_row"]) if len(found) > limit else None}
+
+
+def _cursor(text: str) -> int:
+    if not text.isdigit():
+        raise DomainError("cursor: not a cursor this API gave out")
+    return int(text)
+
+
+@router.post("", status_code=201)
+def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[str, Any]:
+    svc = service(request)
+    if body.gates:
+        unknown = [g for g in body.gates if g not in svc.cfg.gates]
+        if unknown:
+            raise DomainError(f"gates: {unknown[0]!r} is not one of this node's gates")
+    req = pass_ops.PassRequest(
+        kind=body.kind, card=body.card, name=body.name, unit=body.unit,
+        id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
+        gates=",".join(body.gates) if body.gates else None, daily_window=body.daily_window,
+        permit_no=body.permit_no,
+    )  # fmt: skip
+
+    def job(conn: Any) -> dict[str, Any]:
+        pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name)
+        audit.record(conn, who.name, "pass:issue", pass_id)
+        return dict(pass_ops.get_pass(conn, pass_id))
+
+    return pass_view(svc.write(job), svc.cfg.tz, True, svc.cfg.rules.name_mask)
+
+
+@router.post("/{pass_id}/revoke")
+def revoke(
+    request: Request, pass_id: str, body: ReasonIn | None = None, who: Caller = roles("admin")
+) -> dict[str, Any]:
+    svc = service(request)
+    reason = body.reason if body else None
+
+    def job(conn: Any) -> dict[str, Any]:
+        pass_ops.set_status(conn, pass_id, "revoked", reason, who.name)
+        audit.record(conn, who.name, "pass:revoke", pass_id)
+        return dict(pass_ops.get_pass(conn, pass_id))
+
+    return pass_view(svc.write(job), svc.cfg.tz, False, svc.cfg.rules.name_mask)
+
+
+@router.get("/{pass_id}/photo", response_class=FileResponse)
+def photo(request: Request, pass_id: str, who: Caller = roles("guard")) -> FileResponse:
+    """The holder's photo, for matching the pass to the person (证件与人是否相符)."""
+    svc = service(request)
+    r = svc.read(lambda c: dict(pass_ops.get_pass(c, pass_id)))
+    path = Path(r["photo_path"]) if r["photo_path"] else None
+    if path is None or not path.is_file():
+        raise HTTPException(404, f"pass {pass_id} has no photo on file")
+    return FileResponse(path, headers={"Cache-Control": "no-store"})

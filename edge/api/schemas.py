@@ -1,0 +1,118 @@
+"""Request bodies: validated here, so a bad request is a 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Text = Field(min_length=1, max_length=200)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PassIn(Body):
+    kind: Literal["temporary", "worker", "resident", "staff"]
+    card: str = Field(min_length=1, max_length=40)
+    name: str = Text
+    unit: str | None = Field(None, max_length=50)
+    id_number: str | None = Field(None, max_length=40)
+    valid_from: str | None = Field(None, max_length=40, description="ISO 8601")
+    valid_until: str | None = Field(None, max_length=40, description="ISO 8601")
+    gates: list[str] | None = Field(None, max_length=50)
+    daily_window: str | None = Field(None, max_length=20, description="HH:MM-HH:MM")
+    permit_no: str | None = Field(None, max_length=50)
+
+
+class ReasonIn(Body):
+    reason: str | None = Field(None, max_length=500)
+
+
+class CheckIn(Body):
+    card: str | None = Field(None, min_length=1, max_length=40)
+    qr: str | None = Field(None, min_length=1, max_length=2000)
+    gate: str | None = Field(None, max_length=64)
+    at: str | None = Field(None, max_length=40, description="ISO 8601; default now")
+
+    @model_validator(mode="after")
+    def one_credential(self) -> CheckIn:
+        if (self.card is None) == (self.qr is None):
+            raise ValueError("give exactly one of card or qr")
+        return self
+
+
+class OverrideIn(Body):
+    gate: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+    card: str | None = Field(None, max_length=40)
+    name: str | None = Field(None, max_length=200)
+
+
+class ConfiscationIn(Body):
+    pass_id: str | None = Field(None, min_length=1, max_length=64)
+    card: str | None = Field(None, min_length=1, max_length=40)
+    reason: str = Field(min_length=1, max_length=500)
+    gate: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def one_target(self) -> ConfiscationIn:
+        if (self.pass_id is None) == (self.card is None):
+            raise ValueError("give exactly one of pass_id or card")
+        return self
+
+
+class ItemIn(Body):
+    name: str = Text
+    qty: int = Field(ge=1, le=100_000)
+    hazard: Literal["flammable", "explosive", "toxic", "corrosive"] | None = None
+
+
+class AuthorisationDetail(Body):
+    delegate: str | None = Field(None, max_length=200)
+    moving_time: str | None = Field(None, max_length=100)
+    goods_list: str | None = Field(None, max_length=2000)
+    seal: str | None = Field(None, max_length=200)
+    signer: str | None = Field(None, max_length=200)
+
+
+class SlipIn(Body):
+    unit: str = Field(min_length=1, max_length=50)
+    owner: str = Text
+    bearer: str = Text
+    authorisation: Literal["in_person", "written", "company"]
+    authorisation_detail: AuthorisationDetail | None = None
+    items: list[ItemIn] = Field(min_length=1, max_length=200)
+    valid_from: str | None = Field(None, max_length=40)
+    valid_until: str | None = Field(None, max_length=40)
+    approver: str | None = Field(None, max_length=200)
+    hazard_allowed: bool = False
+
+
+class ReleaseIn(Body):
+    gate: str | None = Field(None, max_length=64)
+    notes: str | None = Field(None, max_length=2000, description="discrepancies found")
+
+
+class RejectIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+    gate: str | None = Field(None, max_length=64)
+
+
+class CancelIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class VisitorIn(Body):
+    name: str = Text
+    host_unit: str = Field(min_length=1, max_length=50)
+    id_number: str | None = Field(None, max_length=40)
+    purpose: str | None = Field(None, max_length=500)
+    plate: str | None = Field(None, max_length=20)
+    card: str | None = Field(None, max_length=40)
+    gate: str | None = Field(None, max_length=64)
+
+
+class ConfirmIn(Body):
+    how: Literal["intercom", "phone", "in_person"]

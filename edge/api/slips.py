@@ -1,0 +1,110 @@
+"""Goods release slips (放行条): admins issue and cancel, guards look up, release, reject."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from edge import audit, slips
+from edge.api.deps import Caller, roles, service
+from edge.api.schemas import CancelIn, RejectIn, ReleaseIn, SlipIn
+from edge.api.views import slip_view
+from edge.errors import DomainError
+from edge.passes import parse_time
+
+router = APIRouter(prefix="/api/v1", tags=["slips"])
+
+
+def _shown(svc: Any, slip: dict[str, Any]) -> dict[str, Any]:
+    return slip_view(slip, svc.cfg.tz, slips.status_at(slip, time.time()))
+
+
+@router.post("/slips", status_code=201)
+def issue(request: Request, body: SlipIn, who: Caller = roles("admin")) -> dict[str, Any]:
+    svc = service(request)
+    tz = svc.cfg.tz
+    detail = (
+        body.authorisation_detail.model_dump(exclude_none=True) if body.authorisation_detail else {}
+    )
+    req = slips.SlipRequest(
+        unit=body.unit, owner=body.owner, bearer=body.bearer, authorisation=body.authorisation,
+        items=[slips.Item(i.name, i.qty, i.hazard) for i in body.items],
+        valid_from=parse_time(body.valid_from, tz) if body.valid_from else None,
+        valid_until=parse_time(body.valid_until, tz) if body.valid_until else None,
+        approver=body.approver, hazard_allowed=body.hazard_allowed, detail=detail,
+    )  # fmt: skip
+
+    def job(conn: Any) -> dict[str, Any]:
+        number = slips.issue(conn, req, who.name, time.time(), tz)
+        audit.record(conn, who.name, "slip:issue", number)
+        return slips.get(conn, number)
+
+    return _shown(svc, svc.write(job))
+
+
+@router.get("/slips/{number}")
+def lookup(request: Request, number: str, who: Caller = roles("guard")) -> dict[str, Any]:
+    """Everything on the slip, typed or scanned, for checking the goods against it."""
+    svc = service(request)
+    return _shown(svc, svc.read(lambda c: slips.get(c, number)))
+
+
+def _gate(svc: Any, gate: str | None) -> str | None:
+    if gate is not None and gate not in svc.cfg.gates:
+        raise DomainError(f"gate: {gate!r} is not one of this node's gates")
+    return gate
+
+
+@router.post("/slips/{number}/release")
+def release(
+    request: Request, number: str, body: ReleaseIn | None = None, who: Caller = roles("guard")
+) -> dict[str, Any]:
+    """Let the goods out. A slip releases once: used, rejected, cancelled or expired → 409."""
+    svc = service(request)
+    body = body or ReleaseIn()
+    gate = _gate(svc, body.gate)
+    slip = svc.write(
+        lambda c: slips.release(c, svc.epoch, number, who.name, time.time(), gate, body.notes)
+    )
+    return _shown(svc, slip)
+
+
+@router.post("/slips/{number}/reject")
+def reject(
+    request: Request, number: str, body: RejectIn, who: Caller = roles("guard")
+) -> dict[str, Any]:
+    svc = service(request)
+    gate = _gate(svc, body.gate)
+    slip = svc.write(
+        lambda c: slips.reject(c, svc.epoch, number, who.name, time.time(), gate, body.reason)
+    )
+    return _shown(svc, slip)
+
+
+@router.post("/slips/{number}/cancel")
+def cancel(
+    request: Request, number: str, body: CancelIn, who: Caller = roles("admin")
+) -> dict[str, Any]:
+    svc = service(request)
+    slip = svc.write(
+        lambda c: slips.cancel(c, svc.epoch, number, who.name, time.time(), body.reason)
+    )
+    return _shown(svc, slip)
+
+
+@router.get("/reports/slips", response_model=None)
+def report(
+    request: Request,
+    month: str = Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM"),
+    format: Literal["json", "csv"] = "json",
+    who: Caller = roles("guard"),
+) -> dict[str, Any] | Response:
+    """The month's slips per unit: issued, released, rejected, cancelled, expired, open."""
+    svc = service(request)
+    found = svc.read(lambda c: slips.monthly_report(c, month, svc.cfg.tz, time.time()))
+    if format == "csv":
+        return PlainTextResponse(slips.report_csv(found), media_type="text/csv")
+    return {"month": month, "items": found}

@@ -1,0 +1,127 @@
+"""来访 Visitors: asked whom they visit, registered, admitted once the host confirms,
+let out. A temporary card lent for the visit becomes a temporary pass while they are in."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from edge import outbox
+from edge.cards import parse_card
+from edge.errors import Conflict, DomainError, NotFound
+from edge.pass_ops import issue_row
+from edge.privacy import IdHasher
+
+CONFIRM_HOW = ("intercom", "phone", "in_person")
+VISIT_PASS_S = 12 * 3600  # a lent card works for the day of the visit, at most
+
+
+@dataclass(frozen=True)
+class VisitorRequest:
+    name: str
+    host_unit: str
+    id_number: str | None = None
+    purpose: str | None = None
+    plate: str | None = None
+    card: str | None = None
+    gate: str | None = None
+
+
+def register(
+    conn: sqlite3.Connection, req: VisitorRequest, hasher: IdHasher, by: str, now: float
+) -> int:
+    if not req.name.strip() or not req.host_unit.strip():
+        raise DomainError("name and host_unit: both are required (ask whom they visit first)")
+    id_hash = id_last4 = None
+    if req.id_number:
+        try:
+            id_hash, id_last4 = hasher.digest(req.id_number)
+        except ValueError as e:
+            raise DomainError(f"id_number: {e}") from None
+    card_key = None
+    if req.card:
+        try:
+            card_key = parse_card(req.card).key
+        except ValueError as e:
+            raise DomainError(f"card: {e}") from None
+    cur = conn.execute(
+        "INSERT INTO visitors (name, id_hash, id_last4, host_unit, purpose, plate, card_key, "
+        "gate, registered_by, registered_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (req.name.strip(), id_hash, id_last4, req.host_unit.strip(), req.purpose, req.plate,
+         card_key, req.gate, by, now),
+    )  # fmt: skip
+    return int(cur.lastrowid or 0)
+
+
+def get(conn: sqlite3.Connection, visitor_id: int) -> dict[str, Any]:
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute("SELECT * FROM visitors WHERE id = ?", (visitor_id,)).fetchone()
+    finally:
+        conn.row_factory = None
+    if row is None:
+        raise NotFound(f"no visitor with id {visitor_id}")
+    return dict(row)
+
+
+def confirm(
+    conn: sqlite3.Connection, epoch: int, visitor_id: int, how: str, by: str, now: float
+) -> dict[str, Any]:
+    """The host said yes: the visitor is admitted, and a lent card starts to work."""
+    if how not in CONFIRM_HOW:
+        raise DomainError(f"how: must be one of {', '.join(CONFIRM_HOW)}")
+    v = get(conn, visitor_id)
+    if v["entered_at"] is not None:
+        raise Conflict(f"visitor {visitor_id} was admitted already")
+    pass_id = None
+    if v["card_key"] is not None:
+        pass_id = issue_row(
+            conn, "temporary", v["card_key"], v["name"], v["host_unit"], now, now + VISIT_PASS_S
+        )
+    conn.execute(
+        "UPDATE visitors SET confirmed_by = ?, confirmed_how = ?, entered_at = ?, pass_id = ? "
+        "WHERE id = ?",
+        (by, how, now, pass_id, visitor_id),
+    )
+    v = get(conn, visitor_id)
+    outbox.add(conn, epoch, "visitor_in", str(visitor_id), v, now)
+    return v
+
+
+def exit_(conn: sqlite3.Connection, epoch: int, visitor_id: int, by: str, now: float) -> dict:
+    v = get(conn, visitor_id)
+    if v["exited_at"] is not None:
+        raise Conflict(f"visitor {visitor_id} left already")
+    conn.execute(
+        "UPDATE visitors SET exited_at = ?, exited_by = ? WHERE id = ?", (now, by, visitor_id)
+    )
+    if v["pass_id"]:  # the card is handed back: it stops working
+        conn.execute(
+            "UPDATE passes SET status = 'revoked', status_reason = 'visit ended', "
+            "updated_at = ?, version = version + 1 WHERE id = ? AND status = 'active'",
+            (now, v["pass_id"]),
+        )
+    v = get(conn, visitor_id)
+    outbox.add(conn, epoch, "visitor_out", str(visitor_id), v, now)
+    return v
+
+
+def listing(
+    conn: sqlite3.Connection, inside: bool | None, limit: int, before: int | None
+) -> list[dict]:
+    where, args = [], []
+    if inside is True:
+        where.append("entered_at IS NOT NULL AND exited_at IS NULL")
+    elif inside is False:
+        where.append("(entered_at IS NULL OR exited_at IS NOT NULL)")
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = "SELECT * FROM visitors" + (" WHERE " + " AND ".join(where) if where else "")
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+    finally:
+        conn.row_factory = None
+    return [dict(r) for r in rows]
