@@ -3,15 +3,19 @@
 USB/RS-232 "ID/IC card readers" and barcode/QR scanners in serial mode send the card as
 hex (8, 10 or 14 digits) or as the 10-digit decimal printed on it, then Enter. The
 reader's ``card_format`` setting says which, where a site's readers are known to send hex
-IDs that happen to have no letters.
+IDs that happen to have no letters. A scanner reading a goods release slip's barcode sends
+its number (``FX-2026-00001``): that comes out as a Scan, not a card.
 """
 
 from __future__ import annotations
 
-from drivers.protocol import Frame, Parser
+import re
+
+from drivers.protocol import Frame, Parser, Scan
 from edge.cards import CardId, parse_card
 
 MAX_LINE = 64
+SLIP_NUMBER = re.compile(rb"^[A-Z]{2}-\d{4}-\d{5}$")  # a scanned goods release slip
 
 
 class Line(Parser):
@@ -22,8 +26,8 @@ class Line(Parser):
         super().__init__(inter_byte_timeout, card_format)
         self._skipping = False  # inside an over-long line: drop it up to its end
 
-    def extract(self) -> list[Frame]:
-        out: list[Frame] = []
+    def extract(self) -> list[Frame | Scan]:
+        out: list[Frame | Scan] = []
         buf = self.buf
         while True:
             ends = [i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0]
@@ -48,7 +52,10 @@ class Line(Parser):
             try:
                 card = parse_card(text.decode("ascii"), self.card_format)
             except (UnicodeDecodeError, ValueError):
-                self.reject("bad_card")
+                if SLIP_NUMBER.match(text):
+                    out.append(Scan(text.decode("ascii"), line))
+                else:
+                    self.reject("bad_card")
                 continue
             out.append(Frame(card, line))
 

@@ -24,6 +24,14 @@ class Frame:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A code that is not a card: a goods release slip's number from a barcode scanner."""
+
+    text: str
+    raw: bytes
+
+
 class Parser(ABC):
     name: ClassVar[str]
     max_buffer: ClassVar[int] = 64
@@ -36,7 +44,7 @@ class Parser(ABC):
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
 
-    def feed(self, data: bytes, now: float) -> list[Frame]:
+    def feed(self, data: bytes, now: float) -> list[Frame | Scan]:
         """Take the bytes read at monotonic time ``now``; return the complete good frames."""
         if (
             self.buf
@@ -60,7 +68,7 @@ class Parser(ABC):
         self.rejected[cause] += 1
 
     @abstractmethod
-    def extract(self) -> list[Frame]:
+    def extract(self) -> list[Frame | Scan]:
         """Consume complete frames (good or bad) from ``self.buf``."""
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import reduce
 
-from drivers.protocol import Frame, Parser
+from drivers.protocol import Frame, Parser, Scan
 from edge.cards import CardId
 
 STX, ETX = 0x02, 0x03
@@ -21,8 +21,8 @@ _HEX = frozenset(b"0123456789ABCDEFabcdef")
 class Rdm6300(Parser):
     name = "rdm6300"
 
-    def extract(self) -> list[Frame]:
-        out: list[Frame] = []
+    def extract(self) -> list[Frame | Scan]:
+        out: list[Frame | Scan] = []
         buf = self.buf
         while buf:
             start = buf.find(STX)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import serial
 
-from drivers.protocol import Frame, Parser
+from drivers.protocol import Frame, Parser, Scan
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SerialReader:
         port: str,
         baudrate: int,
         parser: Parser,
-        on_frame: Callable[[str, Frame, float, float], None],
+        on_frame: Callable[[str, Frame | Scan, float, float], None],
     ) -> None:
         self.reader_id = reader_id
         self.port = port

@@ -13,7 +13,7 @@ other status (no card, collision) are counted and ignored.
 
 from __future__ import annotations
 
-from drivers.protocol import Frame, Parser
+from drivers.protocol import Frame, Parser, Scan
 from edge.cards import CardId
 
 STX, ETX = 0x02, 0x03
@@ -24,8 +24,8 @@ MIN_LEN, MAX_LEN = 3, 32
 class StxBin(Parser):
     name = "stxbin"
 
-    def extract(self) -> list[Frame]:
-        out: list[Frame] = []
+    def extract(self) -> list[Frame | Scan]:
+        out: list[Frame | Scan] = []
         buf = self.buf
         while buf:
             start = buf.find(STX)

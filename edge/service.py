@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from drivers.protocol import Frame
+from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, systemd
+from edge import db, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.bus import Bus
 from edge.cards import parse_card
 from edge.config import Config
+from edge.errors import NotFound
 from edge.gate import CardRead, GatePipeline
 from edge.mqtt import MqttLink, arrival_times
 from edge.privacy import IdHasher
@@ -84,9 +85,34 @@ class Service:
 
     # -- inputs -------------------------------------------------------------------------
 
-    def on_frame(self, reader_id: str, frame: Frame, mono: float, _wall: float) -> None:
+    def on_frame(self, reader_id: str, frame: Frame | Scan, mono: float, _wall: float) -> None:
         reader = self.readers_cfg[reader_id]
-        self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))
+        if isinstance(frame, Scan):
+            self.on_scan(reader.gate, frame.text)
+        else:
+            self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))
+
+    def on_scan(self, gate: str, number: str) -> None:
+        """A slip scanned at the gate: its state goes to the guard's screen at once; the
+        details are a GET away (GET /api/v1/slips/{number})."""
+        try:
+            slip = self.read(lambda c: slips.get(c, number))
+        except NotFound:
+            self.bus.publish(
+                f"gate/{gate}/scan", {"kind": "slip", "number": number, "found": False}
+            )
+            return
+        self.bus.publish(
+            f"gate/{gate}/scan",
+            {
+                "kind": "slip",
+                "number": number,
+                "found": True,
+                "status": slips.status_at(slip, time.time()),
+                "unit": slip["unit"],
+                "items": sum(i["qty"] for i in slip["items"]),
+            },
+        )
 
     def on_mqtt_swipe(
         self,

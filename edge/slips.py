@@ -166,7 +166,8 @@ def _close(
     reason = check_slip(slip["status"], slip["valid_from"], slip["valid_until"], now)
     # a reject or a cancel needs the slip unused; only a release needs it in its window
     if reason is not Reason.OK and (status == "released" or slip["status"] != "issued"):
-        raise Conflict(f"slip {number} cannot be {status}: {reason.value}")
+        who = f" (by {slip['closed_by']})" if slip["closed_by"] else ""
+        raise Conflict(f"slip {number} cannot be {status}: {reason.value}{who}")
     conn.execute(
         "UPDATE goods_slips SET status = ?, closed_by = ?, closed_at = ?, gate = ?, notes = ? "
         "WHERE number = ? AND status = 'issued'",

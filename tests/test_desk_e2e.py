@@ -28,10 +28,15 @@ def call(node: Node, method: str, path: str, token: str, body: Any = None) -> tu
         return e.code, json.loads(e.read())
 
 
-def test_override_and_confiscation_at_a_running_gate(
+def test_override_confiscation_and_a_scanned_slip_at_a_running_gate(
     tmp_path: Path, broker: Broker, listener: Listener, pty: Pty
 ):
-    node = node_for(tmp_path, [{"id": "main-in", "gate": "main", "port": pty.path}], broker.port)
+    scanner = Pty()
+    readers = [
+        {"id": "main-in", "gate": "main", "port": pty.path},
+        {"id": "main-scan", "gate": "main", "port": scanner.path, "protocol": "line"},
+    ]
+    node = node_for(tmp_path, readers, broker.port)
     guard = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
     admin = json.loads(
         cli(node.config, "--json", "user", "add", "王主任", "--role", "admin").stdout
@@ -59,7 +64,16 @@ def test_override_and_confiscation_at_a_running_gate(
         pty.write(Rdm6300.encode(parse_card("01026F6C3A")))
         decision = listener.next("/gate/main/decision")
         assert (decision["decision"], decision["reason"]) == ("deny", "confiscated")
+        slip = {"unit": "3-1-502", "owner": "张三丰", "bearer": "张三丰",
+                "authorisation": "in_person", "items": [{"name": "沙发", "qty": 2}]}  # fmt: skip
+        status, s = call(node, "POST", "/api/v1/slips", admin["token"], slip)
+        assert status == 201
+        scanner.write(f"{s['number']}\r\n".encode())
+        scan = listener.next("/gate/main/scan")
+        assert scan == {"kind": "slip", "number": s["number"], "found": True,
+                        "status": "issued", "unit": "3-1-502", "items": 2}  # fmt: skip
     finally:
         node.stop()
+        scanner.close()
     revoked = cli(node.config, "user", "revoke", "老张")
     assert revoked.returncode == 0

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.line import Line
+from drivers.protocol import Scan
 from drivers.rdm6300 import Rdm6300
 from drivers.registry import PARSERS
 from drivers.stxbin import StxBin
@@ -87,3 +88,8 @@ def test_no_noise_breaks_the_parser_or_its_buffer_bound(parser_cls, noise: bytes
     # after a pause longer than the inter-byte timeout, a good frame is always read
     frames = parser.feed(parser_cls.encode(parse_card(f"{card:010d}")), 1.0)
     assert frames and frames[-1].card.key == card
+
+
+def test_a_scanned_slip_number_is_a_scan_not_a_card():
+    (scan,) = Line().feed(b"FX-2026-00042\r\n", 0.0)
+    assert isinstance(scan, Scan) and scan.text == "FX-2026-00042"
