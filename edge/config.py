@@ -69,6 +69,34 @@ class RulesCfg:
 
 
 @dataclass(frozen=True)
+class ShiftCfg:
+    name: str
+    start: time
+    end: time
+
+
+DEFAULT_SHIFTS = (
+    ShiftCfg("day", time(8, 0), time(16, 30)),
+    ShiftCfg("evening", time(15, 30), time(0, 0)),
+    ShiftCfg("night", time(23, 30), time(8, 0)),
+)
+
+
+@dataclass(frozen=True)
+class AlarmsCfg:
+    # an unacknowledged alarm escalates after this long, and again after as long again
+    escalate_after_s: dict[int, float] = field(
+        default_factory=lambda: {1: 30.0, 2: 120.0, 3: 600.0}
+    )
+    priorities: dict[str, int] = field(default_factory=dict)  # type → priority overrides
+    checklists: dict[str, tuple[str, ...]] = field(default_factory=dict)  # type → steps
+    # alarm-input source id → (gate, location), so a door alarm knows its gate
+    sources: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    repeated_denials: int = 3  # denies of one card at one gate within the window → alarm
+    repeated_denials_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     node_id: str
     tz: ZoneInfo
@@ -82,6 +110,9 @@ class Config:
     rules: RulesCfg = field(default_factory=RulesCfg)
     cameras: tuple[dict[str, Any], ...] = ()
     sync: dict[str, Any] | None = None
+    alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
+    shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
+    post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
     source: str = ""
 
     @property
@@ -151,7 +182,21 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     _take(
         raw,
         "config",
-        {"node", "database", "api", "mqtt", "gates", "readers", "cameras", "sync", "rules"},
+        {
+            "node",
+            "database",
+            "api",
+            "mqtt",
+            "gates",
+            "readers",
+            "cameras",
+            "sync",
+            "rules",
+            "alarms",
+            "alarm_sources",
+            "shifts",
+            "handover",
+        },
     )
     node = raw.get("node")
     if not isinstance(node, dict):
@@ -282,7 +327,30 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     if sync is not None:
         _take(sync, "sync", {"office_url", "token", "token_file"})
 
+    alarms = _alarms(raw, gates)
+    shifts = DEFAULT_SHIFTS
+    if "shifts" in raw:
+        shifts_raw = raw["shifts"]
+        if not isinstance(shifts_raw, list) or not shifts_raw:
+            raise ConfigError("shifts: give at least one [[shifts]] entry")
+        parsed = []
+        for i, sh in enumerate(shifts_raw):
+            _take(sh, f"shifts[{i}]", {"name", "hours"})
+            start, end = parse_hours(_str(sh, "hours", f"shifts[{i}]"), f"shifts[{i}].hours")
+            parsed.append(ShiftCfg(_ident(sh, "name", f"shifts[{i}]"), start, end))
+        shifts = tuple(parsed)
+    handover = raw.get("handover", {})
+    _take(handover, "handover", {"items"})
+    items = handover.get("items", {})
+    if not isinstance(items, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items.values()
+    ):
+        raise ConfigError("handover.items: a table of item name = count, e.g. radios = 4")
+
     return Config(
+        alarms=alarms,
+        shifts=shifts,
+        post_items=dict(items),
         node_id=node_id,
         tz=tz,
         data_dir=data_dir,
@@ -296,4 +364,47 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         cameras=tuple(cameras),
         sync=sync,
         source=source,
+    )
+
+
+def _alarms(raw: dict[str, Any], gates: list[str]) -> AlarmsCfg:
+    a = raw.get("alarms", {})
+    _take(a, "alarms", {"escalate_after_s", "priorities", "checklists", "repeated_denials",
+                        "repeated_denials_window_s"})  # fmt: skip
+    escalate = dict(AlarmsCfg().escalate_after_s)
+    for key, value in a.get("escalate_after_s", {}).items():
+        if (
+            key not in ("1", "2", "3")
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value <= 0
+        ):
+            raise ConfigError(f"alarms.escalate_after_s.{key}: priorities 1-3, seconds > 0")
+        escalate[int(key)] = float(value)
+    priorities = {}
+    for key, value in a.get("priorities", {}).items():
+        if value not in (1, 2, 3):
+            raise ConfigError(f"alarms.priorities.{key}: must be 1, 2 or 3")
+        priorities[key] = value
+    checklists = {}
+    for key, steps in a.get("checklists", {}).items():
+        if not isinstance(steps, list) or not all(isinstance(x, str) and x for x in steps):
+            raise ConfigError(f"alarms.checklists.{key}: a list of steps (text)")
+        checklists[key] = tuple(steps)
+    sources: dict[str, tuple[str | None, str | None]] = {}
+    for i, src in enumerate(raw.get("alarm_sources", [])):
+        _take(src, f"alarm_sources[{i}]", {"id", "gate", "location"})
+        gate = src.get("gate")
+        if gate is not None and gate not in gates:
+            raise ConfigError(f"alarm_sources[{i}].gate: {gate!r} is not one of the [[gates]]")
+        sources[_ident(src, "id", f"alarm_sources[{i}]")] = (gate, src.get("location"))
+    return AlarmsCfg(
+        escalate_after_s=escalate,
+        priorities=priorities,
+        checklists=checklists,
+        sources=sources,
+        repeated_denials=int(_num(a, "repeated_denials", "alarms", 3, 2, 100)),
+        repeated_denials_window_s=float(
+            _num(a, "repeated_denials_window_s", "alarms", 60, 1, 3600)
+        ),
     )

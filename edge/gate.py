@@ -11,15 +11,15 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as TimeOfDay
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge import outbox
+from edge import alarms, dutylog, outbox
 from edge.bus import Bus
 from edge.cards import CardId, mask_key
 from edge.config import Config, ReaderCfg, parse_hours
@@ -27,6 +27,9 @@ from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
 from edge.privacy import mask_name
 from edge.writer import AfterCommit, Writer
+
+if TYPE_CHECKING:
+    from edge.control import ControlRoom
 
 _PASS_COLUMNS = "id, kind, status, valid_from, valid_until, issued_at, gates, daily_window, name"
 
@@ -148,6 +151,7 @@ class GatePipeline:
         writer: Writer,
         bus: Bus,
         epoch: int,
+        control: ControlRoom | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -156,11 +160,14 @@ class GatePipeline:
         self.writer = writer
         self.bus = bus
         self.epoch = epoch
+        self.control = control
         self.clock = clock
         self.monotonic = monotonic
         self.counts: Counter[str] = Counter()
         # (reader, card) → last sighting, oldest first; writer thread only
         self._last_seen: dict[tuple[str, int], float] = {}
+        # (gate, card) → times of its recent denials; writer thread only
+        self._denials: dict[tuple[str, int], deque[float]] = {}
         self._debounce_horizon = max((r.debounce_ms for r in cfg.readers), default=0) / 1000
 
     def submit(self, read: CardRead) -> None:
@@ -202,13 +209,37 @@ class GatePipeline:
             stale=read.replayed or age > self.cfg.rules.stale_after_s,
         )  # fmt: skip
         announce = self._write(conn, event)
+        raised = [] if decision.granted else self._repeated_denial(conn, event, read.card)
 
         def effects() -> None:
             if read.ack is not None:
                 read.ack()
             announce()
+            if raised and self.control is not None:
+                self.control.publish(raised)
 
         return effects
+
+    def _repeated_denial(self, conn: sqlite3.Connection, e: Event, card: CardId) -> list[dict]:
+        """One card denied again and again at a gate: someone is trying; tell the control room."""
+        if self.control is None:
+            return []
+        rules = self.cfg.alarms
+        key = (e.gate, card.key)
+        times = self._denials.setdefault(key, deque())
+        times.append(e.ts)
+        while times and times[0] < e.ts - rules.repeated_denials_window_s:
+            times.popleft()
+        if len(self._denials) > 10_000:  # forget cards not denied lately
+            self._denials = {k: q for k, q in self._denials.items() if q and q[-1] > e.ts - 3600}
+        if len(times) < rules.repeated_denials:
+            return []
+        alarm_id = alarms.raise_alarm(
+            conn, rules, "repeated_denial", f"gate:{e.gate}:card:{card.key:08X}", e.ts,
+            gate=e.gate, location=f"gate {e.gate}",
+            notes=f"card {card.masked} denied {len(times)} times ({e.reason})",
+        )  # fmt: skip
+        return self.control.views(conn, [alarm_id])
 
     def override(
         self, gate: str, reason: str, by: str, card: CardId | None = None, holder: str | None = None
@@ -225,12 +256,25 @@ class GatePipeline:
         )  # fmt: skip
         announce: list[Callable[[], None]] = []
 
+        raised: list[dict[str, Any]] = []
+
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
             announce.append(self._write(conn, event))
+            dutylog.add(conn, event.ts, by, "gate", f"barrier opened by hand at {gate}: {reason}")
+            if self.control is not None:
+                alarm_id = alarms.raise_alarm(
+                    conn, self.cfg.alarms, "manual_override", "manual", event.ts, gate=gate,
+                    location=f"gate {gate}", notes=f"{by}: {reason}", by=by,
+                )  # fmt: skip
+                raised.extend(self.control.views(conn, [alarm_id]))
             return event.message(self.cfg)
 
-        result = self.writer.call(job, after=lambda _r: announce[0]())
-        return result
+        def after(_result: dict[str, Any]) -> None:
+            announce[0]()
+            if self.control is not None:
+                self.control.publish(raised)
+
+        return self.writer.call(job, after=after)  # type: ignore[no-any-return]
 
     def _write(self, conn: sqlite3.Connection, e: Event) -> Callable[[], None]:
         """Insert the event and its outbox row; what to announce once they are committed."""

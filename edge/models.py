@@ -172,3 +172,113 @@ class AuditEntry(SQLModel, table=True):
     by: str
     action: str
     subject: str | None = None
+
+
+class Alarm(SQLModel, table=True):
+    """One alarm in the control room's queue (中控室).
+
+    The ISA-18.2 sub-states are kept apart — is the condition still active, is it
+    acknowledged, is it shelved — beside the workflow state, because a flat enum cannot
+    say "shelved while active and unacknowledged".
+    """
+
+    __tablename__ = "alarms"
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(unique=True)
+    type: str = Field(index=True)
+    priority: int  # 1 highest … 3
+    source: str = Field(index=True)  # alarm-input:<id> | intercom:<id> | gate:<id> | manual
+    location: str | None = None
+    floor: str | None = None
+    room: str | None = None
+    gate: str | None = None
+    notes: str | None = None
+    route_to: str | None = None  # director | service_supervisor (help requests, 000 §八.13)
+    raised_by: str | None = None  # the officer, for a help request
+    active: bool = True  # the condition itself
+    count: int = 1  # activations folded into this alarm
+    raised_at: float = Field(index=True)
+    last_active_at: float
+    cleared_at: float | None = None
+    acked_at: float | None = None
+    acked_by: str | None = None
+    shelved_until: float | None = None
+    shelved_by: str | None = None
+    shelve_reason: str | None = None
+    state: str = Field(default="new", index=True)  # new|acknowledged|dispatched|resolved|closed
+    dispatched_to: str | None = None
+    dispatched_at: float | None = None
+    dispatched_by: str | None = None
+    resolution: str | None = None
+    resolution_notes: str | None = None
+    resolved_by: str | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
+    escalation_level: int = 0
+    escalated_at: float | None = None
+    checklist: str = "[]"  # JSON: [{"step", "done_at", "by"}]
+
+
+class AlarmLog(SQLModel, table=True):
+    """Every change of every alarm: who, what, when (the workload measures read it too)."""
+
+    __tablename__ = "alarm_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alarm_id: int = Field(index=True)
+    at: float = Field(index=True)
+    by: str | None = None
+    action: str  # raised | activated | normal | acked | dispatched | step | escalated | ...
+    detail: str | None = None
+
+
+class EmergencyRecord(SQLModel, table=True):
+    """紧急事件处理记录表: cause, person responsible, remedial and preventive measures, results."""
+
+    __tablename__ = "emergency_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alarm_id: int = Field(unique=True)
+    cause: str
+    responsible: str
+    remedial: str
+    preventive: str
+    results: str | None = None
+    by: str
+    at: float
+    results_by: str | None = None
+    results_at: float | None = None
+
+
+class DutyLogEntry(SQLModel, table=True):
+    """值班记录: what happened on a shift, by officers and guards and by the system itself."""
+
+    __tablename__ = "duty_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    by: str
+    category: str
+    text: str
+    alarm_id: int | None = None
+
+
+class Handover(SQLModel, table=True):
+    """交接班: a report built from live state, signed by the outgoing then the incoming officer."""
+
+    __tablename__ = "handovers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shift: str
+    shift_start: float
+    created_at: float
+    created_by: str
+    report: str  # JSON, frozen when made
+    report_sha256: str
+    override_by: str | None = None  # a supervisor let it go with a P1 unacknowledged
+    override_reason: str | None = None
+    outgoing_by: str | None = None
+    outgoing_at: float | None = None
+    incoming_by: str | None = None
+    incoming_at: float | None = None

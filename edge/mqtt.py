@@ -24,18 +24,26 @@ from edge.config import MqttCfg
 
 log = logging.getLogger(__name__)
 
-# (reader id, parsed payload or None, why it was refused or None, redelivered?, ack)
-SwipeHandler = Callable[[str, dict[str, Any] | None, str | None, bool, Callable[[], None]], None]
+# (topic below the node's prefix, split at "/"; payload; redelivered?; ack)
+Handler = Callable[[list[str], bytes, bool, Callable[[], None]], None]
 
 
-def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """A swipe payload ``{"card": "...", "ts"?: seconds}``, or the reason it is refused."""
+def parse_object(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON object, or the reason the payload is refused."""
     try:
         body = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"payload is not JSON: {e}"
     if not isinstance(body, dict):
         return None, "payload must be a JSON object"
+    return body, None
+
+
+def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """A swipe payload ``{"card": "...", "ts"?: seconds}``, or the reason it is refused."""
+    body, error = parse_object(payload)
+    if body is None:
+        return None, error
     card = body.get("card")
     if not isinstance(card, str) or not card.strip():
         return None, "payload needs 'card' as a non-empty string"
@@ -46,10 +54,10 @@ def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 
 class MqttLink:
-    def __init__(self, cfg: MqttCfg, node_id: str, on_swipe: SwipeHandler | None = None) -> None:
+    def __init__(self, cfg: MqttCfg, node_id: str) -> None:
         self.cfg = cfg
         self.base = f"{cfg.prefix}/{node_id}/"
-        self.on_swipe = on_swipe
+        self.routes: list[str] = []
         self.counts: Counter[str] = Counter()
         self.last_error: str | None = None
         self._connected = False
@@ -112,8 +120,8 @@ class MqttLink:
         self.counts["connects"] += 1
         log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
         client.publish(self.base + "status", "online", qos=1, retain=True)
-        if self.on_swipe is not None:
-            client.subscribe(self.base + "reader/+/swipe", qos=1)
+        if self.routes:
+            client.subscribe([(self.base + pattern, 1) for pattern in self.routes])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self._connected and not self._stopping:
@@ -121,21 +129,28 @@ class MqttLink:
         self._connected = False
         self.last_error = f"disconnected: {reason}"
 
+    def route(self, pattern: str, handler: Handler) -> None:
+        """Deliver messages on ``pattern`` (below the node's prefix) to ``handler``, which
+        acknowledges each once it is done with it (after its commit)."""
+        self.routes.append(pattern)
+
+        def on_message(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            mid, qos = msg.mid, msg.qos
+
+            def ack() -> None:
+                if qos > 0:
+                    client.ack(mid, qos)
+
+            # DUP: the broker sent it before and got no ack (we died first): a replay
+            handler(msg.topic[len(self.base) :].split("/"), msg.payload, bool(msg.dup), ack)
+
+        self.client.message_callback_add(self.base + pattern, on_message)
+
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        mid, qos = msg.mid, msg.qos
-
-        def ack() -> None:
-            if qos > 0:
-                client.ack(mid, qos)
-
-        parts = msg.topic[len(self.base) :].split("/")
-        if len(parts) != 3 or parts[0] != "reader" or parts[2] != "swipe" or self.on_swipe is None:
-            self.counts["refused:topic"] += 1
-            ack()
-            return
-        body, error = parse_swipe(msg.payload)
-        # DUP: the broker sent it before and got no ack (we died first): a replay
-        self.on_swipe(parts[1], body, error, bool(msg.dup), ack)
+        """A topic no route takes (a stale subscription from an older version)."""
+        self.counts["refused:topic"] += 1
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
 
 
 def arrival_times(body: dict[str, Any]) -> float:

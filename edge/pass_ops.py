@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import outbox
+from edge import dutylog, outbox
 from edge.cards import CardId, mask_key, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
@@ -157,6 +157,7 @@ def confiscate(
     record = {"id": cur.lastrowid, "pass_id": pass_id, "gate": gate, "reason": reason,
               "by": by, "at": now}  # fmt: skip
     outbox.add(conn, epoch, "confiscation", str(record["id"]), record, now)
+    dutylog.add(conn, now, by, "gate", f"pass {pass_id} confiscated at {gate or '-'}: {reason}")
     return record
 
 

@@ -22,9 +22,10 @@ from edge.api.deps import Throttle
 from edge.bus import Bus
 from edge.cards import parse_card
 from edge.config import Config
+from edge.control import ControlRoom
 from edge.errors import NotFound
 from edge.gate import CardRead, GatePipeline
-from edge.mqtt import MqttLink, arrival_times
+from edge.mqtt import MqttLink, arrival_times, parse_swipe
 from edge.privacy import IdHasher
 from edge.writer import Writer
 
@@ -43,10 +44,14 @@ class Service:
         self.epoch = db.ensure_epoch(self.conn)
         self.writer = Writer(self.conn)
         self.bus = Bus()
-        self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch)
+        self.control = ControlRoom(cfg, self.writer, self.bus)
+        self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control)
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
-            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id, self.on_mqtt_swipe)
+            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id)
+            self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe)
+            self.mqtt.route("alarm-input/+", self.control.on_alarm_input)
+            self.mqtt.route("intercom/+/event", self.control.on_intercom)
             self.bus.attach(self.mqtt)
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {
@@ -83,6 +88,9 @@ class Service:
     def count(self, what: str) -> None:
         self.counts[what] += 1
 
+    def alarm_change(self, fn: Callable[[sqlite3.Connection], list[int] | None]) -> list[dict]:
+        return self.control.change(fn)
+
     # -- inputs -------------------------------------------------------------------------
 
     def on_frame(self, reader_id: str, frame: Frame | Scan, mono: float, _wall: float) -> None:
@@ -115,13 +123,10 @@ class Service:
         )
 
     def on_mqtt_swipe(
-        self,
-        reader_id: str,
-        body: dict[str, Any] | None,
-        error: str | None,
-        replayed: bool,
-        ack: Callable[[], None],
+        self, parts: list[str], payload: bytes, replayed: bool, ack: Callable[[], None]
     ) -> None:
+        reader_id = parts[1]
+        body, error = parse_swipe(payload)
         reader = self.readers_cfg.get(reader_id)
         if reader is None or reader.transport != "mqtt":
             error = f"no MQTT reader {reader_id!r} is configured"
@@ -184,7 +189,10 @@ class Service:
         if self.mqtt is not None:
             broker.update(ok=self.mqtt.connected, error=self.mqtt.last_error, **self.mqtt.counts)
         ok = database["ok"] and broker["ok"] and all(r["ok"] for r in readers.values())
-        counts = dict(self.counts) | dict(self.gate.counts) | dict(self.bus.counts)
+        counts = (
+            dict(self.counts) | dict(self.gate.counts) | dict(self.bus.counts)
+            | dict(self.control.counts)
+        )  # fmt: skip
         return ok, {
             "ready": ok,
             "node": self.cfg.node_id,
@@ -229,11 +237,12 @@ class Service:
         log.info(
             "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
         )
-        interval = systemd.watchdog_interval() or 1.0
+        interval = min(systemd.watchdog_interval() or 1.0, 1.0)
         while not self.stop_event.wait(interval):
             # only a turning writer earns a ping: a hung pipeline gets the unit restarted
             if self.writer.alive():
                 systemd.notify("WATCHDOG=1")
+            self.control.tick(self.reader_health())
         systemd.notify("STOPPING=1")
         self.shutdown()
 

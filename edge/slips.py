@@ -178,20 +178,35 @@ def _close(
     return slip
 
 
-def release(conn: sqlite3.Connection, epoch: int, number: str, by: str, now: float,
-            gate: str | None, notes: str | None) -> dict[str, Any]:  # fmt: skip
+def release(
+    conn: sqlite3.Connection,
+    epoch: int,
+    number: str,
+    by: str,
+    now: float,
+    gate: str | None,
+    notes: str | None,
+) -> dict[str, Any]:
     return _close(conn, epoch, number, "released", by, now, gate, notes)
 
 
-def reject(conn: sqlite3.Connection, epoch: int, number: str, by: str, now: float,
-           gate: str | None, reason: str) -> dict[str, Any]:  # fmt: skip
+def reject(
+    conn: sqlite3.Connection,
+    epoch: int,
+    number: str,
+    by: str,
+    now: float,
+    gate: str | None,
+    reason: str,
+) -> dict[str, Any]:
     if not reason.strip():
         raise DomainError("reason: a rejection needs its reason")
     return _close(conn, epoch, number, "rejected", by, now, gate, reason)
 
 
-def cancel(conn: sqlite3.Connection, epoch: int, number: str, by: str, now: float,
-           reason: str) -> dict[str, Any]:  # fmt: skip
+def cancel(
+    conn: sqlite3.Connection, epoch: int, number: str, by: str, now: float, reason: str
+) -> dict[str, Any]:
     return _close(conn, epoch, number, "cancelled", by, now, None, reason)
 
 

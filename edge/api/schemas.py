@@ -116,3 +116,48 @@ class VisitorIn(Body):
 
 class ConfirmIn(Body):
     how: Literal["intercom", "phone", "in_person"]
+
+
+class AlarmIn(Body):
+    """A help request (求助) or an alarm entered by the officer."""
+
+    type: str = Field(pattern=r"^[a-z_]{2,40}$")
+    location: str | None = Field(None, max_length=200)
+    floor: str | None = Field(None, max_length=20)
+    room: str | None = Field(None, max_length=40)
+    gate: str | None = Field(None, max_length=64)
+    notes: str | None = Field(None, max_length=2000)
+    priority: int | None = Field(None, ge=1, le=3)
+
+
+class ResolveIn(Body):
+    resolution: str | None = Field(None, max_length=40)
+    notes: str | None = Field(None, max_length=2000)
+
+
+class DispatchIn(Body):
+    to: str = Field(min_length=1, max_length=200)
+
+
+class ShelveIn(Body):
+    minutes: int = Field(ge=1, le=24 * 60)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class EmergencyIn(Body):
+    cause: str | None = Field(None, max_length=4000)
+    responsible: str | None = Field(None, max_length=200)
+    remedial: str | None = Field(None, max_length=4000)
+    preventive: str | None = Field(None, max_length=4000)
+    results: str | None = Field(None, max_length=4000)
+
+
+class DutyLogIn(Body):
+    text: str = Field(min_length=1, max_length=4000)
+    category: str = Field("general", max_length=20)
+
+
+class HandoverIn(Body):
+    items: dict[str, int] = Field(default_factory=dict, max_length=100)
+    notes: str | None = Field(None, max_length=4000)
+    override_reason: str | None = Field(None, max_length=1000)

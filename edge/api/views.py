@@ -113,3 +113,22 @@ def slip_view(s: dict[str, Any], tz: ZoneInfo, status: str) -> dict[str, Any]:
         "gate": s["gate"],
         "notes": s["notes"],
     }
+
+
+def handover_view(h: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": h["id"],
+        "shift": h["shift"],
+        "shift_start": iso(h["shift_start"], tz),
+        "created_at": iso(h["created_at"], tz),
+        "created_by": h["created_by"],
+        "report": h["report"],
+        "report_sha256": h["report_sha256"],
+        "override_by": h["override_by"],
+        "override_reason": h["override_reason"],
+        "outgoing_by": h["outgoing_by"],
+        "outgoing_at": iso(h["outgoing_at"], tz),
+        "incoming_by": h["incoming_by"],
+        "incoming_at": iso(h["incoming_at"], tz),
+        "signed": h["outgoing_by"] is not None and h["incoming_by"] is not None,
+    }

@@ -1,0 +1,496 @@
+"""The control room's alarm queue: one alarm per condition, worked through its procedure.
+
+Sources: alarm inputs and intercoms on MQTT, the gate itself (a reader gone silent, one
+card denied again and again, a manual opening), and help requests (求助) entered by the
+officer. A source that chatters folds into its open alarm with a count. An alarm nobody
+acknowledges escalates, and again. Every change is committed, logged in ``alarm_log`` and
+then published on ``alarm/<id>`` — in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from edge import dutylog
+from edge.config import AlarmsCfg
+from edge.errors import Conflict, DomainError, NotFound
+
+DEVICE_TYPES = (
+    "fire", "smoke", "door_forced", "door_held", "intrusion", "tamper", "power_fail",
+    "intercom_emergency", "reader_silent", "camera_offline", "camera_frozen",
+    "camera_covered", "repeated_denial", "manual_override",
+)  # fmt: skip
+HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
+# 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13)
+SPECIAL_HELP = ("first_aid", "theft", "fight", "robbery", "flood", "fire")
+LIFE_SAFETY = ("fire", "smoke", "intercom_emergency", "first_aid", "robbery")
+FAULTS = ("tamper", "power_fail", "reader_silent", "camera_offline", "camera_frozen",
+          "camera_covered")  # fmt: skip
+
+DEFAULT_PRIORITY: dict[str, int] = {
+    "fire": 1, "smoke": 1, "intercom_emergency": 1, "first_aid": 1, "robbery": 1,
+    "door_forced": 2, "intrusion": 2, "theft": 2, "fight": 2, "flood": 2, "tamper": 2,
+}  # fmt: skip  # everything else: 3
+
+RESOLUTIONS = (
+    "genuine_handled",  # dealt with on site
+    "genuine_external",  # 110 / 119 / 120 took it over
+    "false_device",  # a faulty detector or reader
+    "false_user",  # someone's mistake (a door propped by a resident)
+    "false_environment",  # wind, animals, steam
+    "test",
+    "duplicate",
+)
+
+# Procedures from the manuals (000 §八.13, GB 25506 fire-room practice); any step may be
+# ticked at any time, so nothing stands between an operator and a call to 110/119/120.
+DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
+    "first_aid": (
+        "record floor and room",
+        "send the nearest staff member",
+        "staff confirmed back to the control room and the director",
+        "call 120",
+        "duty guard meets the ambulance at the gate",
+        "notify relatives",
+    ),
+    "fire": (
+        "confirm by the fastest means (camera, nearest guard)",
+        "linkage controller set to automatic",
+        "call 119: address, location, what is burning, size, caller and phone",
+        "start the evacuation plan",
+        "report to the director",
+        "keep the gate lane open for fire engines",
+    ),
+    "door_forced": (
+        "check the camera",
+        "send a guard",
+        "compare with the access events at the gate before it",
+        "record what was found",
+    ),
+    "intercom_emergency": (
+        "call the intercom back",
+        "send staff",
+        "call 120 or 110 if needed",
+        "record what happened",
+    ),
+    "robbery": ("send at least two guards", "call 110", "keep the video", "record"),
+    "theft": ("send a guard", "call 110 if confirmed", "keep the video", "record items"),
+    "fight": ("send at least two guards", "call 110 if weapons or injuries", "call 120 if injured"),
+    "flood": ("close the valve", "call the engineer on duty", "check lifts and electrics"),
+    "repair": ("record the request", "notify the customer-service supervisor", "confirm done"),
+    "complaint": (
+        "record the complaint",
+        "notify the customer-service supervisor",
+        "answer the resident within 2 hours",
+    ),
+}
+DEFAULT_CHECKLISTS["smoke"] = DEFAULT_CHECKLISTS["fire"]
+GENERIC_CHECKLIST = ("verify", "act", "record")
+STANDING_AFTER_S = 24 * 3600
+
+
+def priority_of(kind: str, cfg: AlarmsCfg) -> int:
+    return cfg.priorities.get(kind, DEFAULT_PRIORITY.get(kind, 3))
+
+
+def checklist_of(kind: str, cfg: AlarmsCfg) -> list[dict[str, Any]]:
+    steps = cfg.checklists.get(kind) or DEFAULT_CHECKLISTS.get(kind, GENERIC_CHECKLIST)
+    return [{"step": s, "done_at": None, "by": None} for s in steps]
+
+
+def escalation_due(a: dict[str, Any], now: float, cfg: AlarmsCfg) -> bool:
+    """An alarm nobody has acknowledged escalates after its priority's limit, then again
+    after as long again. A shelved or closed alarm does not."""
+    if a["acked_at"] is not None or a["state"] == "closed" or shelved(a, now):
+        return False
+    since = a["escalated_at"] or a["raised_at"]
+    return now - since >= cfg.escalate_after_s.get(a["priority"], 600.0)
+
+
+def shelved(a: dict[str, Any], now: float) -> bool:
+    return a["shelved_until"] is not None and a["shelved_until"] > now
+
+
+def isa_state(a: dict[str, Any], now: float) -> str:
+    """The ISA-18.2 display state, derived from the sub-states."""
+    if shelved(a, now):
+        return "shelved"
+    if a["active"]:
+        return "unacknowledged" if a["acked_at"] is None else "acknowledged"
+    return "rtn_unacknowledged" if a["acked_at"] is None else "normal"
+
+
+def _log(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    now: float,
+    by: str | None,
+    action: str,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO alarm_log (alarm_id, at, by, action, detail) VALUES (?,?,?,?,?)",
+        (alarm_id, now, by, action, detail),
+    )
+
+
+def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+    finally:
+        conn.row_factory = None
+    if row is None:
+        raise NotFound(f"no alarm with id {alarm_id}")
+    a = dict(row)
+    a["checklist"] = json.loads(a["checklist"])
+    a["active"] = bool(a["active"])
+    return a
+
+
+def raise_alarm(
+    conn: sqlite3.Connection,
+    cfg: AlarmsCfg,
+    kind: str,
+    source: str,
+    now: float,
+    *,
+    location: str | None = None,
+    gate: str | None = None,
+    floor: str | None = None,
+    room: str | None = None,
+    notes: str | None = None,
+    priority: int | None = None,
+    by: str | None = None,
+) -> int:
+    """A condition became active: fold it into the source's open alarm, or open one."""
+    row = conn.execute(
+        "SELECT id, active FROM alarms WHERE source = ? AND type = ? AND state != 'closed' "
+        "ORDER BY id DESC LIMIT 1",
+        (source, kind),
+    ).fetchone()
+    if row is not None and source != "manual":
+        alarm_id = row[0]
+        conn.execute(
+            "UPDATE alarms SET active = 1, count = count + 1, last_active_at = ? WHERE id = ?",
+            (now, alarm_id),
+        )
+        _log(conn, alarm_id, now, by, "activated")
+        return int(alarm_id)
+    route_to = None
+    if kind in HELP_TYPES and source == "manual":
+        route_to = "director" if kind in SPECIAL_HELP else "service_supervisor"
+    cur = conn.execute(
+        "INSERT INTO alarms (uid, type, priority, source, location, floor, room, gate, notes, "
+        "route_to, raised_by, active, count, raised_at, last_active_at, state, "
+        "escalation_level, checklist) VALUES (?,?,?,?,?,?,?,?,?,?,?,1,1,?,?,'new',0,?)",
+        (uuid.uuid4().hex, kind, priority or priority_of(kind, cfg), source, location, floor,
+         room, gate, notes, route_to, by, now, now,
+         json.dumps(checklist_of(kind, cfg), ensure_ascii=False)),
+    )  # fmt: skip
+    alarm_id = int(cur.lastrowid or 0)
+    _log(conn, alarm_id, now, by, "raised")
+    where = " ".join(x for x in (location, floor and f"{floor}F", room) if x)
+    dutylog.add(
+        conn,
+        now,
+        by or "system",
+        "alarm",
+        f"alarm {alarm_id} raised: {kind} {where}".strip(),
+        alarm_id,
+    )
+    return alarm_id
+
+
+def normal(conn: sqlite3.Connection, source: str, kind: str | None, now: float) -> int | None:
+    """The condition returned to normal; a resolved alarm then closes."""
+    sql = "SELECT id, state FROM alarms WHERE source = ? AND state != 'closed' AND active = 1"
+    args: tuple[Any, ...] = (source,)
+    if kind:
+        sql += " AND type = ?"
+        args = (source, kind)
+    row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+    if row is None:
+        return None
+    alarm_id, state = row
+    conn.execute("UPDATE alarms SET active = 0, cleared_at = ? WHERE id = ?", (now, alarm_id))
+    _log(conn, alarm_id, now, None, "normal")
+    if state == "resolved":
+        _close(conn, alarm_id, now)
+    return int(alarm_id)
+
+
+def _close(conn: sqlite3.Connection, alarm_id: int, now: float) -> None:
+    conn.execute("UPDATE alarms SET state = 'closed', closed_at = ? WHERE id = ?", (now, alarm_id))
+    _log(conn, alarm_id, now, None, "closed")
+    dutylog.add(conn, now, "system", "alarm", f"alarm {alarm_id} closed", alarm_id)
+
+
+def _open(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
+    a = get(conn, alarm_id)
+    if a["state"] == "closed":
+        raise Conflict(f"alarm {alarm_id} is closed")
+    return a
+
+
+def ack(conn: sqlite3.Connection, alarm_id: int, by: str, now: float) -> None:
+    a = _open(conn, alarm_id)
+    if a["acked_at"] is not None:
+        raise Conflict(f"alarm {alarm_id} was acknowledged by {a['acked_by']} already")
+    conn.execute(
+        "UPDATE alarms SET acked_at = ?, acked_by = ?, "
+        "state = CASE state WHEN 'new' THEN 'acknowledged' ELSE state END WHERE id = ?",
+        (now, by, alarm_id),
+    )
+    _log(conn, alarm_id, now, by, "acked")
+
+
+def _ack_if_needed(conn: sqlite3.Connection, a: dict[str, Any], by: str, now: float) -> None:
+    """Dispatching or resolving an alarm is acknowledging it too."""
+    if a["acked_at"] is None:
+        ack(conn, a["id"], by, now)
+
+
+def dispatch(conn: sqlite3.Connection, alarm_id: int, to: str, by: str, now: float) -> None:
+    if not to.strip():
+        raise DomainError("to: whom was sent")
+    a = _open(conn, alarm_id)
+    if a["state"] == "resolved":
+        raise Conflict(f"alarm {alarm_id} is resolved")
+    _ack_if_needed(conn, a, by, now)
+    conn.execute(
+        "UPDATE alarms SET state = 'dispatched', dispatched_to = ?, dispatched_at = ?, "
+        "dispatched_by = ? WHERE id = ?",
+        (to.strip(), now, by, alarm_id),
+    )
+    _log(conn, alarm_id, now, by, "dispatched", to.strip())
+
+
+def tick(conn: sqlite3.Connection, alarm_id: int, step: int, by: str, now: float) -> None:
+    """Tick a procedure step, in any order."""
+    a = _open(conn, alarm_id)
+    steps = a["checklist"]
+    if not 0 <= step < len(steps):
+        raise DomainError(f"step: alarm {alarm_id} has steps 0 to {len(steps) - 1}")
+    if steps[step]["done_at"] is not None:
+        raise Conflict(f"step {step} was ticked by {steps[step]['by']} already")
+    steps[step] |= {"done_at": now, "by": by}
+    conn.execute(
+        "UPDATE alarms SET checklist = ? WHERE id = ?",
+        (json.dumps(steps, ensure_ascii=False), alarm_id),
+    )
+    _log(conn, alarm_id, now, by, "step", steps[step]["step"])
+
+
+def resolve(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    resolution: str | None,
+    notes: str | None,
+    by: str,
+    now: float,
+) -> None:
+    if not resolution:
+        raise DomainError(f"resolution: required, one of {', '.join(RESOLUTIONS)}")
+    if resolution not in RESOLUTIONS:
+        raise DomainError(f"resolution: {resolution!r} is not one of {', '.join(RESOLUTIONS)}")
+    a = _open(conn, alarm_id)
+    if a["state"] == "resolved":
+        raise Conflict(f"alarm {alarm_id} was resolved by {a['resolved_by']} already")
+    _ack_if_needed(conn, a, by, now)
+    undone = [s["step"] for s in a["checklist"] if s["done_at"] is None]
+    conn.execute(
+        "UPDATE alarms SET state = 'resolved', resolution = ?, resolution_notes = ?, "
+        "resolved_by = ?, resolved_at = ? WHERE id = ?",
+        (resolution, notes, by, now, alarm_id),
+    )
+    _log(conn, alarm_id, now, by, "resolved",
+         resolution + (f"; steps not ticked: {', '.join(undone)}" if undone else ""))  # fmt: skip
+    if not a["active"] or not returns_to_normal(a):
+        if a["active"]:
+            conn.execute(
+                "UPDATE alarms SET active = 0, cleared_at = ? WHERE id = ?", (now, alarm_id)
+            )
+        _close(conn, alarm_id, now)
+
+
+def returns_to_normal(a: dict[str, Any]) -> bool:
+    """Whether a "normal" will ever come for this alarm's condition: a detector's or a
+    reader's does; a help request, an intercom button or a gate event ends when resolved."""
+    return a["source"].startswith(("alarm-input:", "reader:", "camera:"))
+
+
+def shelve(
+    conn: sqlite3.Connection,
+    alarm_id: int,
+    until: float,
+    reason: str,
+    by: str,
+    admin: bool,
+    now: float,
+    shift_end: float,
+) -> None:
+    """Hide an alarm from the queue for a while; never past the end of the shift, and a
+    life-safety alarm only with a supervisor (admin)."""
+    a = _open(conn, alarm_id)
+    if not reason.strip():
+        raise DomainError("reason: shelving needs its reason")
+    if a["type"] in LIFE_SAFETY and not admin:
+        raise DomainError(f"a {a['type']} alarm may be shelved only by a supervisor (admin)")
+    if until <= now or until > shift_end:
+        raise DomainError("until: must be in the future and no later than the end of this shift")
+    conn.execute(
+        "UPDATE alarms SET shelved_until = ?, shelved_by = ?, shelve_reason = ? WHERE id = ?",
+        (until, by, reason.strip(), alarm_id),
+    )
+    _log(conn, alarm_id, now, by, "shelved", reason.strip())
+
+
+def unshelve(conn: sqlite3.Connection, alarm_id: int, by: str, now: float) -> None:
+    _open(conn, alarm_id)
+    conn.execute("UPDATE alarms SET shelved_until = NULL WHERE id = ?", (alarm_id,))
+    _log(conn, alarm_id, now, by, "unshelved")
+
+
+def escalate_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[int]:
+    """Escalate every alarm whose acknowledgement is overdue; the ids that changed."""
+    conn.row_factory = sqlite3.Row
+    try:
+        open_ = [dict(r) for r in conn.execute(
+            "SELECT id, priority, state, acked_at, raised_at, escalated_at, shelved_until, "
+            "escalation_level, type FROM alarms WHERE acked_at IS NULL AND state != 'closed'"
+        )]  # fmt: skip
+    finally:
+        conn.row_factory = None
+    changed = []
+    for a in open_:
+        if not escalation_due(a, now, cfg):
+            continue
+        level = a["escalation_level"] + 1
+        conn.execute(
+            "UPDATE alarms SET escalation_level = ?, escalated_at = ? WHERE id = ?",
+            (level, now, a["id"]),
+        )
+        _log(conn, a["id"], now, None, "escalated", f"level {level}")
+        dutylog.add(conn, now, "system", "alarm",
+                    f"alarm {a['id']} ({a['type']}) escalated to level {level}: not acknowledged",
+                    a["id"])  # fmt: skip
+        changed.append(a["id"])
+    return changed
+
+
+def emergency_record(
+    conn: sqlite3.Connection, alarm_id: int, fields: dict[str, str], by: str, now: float
+) -> None:
+    """紧急事件处理记录表 for a major incident; ``results`` may follow later."""
+    get(conn, alarm_id)
+    existing = conn.execute(
+        "SELECT id FROM emergency_records WHERE alarm_id = ?", (alarm_id,)
+    ).fetchone()
+    if existing is None:
+        missing = [
+            k for k in ("cause", "responsible", "remedial", "preventive") if not fields.get(k)
+        ]
+        if missing:
+            raise DomainError(f"{missing[0]}: the emergency record needs it")
+        conn.execute(
+            "INSERT INTO emergency_records (alarm_id, cause, responsible, remedial, preventive, "
+            "results, by, at) VALUES (?,?,?,?,?,?,?,?)",
+            (alarm_id, fields["cause"], fields["responsible"], fields["remedial"],
+             fields["preventive"], fields.get("results"), by, now),
+        )  # fmt: skip
+    elif fields.get("results"):
+        conn.execute(
+            "UPDATE emergency_records SET results = ?, results_by = ?, results_at = ? "
+            "WHERE alarm_id = ?",
+            (fields["results"], by, now, alarm_id),
+        )
+    else:
+        raise Conflict(f"alarm {alarm_id} has its emergency record; only results may follow")
+    _log(conn, alarm_id, now, by, "emergency_record")
+
+
+def listing(
+    conn: sqlite3.Connection,
+    include_closed: bool,
+    include_shelved: bool,
+    now: float,
+    limit: int,
+    before: int | None,
+) -> list[dict[str, Any]]:
+    """The queue: priority first, then oldest; closed and shelved only when asked."""
+    where, args = [], []
+    if not include_closed:
+        where.append("state != 'closed'")
+    if not include_shelved:
+        where.append("(shelved_until IS NULL OR shelved_until <= ?)")
+        args.append(now)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    sql = "SELECT id FROM alarms" + (" WHERE " + " AND ".join(where) if where else "")
+    order = " ORDER BY id DESC" if include_closed else " ORDER BY priority, raised_at, id"
+    ids = [r[0] for r in conn.execute(sql + order + " LIMIT ?", (*args, limit))]
+    return [get(conn, i) for i in ids]
+
+
+def context(conn: sqlite3.Connection, a: dict[str, Any], minutes: float = 5.0) -> list[dict]:
+    """The access events at the alarm's gate in the minutes before it: who came through."""
+    if not a["gate"]:
+        return []
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT event_id, ts, reader, decision, reason, pass_id, pass_kind, card_key, holder "
+            "FROM access_events WHERE gate = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT 50",
+            (a["gate"], a["raised_at"] - minutes * 60, a["raised_at"]),
+        ).fetchall()
+    finally:
+        conn.row_factory = None
+    return [dict(r) for r in rows]
+
+
+def view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
+    """An alarm as the API and ``alarm/<id>`` show it."""
+
+    def iso(t: float | None) -> str | None:
+        return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
+
+    return {
+        "id": a["id"],
+        "type": a["type"],
+        "priority": a["priority"],
+        "source": a["source"],
+        "location": a["location"],
+        "floor": a["floor"],
+        "room": a["room"],
+        "gate": a["gate"],
+        "notes": a["notes"],
+        "route_to": a["route_to"],
+        "active": a["active"],
+        "acked": a["acked_at"] is not None,
+        "acked_by": a["acked_by"],
+        "acked_at": iso(a["acked_at"]),
+        "shelved_until": iso(a["shelved_until"]) if shelved(a, now) else None,
+        "isa_state": isa_state(a, now),
+        "state": a["state"],
+        "count": a["count"],
+        "raised_at": iso(a["raised_at"]),
+        "last_active_at": iso(a["last_active_at"]),
+        "escalation_level": a["escalation_level"],
+        "standing": a["state"] != "closed" and now - a["raised_at"] > STANDING_AFTER_S,
+        "dispatched_to": a["dispatched_to"],
+        "resolution": a["resolution"],
+        "resolution_notes": a["resolution_notes"],
+        "resolved_by": a["resolved_by"],
+        "closed_at": iso(a["closed_at"]),
+        "checklist": [
+            {"step": s["step"], "done_at": iso(s["done_at"]), "by": s["by"]} for s in a["checklist"]
+        ],
+        "snapshot": None,  # cameras (issue 5)
+    }

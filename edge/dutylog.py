@@ -1,0 +1,42 @@
+"""值班记录 The duty log: entries by officers and guards, and automatic ones for alarms,
+confiscations, manual openings and intercom calls."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from edge.errors import DomainError
+
+CATEGORIES = ("general", "patrol", "alarm", "complaint", "repair", "visitor", "equipment",
+              "handover", "intercom", "gate")  # fmt: skip
+
+
+def add(
+    conn: sqlite3.Connection,
+    now: float,
+    by: str,
+    category: str,
+    text: str,
+    alarm_id: int | None = None,
+) -> int:
+    if category not in CATEGORIES:
+        raise DomainError(f"category: must be one of {', '.join(CATEGORIES)}")
+    if not text.strip():
+        raise DomainError("text: must not be empty")
+    cur = conn.execute(
+        "INSERT INTO duty_log (at, by, category, text, alarm_id) VALUES (?,?,?,?,?)",
+        (now, by, category, text.strip(), alarm_id),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def between(conn: sqlite3.Connection, start: float, end: float) -> list[dict[str, Any]]:
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT * FROM duty_log WHERE at >= ? AND at < ? ORDER BY at, id", (start, end)
+        ).fetchall()
+    finally:
+        conn.row_factory = None
+    return [dict(r) for r in rows]

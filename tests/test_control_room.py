@@ -1,0 +1,274 @@
+"""The control room through its API, in process: a real writer and SQLite, MQTT inputs fed
+to the same handlers the broker would call."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edge import users
+from edge.api import create_app
+from edge.config import parse
+from edge.service import Service
+
+
+class Acks:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> None:
+        self.n += 1
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Service]:
+    cfg = parse(
+        {
+            "node": {"id": "n1", "data_dir": str(tmp_path)},
+            "database": {"url": f"sqlite:///{tmp_path}/edge.db"},
+            "gates": [{"id": "main"}],
+            "alarm_sources": [{"id": "door-3", "gate": "main", "location": "3号门"}],
+            "alarms": {"escalate_after_s": {"1": 0.2, "2": 0.3}},
+            "handover": {"items": {"radios": 4, "keys": 12}},
+        }
+    )
+    s = Service(cfg)
+    s.writer.start()
+    yield s
+    s.writer.stop()
+
+
+@pytest.fixture
+def client(svc: Service) -> TestClient:
+    return TestClient(create_app(svc))
+
+
+@pytest.fixture
+def who(svc: Service) -> dict[str, dict[str, str]]:
+    out = {}
+    for name, role in [("值班员甲", "control"), ("值班员乙", "control"), ("主管", "admin")]:
+        token = svc.write(lambda c, n=name, r=role: users.add(c, n, r))
+        out[name] = {"Authorization": f"Bearer {token}"}
+    return out
+
+
+def door(svc: Service, state: str, acks: Acks | None = None) -> None:
+    body = json.dumps({"type": "door_forced", "state": state}).encode()
+    svc.control.on_alarm_input(["alarm-input", "door-3"], body, False, acks or Acks())
+
+
+def settle(svc: Service) -> None:
+    svc.write(lambda c: None)  # everything queued before this is committed
+
+
+def queue(client: TestClient, who: dict) -> list[dict]:
+    return client.get("/api/v1/alarms", headers=who).json()["items"]
+
+
+def test_a_chattering_door_gives_one_alarm_with_a_count(svc, client, who):
+    acks = Acks()
+    for _ in range(10):
+        door(svc, "active", acks)
+        door(svc, "normal", acks)
+    settle(svc)
+    (alarm,) = queue(client, who["值班员甲"])
+    assert alarm["type"] == "door_forced" and alarm["count"] == 10 and alarm["priority"] == 2
+    assert alarm["location"] == "3号门" and alarm["gate"] == "main" and not alarm["active"]
+    assert acks.n == 20  # every input acknowledged once it was on disk
+    stats = client.get("/api/v1/alarms/stats", headers=who["值班员甲"]).json()
+    assert stats["chattering"][0]["source"] == "alarm-input:door-3"
+    assert stats["chattering"][0]["activations"] == 10
+
+
+def test_malformed_inputs_are_refused_counted_and_acknowledged(svc, client, who):
+    acks = Acks()
+    for bad in [b"{", b"[]", b'{"type": "Door!", "state": "active"}', b'{"type": "fire"}']:
+        svc.control.on_alarm_input(["alarm-input", "x"], bad, False, acks)
+    svc.control.on_intercom(["intercom", "ic1", "event"], b'{"event": "dance"}', False, acks)
+    assert acks.n == 5 and svc.control.counts["refused:alarm_input"] == 4
+    assert svc.control.counts["refused:intercom"] == 1
+    assert queue(client, who["值班员甲"]) == []
+
+
+def test_an_unacknowledged_alarm_escalates_and_escalates_again(svc, client, who):
+    door(svc, "active")
+    settle(svc)
+    deadline = time.monotonic() + 10
+    level = 0
+    while level < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        svc.control.tick({})
+        settle(svc)
+        level = queue(client, who["值班员甲"])[0]["escalation_level"]
+    assert level >= 2
+    alarm_id = queue(client, who["值班员甲"])[0]["id"]
+    client.post(f"/api/v1/alarms/{alarm_id}/ack", headers=who["值班员甲"])
+    svc.control.tick({})
+    time.sleep(0.4)
+    svc.control.tick({})
+    settle(svc)
+    assert queue(client, who["值班员甲"])[0]["escalation_level"] == level  # acked: no more
+    log = client.get("/api/v1/duty-log", headers=who["值班员甲"]).json()["items"]
+    assert any("escalated" in e["text"] for e in log)
+
+
+def test_door_alarm_is_worked_through_and_closes_with_a_resolution(svc, client, who):
+    svc.gate.override("main", "业主忘带卡", "门岗老张")  # an access event at that gate before it
+    door(svc, "active")
+    settle(svc)
+    alarm = next(a for a in queue(client, who["值班员甲"]) if a["type"] == "door_forced")
+    aid, op = alarm["id"], who["值班员甲"]
+    detail = client.get(f"/api/v1/alarms/{aid}", headers=op).json()
+    assert [e["reason"] for e in detail["context"]] == ["manual_override"]
+    assert client.post(f"/api/v1/alarms/{aid}/ack", headers=op).json()["acked_by"] == "值班员甲"
+    assert client.post(f"/api/v1/alarms/{aid}/ack", headers=op).status_code == 409
+    client.post(f"/api/v1/alarms/{aid}/dispatch", json={"to": "巡逻岗小王"}, headers=op)
+    for step in (2, 0, 1):  # any order
+        client.post(f"/api/v1/alarms/{aid}/steps/{step}", headers=op)
+    no_code = client.post(f"/api/v1/alarms/{aid}/resolve", json={"notes": "x"}, headers=op)
+    assert no_code.status_code == 422 and "resolution" in no_code.json()["detail"]
+    done = client.post(
+        f"/api/v1/alarms/{aid}/resolve",
+        json={"resolution": "false_user", "notes": "住户搬家撑门"},
+        headers=op,
+    ).json()
+    assert done["state"] == "resolved"  # the door is still open: not closed yet
+    door(svc, "normal")
+    settle(svc)
+    closed = client.get(f"/api/v1/alarms/{aid}", headers=op).json()
+    assert closed["state"] == "closed" and closed["isa_state"] == "normal"
+    actions = [h["action"] for h in closed["history"]]
+    assert actions == ["raised", "acked", "dispatched", "step", "step", "step", "resolved",
+                       "normal", "closed"]  # fmt: skip
+
+
+def test_a_first_aid_request_walks_through_its_steps(svc, client, who):
+    op = who["值班员甲"]
+    alarm = client.post(
+        "/api/v1/alarms",
+        json={"type": "first_aid", "floor": "12", "room": "1203", "location": "5号楼"},
+        headers=op,
+    ).json()
+    assert alarm["priority"] == 1 and alarm["route_to"] == "director"
+    steps = [s["step"] for s in alarm["checklist"]]
+    assert steps[0] == "record floor and room" and "call 120" in steps
+    # nothing stands before the call to 120: it may be ticked first
+    call_120 = steps.index("call 120")
+    ticked = client.post(f"/api/v1/alarms/{alarm['id']}/steps/{call_120}", headers=op).json()
+    assert ticked["checklist"][call_120]["by"] == "值班员甲"
+    for i in range(len(steps)):
+        if i != call_120:
+            client.post(f"/api/v1/alarms/{alarm['id']}/steps/{i}", headers=op)
+    record = client.post(
+        f"/api/v1/alarms/{alarm['id']}/emergency-record",
+        json={"cause": "老人摔倒", "responsible": "值班员甲", "remedial": "送医",
+              "preventive": "楼道加扶手"},
+        headers=op,
+    )  # fmt: skip
+    assert record.status_code == 200 and record.json()["cause"] == "老人摔倒"
+    done = client.post(
+        f"/api/v1/alarms/{alarm['id']}/resolve",
+        json={"resolution": "genuine_external", "notes": "120 took her"},
+        headers=op,
+    ).json()
+    assert done["state"] == "closed"  # a help request has no "normal" to wait for
+    repair = client.post("/api/v1/alarms", json={"type": "repair"}, headers=op).json()
+    assert repair["route_to"] == "service_supervisor" and repair["priority"] == 3
+
+
+def test_an_intercom_emergency_is_priority_one_and_calls_go_in_the_duty_log(svc, client, who):
+    ack = Acks()
+    svc.control.on_intercom(["intercom", "ic-5", "event"], b'{"event": "call"}', False, ack)
+    svc.control.on_intercom(["intercom", "ic-5", "event"], b'{"event": "emergency"}', False, ack)
+    settle(svc)
+    (alarm,) = queue(client, who["值班员甲"])
+    assert alarm["type"] == "intercom_emergency" and alarm["priority"] == 1
+    log = client.get("/api/v1/duty-log", headers=who["值班员甲"]).json()["items"]
+    assert any(e["text"] == "intercom ic-5: call" for e in log)
+
+
+def test_life_safety_alarms_are_shelved_only_by_a_supervisor_and_not_past_the_shift(
+    svc, client, who
+):
+    fire = client.post("/api/v1/alarms", json={"type": "fire"}, headers=who["值班员甲"]).json()
+    body = {"minutes": 5, "reason": "测试"}
+    got = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=body, headers=who["值班员甲"])
+    assert got.status_code == 422 and "supervisor" in got.json()["detail"]
+    shelved = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=body, headers=who["主管"])
+    assert shelved.json()["isa_state"] == "shelved"
+    assert queue(client, who["值班员甲"]) == []  # hidden from the queue
+    too_long = {"minutes": 24 * 60, "reason": "x"}
+    got = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=too_long, headers=who["主管"])
+    assert got.status_code == 422 and "end of this shift" in got.json()["detail"]
+
+
+def test_handover_is_refused_with_an_unacked_p1_and_then_signed_by_both_shifts(svc, client, who):
+    a, b = who["值班员甲"], who["值班员乙"]
+    fire = client.post("/api/v1/alarms", json={"type": "fire", "location": "地下车库"}, headers=a)
+    refused = client.post("/api/v1/handovers", json={"items": {"radios": 4}}, headers=a)
+    assert refused.status_code == 409 and "priority-1" in refused.json()["detail"]
+    client.post(f"/api/v1/alarms/{fire.json()['id']}/ack", headers=a)
+    made = client.post(
+        "/api/v1/handovers",
+        json={"items": {"radios": 3, "keys": 12}, "notes": "车库烟感待修"},
+        headers=a,
+    ).json()
+    report = made["report"]
+    assert [x["type"] for x in report["open_alarms"]] == ["fire"]
+    assert report["items"]["discrepancies"] == {"radios": {"expected": 4, "counted": 3}}
+    assert len(made["report_sha256"]) == 64 and made["signed"] is False
+    assert client.post(f"/api/v1/handovers/{made['id']}/sign", headers=b).status_code == 422
+    client.post(f"/api/v1/handovers/{made['id']}/sign", headers=a)
+    same = client.post(f"/api/v1/handovers/{made['id']}/sign", headers=a)
+    assert same.status_code == 422 and "someone other" in same.json()["detail"]
+    signed = client.post(f"/api/v1/handovers/{made['id']}/sign", headers=b).json()
+    assert signed["signed"] and (signed["outgoing_by"], signed["incoming_by"]) == (
+        "值班员甲",
+        "值班员乙",
+    )
+    assert client.post(f"/api/v1/handovers/{made['id']}/sign", headers=b).status_code == 409
+
+
+def test_a_supervisor_may_hand_over_past_an_unacked_p1_with_a_reason(svc, client, who):
+    client.post("/api/v1/alarms", json={"type": "smoke"}, headers=who["值班员甲"])
+    no_reason = client.post("/api/v1/handovers", json={}, headers=who["主管"])
+    assert no_reason.status_code == 409
+    made = client.post(
+        "/api/v1/handovers", json={"override_reason": "消防队已到场处置"}, headers=who["主管"]
+    )
+    assert made.status_code == 201 and made.json()["override_by"] == "主管"
+
+
+def test_the_duty_log_reads_by_day_and_by_shift(svc, client, who):
+    op = who["值班员甲"]
+    entry = client.post(
+        "/api/v1/duty-log", json={"category": "patrol", "text": "巡查地库一次, 正常"}, headers=op
+    ).json()
+    assert entry["by"] == "值班员甲"
+    today = client.get("/api/v1/duty-log", headers=op).json()["items"]
+    assert today[0]["text"] == "巡查地库一次, 正常"
+    bad = client.post("/api/v1/duty-log", json={"category": "gossip", "text": "x"}, headers=op)
+    assert bad.status_code == 422
+    day = entry["at"][:10]
+    for shift in ("day", "evening", "night"):
+        got = client.get(f"/api/v1/duty-log?day={day}&shift={shift}", headers=op)
+        assert got.status_code == 200
+    assert client.get("/api/v1/duty-log?shift=lunch", headers=op).status_code == 422
+
+
+def test_workload_measures_floods_per_operator(svc, client, who):
+    for i in range(12):
+        client.post("/api/v1/alarms", json={"type": "complaint", "notes": str(i)},
+                    headers=who["值班员甲"])  # fmt: skip
+    for a in queue(client, who["值班员甲"])[:5]:
+        client.post(f"/api/v1/alarms/{a['id']}/ack", headers=who["值班员乙"])
+    stats = client.get("/api/v1/alarms/stats", headers=who["值班员甲"]).json()
+    assert stats["raised"] == 12 and stats["flood"]["flood_windows"] == 1
+    assert stats["flood"]["max_in_10min"] == 12
+    assert stats["per_operator"] == [{"operator": "值班员乙", "acked": 5, "per_10min": 0.03}]
+    assert stats["priorities"]["3"] == 12 and stats["unacked_now"] == 7
