@@ -33,6 +33,7 @@ bench: $(BIN)/gatehouse
 	$(BIN)/python bench/swipe_latency.py
 	$(BIN)/python bench/mqtt_ingest.py
 	$(BIN)/python bench/memory_startup.py
+	$(BIN)/python bench/alarm_flood.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

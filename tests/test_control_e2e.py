@@ -1,0 +1,86 @@
+"""The control room as an officer meets it: `mosquitto_pub`-style inputs to a running node,
+`alarm/<id>` on MQTT, the API over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import paho.mqtt.publish as publish
+
+from drivers.rdm6300 import Rdm6300
+from edge.cards import parse_card
+from tests.helpers import Broker, Listener, Pty, cli, node_for, wait_for
+from tests.test_desk_e2e import call
+
+PREFIX = "gatehouse/gate-test/"
+
+
+def test_alarms_from_mqtt_escalate_resolve_and_close(
+    tmp_path: Path, broker: Broker, listener: Listener, pty: Pty
+):
+    reader = {"id": "main-in", "gate": "main", "port": pty.path, "debounce_ms": 100}
+    node = node_for(tmp_path, [reader], broker.port)
+    text = node.config.read_text() + (
+        '[alarms]\nescalate_after_s = {"2" = 1.0}\n'
+        '[[alarm_sources]]\nid = "door-3"\ngate = "main"\nlocation = "3号门"\n'
+    )
+    node.config.write_text(text)
+    op = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    node.start(wait_ready=True)
+    try:
+        send = lambda topic, body: publish.single(  # noqa: E731
+            PREFIX + topic, json.dumps(body), qos=1, port=broker.port
+        )
+        send("alarm-input/door-3", {"type": "door_forced", "state": "active"})
+        raised = listener.next("/alarm/1")
+        assert raised["type"] == "door_forced" and raised["state"] == "new"
+        escalated = listener.next("/alarm/1")  # left alone for a second
+        assert escalated["escalation_level"] == 1
+        assert call(node, "POST", "/api/v1/alarms/1/ack", op)[0] == 200
+        assert listener.next("/alarm/1")["acked_by"] == "值班员"
+        status, body = call(node, "POST", "/api/v1/alarms/1/resolve", op, {"notes": "x"})
+        assert status == 422 and "resolution" in body["detail"]
+        call(node, "POST", "/api/v1/alarms/1/resolve", op, {"resolution": "false_device"})
+        assert listener.next("/alarm/1")["state"] == "resolved"
+        send("alarm-input/door-3", {"type": "door_forced", "state": "normal"})
+        assert listener.next("/alarm/1")["state"] == "closed"
+
+        send("intercom/ic-2/event", {"event": "emergency"})
+        assert listener.next("/alarm/2")["priority"] == 1
+        publish.single(PREFIX + "alarm-input/door-9", b"not json", qos=1, port=broker.port)
+        wait_for(lambda: node.ready()[1]["counts"].get("refused:alarm_input") == 1, 10, "refusal")
+
+        for _ in range(3):  # the same unknown card, presented again and again
+            pty.write(Rdm6300.encode(parse_card("99AABBCCDD")))
+            listener.next("/gate/main/decision")
+            time.sleep(0.2)  # lifted and presented again: past the reader's 100 ms debounce
+        repeated = listener.next("/alarm/3")
+        assert repeated["type"] == "repeated_denial" and repeated["gate"] == "main"
+
+        _, log = call(node, "GET", "/api/v1/duty-log", op)
+        texts = [e["text"] for e in log["items"]]
+        assert any("alarm 1 raised" in t for t in texts) and any("closed" in t for t in texts)
+    finally:
+        node.stop()
+
+
+def test_a_reader_that_goes_away_raises_reader_silent_and_clears_when_back(
+    tmp_path: Path, broker: Broker, listener: Listener
+):
+    from tests.helpers import SocatPair
+
+    wire = SocatPair(tmp_path).start()
+    node = node_for(tmp_path, [{"id": "main-in", "gate": "main", "port": wire.device}], broker.port)
+    node.start(wait_ready=True)
+    try:
+        wire.stop()
+        alarm = listener.next("/alarm/1", timeout=15)
+        assert alarm["type"] == "reader_silent" and alarm["active"] is True
+        wire.start()
+        back = listener.next("/alarm/1", timeout=15)
+        assert back["active"] is False
+    finally:
+        node.stop()
+        wire.stop()
