@@ -147,10 +147,7 @@ def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
         conn.row_factory = None
     if row is None:
         raise NotFound(f"no alarm with id {alarm_id}")
-    a = dict(row)
-    a["checklist"] = json.loads(a["checklist"])
-    a["active"] = bool(a["active"])
-    return a
+    return _loaded(dict(row))
 
 
 def raise_alarm(
@@ -433,10 +430,20 @@ def listing(
     if before is not None:
         where.append("id < ?")
         args.append(before)
-    sql = "SELECT id FROM alarms" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = "SELECT * FROM alarms" + (" WHERE " + " AND ".join(where) if where else "")
     order = " ORDER BY id DESC" if include_closed else " ORDER BY priority, raised_at, id"
-    ids = [r[0] for r in conn.execute(sql + order + " LIMIT ?", (*args, limit))]
-    return [get(conn, i) for i in ids]
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(sql + order + " LIMIT ?", (*args, limit)).fetchall()
+    finally:
+        conn.row_factory = None
+    return [_loaded(dict(r)) for r in rows]
+
+
+def _loaded(a: dict[str, Any]) -> dict[str, Any]:
+    a["checklist"] = json.loads(a["checklist"])
+    a["active"] = bool(a["active"])
+    return a
 
 
 def context(conn: sqlite3.Connection, a: dict[str, Any], minutes: float = 5.0) -> list[dict]:
