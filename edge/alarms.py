@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from edge import dutylog
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
+from edge.snapshots import JOIN_COLUMNS, joined
 
 DEVICE_TYPES = (
     "fire", "smoke", "door_forced", "door_held", "intrusion", "tamper", "power_fail",
@@ -142,7 +143,11 @@ def _log(
 def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
     conn.row_factory = sqlite3.Row
     try:
-        row = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        row = conn.execute(
+            f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a "
+            "LEFT JOIN snapshots s ON s.id = a.snapshot_id WHERE a.id = ?",
+            (alarm_id,),
+        ).fetchone()
     finally:
         conn.row_factory = None
     if row is None:
@@ -423,15 +428,16 @@ def listing(
     """The queue: priority first, then oldest; closed and shelved only when asked."""
     where, args = [], []
     if not include_closed:
-        where.append("state != 'closed'")
+        where.append("a.state != 'closed'")
     if not include_shelved:
-        where.append("(shelved_until IS NULL OR shelved_until <= ?)")
+        where.append("(a.shelved_until IS NULL OR a.shelved_until <= ?)")
         args.append(now)
     if before is not None:
-        where.append("id < ?")
+        where.append("a.id < ?")
         args.append(before)
-    sql = "SELECT * FROM alarms" + (" WHERE " + " AND ".join(where) if where else "")
-    order = " ORDER BY id DESC" if include_closed else " ORDER BY priority, raised_at, id"
+    sql = f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a LEFT JOIN snapshots s ON s.id = a.snapshot_id"
+    sql += " WHERE " + " AND ".join(where) if where else ""
+    order = " ORDER BY a.id DESC" if include_closed else " ORDER BY a.priority, a.raised_at, a.id"
     conn.row_factory = sqlite3.Row
     try:
         rows = conn.execute(sql + order + " LIMIT ?", (*args, limit)).fetchall()
@@ -499,5 +505,5 @@ def view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
         "checklist": [
             {"step": s["step"], "done_at": iso(s["done_at"]), "by": s["by"]} for s in a["checklist"]
         ],
-        "snapshot": None,  # cameras (issue 5)
+        "snapshot": joined(a),
     }

@@ -69,6 +69,26 @@ class RulesCfg:
 
 
 @dataclass(frozen=True)
+class CameraCfg:
+    id: str
+    gate: str
+    source: str  # anything OpenCV opens: a URL, a device index, a file
+    offline_after_s: float = 5.0  # no frames this long: camera_offline
+    frozen_after_s: float = 10.0  # identical frames this long: camera_frozen
+    covered_after_s: float = 3.0  # black or uniform this long: camera_covered
+    stale_after_ms: int = 2000  # a snapshot farther than this from its event is stale
+    open_timeout_ms: int = 5000
+    read_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class SnapshotsCfg:
+    retention_days: float = 30.0
+    quota_mb: float = 2048.0
+    jpeg_quality: int = 85
+
+
+@dataclass(frozen=True)
 class ShiftCfg:
     name: str
     start: time
@@ -108,7 +128,8 @@ class Config:
     gates: tuple[str, ...]
     readers: tuple[ReaderCfg, ...]
     rules: RulesCfg = field(default_factory=RulesCfg)
-    cameras: tuple[dict[str, Any], ...] = ()
+    cameras: tuple[CameraCfg, ...] = ()
+    snapshots: SnapshotsCfg = field(default_factory=SnapshotsCfg)
     sync: dict[str, Any] | None = None
     alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
@@ -196,6 +217,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             "alarm_sources",
             "shifts",
             "handover",
+            "snapshots",
         },
     )
     node = raw.get("node")
@@ -318,11 +340,40 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         name_mask=name_mask,
     )
 
-    cameras = raw.get("cameras", [])
-    for i, c in enumerate(cameras):
-        _take(c, f"cameras[{i}]", {"id", "gate", "source"})
+    cameras: list[CameraCfg] = []
+    for i, c in enumerate(raw.get("cameras", [])):
+        where = f"cameras[{i}]"
+        _take(c, where, set(CameraCfg.__dataclass_fields__))
+        cid = _ident(c, "id", where)
+        if any(x.id == cid for x in cameras):
+            raise ConfigError(f"{where}.id: {cid!r} appears twice")
         if c.get("gate") not in gates:
-            raise ConfigError(f"cameras[{i}].gate: {c.get('gate')!r} is not one of the [[gates]]")
+            raise ConfigError(f"{where}.gate: {c.get('gate')!r} is not one of the [[gates]]")
+        if any(x.gate == c["gate"] for x in cameras):
+            raise ConfigError(f"{where}.gate: {c['gate']!r} has a camera already (one per gate)")
+        source = c.get("source")
+        if isinstance(source, int) and not isinstance(source, bool):
+            source = str(source)
+        if not isinstance(source, str) or not source:
+            raise ConfigError(f"{where}.source: a URL, a file or a device index")
+        cameras.append(
+            CameraCfg(
+                id=cid, gate=c["gate"], source=source,
+                offline_after_s=float(_num(c, "offline_after_s", where, 5, 1, 3600)),
+                frozen_after_s=float(_num(c, "frozen_after_s", where, 10, 1, 3600)),
+                covered_after_s=float(_num(c, "covered_after_s", where, 3, 0, 3600)),
+                stale_after_ms=int(_num(c, "stale_after_ms", where, 2000, 10, 600_000)),
+                open_timeout_ms=int(_num(c, "open_timeout_ms", where, 5000, 100, 120_000)),
+                read_timeout_ms=int(_num(c, "read_timeout_ms", where, 5000, 100, 120_000)),
+            )
+        )  # fmt: skip
+    snaps = raw.get("snapshots", {})
+    _take(snaps, "snapshots", {"retention_days", "quota_mb", "jpeg_quality"})
+    snapshots_cfg = SnapshotsCfg(
+        retention_days=float(_num(snaps, "retention_days", "snapshots", 30, 0.01, 3650)),
+        quota_mb=float(_num(snaps, "quota_mb", "snapshots", 2048, 1, 10_000_000)),
+        jpeg_quality=int(_num(snaps, "jpeg_quality", "snapshots", 85, 10, 100)),
+    )
     sync = raw.get("sync")
     if sync is not None:
         _take(sync, "sync", {"office_url", "token", "token_file"})
@@ -362,6 +413,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         readers=tuple(readers),
         rules=rules,
         cameras=tuple(cameras),
+        snapshots=snapshots_cfg,
         sync=sync,
         source=source,
     )

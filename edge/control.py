@@ -9,13 +9,16 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import alarms, dutylog
 from edge.bus import Bus
 from edge.config import Config
 from edge.mqtt import parse_object
 from edge.writer import CallJob, Writer
+
+if TYPE_CHECKING:
+    from edge.cameras import Cameras
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,9 @@ class ControlRoom:
         self.writer = writer
         self.bus = bus
         self.counts: Counter[str] = Counter()
-        self._reader_ok: dict[str, bool] = {}  # the ticker's last view of each reader
+        self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
+        self.cameras: Cameras | None = None  # set by the service when it has cameras
+        self._pictured: set[int] = set()
 
     # -- changes ------------------------------------------------------------------------
 
@@ -42,6 +47,15 @@ class ControlRoom:
     def publish(self, views: Views) -> None:
         for v in views:
             self.bus.publish(f"alarm/{v['id']}", v)
+            # a new alarm at a gate with a camera gets its picture, once
+            if (
+                self.cameras
+                and v["gate"]
+                and v["snapshot"] is None
+                and v["id"] not in self._pictured
+            ):
+                self._pictured.add(v["id"])
+                self.cameras.snap(v["gate"], "alarm", str(v["id"]), time.time())
 
     def _job(self, fn: Callable[[sqlite3.Connection], list[int] | None],
              ack: Callable[[], None] | None) -> CallJob:  # fmt: skip
@@ -131,30 +145,25 @@ class ControlRoom:
 
     # -- the ticker ---------------------------------------------------------------------
 
-    def tick(self, readers: dict[str, dict[str, Any]]) -> None:
-        """Once a second: escalate what nobody acknowledged; raise or clear reader alarms."""
+    def tick(self, conditions: dict[tuple[str, str], tuple[bool, str | None, str]]) -> None:
+        """Once a second: escalate what nobody acknowledged, and raise or clear the alarms of
+        the service's own watch — ``(source, type) → (active, gate, location)``: a reader
+        gone, a camera offline, frozen or covered."""
         now = time.time()
-        changed: list[tuple[str, bool]] = []
-        for reader_id, health in readers.items():
-            ok = bool(health["ok"])
-            if self._reader_ok.get(reader_id, True) != ok:
-                changed.append((reader_id, ok))
-            self._reader_ok[reader_id] = ok
-        by_id = {r.id: r for r in self.cfg.readers}
+        changed = []
+        for key, (active, gate, location) in conditions.items():
+            if self._condition.get(key, False) != active:
+                changed.append((key, active, gate, location))
+            self._condition[key] = active
 
         def job(c: sqlite3.Connection) -> list[int]:
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
-            for reader_id, ok in changed:
-                source = f"reader:{reader_id}"
-                if ok:
-                    cleared = alarms.normal(c, source, "reader_silent", now)
-                    ids += [cleared] if cleared else []
-                else:
-                    reader = by_id[reader_id]
-                    ids.append(alarms.raise_alarm(
-                        c, self.cfg.alarms, "reader_silent", source, now,
-                        location=f"reader {reader_id}", gate=reader.gate,
-                    ))  # fmt: skip
+            for (source, kind), active, gate, location in changed:
+                if active:
+                    ids.append(alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
+                                                  location=location, gate=gate))  # fmt: skip
+                elif cleared := alarms.normal(c, source, kind, now):
+                    ids.append(cleared)
             return ids
 
         self.submit(job)

@@ -29,6 +29,7 @@ from edge.privacy import mask_name
 from edge.writer import AfterCommit, Writer
 
 if TYPE_CHECKING:
+    from edge.cameras import Cameras
     from edge.control import ControlRoom
 
 _PASS_COLUMNS = "id, kind, status, valid_from, valid_until, issued_at, gates, daily_window, name"
@@ -161,6 +162,7 @@ class GatePipeline:
         self.bus = bus
         self.epoch = epoch
         self.control = control
+        self.cameras: Cameras | None = None  # set by the service when it has cameras
         self.clock = clock
         self.monotonic = monotonic
         self.counts: Counter[str] = Counter()
@@ -305,6 +307,8 @@ class GatePipeline:
 
         def announce() -> None:
             self.bus.publish(f"gate/{e.gate}/decision", message)
+            if self.cameras is not None:  # only asks: the picture is taken and kept apart
+                self.cameras.snap(e.gate, "event", e.event_id, e.ts)
             if open_barrier:
                 self.bus.command(
                     f"gate/{e.gate}/open",

@@ -62,6 +62,7 @@ class AccessEvent(SQLModel, table=True):
     stale: bool = False  # too old to act on: recorded, barrier not opened
     by: str | None = None  # the guard, for a manual override
     notes: str | None = None  # the override's reason
+    snapshot_id: int | None = None
 
 
 class Outbox(SQLModel, table=True):
@@ -123,6 +124,7 @@ class GoodsSlip(SQLModel, table=True):
     closed_at: float | None = None
     gate: str | None = None
     notes: str | None = None  # discrepancies at release, the reason for a reject or cancel
+    snapshot_id: int | None = None
 
 
 class Visitor(SQLModel, table=True):
@@ -218,6 +220,7 @@ class Alarm(SQLModel, table=True):
     escalation_level: int = 0
     escalated_at: float | None = None
     checklist: str = "[]"  # JSON: [{"step", "done_at", "by"}]
+    snapshot_id: int | None = None
 
 
 class AlarmLog(SQLModel, table=True):
@@ -282,3 +285,23 @@ class Handover(SQLModel, table=True):
     outgoing_at: float | None = None
     incoming_by: str | None = None
     incoming_at: float | None = None
+
+
+class Snapshot(SQLModel, table=True):
+    """A JPEG taken at a gate at the moment of an event, decision, release or alarm."""
+
+    __tablename__ = "snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    camera: str
+    gate: str
+    ref_kind: str  # event | alarm | slip | request
+    ref_id: str = Field(index=True)
+    path: str | None = None  # None: no picture came (camera offline)
+    sha256: str | None = None
+    bytes: int = 0
+    event_ts: float = Field(index=True)
+    captured_at: float | None = None
+    age_ms: int | None = None  # from the event to the frame's capture
+    stale: bool = False
+    deleted_at: float | None = None  # removed by retention; the hash stays as evidence

@@ -20,6 +20,7 @@ from edge import db, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.bus import Bus
+from edge.cameras import Cameras
 from edge.cards import parse_card
 from edge.config import Config
 from edge.control import ControlRoom
@@ -46,6 +47,8 @@ class Service:
         self.bus = Bus()
         self.control = ControlRoom(cfg, self.writer, self.bus)
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control)
+        self.cameras = Cameras(cfg, self.writer, self.epoch)
+        self.gate.cameras = self.control.cameras = self.cameras
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
             self.mqtt = MqttLink(cfg.mqtt, cfg.node_id)
@@ -178,8 +181,25 @@ class Service:
             }
         return out
 
+    def conditions(self) -> dict[tuple[str, str], tuple[bool, str | None, str]]:
+        """The watched conditions for the control room's ticker."""
+        out: dict[tuple[str, str], tuple[bool, str | None, str]] = {}
+        for reader_id, h in self.reader_health().items():
+            gate = self.readers_cfg[reader_id].gate
+            out[(f"reader:{reader_id}", "reader_silent")] = (
+                not h["ok"],
+                gate,
+                f"reader {reader_id}",
+            )
+        for camera_id, h in self.cameras.health().items():
+            where = f"camera {camera_id}"
+            for kind in ("offline", "frozen", "covered"):
+                out[(f"camera:{camera_id}", f"camera_{kind}")] = (h[kind], h["gate"], where)
+        return out
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         readers = self.reader_health()
+        cameras = self.cameras.health()
         database = {
             "ok": self.writer.alive(),
             "commits": self.writer.commits,
@@ -188,7 +208,10 @@ class Service:
         broker: dict[str, Any] = {"configured": self.mqtt is not None, "ok": True}
         if self.mqtt is not None:
             broker.update(ok=self.mqtt.connected, error=self.mqtt.last_error, **self.mqtt.counts)
-        ok = database["ok"] and broker["ok"] and all(r["ok"] for r in readers.values())
+        ok = (
+            database["ok"] and broker["ok"] and all(r["ok"] for r in readers.values())
+            and all(c["ok"] for c in cameras.values())
+        )  # fmt: skip
         counts = (
             dict(self.counts) | dict(self.gate.counts) | dict(self.bus.counts)
             | dict(self.control.counts)
@@ -200,7 +223,8 @@ class Service:
             "database": database,
             "broker": broker,
             "readers": readers,
-            "counts": counts,
+            "cameras": cameras,
+            "counts": counts | self.cameras.counts,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -220,6 +244,7 @@ class Service:
             self.mqtt.start()
         for sr in self.serial.values():
             sr.start()
+        self.cameras.start()
         config = uvicorn.Config(
             create_app(self), log_level="warning", lifespan="off", access_log=False
         )
@@ -242,7 +267,7 @@ class Service:
             # only a turning writer earns a ping: a hung pipeline gets the unit restarted
             if self.writer.alive():
                 systemd.notify("WATCHDOG=1")
-            self.control.tick(self.reader_health())
+            self.control.tick(self.conditions())
         systemd.notify("STOPPING=1")
         self.shutdown()
 
@@ -251,6 +276,7 @@ class Service:
             sr.stop()
         if self._server is not None:
             self._server.should_exit = True
+        self.cameras.stop()
         self.writer.stop()  # records and publishes everything already read
         if self.mqtt is not None:
             self.mqtt.stop()

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from edge import outbox
 from edge.decision import Reason
 from edge.errors import Conflict, DomainError, NotFound
+from edge.snapshots import JOIN_COLUMNS
 
 AUTHORISATIONS = ("in_person", "written", "company")
 HAZARDS = ("flammable", "explosive", "toxic", "corrosive")
@@ -133,7 +134,11 @@ def issue(conn: sqlite3.Connection, req: SlipRequest, by: str, now: float, tz: Z
 def get(conn: sqlite3.Connection, number: str) -> dict[str, Any]:
     conn.row_factory = sqlite3.Row
     try:
-        row = conn.execute("SELECT * FROM goods_slips WHERE number = ?", (number,)).fetchone()
+        row = conn.execute(
+            f"SELECT g.*, {JOIN_COLUMNS} FROM goods_slips g "
+            "LEFT JOIN snapshots s ON s.id = g.snapshot_id WHERE g.number = ?",
+            (number,),
+        ).fetchone()
     finally:
         conn.row_factory = None
     if row is None:
@@ -174,7 +179,8 @@ def _close(
         (status, by, now, gate, notes, number),
     )
     slip.update(status=status, closed_by=by, closed_at=now, gate=gate, notes=notes)
-    outbox.add(conn, epoch, f"slip_{status}", number, slip, now)
+    outbox.add(conn, epoch, f"slip_{status}", number,
+               {k: v for k, v in slip.items() if not k.startswith("snap_")}, now)  # fmt: skip
     return slip
 
 

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from edge.api import control, gate, passes, slips, visitors
+from edge.api import control, gate, passes, slips, snapshots, visitors
 from edge.errors import DomainError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="Gatehouse edge", version="0.2.0")
     app.state.service = service
-    for module in (passes, gate, slips, visitors, control):
+    for module in (passes, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
         app.include_router(module.router)
 

@@ -14,6 +14,7 @@ from edge.api.views import event_view, iso, pass_view, rows
 from edge.cards import parse_card
 from edge.errors import DomainError
 from edge.passes import parse_time
+from edge.snapshots import JOIN_COLUMNS
 
 router = APIRouter(prefix="/api/v1", tags=["gate"])
 
@@ -80,21 +81,25 @@ def events(
     where, args = [], []
     for column, value in (("gate", gate_id), ("decision", decision), ("reason", reason)):
         if value:
-            where.append(f"{column} = ?")
+            where.append(f"e.{column} = ?")
             args.append(value)
     if since:
-        where.append("ts >= ?")
+        where.append("e.ts >= ?")
         args.append(parse_time(since, svc.cfg.tz))
     if until:
-        where.append("ts < ?")
+        where.append("e.ts < ?")
         args.append(parse_time(until, svc.cfg.tz))
     if cursor:
         if not cursor.isdigit():
             raise DomainError("cursor: not a cursor this API gave out")
-        where.append("id < ?")
+        where.append("e.id < ?")
         args.append(int(cursor))
-    sql = "SELECT * FROM access_events" + (" WHERE " + " AND ".join(where) if where else "")
-    found = svc.read(lambda c: rows(c, sql + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)))
+    sql = (
+        f"SELECT e.*, {JOIN_COLUMNS} FROM access_events e "
+        "LEFT JOIN snapshots s ON s.id = e.snapshot_id"
+    )
+    sql += " WHERE " + " AND ".join(where) if where else ""
+    found = svc.read(lambda c: rows(c, sql + " ORDER BY e.id DESC LIMIT ?", (*args, limit + 1)))
     if unmask:
         svc.write(lambda c: audit.record(c, who.name, "unmask:events", f"{len(found)} rows"))
     items = [event_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]

@@ -161,3 +161,7 @@ class HandoverIn(Body):
     items: dict[str, int] = Field(default_factory=dict, max_length=100)
     notes: str | None = Field(None, max_length=4000)
     override_reason: str | None = Field(None, max_length=1000)
+
+
+class SnapshotIn(Body):
+    gate: str = Field(min_length=1, max_length=64)

@@ -68,9 +68,9 @@ def release(
     svc = service(request)
     body = body or ReleaseIn()
     gate = _gate(svc, body.gate)
-    slip = svc.write(
-        lambda c: slips.release(c, svc.epoch, number, who.name, time.time(), gate, body.notes)
-    )
+    now = time.time()
+    slip = svc.write(lambda c: slips.release(c, svc.epoch, number, who.name, now, gate, body.notes))
+    svc.cameras.snap(gate, "slip", number, now)  # the goods as they went out
     return _shown(svc, slip)
 
 
@@ -80,9 +80,9 @@ def reject(
 ) -> dict[str, Any]:
     svc = service(request)
     gate = _gate(svc, body.gate)
-    slip = svc.write(
-        lambda c: slips.reject(c, svc.epoch, number, who.name, time.time(), gate, body.reason)
-    )
+    now = time.time()
+    slip = svc.write(lambda c: slips.reject(c, svc.epoch, number, who.name, now, gate, body.reason))
+    svc.cameras.snap(gate, "slip", number, now)
     return _shown(svc, slip)
 
 

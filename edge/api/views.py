@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from edge.cards import mask_key
 from edge.privacy import mask_name
+from edge.snapshots import joined
 
 
 def iso(t: float | None, tz: ZoneInfo) -> str | None:
@@ -63,7 +64,7 @@ def event_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) ->
         "stale": bool(r["stale"]),
         "by": r["by"],
         "notes": r["notes"],
-        "snapshot": None,  # cameras (issue 5)
+        "snapshot": joined(r),
     }
 
 
@@ -112,6 +113,7 @@ def slip_view(s: dict[str, Any], tz: ZoneInfo, status: str) -> dict[str, Any]:
         "closed_at": iso(s["closed_at"], tz),
         "gate": s["gate"],
         "notes": s["notes"],
+        "snapshot": joined(s),
     }
 
 
