@@ -371,7 +371,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     _take(snaps, "snapshots", {"retention_days", "quota_mb", "jpeg_quality"})
     snapshots_cfg = SnapshotsCfg(
         retention_days=float(_num(snaps, "retention_days", "snapshots", 30, 0.01, 3650)),
-        quota_mb=float(_num(snaps, "quota_mb", "snapshots", 2048, 1, 10_000_000)),
+        quota_mb=float(_num(snaps, "quota_mb", "snapshots", 2048, 0.001, 10_000_000)),
         jpeg_quality=int(_num(snaps, "jpeg_quality", "snapshots", 85, 10, 100)),
     )
     sync = raw.get("sync")

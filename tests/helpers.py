@@ -285,3 +285,32 @@ def node_for(
         workdir / "gatehouse.toml", broker_port=broker_port, readers=readers, api_port=api, **rules
     )
     return Node(config, api, env)
+
+
+class Stream:
+    """ffmpeg serving a camera over HTTP (multipart JPEG), as an IP camera would.
+
+    ``pattern`` is an ffmpeg lavfi source: ``testsrc`` moves, ``smptebars`` never changes
+    (a frozen camera), ``color=c=black`` is a covered lens."""
+
+    def __init__(self, pattern: str = "testsrc", size: str = "320x240", rate: int = 25) -> None:
+        self.port = free_port()
+        self.pattern, self.size, self.rate = pattern, size, rate
+        self.url = f"http://127.0.0.1:{self.port}/cam"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Stream:
+        exe = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+        sep = ":" if "=" in self.pattern else "="
+        source = f"{self.pattern}{sep}size={self.size}:rate={self.rate}"
+        self.proc = subprocess.Popen(
+            [exe, "-loglevel", "error", "-re", "-f", "lavfi", "-i", source, "-c:v", "mjpeg",
+             "-q:v", "5", "-f", "mpjpeg", "-listen", "1", self.url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
