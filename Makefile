@@ -34,6 +34,8 @@ bench: $(BIN)/gatehouse
 	$(BIN)/python bench/mqtt_ingest.py
 	$(BIN)/python bench/memory_startup.py
 	$(BIN)/python bench/alarm_flood.py
+	sh scripts/debian-deps.sh ffmpeg
+	$(BIN)/python bench/camera.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -118,19 +118,24 @@ def baseline_mqtt(port: int) -> list[float]:
     return out[WARMUP:]
 
 
-def swipes(ws: Workspace, cards: list[str]) -> tuple[list[float], dict[str, int]]:
-    """Start the node on a pty reader and time each swipe to its decision (the first
-    WARMUP are not counted)."""
+def swipes(
+    ws: Workspace, cards: list[str], camera: str | None = None
+) -> tuple[list[float], dict[str, int]]:
+    """Start the node on a pty reader (and ``camera`` as the gate's camera, if given) and
+    time each swipe to its decision (the first WARMUP are not counted)."""
     master, slave = os.openpty()
     ws.callback(lambda: os.close(slave))
     ws.callback(lambda: os.close(master))
     _config, api = ws.configure(
         [{"id": "main-in", "gate": "main", "port": os.ttyname(slave), "protocol": "rdm6300"}]
     )
+    if camera is not None:
+        with ws.config.open("a") as f:
+            f.write(f'[[cameras]]\nid = "cam"\ngate = "main"\nsource = "{camera}"\n')
     sub = Subscriber(ws.broker.port, f"gatehouse/{NODE_ID}/gate/main/decision", "decisions")
     ws.callback(sub.close)
     node = ws.node(api)
-    node.start(wait_ready=True)
+    node.start(wait_ready=camera is None)  # a dead camera keeps the node "not ready"
     wait_for(lambda: node.reader("main-in").get("state") == "open", 20, "the pty reader")
     out: list[float] = []
     verdicts: dict[str, int] = {}
@@ -151,6 +156,15 @@ def swipes(ws: Workspace, cards: list[str]) -> tuple[list[float], dict[str, int]
         verdicts[key] = verdicts.get(key, 0) + 1
         time.sleep(max(0.0, SPACING_S - (time.perf_counter() - t0)))
     return out[WARMUP:], verdicts
+
+
+def swipe_p99_with_camera(camera: str | None, passes: int = 2000) -> Stats:
+    """Swipe-to-decision with the gate's camera at ``camera`` (None: no camera)."""
+    with workspace("gatehouse-bench-camera-") as ws:
+        cards = make_cards(passes)
+        ws.configure([])
+        import_passes(ws.config, write_passes_csv(ws.dir / "passes.csv", cards))
+        return Stats.of_seconds(swipes(ws, cards[: WARMUP + SWIPES], camera)[0])
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 OpenCV's FFmpeg backend buffers (a frame read "now" can be seconds old) and a dead RTSP
 stream can hang ``read()`` for a minute and a half (research §7.3). So a thread grabs every
 packet as it comes — the decoder's buffer never fills — with open and read timeouts, and
-reopens the stream with backoff when it drops. Frames are only *retrieved* (converted to
-pixels) when someone needs one: a snapshot, or the once-a-second health look. Callers never
+reopens the stream with backoff when it drops. Frames are converted to pixels either
+every time (``every_frame``: a snapshot is then one JPEG encode of the newest frame) or only
+when someone needs one — a snapshot, or the once-a-second health look — to save CPU. Callers never
 touch the VideoCapture; they ask for the next frame and get it from the grabber thread,
 so a slow or dead camera can delay nothing but its own snapshots.
 """
@@ -78,11 +79,16 @@ class Grabber:
         source: str,
         open_timeout_ms: int = 5000,
         read_timeout_ms: int = 5000,
+        every_frame: bool = True,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
         self.open_timeout_ms = open_timeout_ms
         self.read_timeout_ms = read_timeout_ms
+        # True: convert every frame, so a snapshot is one JPEG encode of a frame at most one
+        # interval old. False: convert only on demand (less CPU; a snapshot waits for the
+        # next frame instead).
+        self.every_frame = every_frame
         self.health = CameraHealth()
         self.latest: Frame | None = None
         self._waiting: list[Callable[[Frame], None]] = []
@@ -120,6 +126,8 @@ class Grabber:
                 self._grab_loop(cap)
                 raise OSError("the stream ended")
             except (OSError, cv2.error) as e:
+                if self._stop.is_set():
+                    break  # we closed it ourselves
                 if self.health.state != "offline" or self.health.error != str(e):
                     log.warning("camera %s: %s", self.camera_id, e)
                 self.health.state, self.health.error = "offline", str(e)
@@ -142,7 +150,7 @@ class Grabber:
             self.health.last_frame_at = now
             with self._lock:
                 waiting, self._waiting = self._waiting, []
-            if not waiting and now - self._last_health < HEALTH_EVERY_S:
+            if not (waiting or self.every_frame) and now - self._last_health < HEALTH_EVERY_S:
                 continue  # no one needs pixels: skip the conversion
             ok, image = cap.retrieve()
             if not ok:

@@ -44,6 +44,7 @@ class Request:
     event_ts: float
     asked: float = field(default_factory=time.monotonic)
     done: bool = False
+    stored_at: float | None = None  # monotonic: the JPEG is on disk
     result: Future[dict[str, Any]] = field(default_factory=Future)
 
 
@@ -84,9 +85,15 @@ class Cameras:
         if camera is None:
             return None
         req = Request(camera, ref_kind, str(ref_id), event_ts)
+        grabber = self.grabbers[camera.id]
+        latest = grabber.latest
+        fresh = latest is not None and event_ts - latest.captured_at < camera.stale_after_ms / 1000
+        if grabber.every_frame and latest is not None and fresh:
+            self._work.put((req, latest))  # the newest frame, decoded already
+            return req
         with self._lock:
             self._pending.append(req)
-        self.grabbers[camera.id].next_frame(lambda frame: self._work.put((req, frame)))
+        grabber.next_frame(lambda frame: self._work.put((req, frame)))
         return req
 
     # -- the snapshot thread ------------------------------------------------------------
@@ -140,12 +147,14 @@ class Cameras:
             f.flush()
             os.fsync(f.fileno())  # evidence: on disk before its hash is recorded
         tmp.replace(path)
+        req.stored_at = time.monotonic()
         self.counts["snapshots"] += 1
         self._record(req, path, hashlib.sha256(data).hexdigest(), len(data), frame.captured_at)
 
     def _record(self, req: Request, path: Path | None, sha: str | None, size: int,
                 captured_at: float | None) -> None:  # fmt: skip
-        age_ms = None if captured_at is None else round((captured_at - req.event_ts) * 1000)
+        # how old the frame was at the event (negative: grabbed just after it)
+        age_ms = None if captured_at is None else round((req.event_ts - captured_at) * 1000)
         stale = age_ms is None or abs(age_ms) > req.camera.stale_after_ms
 
         def job(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class CameraCfg:
     stale_after_ms: int = 2000  # a snapshot farther than this from its event is stale
     open_timeout_ms: int = 5000
     read_timeout_ms: int = 5000
+    decode: str = "every_frame"  # every_frame | on_demand (less CPU, snapshots wait a frame)
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,9 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             raise ConfigError(f"{where}.gate: {c.get('gate')!r} is not one of the [[gates]]")
         if any(x.gate == c["gate"] for x in cameras):
             raise ConfigError(f"{where}.gate: {c['gate']!r} has a camera already (one per gate)")
+        decode = c.get("decode", "every_frame")
+        if decode not in ("every_frame", "on_demand"):
+            raise ConfigError(f"{where}.decode: must be every_frame or on_demand")
         source = c.get("source")
         if isinstance(source, int) and not isinstance(source, bool):
             source = str(source)
@@ -365,6 +369,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
                 stale_after_ms=int(_num(c, "stale_after_ms", where, 2000, 10, 600_000)),
                 open_timeout_ms=int(_num(c, "open_timeout_ms", where, 5000, 100, 120_000)),
                 read_timeout_ms=int(_num(c, "read_timeout_ms", where, 5000, 100, 120_000)),
+                decode=decode,
             )
         )  # fmt: skip
     snaps = raw.get("snapshots", {})
