@@ -19,15 +19,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-
-from drivers.camera import Frame, Grabber
 from edge import outbox
 from edge.config import CameraCfg, Config
 from edge.snapshots import view
 from edge.writer import CallJob, Writer
+
+if TYPE_CHECKING:
+    from drivers.camera import Frame, Grabber
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,10 @@ class Cameras:
         self.epoch = epoch
         self.dir = cfg.data_dir / "snapshots"
         self.by_gate = {c.gate: c for c in cfg.cameras}
-        self.grabbers = {
+        # OpenCV costs ~60 MB of memory: loaded only on a node that has cameras
+        if cfg.cameras:
+            from drivers.camera import Grabber
+        self.grabbers: dict[str, Grabber] = {
             c.id: Grabber(c.id, c.source, c.open_timeout_ms, c.read_timeout_ms) for c in cfg.cameras
         }
         self.started = time.monotonic()
@@ -129,6 +132,8 @@ class Cameras:
                 self._record(req, None, None, 0, None)
 
     def _store(self, req: Request, frame: Frame) -> None:
+        import cv2
+
         req.done = True
         ok, jpeg = cv2.imencode(
             ".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.snapshots.jpeg_quality]
