@@ -61,12 +61,20 @@ def build_parser() -> Parser:
     lst.add_argument("--card")
     lst.add_argument("--limit", type=int, default=50)
 
+    off = sub.add_parser("office", help="the office sync server (with an office config)")
+    offsub = off.add_subparsers(dest="action", parser_class=Parser)
+    onode = offsub.add_parser("node", help="gate nodes").add_subparsers(
+        dest="node_action", required=True, parser_class=Parser
+    )
+    onode_add = onode.add_parser("add", help="register a gate node; prints its token once")
+    onode_add.add_argument("node_id")
+
     usr = sub.add_parser("user", help="API users").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
     uadd = usr.add_parser("add", help="create a user; prints the bearer token once")
     uadd.add_argument("name")
-    uadd.add_argument("--role", required=True, choices=["guard", "control", "admin"])
+    uadd.add_argument("--role", required=True, choices=["guard", "control", "admin", "clerk"])
     urev = usr.add_parser("revoke", help="revoke a user's token")
     urev.add_argument("name")
 
@@ -206,6 +214,42 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_office(path: str, args: argparse.Namespace) -> int:
+    """``gatehouse office`` serves; ``office node add`` and ``user add`` manage its tokens."""
+    import uvicorn
+
+    from edge.config import load_office
+    from edge.errors import DomainError
+    from sync import office, officedb
+    from sync.office_api import create_office_app
+
+    cfg = load_office(path)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    eng = officedb.engine(cfg.database_url)
+    try:
+        officedb.migrate(eng)
+    except Exception as e:  # the database is down or unreachable: say so in one line
+        raise UsageError(
+            f"office.database_url: cannot open the database: {str(e).splitlines()[0]}"
+        ) from None
+    if args.command == "office" and args.action is None:
+        uvicorn.run(create_office_app(cfg, eng), host=cfg.host, port=cfg.port, log_level="warning")
+        return 0
+    try:
+        with eng.begin() as c:
+            if args.command == "user":
+                if args.action != "add":
+                    raise UsageError("user revoke: not available on the office yet")
+                token = office.add_user(c, args.name, args.role)
+                _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+            else:
+                token = office.add_node(c, args.node_id)
+                _print(args, {"node": args.node_id, "token": token}, token)
+    except DomainError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
 def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     from edge import db, slips
     from edge.errors import DomainError
@@ -297,7 +341,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def argv_command(argv: list[str] | None) -> str | None:
     args = sys.argv[1:] if argv is None else argv
-    return next((a for a in args if a in ("run", "pass", "check", "simulate", "user")), None)
+    return next(
+        (a for a in args if a in ("run", "pass", "check", "simulate", "user", "office")), None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "simulate":
             return cmd_simulate(args)
-        cfg = config_mod.load(config_mod.config_path(args.config))
+        path = config_mod.config_path(args.config)
+        if args.command == "office" or (args.command == "user" and config_mod.is_office(path)):
+            return cmd_office(path, args)
+        cfg = config_mod.load(path)
         if args.command == "run":
             return cmd_run(cfg)
         if args.command == "pass":

@@ -90,6 +90,14 @@ class SnapshotsCfg:
 
 
 @dataclass(frozen=True)
+class SyncCfg:
+    office_url: str
+    token: str
+    push_batch: int = 500
+    retry_max_s: float = 60.0  # backoff cap while the office is away
+
+
+@dataclass(frozen=True)
 class ShiftCfg:
     name: str
     start: time
@@ -131,7 +139,7 @@ class Config:
     rules: RulesCfg = field(default_factory=RulesCfg)
     cameras: tuple[CameraCfg, ...] = ()
     snapshots: SnapshotsCfg = field(default_factory=SnapshotsCfg)
-    sync: dict[str, Any] | None = None
+    sync: SyncCfg | None = None
     alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
@@ -379,9 +387,9 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         quota_mb=float(_num(snaps, "quota_mb", "snapshots", 2048, 0.001, 10_000_000)),
         jpeg_quality=int(_num(snaps, "jpeg_quality", "snapshots", 85, 10, 100)),
     )
-    sync = raw.get("sync")
-    if sync is not None:
-        _take(sync, "sync", {"office_url", "token", "token_file"})
+    sync = None
+    if "sync" in raw:
+        sync = _sync(raw["sync"])
 
     alarms = _alarms(raw, gates)
     shifts = DEFAULT_SHIFTS
@@ -464,4 +472,74 @@ def _alarms(raw: dict[str, Any], gates: list[str]) -> AlarmsCfg:
         repeated_denials_window_s=float(
             _num(a, "repeated_denials_window_s", "alarms", 60, 1, 3600)
         ),
+    )
+
+
+@dataclass(frozen=True)
+class OfficeCfg:
+    """The office server's config: the ``[office]`` table of its TOML file."""
+
+    database_url: str
+    host: str
+    port: int
+    data_dir: Path
+    tz: ZoneInfo
+    source: str = ""
+
+
+def is_office(path: str | Path) -> bool:
+    """Whether a config file is an office's (it has [office] and no [node])."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return "office" in raw and "node" not in raw
+
+
+def load_office(path: str | Path) -> OfficeCfg:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read: {e}") from None
+    office = raw.get("office")
+    if not isinstance(office, dict):
+        raise ConfigError("office: the [office] table is required for the office server")
+    _take(office, "office", {"database_url", "listen", "data_dir", "timezone"})
+    url = _str(office, "database_url", "office")
+    if not url.startswith("postgresql://"):
+        raise ConfigError("office.database_url: must be postgresql://...")
+    listen = _str(office, "listen", "office", "127.0.0.1:9090")
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"office.listen: {listen!r} is not HOST:PORT")
+    tz_name = _str(office, "timezone", "office", "Asia/Shanghai")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"office.timezone: unknown time zone {tz_name!r}") from None
+    data_dir = Path(_str(office, "data_dir", "office", "./var/office"))
+    return OfficeCfg(url, host, int(port_text), data_dir, tz, str(p))
+
+
+def _sync(s: dict[str, Any]) -> SyncCfg:
+    _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s"})
+    url = _str(s, "office_url", "sync")
+    if urlparse(url).scheme not in ("http", "https"):
+        raise ConfigError(f"sync.office_url: {url!r} must start with http:// or https://")
+    token = s.get("token")
+    if "token_file" in s:
+        try:
+            token = Path(_str(s, "token_file", "sync")).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"sync.token_file: cannot be read: {e}") from None
+    if not isinstance(token, str) or not token:
+        raise ConfigError("sync.token: the node's token from `gatehouse office node add`")
+    return SyncCfg(
+        office_url=url.rstrip("/"),
+        token=token,
+        push_batch=int(_num(s, "push_batch", "sync", 500, 1, 10_000)),
+        retry_max_s=float(_num(s, "retry_max_s", "sync", 60, 0.1, 3600)),
     )

@@ -29,6 +29,7 @@ from edge.gate import CardRead, GatePipeline
 from edge.mqtt import MqttLink, arrival_times, parse_swipe
 from edge.privacy import IdHasher
 from edge.writer import Writer
+from sync.client import SyncClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +69,9 @@ class Service:
             for r in cfg.readers
             if r.transport == "serial"
         }
+        self.sync: SyncClient | None = None
+        if cfg.sync is not None:
+            self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch)
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()
@@ -224,6 +228,8 @@ class Service:
             "broker": broker,
             "readers": readers,
             "cameras": cameras,
+            # the gate works without the office: the link is shown, not required
+            "sync": self.sync.health() if self.sync else {"configured": False},
             "counts": counts | self.cameras.counts,
         }
 
@@ -245,6 +251,8 @@ class Service:
         for sr in self.serial.values():
             sr.start()
         self.cameras.start()
+        if self.sync is not None:
+            self.sync.start()
         config = uvicorn.Config(
             create_app(self), log_level="warning", lifespan="off", access_log=False
         )
@@ -277,6 +285,8 @@ class Service:
         if self._server is not None:
             self._server.should_exit = True
         self.cameras.stop()
+        if self.sync is not None:
+            self.sync.stop()
         self.writer.stop()  # records and publishes everything already read
         if self.mqtt is not None:
             self.mqtt.stop()

@@ -1,0 +1,188 @@
+"""The gate's side of sync: two workers, so a long backlog never delays a revocation.
+
+* pull: long-polls the office's change log from the stored cursor and applies each page in
+  one transaction with a version guard (a stale copy never undoes a revocation), moving
+  the cursor in that same transaction;
+* push: drains the outbox in batches, oldest epoch first, and marks what the office
+  acknowledged. After any failure it waits for a successful pull first: revocations are
+  pulled before a backlog is pushed.
+
+Both back off with full jitter while the office is away (docs/sync.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from edge import db
+from edge.config import SyncCfg
+from edge.writer import Writer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LONG_POLL_S = 10.0
+
+PASS_COLUMNS = (
+    "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
+    "valid_until", "status", "status_reason", "gates", "daily_window", "permit_no",
+    "deposit_fen", "fee_fen", "issued_at", "updated_at", "version", "issued_by", "updated_by",
+)  # fmt: skip
+_UPSERT = (
+    f"INSERT INTO passes ({', '.join(PASS_COLUMNS)}) VALUES ({', '.join('?' * len(PASS_COLUMNS))}) "
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in PASS_COLUMNS if c != "id")
+    + " WHERE excluded.version > passes.version"
+)
+
+
+def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int) -> int:
+    """One page of the office's change log, and the cursor after it, in one transaction."""
+    applied = 0
+    for ch in changes:
+        if ch["entity"] == "pass":
+            p = ch["payload"]
+            cur = conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS))
+            applied += cur.rowcount
+    db.set_meta(conn, "pull_cursor", str(cursor))
+    return applied
+
+
+class SyncClient:
+    def __init__(self, cfg: SyncCfg, writer: Writer, read: Callable[[Callable[..., Any]], Any],
+                 epoch: int) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.writer = writer
+        self.read = read
+        self.epoch = epoch
+        self.http = httpx.Client(
+            base_url=cfg.office_url,
+            headers={"Authorization": f"Bearer {cfg.token}"},
+            timeout=httpx.Timeout(LONG_POLL_S + 20, connect=5),
+        )
+        self.fresh = threading.Event()  # a pull succeeded since the last failure
+        self.stop_event = threading.Event()
+        self.status: dict[str, Any] = {
+            "last_push_ok": None, "last_pull_ok": None, "last_error": None,
+            "pushed": 0, "pulled": 0,
+        }  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self._loop, args=(once,), name=name, daemon=True)
+            for once, name in ((self._pull_once, "sync-pull"), (self._push_once, "sync-push"))
+        ]
+
+    def start(self) -> None:
+        for th in self._threads:
+            th.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for th in self._threads:
+            th.join(timeout=5)
+        self.http.close()
+
+    def health(self) -> dict[str, Any]:
+        backlog, oldest = self.read(
+            lambda c: c.execute(
+                "SELECT count(*), min(created_at) FROM outbox WHERE acked_at IS NULL"
+            ).fetchone()
+        )
+        cursor = self.read(lambda c: db.get_meta(c, "pull_cursor"))
+        lag = None if oldest is None else round(time.time() - oldest, 1)
+        return self.status | {
+            "backlog": backlog,
+            "push_lag_s": lag,
+            "pull_cursor": int(cursor or 0),
+            "connected": self.fresh.is_set(),
+        }
+
+    def _loop(self, once: Callable[[], bool]) -> None:
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                more = once()
+                failures = 0
+                if not more:
+                    self.stop_event.wait(0.2)
+            except (httpx.HTTPError, OSError, ValueError, KeyError) as e:
+                self.fresh.clear()
+                failures += 1
+                self.status["last_error"] = f"{type(e).__name__}: {e}"
+                # full jitter: retries from many gates do not arrive together
+                delay = random.uniform(0, min(self.cfg.retry_max_s, 0.5 * 2**failures))
+                if failures == 1:
+                    log.warning("sync: %s; retrying", self.status["last_error"])
+                self.stop_event.wait(delay)
+
+    def _pull_once(self) -> bool:
+        cursor = int(self.read(lambda c: db.get_meta(c, "pull_cursor")) or 0)
+        wait = 0 if not self.fresh.is_set() else LONG_POLL_S
+        r = self.http.get("/sync/v1/pull", params={"since": cursor, "wait": wait})
+        r.raise_for_status()
+        body = r.json()
+        if body["changes"]:
+            self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"]))
+            self.status["pulled"] += len(body["changes"])
+        self.status["last_pull_ok"] = time.time()
+        self.fresh.set()
+        return bool(body["has_more"])
+
+    def _push_once(self) -> bool:
+        if not self.fresh.wait(0.5):
+            return False  # after a failure, a pull must come first
+        found = self.read(
+            lambda c: c.execute(
+                "SELECT epoch FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+        )
+        if found is None:
+            return False
+        epoch = found[0]
+        base = self._base(epoch)
+        rows = self.read(
+            lambda c: c.execute(
+                "SELECT seq, kind, ref, payload FROM outbox WHERE epoch = ? AND acked_at IS NULL "
+                "ORDER BY seq LIMIT ?",
+                (epoch, self.cfg.push_batch),
+            ).fetchall()
+        )
+        batch = [
+            {"seq": s, "kind": k, "ref": ref, "payload": p,
+             "sha256": hashlib.sha256(p.encode()).hexdigest()}
+            for s, k, ref, p in rows
+        ]  # fmt: skip
+        r = self.http.post("/sync/v1/push", json={"epoch": epoch, "base": base, "batch": batch})
+        r.raise_for_status()
+        acked = int(r.json()["acked_through"])
+        now = time.time()
+        self.writer.call(
+            lambda c: c.execute(
+                "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
+                (now, epoch, acked),
+            )
+        )
+        self.status["pushed"] += len(batch)
+        self.status["last_push_ok"] = now
+        return len(rows) == self.cfg.push_batch
+
+    def _base(self, epoch: int) -> int:
+        """The epoch's first sequence number, as the office counts from it."""
+        key = f"epoch_base:{epoch}"
+        stored = self.read(lambda c: db.get_meta(c, key))
+        if stored is not None:
+            return int(stored)
+        first = self.read(
+            lambda c: c.execute("SELECT min(seq) FROM outbox WHERE epoch = ?", (epoch,)).fetchone()[
+                0
+            ]
+        )
+        self.writer.call(lambda c: db.set_meta(c, key, str(first)))
+        return int(first)

@@ -1,0 +1,209 @@
+"""The office side of sync: nodes, users, passes (with their change log), and the gates'
+records applied exactly once. Every function takes a connection inside a transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from edge.errors import Conflict, DomainError, NotFound
+from edge.pass_ops import PassRequest, build_row
+from edge.privacy import IdHasher
+from sync import schema as t
+
+OFFICE_ROLES = ("clerk", "admin")
+PASS_COLUMNS = (
+    "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
+    "valid_until", "gates", "daily_window", "permit_no", "deposit_fen", "fee_fen",
+    "photo_path", "issued_at", "updated_at", "issued_by",
+)  # fmt: skip  # the order of edge.pass_ops.build_row
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_node(conn: Connection, node_id: str) -> str:
+    if conn.execute(select(t.nodes.c.node_id).where(t.nodes.c.node_id == node_id)).first():
+        raise Conflict(f"node {node_id!r} is registered already")
+    token = secrets.token_urlsafe(32)
+    conn.execute(t.nodes.insert().values(node_id=node_id, token_hash=hash_token(token),
+                                         created_at=time.time()))  # fmt: skip
+    return token
+
+
+def node_of(conn: Connection, token: str) -> str | None:
+    row = conn.execute(
+        select(t.nodes.c.node_id).where(
+            t.nodes.c.token_hash == hash_token(token), t.nodes.c.revoked_at.is_(None)
+        )
+    ).first()
+    return row[0] if row else None
+
+
+def add_user(conn: Connection, name: str, role: str) -> str:
+    if role not in OFFICE_ROLES:
+        raise DomainError(f"role: {role!r} is not one of {', '.join(OFFICE_ROLES)} (office)")
+    if conn.execute(select(t.users.c.name).where(t.users.c.name == name)).first():
+        raise Conflict(f"a user named {name!r} exists already")
+    token = secrets.token_urlsafe(32)
+    conn.execute(t.users.insert().values(name=name, role=role, token_hash=hash_token(token),
+                                         created_at=time.time()))  # fmt: skip
+    return token
+
+
+def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
+    row = conn.execute(
+        select(t.users.c.name, t.users.c.role).where(
+            t.users.c.token_hash == hash_token(token), t.users.c.revoked_at.is_(None)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+# -- what the office owns: passes, and the log the gates pull -----------------------------
+
+
+def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: str,
+               payload: dict[str, Any]) -> int:  # fmt: skip
+    """Append to the change log with an id allocated in commit order (see schema)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(7215)"))
+    change_id = (
+        int(conn.execute(select(func.coalesce(func.max(t.change_log.c.change_id), 0))).scalar_one())
+        + 1
+    )
+    conn.execute(t.change_log.insert().values(
+        change_id=change_id, entity=entity, entity_id=entity_id, version=version, op=op,
+        payload=payload, committed_at=time.time(),
+    ))  # fmt: skip
+    return change_id
+
+
+def pass_record(conn: Connection, pass_id: str) -> dict[str, Any]:
+    row = conn.execute(select(t.passes).where(t.passes.c.id == pass_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no pass with id {pass_id!r}")
+    return dict(row)
+
+
+def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str) -> dict:
+    now = time.time()
+    row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
+    row.pop("photo_path")
+    record = row | {"status": "active", "version": 1, "updated_by": by}
+    conn.execute(t.passes.insert().values(**record))
+    log_change(conn, "pass", record["id"], 1, "upsert", record)
+    return record
+
+
+def revoke_pass(conn: Connection, pass_id: str, reason: str | None, by: str) -> dict[str, Any]:
+    current = pass_record(conn, pass_id)
+    if current["status"] != "active":
+        raise Conflict(f"pass {pass_id} is already {current['status']}")
+    record = current | {"status": "revoked", "status_reason": reason, "updated_by": by,
+                        "updated_at": time.time(), "version": current["version"] + 1}  # fmt: skip
+    conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
+    log_change(conn, "pass", pass_id, record["version"], "revoke", record)
+    return record
+
+
+def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(t.change_log).where(t.change_log.c.change_id > since)
+        .order_by(t.change_log.c.change_id).limit(limit)
+    ).mappings()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+# -- what the gates own: applied once, in order, checked ---------------------------------
+
+
+def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
+               batch: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Apply one batch from a gate in one transaction; answers the contiguous high-water
+    mark. A sequence number seen before with other content is an integrity anomaly."""
+    now = time.time()
+    cursor = conn.execute(
+        select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
+                                     t.edge_cursors.c.epoch == epoch).with_for_update()
+    ).mappings().first()  # fmt: skip
+    if cursor is None:
+        conn.execute(insert(t.edge_cursors).values(
+            node_id=node_id, epoch=epoch, base=base, contiguous_hwm=base - 1, max_seen=base - 1,
+        ).on_conflict_do_nothing())  # fmt: skip
+        cursor = conn.execute(
+            select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
+                                         t.edge_cursors.c.epoch == epoch).with_for_update()
+        ).mappings().first()  # fmt: skip
+    assert cursor is not None
+    rows = []
+    for e in batch:
+        body = e["payload"]
+        sha = hashlib.sha256(body.encode()).hexdigest()
+        if sha != e["sha256"]:
+            raise DomainError(f"seq {e['seq']}: payload does not match its sha256")
+        rows.append({"node_id": node_id, "epoch": epoch, "seq": e["seq"], "kind": e["kind"],
+                     "ref": e["ref"], "payload": json.loads(body), "sha256": sha,
+                     "received_at": now})  # fmt: skip
+    inserted: set[int] = set()
+    if rows:
+        inserted = {r[0] for r in conn.execute(
+            insert(t.edge_events).values(rows).on_conflict_do_nothing()
+            .returning(t.edge_events.c.seq)
+        )}  # fmt: skip
+    duplicates = {r["seq"]: r["sha256"] for r in rows if r["seq"] not in inserted}
+    if duplicates:
+        stored = conn.execute(
+            select(t.edge_events.c.seq, t.edge_events.c.sha256).where(
+                t.edge_events.c.node_id == node_id, t.edge_events.c.epoch == epoch,
+                t.edge_events.c.seq.in_(list(duplicates)),
+            )
+        ).all()  # fmt: skip
+        for seq, sha in stored:
+            if sha != duplicates[seq]:
+                conn.execute(t.anomalies.insert().values(
+                    at=now, node_id=node_id, kind="integrity",
+                    detail=f"epoch {epoch} seq {seq} sent again with other content",
+                ))  # fmt: skip
+    for r in rows:
+        if r["seq"] in inserted:
+            _check_facts(conn, node_id, r)
+    hwm = cursor["contiguous_hwm"]
+    for (seq,) in conn.execute(
+        select(t.edge_events.c.seq).where(t.edge_events.c.node_id == node_id,
+                                          t.edge_events.c.epoch == epoch,
+                                          t.edge_events.c.seq > hwm)
+        .order_by(t.edge_events.c.seq)
+    ):  # fmt: skip
+        if seq != hwm + 1:
+            break
+        hwm = seq
+    max_seen = max([cursor["max_seen"], *(r["seq"] for r in rows)])
+    conn.execute(
+        t.edge_cursors.update()
+        .where(t.edge_cursors.c.node_id == node_id, t.edge_cursors.c.epoch == epoch)
+        .values(contiguous_hwm=hwm, max_seen=max_seen)
+    )
+    conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id).values(last_seen_at=now))
+    return {"acked_through": hwm, "max_seen": max_seen, "inserted": len(inserted)}
+
+
+def _check_facts(conn: Connection, node_id: str, r: dict[str, Any]) -> None:
+    """What happened at the gate stays as it happened; what conflicts with the office's own
+    records becomes an exception for a person (ownership, not clocks, settles it)."""
+    p = r["payload"]
+    if r["kind"] == "access_event" and p.get("decision") == "grant" and p.get("pass_id"):
+        row = conn.execute(
+            select(t.passes.c.status, t.passes.c.updated_at).where(t.passes.c.id == p["pass_id"])
+        ).first()
+        if row and row[0] == "revoked" and row[1] <= p["ts"]:
+            conn.execute(t.anomalies.insert().values(
+                at=time.time(), node_id=node_id, kind="used_after_revocation",
+                detail=f"pass {p['pass_id']} granted at gate {p.get('gate')} after its revocation",
+            ))  # fmt: skip

@@ -1,0 +1,188 @@
+"""The office server: the clerks' API and the endpoints the gates sync through.
+
+Sync (docs/sync.md): ``POST /sync/v1/push`` takes a batch of a gate's outbox and answers
+the contiguous high-water mark; ``GET /sync/v1/pull?since=N`` long-polls the change log.
+Both authenticate the gate by its node token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge.api.schemas import PassIn, ReasonIn
+from edge.config import OfficeCfg
+from edge.errors import DomainError
+from edge.pass_ops import PassRequest
+from edge.privacy import IdHasher
+from sync import office
+from sync import schema as t
+
+log = logging.getLogger(__name__)
+_bearer = HTTPBearer(auto_error=False)
+LONG_POLL_MAX_S = 25.0
+
+
+class PushItem(BaseModel):
+    seq: int = Field(ge=1)
+    kind: str = Field(min_length=1, max_length=40)
+    ref: str = Field(max_length=200)
+    payload: str = Field(max_length=1_000_000)  # the outbox's JSON text, exactly
+    sha256: str = Field(min_length=64, max_length=64)
+
+
+class PushIn(BaseModel):
+    epoch: int
+    base: int = Field(ge=1, description="the epoch's first seq")
+    batch: list[PushItem] = Field(max_length=10_000)
+
+
+def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
+    app = FastAPI(title="Gatehouse office", version="0.1.0")
+    hasher = IdHasher.from_data_dir(cfg.data_dir)
+
+    def node(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+        if cred is not None:
+            with eng.connect() as c:
+                found = office.node_of(c, cred.credentials)
+            if found:
+                return found
+        raise HTTPException(401, "a valid node token is required", {"WWW-Authenticate": "Bearer"})
+
+    def clerk(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+        if cred is not None:
+            with eng.connect() as c:
+                found = office.user_of(c, cred.credentials)
+            if found:
+                return found[0]
+        raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"detail": detail or "bad request"}, 422)
+
+    @app.exception_handler(DomainError)
+    async def _refused(_r: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _db(_r: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("database: %s", exc)
+        return JSONResponse({"detail": "the office database is unavailable; try again"}, 503)
+
+    @app.get("/health/live")
+    def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    # -- sync ---------------------------------------------------------------------------
+
+    @app.post("/sync/v1/push")
+    def push(body: PushIn, node_id: str = Depends(node)) -> dict[str, Any]:
+        batch = [i.model_dump() for i in body.batch]
+        with eng.begin() as c:
+            return office.apply_push(c, node_id, body.epoch, body.base, batch)
+
+    @app.get("/sync/v1/pull")
+    def pull(
+        node_id: str = Depends(node),
+        since: int = Query(0, ge=0),
+        limit: int = Query(1000, ge=1, le=5000),
+        wait: float = Query(0.0, ge=0, le=LONG_POLL_MAX_S),
+    ) -> dict[str, Any]:
+        """Changes after ``since`` in commit order; waits up to ``wait`` s for the first."""
+        deadline = time.monotonic() + wait
+        while True:
+            with eng.connect() as c:
+                changes = office.changes_after(c, since, limit + 1)
+            if changes or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        more = len(changes) > limit
+        changes = changes[:limit]
+        return {
+            "changes": changes,
+            "next": changes[-1]["change_id"] if changes else since,
+            "has_more": more,
+        }
+
+    # -- the clerks' API ------------------------------------------------------------------
+
+    @app.post("/api/v1/passes", status_code=201)
+    def issue(body: PassIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        req = PassRequest(
+            kind=body.kind, card=body.card, name=body.name, unit=body.unit,
+            id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
+            gates=",".join(body.gates) if body.gates else None, daily_window=body.daily_window,
+            permit_no=body.permit_no,
+        )  # fmt: skip
+        with eng.begin() as c:
+            record = office.issue_pass(c, req, hasher, cfg.tz, who)
+        return _pass_view(record)
+
+    @app.post("/api/v1/passes/{pass_id}/revoke")
+    def revoke(pass_id: str, body: ReasonIn | None = None, who: str = Depends(clerk)) -> dict:
+        with eng.begin() as c:
+            record = office.revoke_pass(c, pass_id, body.reason if body else None, who)
+        return _pass_view(record)
+
+    @app.get("/api/v1/events")
+    def events(
+        who: str = Depends(clerk),
+        node_id: str | None = Query(None, alias="node", max_length=64),
+        kind: str | None = Query(None, max_length=40),
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = Query(None, max_length=40, pattern=r"^\d+$"),
+    ) -> dict[str, Any]:
+        """Everything the gates recorded, newest first; each carries its ``node``."""
+        q = select(t.edge_events).order_by(t.edge_events.c.received_at.desc(),
+                                           t.edge_events.c.seq.desc())  # fmt: skip
+        if node_id:
+            q = q.where(t.edge_events.c.node_id == node_id)
+        if kind:
+            q = q.where(t.edge_events.c.kind == kind)
+        offset = int(cursor) if cursor else 0
+        with eng.connect() as c:
+            rows = [dict(r) for r in c.execute(q.offset(offset).limit(limit + 1)).mappings()]
+        items = [r["payload"] | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"],
+                                 "epoch": r["epoch"]} for r in rows[:limit]]  # fmt: skip
+        return {"items": items, "next": str(offset + limit) if len(rows) > limit else None}
+
+    @app.get("/api/v1/nodes")
+    def nodes(who: str = Depends(clerk)) -> dict[str, Any]:
+        """Each gate: last seen, and per epoch how far its records have arrived."""
+        with eng.connect() as c:
+            seen = {
+                r[0]: r[1] for r in c.execute(select(t.nodes.c.node_id, t.nodes.c.last_seen_at))
+            }
+            cursors = [dict(r) for r in c.execute(select(t.edge_cursors)).mappings()]
+            anomalies = c.execute(select(func.count()).select_from(t.anomalies)).scalar_one()
+        return {
+            "items": [{"node": n, "last_seen_at": s,
+                       "epochs": [x for x in cursors if x["node_id"] == n]}
+                      for n, s in sorted(seen.items())],
+            "anomalies": anomalies,
+        }  # fmt: skip
+
+    return app
+
+
+def _pass_view(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("id", "kind", "name", "unit", "id_last4", "valid_from",
+                              "valid_until", "status", "version")} | {"card": f"****{r['card_key'] & 0xFFFF:04X}"}  # noqa: E501  # fmt: skip

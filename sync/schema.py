@@ -1,0 +1,115 @@
+"""The office database (PostgreSQL). The office owns passes and slips; the gates own what
+happened at the gate, which arrives here keyed by (node, epoch, seq), once."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", Text, primary_key=True),
+    Column("token_hash", Text, nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float),
+    Column("revoked_at", Float),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", Text, nullable=False),  # clerk | admin
+    Column("token_hash", Text, nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+passes = Table(
+    "passes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("card_key", BigInteger, nullable=False, index=True),
+    Column("card_hex", Text),
+    Column("name", Text, nullable=False),
+    Column("unit", Text),
+    Column("id_hash", Text),
+    Column("id_last4", Text),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float),
+    Column("status", Text, nullable=False),
+    Column("status_reason", Text),
+    Column("gates", Text),
+    Column("daily_window", Text),
+    Column("permit_no", Text),
+    Column("deposit_fen", Integer),
+    Column("fee_fen", Integer),
+    Column("version", Integer, nullable=False),
+    Column("issued_by", Text),
+    Column("updated_by", Text),
+    Column("issued_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Every change to what the office owns, in commit order: ids are allocated under a
+# transaction-scoped advisory lock, so a gate reading "everything after N" can never skip
+# a change that commits later with a smaller id (PostgreSQL sequences would allow it).
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("change_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("entity", Text, nullable=False),  # pass
+    Column("entity_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("op", Text, nullable=False),  # upsert | revoke
+    Column("payload", JSONB, nullable=False),
+    Column("committed_at", Float, nullable=False),
+)
+
+edge_events = Table(
+    "edge_events",
+    metadata,
+    Column("node_id", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False, index=True),
+    Column("ref", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("received_at", Float, nullable=False, index=True),
+    PrimaryKeyConstraint("node_id", "epoch", "seq"),
+)
+
+edge_cursors = Table(
+    "edge_cursors",
+    metadata,
+    Column("node_id", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("base", BigInteger, nullable=False),  # the epoch's first seq
+    Column("contiguous_hwm", BigInteger, nullable=False),  # all of base..hwm are here
+    Column("max_seen", BigInteger, nullable=False),
+    PrimaryKeyConstraint("node_id", "epoch"),
+)
+
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("node_id", Text),
+    Column("kind", Text, nullable=False),  # integrity | used_after_revocation | ...
+    Column("detail", Text, nullable=False),
+)
