@@ -314,3 +314,62 @@ class Stream:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class Office:
+    """``gatehouse office`` as a real process on a scratch PostgreSQL database."""
+
+    def __init__(self, workdir: Path, database_url: str) -> None:
+        self.port = free_port()
+        self.config = workdir / "office.toml"
+        self.config.write_text(
+            f'[office]\ndatabase_url = "{database_url}"\nlisten = "127.0.0.1:{self.port}"\n'
+            f'data_dir = "{workdir / "office"}"\n'
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = workdir / "office.log"
+
+    def token(self, *args: str) -> str:
+        out = cli(self.config, *args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def start(self) -> Office:
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                [GATEHOUSE, "--config", str(self.config), "office"],
+                stdout=log, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        wait_for(self._live, 20, "the office to answer")
+        return self
+
+    def _live(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health/live", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(15)
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+
+def add_sync(node: Node, office: Office, token: str) -> None:
+    with node.config.open("a") as f:
+        f.write(f'[sync]\noffice_url = "{office.url}"\ntoken = "{token}"\nretry_max_s = 1.0\n')

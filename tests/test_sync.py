@@ -1,0 +1,191 @@
+"""Office sync with real processes: three gates, one office on PostgreSQL, faults caused
+for real (kill -9 of a gate mid-push, of the office mid-drain, the office away for a
+while), then a checker: per node, every outbox row arrived once, contiguously."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg2
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.helpers import Broker, Node, Office, add_sync, cli, node_for, wait_for
+
+GATES = ("gate-a", "gate-b", "gate-c")
+
+
+def make_gate(tmp_path: Path, broker: Broker, office: Office, name: str) -> Node:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    node = node_for(workdir, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
+    node.config.write_text(node.config.read_text().replace('id = "gate-test"', f'id = "{name}"'))
+    add_sync(node, office, office.token("office", "node", "add", name))
+    return node
+
+
+def swipes(broker: Broker, name: str, first: int, n: int) -> None:
+    """n swipes of distinct cards (no debounce) on the gate's MQTT reader."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{name}-{first}")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    infos = [
+        c.publish(f"gatehouse/{name}/reader/net/swipe", json.dumps({"card": f"{i:010d}"}), qos=1)
+        for i in range(first, first + n)
+    ]
+    for info in infos:
+        info.wait_for_publish(30)
+    c.loop_stop()
+    c.disconnect()
+
+
+def outbox(node: Node) -> dict[int, list[int]]:
+    db = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    out: dict[int, list[int]] = {}
+    for epoch, seq in db.execute("SELECT epoch, seq FROM outbox ORDER BY seq"):
+        out.setdefault(epoch, []).append(seq)
+    return out
+
+
+def backlog(node: Node) -> int:
+    db = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    return db.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
+
+
+def at_office(pg_url: str, node_id: str) -> dict[int, list[int]]:
+    conn = psycopg2.connect(pg_url.removeprefix("postgresql://").replace("/", "dbname=", 1))
+    out: dict[int, list[int]] = {}
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT epoch, seq FROM edge_events WHERE node_id = %s ORDER BY seq", (node_id,)
+        )
+        for epoch, seq in cur.fetchall():
+            out.setdefault(epoch, []).append(seq)
+    conn.close()
+    return out
+
+
+def test_every_record_reaches_the_office_once_through_kills_and_outages(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    office = Office(tmp_path, pg_url)
+    office.token("office", "node", "add", "warm-up")  # migrates the scratch database
+    gates = [make_gate(tmp_path, broker, office, g) for g in GATES]
+    office.start()
+    for g in gates:
+        g.start()
+    try:
+        for name in GATES:
+            swipes(broker, name, 1, 50)
+        wait_for(lambda: all(backlog(g) == 0 and outbox(g) for g in gates), 30, "first sync")
+
+        office.stop()  # the office away for a while, thousands recorded meanwhile
+        for name in GATES:
+            swipes(broker, name, 1000, 1500)
+        wait_for(lambda: all(sum(map(len, outbox(g).values())) >= 1550 for g in gates), 60,
+                 "the gates to record the burst offline")  # fmt: skip
+
+        office.start()
+        # kill -9 a gate in the middle of its drain
+        wait_for(lambda: 50 < sum(map(len, at_office(pg_url, "gate-a").values())) < 1550, 60,
+                 "gate-a to be mid-push")  # fmt: skip
+        gates[0].kill()
+        # kill -9 the office while the others are draining (some batches committed, unanswered)
+        office.stop(signal.SIGKILL)
+        office.start()
+        gates[0].start()
+        wait_for(lambda: all(backlog(g) == 0 for g in gates), 120, "every backlog to drain")
+    finally:
+        for g in gates:
+            g.stop()
+        office.stop()
+
+    for name, g in zip(GATES, gates, strict=True):
+        edge, remote = outbox(g), at_office(pg_url, name)
+        assert remote == edge, f"{name}: the office's sequences differ from the gate's"
+        for seqs in remote.values():
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{name}: gap"
+    status, body = office_call_nodes(office)
+    assert status == 200 and body["anomalies"] == 0
+
+
+def office_call_nodes(office: Office) -> tuple[int, dict]:
+    clerk = office.token("user", "add", f"clerk-{time.time_ns()}", "--role", "clerk")
+    office.start()
+    try:
+        return office.call("GET", "/api/v1/nodes", clerk)
+    finally:
+        office.stop()
+
+
+def test_a_pass_issued_at_the_office_works_at_every_gate_and_its_revocation_follows(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    gates = [make_gate(tmp_path, broker, office, g) for g in GATES[:2]]
+    office.start()
+    for g in gates:
+        g.start()
+    try:
+        visitor = {"kind": "temporary", "card": "0040856634", "name": "访客甲"}
+        status, p = office.call("POST", "/api/v1/passes", clerk, visitor)
+        assert status == 201
+
+        def decided(reason: str) -> bool:
+            return all(
+                json.loads(cli(g.config, "--json", "check", "01026F6C3A").stdout)["reason"]
+                == reason
+                for g in gates
+            )
+
+        wait_for(lambda: decided("ok"), 10, "the pass at every gate")
+        office.call("POST", f"/api/v1/passes/{p['id']}/revoke", clerk, {"reason": "lost"})
+        wait_for(lambda: decided("revoked"), 10, "the revocation at every gate")
+        assert office.call("POST", "/api/v1/passes", "nope", {})[0] == 401
+    finally:
+        for g in gates:
+            g.stop()
+        office.stop()
+
+
+def test_concurrent_writers_never_let_a_puller_skip_a_change(tmp_path: Path, pg_url: str):
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "clerk", "--role", "clerk")
+    node = office.token("office", "node", "add", "reader")
+    office.start()
+    try:
+        seen: list[int] = []
+        done = threading.Event()
+
+        def puller() -> None:
+            cursor = 0
+            while not done.is_set() or cursor < 200:
+                _, body = office.call("GET", f"/sync/v1/pull?since={cursor}&limit=7", node)
+                seen.extend(c["change_id"] for c in body["changes"])
+                cursor = body["next"]
+
+        def writer(k: int) -> None:
+            for i in range(20):
+                card = f"{k * 100 + i + 1:010d}"
+                office.call(
+                    "POST", "/api/v1/passes", clerk, {"kind": "resident", "card": card, "name": "x"}
+                )
+
+        pull = threading.Thread(target=puller)
+        pull.start()
+        writers = [threading.Thread(target=writer, args=(k,)) for k in range(10)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        done.set()
+        pull.join(60)
+        assert seen == list(range(1, 201))  # every change, once, in order
+    finally:
+        office.stop()
