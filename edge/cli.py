@@ -68,6 +68,7 @@ def build_parser() -> Parser:
     )
     onode_add = onode.add_parser("add", help="register a gate node; prints its token once")
     onode_add.add_argument("node_id")
+    offsub.add_parser("key", help="print the public key gates verify QR passes with")
 
     usr = sub.add_parser("user", help="API users").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -225,6 +226,12 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
 
     cfg = load_office(path)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.command == "office" and args.action == "key":
+        from sync.qr import Signer
+
+        signer = Signer.from_data_dir(cfg.data_dir)
+        _print(args, {"public_key": signer.public_b64, "kid": signer.kid}, signer.public_b64)
+        return 0
     eng = officedb.engine(cfg.database_url)
     try:
         officedb.migrate(eng)

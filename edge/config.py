@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import tomllib
@@ -140,6 +141,7 @@ class Config:
     cameras: tuple[CameraCfg, ...] = ()
     snapshots: SnapshotsCfg = field(default_factory=SnapshotsCfg)
     sync: SyncCfg | None = None
+    qr_keys: tuple[str, ...] = ()  # the office's Ed25519 public keys, base64
     alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
@@ -227,6 +229,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             "shifts",
             "handover",
             "snapshots",
+            "qr",
         },
     )
     node = raw.get("node")
@@ -392,6 +395,11 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         sync = _sync(raw["sync"])
 
     alarms = _alarms(raw, gates)
+    qr_raw = raw.get("qr", {})
+    _take(qr_raw, "qr", {"office_public_keys"})
+    qr_keys = qr_raw.get("office_public_keys", [])
+    if not isinstance(qr_keys, list) or not all(_is_key(k) for k in qr_keys):
+        raise ConfigError("qr.office_public_keys: a list of keys from `gatehouse office key`")
     shifts = DEFAULT_SHIFTS
     if "shifts" in raw:
         shifts_raw = raw["shifts"]
@@ -412,6 +420,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         raise ConfigError("handover.items: a table of item name = count, e.g. radios = 4")
 
     return Config(
+        qr_keys=tuple(qr_keys),
         alarms=alarms,
         shifts=shifts,
         post_items=dict(items),
@@ -543,3 +552,10 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
         push_batch=int(_num(s, "push_batch", "sync", 500, 1, 10_000)),
         retry_max_s=float(_num(s, "retry_max_s", "sync", 60, 0.1, 3600)),
     )
+
+
+def _is_key(k: object) -> bool:
+    try:
+        return isinstance(k, str) and len(base64.b64decode(k, validate=True)) == 32
+    except ValueError:
+        return False

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     SLIP_REJECTED = "slip_rejected"
     SLIP_CANCELLED = "slip_cancelled"
     MANUAL_OVERRIDE = "manual_override"
+    INVALID_QR = "invalid_qr"
 
 
 # What each reason means, for the README and the API; one place, so they cannot drift.
@@ -43,6 +44,8 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.SLIP_REJECTED: "the goods release slip was rejected at a gate",
     Reason.SLIP_CANCELLED: "the goods release slip was cancelled by the office",
     Reason.MANUAL_OVERRIDE: "a guard opened the barrier by hand, with a reason on record",
+    Reason.INVALID_QR: "a QR pass whose office signature does not verify (forged, altered, "
+    "or signed with a key this gate does not hold)",
 }
 
 KINDS = ("temporary", "worker", "resident", "staff")

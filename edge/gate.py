@@ -27,6 +27,7 @@ from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
 from edge.privacy import mask_name
 from edge.writer import AfterCommit, Writer
+from sync import qr
 
 if TYPE_CHECKING:
     from edge.cameras import Cameras
@@ -38,12 +39,13 @@ _PASS_COLUMNS = "id, kind, status, valid_from, valid_until, issued_at, gates, da
 @dataclass(frozen=True, slots=True)
 class CardRead:
     reader: ReaderCfg
-    card: CardId
+    card: CardId | None  # None: a QR pass (``qr``)
     mono: float  # when the read was taken (monotonic): staleness is measured from here
     source: str  # serial | mqtt
     raw: bytes | None = None
     ack: Callable[[], None] | None = None  # MQTT: acknowledge once the decision is on disk
     replayed: bool = False  # redelivered after a crash: its age is unknown, so it is stale
+    qr: str | None = None  # an office-signed pass scanned as text (sync.qr)
 
 
 def site_rules(cfg: Config) -> SiteRules:
@@ -79,6 +81,25 @@ def lookup(conn: sqlite3.Connection, card_key: int) -> list[tuple[PassView, str]
         )
         for r in rows
     ]
+
+
+def check_qr(
+    conn: sqlite3.Connection, payload: dict[str, Any], now: float, gate: str, rules: SiteRules
+) -> tuple[Decision, str | None]:
+    """The decision on a verified office-signed pass. It may have been issued after this
+    gate last synced; but a revocation or confiscation the gate knows of still wins."""
+    local = conn.execute("SELECT status FROM passes WHERE id = ?", (payload["p"],)).fetchone()
+    view = PassView(
+        id=payload["p"],
+        kind=payload["k"],
+        status=local[0] if local else "active",
+        valid_from=payload["f"],
+        valid_until=payload["t"],
+        issued_at=payload["f"],
+        gates=_gates(payload["g"]) if payload.get("g") else None,
+        daily_window=_window(payload["w"]) if payload.get("w") else None,
+    )
+    return decide([view], now, gate, rules), payload.get("n")
 
 
 def check(
@@ -175,12 +196,13 @@ class GatePipeline:
     def submit(self, read: CardRead) -> None:
         self.writer.submit(ReadJob(self, read))
 
-    def _debounced(self, read: CardRead) -> bool:
+    def _debounced(self, read: CardRead) -> bool:  # a card read
         """Same card on the same reader within the window of its *last* sighting.
 
         Measured from the last sighting, so a card left on the reader never re-triggers,
         while a deliberate re-tap after lifting it does.
         """
+        assert read.card is not None
         key = (read.reader.id, read.card.key)
         seen = self._last_seen
         last = seen.pop(key, None)
@@ -194,24 +216,39 @@ class GatePipeline:
             del seen[oldest]
         return last is not None and 0 <= read.mono - last < read.reader.debounce_ms / 1000
 
+    def _decide(
+        self, conn: sqlite3.Connection, read: CardRead, now: float
+    ) -> tuple[Decision, str | None, CardId | None]:
+        gate = read.reader.gate
+        if read.qr is None:
+            assert read.card is not None
+            return (*check(conn, read.card, now, gate, self.rules), read.card)
+        try:
+            payload = qr.verify(read.qr, list(self.cfg.qr_keys))
+        except DomainError:
+            return Decision(False, Reason.INVALID_QR, None), None, None
+        card = CardId(int(payload["c"], 16)) if payload.get("c") else None
+        return (*check_qr(conn, payload, now, gate, self.rules), card)
+
     def record(self, conn: sqlite3.Connection, read: CardRead) -> AfterCommit:
-        if self._debounced(read):
+        if read.card is not None and self._debounced(read):
             self.counts["debounced"] += 1
             return read.ack
         now = self.clock()
         age = max(0.0, self.monotonic() - read.mono)
-        decision, holder = check(conn, read.card, now, read.reader.gate, self.rules)
+        decision, holder, card = self._decide(conn, read, now)
         p = decision.pass_
         event = Event(
             event_id=uuid.uuid4().hex, ts=now, gate=read.reader.gate, reader=read.reader.id,
             direction=read.reader.direction, granted=decision.granted,
             reason=decision.reason.value, pass_id=p.id if p else None,
-            pass_kind=p.kind if p else None, card=read.card, holder=holder, source=read.source,
+            pass_kind=p.kind if p else None, card=card, holder=holder, source=read.source,
             raw=read.raw.hex() if read.raw else None, read_age_ms=int(age * 1000),
             stale=read.replayed or age > self.cfg.rules.stale_after_s,
         )  # fmt: skip
         announce = self._write(conn, event)
-        raised = [] if decision.granted else self._repeated_denial(conn, event, read.card)
+        denied_card = None if decision.granted else card
+        raised = self._repeated_denial(conn, event, denied_card) if denied_card else []
 
         def effects() -> None:
             if read.ack is not None:

@@ -102,7 +102,9 @@ class Service:
 
     def on_frame(self, reader_id: str, frame: Frame | Scan, mono: float, _wall: float) -> None:
         reader = self.readers_cfg[reader_id]
-        if isinstance(frame, Scan):
+        if isinstance(frame, Scan) and frame.text.startswith("GH1."):
+            self.gate.submit(CardRead(reader, None, mono, "serial", frame.raw, qr=frame.text))
+        elif isinstance(frame, Scan):
             self.on_scan(reader.gate, frame.text)
         else:
             self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))

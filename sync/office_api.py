@@ -27,6 +27,7 @@ from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
 from sync import office
 from sync import schema as t
+from sync.qr import Signer, pass_payload
 
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
@@ -50,6 +51,7 @@ class PushIn(BaseModel):
 def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
     app = FastAPI(title="Gatehouse office", version="0.1.0")
     hasher = IdHasher.from_data_dir(cfg.data_dir)
+    signer = Signer.from_data_dir(cfg.data_dir)
 
     def node(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if cred is not None:
@@ -134,7 +136,10 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
         )  # fmt: skip
         with eng.begin() as c:
             record = office.issue_pass(c, req, hasher, cfg.tz, who)
-        return _pass_view(record)
+        shown = _pass_view(record)
+        if record["kind"] == "temporary":  # printed as a QR code the gates verify offline
+            shown["qr"] = signer.sign(pass_payload(record))
+        return shown
 
     @app.post("/api/v1/passes/{pass_id}/revoke")
     def revoke(pass_id: str, body: ReasonIn | None = None, who: str = Depends(clerk)) -> dict:

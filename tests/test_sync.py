@@ -189,3 +189,50 @@ def test_concurrent_writers_never_let_a_puller_skip_a_change(tmp_path: Path, pg_
         assert seen == list(range(1, 201))  # every change, once, in order
     finally:
         office.stop()
+
+
+def test_a_qr_pass_issued_while_a_gate_is_cut_off_is_granted_by_signature(
+    tmp_path: Path, broker: Broker, listener, pg_url: str
+):
+    from tests.helpers import Pty
+
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    key = office.token("office", "key")
+    scanner = Pty()
+    node = node_for(tmp_path, [{"id": "scan", "gate": "main", "port": scanner.path,
+                                "protocol": "line"}], broker.port)  # fmt: skip
+    token = office.token("office", "node", "add", "gate-test")
+    with node.config.open("a") as f:  # the office address is wrong: the gate is cut off
+        f.write(f'[qr]\noffice_public_keys = ["{key}"]\n'
+                f'[sync]\noffice_url = "http://127.0.0.1:9"\ntoken = "{token}"\n')  # fmt: skip
+    guard = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
+    office.start()
+    node.start()
+    try:
+        visitor = {"kind": "temporary", "card": "0040856634", "name": "访客乙"}
+        status, p = office.call("POST", "/api/v1/passes", clerk, visitor)
+        assert status == 201 and p["qr"].startswith("GH1.")
+        scanner.write(p["qr"].encode() + b"\r\n")
+        decision = listener.next("/gate/main/decision")
+        assert (decision["decision"], decision["reason"]) == ("grant", "ok")
+        assert decision["pass_id"] == p["id"] and decision["holder"] == "访**"
+        forged = p["qr"][:-6] + ("AAAAAA" if not p["qr"].endswith("AAAAAA") else "BBBBBB")
+        scanner.write(forged.encode() + b"\r\n")
+        assert listener.next("/gate/main/decision")["reason"] == "invalid_qr"
+        from tests.test_desk_e2e import call
+
+        _, got = call(node, "POST", "/api/v1/check", guard, {"qr": p["qr"]})
+        assert got["decision"] == "grant" and got["pass"]["name"] == "访客乙"
+
+        # once the gate can reach the office, the revocation is pulled and wins over the QR
+        office.call("POST", f"/api/v1/passes/{p['id']}/revoke", clerk, {"reason": "lost"})
+        node.stop()
+        node.config.write_text(node.config.read_text().replace("http://127.0.0.1:9", office.url))
+        node.start()
+        wait_for(lambda: call(node, "POST", "/api/v1/check", guard, {"qr": p["qr"]})[1]["reason"]
+                 == "revoked", 15, "the revocation to win over the signature")  # fmt: skip
+    finally:
+        node.stop()
+        office.stop()
+        scanner.close()
