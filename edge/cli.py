@@ -70,6 +70,11 @@ def build_parser() -> Parser:
     onode_add.add_argument("node_id")
     offsub.add_parser("key", help="print the public key gates verify QR passes with")
 
+    bk = sub.add_parser("backup", help="an online, checked backup (edge or office config)")
+    bk.add_argument("file")
+    rs = sub.add_parser("restore", help="restore a backup (service stopped; new epoch)")
+    rs.add_argument("file")
+
     usr = sub.add_parser("user", help="API users").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -226,6 +231,8 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
 
     cfg = load_office(path)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.command in ("backup", "restore"):
+        return cmd_backup(args, office_url=cfg.database_url)
     if args.command == "office" and args.action == "key":
         from sync.qr import Signer
 
@@ -252,6 +259,31 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
             else:
                 token = office.add_node(c, args.node_id)
                 _print(args, {"node": args.node_id, "token": token}, token)
+    except DomainError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
+               office_url: str | None = None) -> int:  # fmt: skip
+    from edge import backup
+    from edge.errors import DomainError
+
+    target = Path(args.file)
+    try:
+        if args.command == "backup" and office_url:
+            backup.backup_office(office_url, target)
+            _print(args, {"file": str(target)}, f"office backed up to {target}")
+        elif args.command == "backup" and db_path:
+            pages = backup.backup_edge(db_path, target)
+            _print(args, {"file": str(target), "pages": pages}, f"backed up to {target} (checked)")
+        elif office_url:
+            backup.restore_office(target, office_url)
+            _print(args, {"restored": str(target)}, f"office restored from {target}")
+        elif db_path:
+            epoch = backup.restore_edge(target, db_path)
+            _print(args, {"restored": str(target), "epoch": epoch},
+                   f"restored from {target}; new epoch {epoch}")  # fmt: skip
     except DomainError as e:
         raise UsageError(str(e)) from None
     return 0
@@ -349,7 +381,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def argv_command(argv: list[str] | None) -> str | None:
     args = sys.argv[1:] if argv is None else argv
     return next(
-        (a for a in args if a in ("run", "pass", "check", "simulate", "user", "office")), None
+        (
+            a
+            for a in args
+            if a in ("run", "pass", "check", "simulate", "user", "office", "backup", "restore")
+        ),
+        None,
     )
 
 
@@ -359,14 +396,18 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "simulate":
             return cmd_simulate(args)
         path = config_mod.config_path(args.config)
-        if args.command == "office" or (args.command == "user" and config_mod.is_office(path)):
+        office_cmd = args.command in ("user", "backup", "restore") and config_mod.is_office(path)
+        if args.command == "office" or office_cmd:
             return cmd_office(path, args)
         cfg = config_mod.load(path)
+        if args.command in ("backup", "restore"):
+            return cmd_backup(args, db_path=cfg.db_path)
         if args.command == "run":
             return cmd_run(cfg)
         if args.command == "pass":

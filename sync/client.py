@@ -30,6 +30,7 @@ from edge.writer import Writer
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LONG_POLL_S = 10.0
+HELLO_EVERY_S = 10.0  # an empty push now and then: notices an office restored from backup
 
 PASS_COLUMNS = (
     "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
@@ -69,6 +70,7 @@ class SyncClient:
             timeout=httpx.Timeout(LONG_POLL_S + 20, connect=5),
         )
         self.fresh = threading.Event()  # a pull succeeded since the last failure
+        self._last_hello = -HELLO_EVERY_S
         self.stop_event = threading.Event()
         self.status: dict[str, Any] = {
             "last_push_ok": None, "last_pull_ok": None, "last_error": None,
@@ -112,14 +114,15 @@ class SyncClient:
                 failures = 0
                 if not more:
                     self.stop_event.wait(0.2)
-            except (httpx.HTTPError, OSError, ValueError, KeyError) as e:
+            except Exception as e:  # the office away, or a bad answer: never a dead worker
                 self.fresh.clear()
                 failures += 1
                 self.status["last_error"] = f"{type(e).__name__}: {e}"
                 # full jitter: retries from many gates do not arrive together
                 delay = random.uniform(0, min(self.cfg.retry_max_s, 0.5 * 2**failures))
                 if failures == 1:
-                    log.warning("sync: %s; retrying", self.status["last_error"])
+                    log.warning("sync: %s; retrying", self.status["last_error"],
+                                exc_info=not isinstance(e, httpx.HTTPError))  # fmt: skip
                 self.stop_event.wait(delay)
 
     def _pull_once(self) -> bool:
@@ -144,8 +147,11 @@ class SyncClient:
             ).fetchone()
         )
         if found is None:
-            return False
-        epoch = found[0]
+            if time.monotonic() - self._last_hello < HELLO_EVERY_S:
+                return False
+            epoch = self.epoch  # nothing to send: ask how far the office has us anyway
+        else:
+            epoch = found[0]
         base = self._base(epoch)
         rows = self.read(
             lambda c: c.execute(
@@ -161,14 +167,26 @@ class SyncClient:
         ]  # fmt: skip
         r = self.http.post("/sync/v1/push", json={"epoch": epoch, "base": base, "batch": batch})
         r.raise_for_status()
+        self._last_hello = time.monotonic()
         acked = int(r.json()["acked_through"])
         now = time.time()
-        self.writer.call(
-            lambda c: c.execute(
+
+        def mark(c: sqlite3.Connection) -> None:
+            c.execute(
                 "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
                 (now, epoch, acked),
             )
-        )
+            # the office has less than it once acknowledged (restored from a backup): the
+            # rows are still here, so send them again
+            lost = c.execute(
+                "UPDATE outbox SET acked_at = NULL WHERE epoch = ? AND seq > ? "
+                "AND acked_at IS NOT NULL",
+                (epoch, acked),
+            ).rowcount
+            if lost:
+                log.warning("sync: the office lost %d records of epoch %d; resending", lost, epoch)
+
+        self.writer.call(mark)
         self.status["pushed"] += len(batch)
         self.status["last_push_ok"] = now
         return len(rows) == self.cfg.push_batch
@@ -179,10 +197,14 @@ class SyncClient:
         stored = self.read(lambda c: db.get_meta(c, key))
         if stored is not None:
             return int(stored)
-        first = self.read(
-            lambda c: c.execute("SELECT min(seq) FROM outbox WHERE epoch = ?", (epoch,)).fetchone()[
-                0
-            ]
-        )
-        self.writer.call(lambda c: db.set_meta(c, key, str(first)))
-        return int(first)
+
+        def first_seq(c: sqlite3.Connection) -> int:
+            first = c.execute("SELECT min(seq) FROM outbox WHERE epoch = ?", (epoch,)).fetchone()
+            if first[0] is not None:
+                return int(first[0])
+            # nothing recorded in this epoch yet: it starts after everything before it
+            return int(c.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]) + 1
+
+        base = self.read(first_seq)
+        self.writer.call(lambda c: db.set_meta(c, key, str(base)))
+        return base

@@ -236,3 +236,48 @@ def test_a_qr_pass_issued_while_a_gate_is_cut_off_is_granted_by_signature(
         node.stop()
         office.stop()
         scanner.close()
+
+
+def test_restore_drill_edge_starts_a_new_epoch_and_a_restored_office_is_refilled(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    office = Office(tmp_path, pg_url)
+    office.token("office", "node", "add", "warm-up")
+    gate = make_gate(tmp_path, broker, office, "gate-a")
+    office.start()
+    gate.start()
+    edge_backup, office_backup = tmp_path / "edge.bak", tmp_path / "office.dump"
+    try:
+        swipes(broker, "gate-a", 1, 100)
+        wait_for(lambda: backlog(gate) == 0 and sum(map(len, outbox(gate).values())) == 100, 30,
+                 "the first 100 at the office")  # fmt: skip
+        assert cli(gate.config, "backup", str(edge_backup)).returncode == 0  # online
+        office.token("backup", str(office_backup))
+        swipes(broker, "gate-a", 200, 50)  # recorded after both backups
+        wait_for(lambda: backlog(gate) == 0 and sum(map(len, outbox(gate).values())) == 150, 30,
+                 "the next 50 at the office")  # fmt: skip
+        old_epoch = next(iter(outbox(gate)))
+
+        # the office is restored from its backup: it has lost 50 records the gate sent
+        office.stop()
+        office.token("restore", str(office_backup))
+        assert sum(map(len, at_office(pg_url, "gate-a").values())) == 100
+        office.start()
+        wait_for(lambda: sum(map(len, at_office(pg_url, "gate-a").values())) == 150, 60,
+                 "the gate to send the lost records again")  # fmt: skip
+
+        # the gate is restored from its backup: a new epoch, no sequence number reused
+        gate.stop()
+        out = cli(gate.config, "restore", str(edge_backup))
+        assert out.returncode == 0 and "new epoch" in out.stdout
+        gate.start()
+        swipes(broker, "gate-a", 400, 30)
+        wait_for(lambda: backlog(gate) == 0 and len(outbox(gate)) == 2, 30, "the new epoch synced")
+    finally:
+        gate.stop()
+        office.stop()
+    remote, edge = at_office(pg_url, "gate-a"), outbox(gate)
+    new_epoch = next(e for e in edge if e != old_epoch)
+    assert len(remote[old_epoch]) == 150  # all that the lost database ever sent, kept
+    assert remote[new_epoch] == edge[new_epoch] and edge[new_epoch][0] == 101
+    assert len(edge[new_epoch]) == 30
