@@ -36,6 +36,7 @@ bench: $(BIN)/gatehouse
 	$(BIN)/python bench/alarm_flood.py
 	sh scripts/debian-deps.sh ffmpeg
 	$(BIN)/python bench/camera.py
+	$(BIN)/python bench/sync_drain.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

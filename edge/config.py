@@ -94,7 +94,7 @@ class SnapshotsCfg:
 class SyncCfg:
     office_url: str
     token: str
-    push_batch: int = 500
+    push_batch: int = 2000
     retry_max_s: float = 60.0  # backoff cap while the office is away
 
 
@@ -549,7 +549,7 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
     return SyncCfg(
         office_url=url.rstrip("/"),
         token=token,
-        push_batch=int(_num(s, "push_batch", "sync", 500, 1, 10_000)),
+        push_batch=int(_num(s, "push_batch", "sync", 2000, 1, 10_000)),
         retry_max_s=float(_num(s, "retry_max_s", "sync", 60, 0.1, 3600)),
     )
 

@@ -370,6 +370,8 @@ class Office:
             return e.code, json.loads(e.read())
 
 
-def add_sync(node: Node, office: Office, token: str) -> None:
+def add_sync(node: Node, office: Office, token: str, push_batch: int = 100) -> None:
+    """Small batches by default, so a kill lands in the middle of a drain."""
     with node.config.open("a") as f:
-        f.write(f'[sync]\noffice_url = "{office.url}"\ntoken = "{token}"\nretry_max_s = 1.0\n')
+        f.write(f'[sync]\noffice_url = "{office.url}"\ntoken = "{token}"\nretry_max_s = 1.0\n'
+                f"push_batch = {push_batch}\n")  # fmt: skip
