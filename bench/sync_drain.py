@@ -127,10 +127,10 @@ def main() -> None:
             print(f"RATIO drain / COPY = {drain / copy_rate:.2f} (target >= 0.5)")
 
             lat = []
+            status = "SELECT status FROM passes WHERE id = ?"
             for i in range(30):
                 body = {"kind": "resident", "card": f"{7_000_000 + i:010d}", "name": "x"}
                 _, p = office.call("POST", "/api/v1/passes", clerk, body)
-                status = "SELECT status FROM passes WHERE id = ?"
                 wait_for(lambda p=p: one(status, p["id"]), 10, "the pass at the gate")
                 office.call("POST", f"/api/v1/passes/{p['id']}/revoke", clerk, {})
                 t1 = time.perf_counter()
