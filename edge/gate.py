@@ -227,6 +227,8 @@ class GatePipeline:
             payload = qr.verify(read.qr, list(self.cfg.qr_keys))
         except DomainError:
             return Decision(False, Reason.INVALID_QR, None), None, None
+        if "p" not in payload:  # a signed slip is no pass: it opens no barrier
+            return Decision(False, Reason.INVALID_QR, None), None, None
         card = CardId(int(payload["c"], 16)) if payload.get("c") else None
         return (*check_qr(conn, payload, now, gate, self.rules), card)
 

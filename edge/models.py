@@ -125,6 +125,8 @@ class GoodsSlip(SQLModel, table=True):
     gate: str | None = None
     notes: str | None = None  # discrepancies at release, the reason for a reject or cancel
     snapshot_id: int | None = None
+    version: int = 1  # the office's version of it (slips issued at the office)
+    origin: str = "local"  # local | office
 
 
 class Visitor(SQLModel, table=True):

@@ -131,6 +131,21 @@ def issue(conn: sqlite3.Connection, req: SlipRequest, by: str, now: float, tz: Z
     return number
 
 
+def adopt(conn: sqlite3.Connection, payload: dict[str, Any]) -> None:
+    """An office-signed slip (verified QR payload, sync.qr) this gate has not synced yet:
+    taken as the office issued it, so it can be released here. Known slips are untouched:
+    a cancellation the gate already holds still wins."""
+    conn.execute(
+        "INSERT OR IGNORE INTO goods_slips (number, unit, owner, bearer, authorisation, "
+        "authorisation_detail, items, hazard_allowed, valid_from, valid_until, approver, "
+        "status, issued_by, issued_at, version, origin) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,'issued','office',?,?,'office')",
+        (payload["s"], payload["u"], payload["o"], payload["b"], payload["a"],
+         json.dumps(payload["d"], ensure_ascii=False), json.dumps(payload["i"], ensure_ascii=False),
+         bool(payload["h"]), payload["f"], payload["t"], payload["r"], payload["f"], payload["v"]),
+    )  # fmt: skip
+
+
 def get(conn: sqlite3.Connection, number: str) -> dict[str, Any]:
     conn.row_factory = sqlite3.Row
     try:

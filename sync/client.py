@@ -13,6 +13,7 @@ Both back off with full jitter while the office is away (docs/sync.md).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import sqlite3
@@ -45,14 +46,40 @@ _UPSERT = (
 )
 
 
+SLIP_COLUMNS = (
+    "number", "unit", "owner", "bearer", "authorisation", "authorisation_detail", "items",
+    "hazard_allowed", "valid_from", "valid_until", "approver", "status", "issued_by",
+    "issued_at", "version",
+)  # fmt: skip
+# The office owns a slip's contents and its cancellation; the gate owns its release or
+# rejection, which an office change never undoes (the office learns of it by push).
+_SLIP_UPSERT = (
+    f"INSERT INTO goods_slips ({', '.join(SLIP_COLUMNS)}, origin) "
+    f"VALUES ({', '.join('?' * len(SLIP_COLUMNS))}, 'office') "
+    "ON CONFLICT(number) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in SLIP_COLUMNS if c not in ("number", "status"))
+    + ", status = CASE WHEN goods_slips.status IN ('released', 'rejected') "
+    "THEN goods_slips.status ELSE excluded.status END"
+    " WHERE excluded.version > goods_slips.version"
+)
+
+
+def slip_row(s: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(s[c], ensure_ascii=False) if c in ("authorisation_detail", "items") else s.get(c)
+        for c in SLIP_COLUMNS
+    )
+
+
 def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int) -> int:
     """One page of the office's change log, and the cursor after it, in one transaction."""
     applied = 0
     for ch in changes:
+        p = ch["payload"]
         if ch["entity"] == "pass":
-            p = ch["payload"]
-            cur = conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS))
-            applied += cur.rowcount
+            applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
+        elif ch["entity"] == "slip":
+            applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
     db.set_meta(conn, "pull_cursor", str(cursor))
     return applied
 

@@ -8,6 +8,7 @@ import io
 import json
 import secrets
 import time
+from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
@@ -17,6 +18,8 @@ from sqlalchemy.dialects.postgresql import insert
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
 from edge.privacy import IdHasher
+from edge.slips import SlipRequest
+from edge.slips import validate as validate_slip
 from sync import schema as t
 
 OFFICE_ROLES = ("clerk", "admin")
@@ -115,6 +118,43 @@ def revoke_pass(conn: Connection, pass_id: str, reason: str | None, by: str) -> 
     return record
 
 
+def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any) -> dict:
+    """A slip issued by the service centre (numbered FO-<year>-<n>, apart from the gates')."""
+    start, end = validate_slip(req, now)
+    conn.execute(text("SELECT pg_advisory_xact_lock(7216)"))  # serial numbers, no gaps
+    year = datetime.fromtimestamp(now, tz).year
+    prefix = f"FO-{year}-"
+    last = conn.execute(
+        select(func.max(t.slips.c.number)).where(t.slips.c.number.like(prefix + "%"))
+    ).scalar_one()
+    number = f"{prefix}{(int(last.rsplit('-', 1)[1]) + 1) if last else 1:05d}"
+    record = {
+        "number": number, "unit": req.unit.strip(), "owner": req.owner.strip(),
+        "bearer": req.bearer.strip(), "authorisation": req.authorisation,
+        "authorisation_detail": req.detail,
+        "items": [{"name": i.name, "qty": i.qty, "hazard": i.hazard} for i in req.items],
+        "hazard_allowed": int(req.hazard_allowed), "valid_from": start, "valid_until": end,
+        "approver": req.approver, "status": "issued", "version": 1, "issued_by": by,
+        "issued_at": now,
+    }  # fmt: skip
+    conn.execute(t.slips.insert().values(**record))
+    log_change(conn, "slip", number, 1, "upsert", record)
+    return record
+
+
+def cancel_slip(conn: Connection, number: str, reason: str, by: str) -> dict[str, Any]:
+    row = conn.execute(select(t.slips).where(t.slips.c.number == number)).mappings().first()
+    if row is None:
+        raise NotFound(f"no slip numbered {number!r}")
+    if row["status"] != "issued":
+        raise Conflict(f"slip {number} is {row['status']} already")
+    record = dict(row) | {"status": "cancelled", "version": row["version"] + 1,
+                          "closed_at": time.time(), "closed_by": by, "notes": reason}  # fmt: skip
+    conn.execute(t.slips.update().where(t.slips.c.number == number).values(**record))
+    log_change(conn, "slip", number, record["version"], "cancel", record)
+    return record
+
+
 def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(t.change_log).where(t.change_log.c.change_id > since)
@@ -199,6 +239,10 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
                     detail=f"epoch {epoch} seq {seq} sent again with other content",
                 ))  # fmt: skip
     # only grants can conflict with the office's revocations: parse just those
+    _slip_facts(conn, node_id, [
+        json.loads(e["payload"]) | {"_kind": kinds[e["seq"]]} for e in batch
+        if e["seq"] in inserted and kinds[e["seq"]] in ("slip_released", "slip_rejected")
+    ])  # fmt: skip
     new_events = [
         json.loads(e["payload"]) for e in batch
         if e["seq"] in inserted and kinds[e["seq"]] == "access_event"
@@ -242,6 +286,30 @@ def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]]) -
             conn.execute(t.anomalies.insert().values(
                 at=time.time(), node_id=node_id, kind="used_after_revocation",
                 detail=f"pass {pass_id} granted at gate {e.get('gate')} after its revocation",
+            ))  # fmt: skip
+
+
+def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]]) -> None:
+    """A gate released or rejected an office slip: the office's slip follows the fact, and a
+    release of a slip the office had cancelled is an exception for a person."""
+    for s in closed:
+        row = (
+            conn.execute(select(t.slips).where(t.slips.c.number == s["number"])).mappings().first()
+        )
+        if row is None:
+            continue  # a slip the gate issued itself
+        status = "released" if s["_kind"] == "slip_released" else "rejected"
+        if row["status"] == "cancelled" and status == "released":
+            conn.execute(t.anomalies.insert().values(
+                at=time.time(), node_id=node_id, kind="released_after_cancellation",
+                detail=f"slip {s['number']} released at gate {s.get('gate')} by "
+                       f"{s.get('closed_by')} after the office cancelled it",
+            ))  # fmt: skip
+            continue
+        if row["status"] == "issued":
+            conn.execute(t.slips.update().where(t.slips.c.number == s["number"]).values(
+                status=status, closed_at=s.get("closed_at"), closed_by=s.get("closed_by"),
+                gate=s.get("gate"), node_id=node_id, notes=s.get("notes"),
             ))  # fmt: skip
 
 

@@ -22,14 +22,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.api.schemas import PassIn, ReasonIn
+from edge.api.schemas import CancelIn, PassIn, ReasonIn, SlipIn
 from edge.config import OfficeCfg
 from edge.errors import DomainError
 from edge.pass_ops import PassRequest
+from edge.passes import parse_time
 from edge.privacy import IdHasher
+from edge.slips import Item as SlipItem
+from edge.slips import SlipRequest
 from sync import office
 from sync import schema as t
-from sync.qr import Signer, pass_payload
+from sync.qr import Signer, pass_payload, slip_payload
 
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
@@ -164,6 +167,39 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
         with eng.begin() as c:
             record = office.revoke_pass(c, pass_id, body.reason if body else None, who)
         return _pass_view(record)
+
+    @app.post("/api/v1/slips", status_code=201)
+    def issue_slip(body: SlipIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        """A goods release slip (放行条); comes back with ``qr`` to print on the mover's copy."""
+        detail = (
+            body.authorisation_detail.model_dump(exclude_none=True)
+            if body.authorisation_detail
+            else {}
+        )
+        req = SlipRequest(
+            unit=body.unit, owner=body.owner, bearer=body.bearer,
+            authorisation=body.authorisation,
+            items=[SlipItem(i.name, i.qty, i.hazard) for i in body.items],
+            valid_from=parse_time(body.valid_from, cfg.tz) if body.valid_from else None,
+            valid_until=parse_time(body.valid_until, cfg.tz) if body.valid_until else None,
+            approver=body.approver, hazard_allowed=body.hazard_allowed, detail=detail,
+        )  # fmt: skip
+        with eng.begin() as c:
+            record = office.issue_slip(c, req, who, time.time(), cfg.tz)
+        return record | {"qr": signer.sign(slip_payload(record))}
+
+    @app.post("/api/v1/slips/{number}/cancel")
+    def cancel_slip(number: str, body: CancelIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        with eng.begin() as c:
+            return office.cancel_slip(c, number, body.reason, who)
+
+    @app.get("/api/v1/anomalies")
+    def anomalies(who: str = Depends(clerk)) -> dict[str, Any]:
+        """Integrity problems and exceptions for a person: used after revocation, released
+        after cancellation, a record sent again with other content."""
+        with eng.connect() as c:
+            rows = c.execute(select(t.anomalies).order_by(t.anomalies.c.id.desc()).limit(500))
+            return {"items": [dict(r) for r in rows.mappings()], "next": None}
 
     @app.get("/api/v1/events")
     def events(

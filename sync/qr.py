@@ -81,6 +81,16 @@ def pass_payload(p: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def slip_payload(s: dict[str, Any]) -> dict[str, Any]:
+    """What a printed slip carries: everything the guard checks the goods and bearer against."""
+    return {
+        "s": s["number"], "u": s["unit"], "o": s["owner"], "b": s["bearer"],
+        "a": s["authorisation"], "d": s["authorisation_detail"], "i": s["items"],
+        "h": s["hazard_allowed"], "f": int(s["valid_from"]), "t": int(s["valid_until"]),
+        "r": s["approver"], "v": s["version"],
+    }  # fmt: skip
+
+
 def verify(text: str, public_keys: list[str]) -> dict[str, Any]:
     """The payload of a QR text signed by one of ``public_keys`` (base64), or DomainError."""
     text = text.strip()

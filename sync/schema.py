@@ -113,3 +113,28 @@ anomalies = Table(
     Column("kind", Text, nullable=False),  # integrity | used_after_revocation | ...
     Column("detail", Text, nullable=False),
 )
+
+slips = Table(
+    "slips",
+    metadata,
+    Column("number", Text, primary_key=True),
+    Column("unit", Text, nullable=False, index=True),
+    Column("owner", Text, nullable=False),
+    Column("bearer", Text, nullable=False),
+    Column("authorisation", Text, nullable=False),
+    Column("authorisation_detail", JSONB, nullable=False),
+    Column("items", JSONB, nullable=False),
+    Column("hazard_allowed", Integer, nullable=False),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float, nullable=False),
+    Column("approver", Text),
+    Column("status", Text, nullable=False),  # issued | cancelled | released | rejected
+    Column("version", Integer, nullable=False),
+    Column("issued_by", Text, nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("closed_at", Float),
+    Column("closed_by", Text),
+    Column("gate", Text),
+    Column("node_id", Text),  # the gate that released or rejected it
+    Column("notes", Text),
+)

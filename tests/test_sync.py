@@ -281,3 +281,67 @@ def test_restore_drill_edge_starts_a_new_epoch_and_a_restored_office_is_refilled
     assert len(remote[old_epoch]) == 150  # all that the lost database ever sent, kept
     assert remote[new_epoch] == edge[new_epoch] and edge[new_epoch][0] == 101
     assert len(edge[new_epoch]) == 30
+
+
+SLIP = {"unit": "3-1-502", "owner": "张三丰", "bearer": "张三丰", "authorisation": "in_person",
+        "items": [{"name": "冰箱", "qty": 1}]}  # fmt: skip
+
+
+def test_office_slips_reach_the_gate_and_a_release_after_cancellation_is_an_exception(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    from tests.test_desk_e2e import call
+
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    key = office.token("office", "key")
+    node = node_for(tmp_path, [], broker.port)
+    token = office.token("office", "node", "add", "gate-test")
+    with node.config.open("a") as f:
+        f.write(f'[qr]\noffice_public_keys = ["{key}"]\n')
+    add_sync(node, office, token)
+    guard = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
+    office.start()
+    node.start()
+    try:
+        status, slip = office.call("POST", "/api/v1/slips", clerk, SLIP)
+        assert status == 201 and slip["number"].startswith("FO-") and slip["qr"].startswith("GH1.")
+        number = slip["number"]
+        wait_for(lambda: call(node, "GET", f"/api/v1/slips/{number}", guard)[0] == 200, 10,
+                 "the slip at the gate")  # fmt: skip
+        assert call(node, "POST", f"/api/v1/slips/{number}/release", guard, {})[0] == 200
+
+        def office_slip(n: str) -> str:
+            conn = psycopg2.connect(dbname=pg_url.rsplit("/", 1)[1])
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT status FROM slips WHERE number = %s", (n,))
+                found = cur.fetchone()[0]
+            conn.close()
+            return found
+
+        wait_for(lambda: office_slip(number) == "released", 15, "the release at the office")
+
+        # cut off: the office cancels a slip the gate never saw; the mover shows its QR
+        node.stop()
+        text = node.config.read_text()
+        node.config.write_text(text.replace(office.url, "http://127.0.0.1:9"))
+        node.start()
+        _, second = office.call("POST", "/api/v1/slips", clerk, SLIP)
+        office.call("POST", f"/api/v1/slips/{second['number']}/cancel", clerk,
+                    {"reason": "业主改期"})  # fmt: skip
+        got = call(node, "POST", f"/api/v1/slips/{second['number']}/release", guard,
+                   {"qr": second["qr"]})  # fmt: skip
+        assert got[0] == 200 and got[1]["status"] == "released"  # the signature vouched for it
+        bad = call(node, "POST", f"/api/v1/slips/{second['number']}/release", guard,
+                   {"qr": slip["qr"]})  # fmt: skip
+        assert bad[0] == 422 and "not" in bad[1]["detail"]
+        node.stop()
+        node.config.write_text(text)
+        node.start()
+        wait_for(lambda: any(a["kind"] == "released_after_cancellation"
+                             for a in office.call("GET", "/api/v1/anomalies", clerk)[1]["items"]),
+                 15, "the exception at the office")  # fmt: skip
+        assert office_slip(second["number"]) == "cancelled"  # both facts kept
+    finally:
+        node.stop()
+        office.stop()

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from edge import audit, gate, pass_ops
+from edge import audit, gate, pass_ops, slips
 from edge.api.deps import Caller, roles, service
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
 from edge.api.views import event_view, iso, pass_view, rows
@@ -48,6 +48,24 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
         except DomainError as e:
             return {"decision": "deny", "reason": "invalid_qr", "detail": str(e), "gate": gate_id,
                     "at": iso(at, svc.cfg.tz), "card": None, "pass": None}  # fmt: skip
+        if "s" in payload:  # a slip: whether it may be released, and what is on it
+            number = payload["s"]
+            known = svc.read(
+                lambda c: c.execute(
+                    "SELECT status FROM goods_slips WHERE number = ?", (number,)
+                ).fetchone()
+            )
+            status = known[0] if known else "issued"
+            reason = slips.check_slip(status, payload["f"], payload["t"], at)
+            shown = {"number": number, "unit": payload["u"], "owner": payload["o"],
+                     "bearer": payload["b"], "items": payload["i"], "signed": True}  # fmt: skip
+            return {
+                "decision": "grant" if reason.value == "ok" else "deny",
+                "reason": reason.value,
+                "gate": gate_id,
+                "at": iso(at, svc.cfg.tz),
+                "slip": shown,
+            }
         decision, holder = svc.read(lambda c: gate.check_qr(c, payload, at, gate_id, rules))
         return {
             "decision": "grant" if decision.granted else "deny",

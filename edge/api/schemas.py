@@ -93,6 +93,7 @@ class SlipIn(Body):
 class ReleaseIn(Body):
     gate: str | None = Field(None, max_length=64)
     notes: str | None = Field(None, max_length=2000, description="discrepancies found")
+    qr: str | None = Field(None, max_length=4000, description="the slip's office-signed QR")
 
 
 class RejectIn(Body):

@@ -14,6 +14,7 @@ from edge.api.schemas import CancelIn, RejectIn, ReleaseIn, SlipIn
 from edge.api.views import slip_view
 from edge.errors import DomainError
 from edge.passes import parse_time
+from sync import qr
 
 router = APIRouter(prefix="/api/v1", tags=["slips"])
 
@@ -69,7 +70,18 @@ def release(
     body = body or ReleaseIn()
     gate = _gate(svc, body.gate)
     now = time.time()
-    slip = svc.write(lambda c: slips.release(c, svc.epoch, number, who.name, now, gate, body.notes))
+    payload = None
+    if body.qr is not None:  # issued at the office, maybe after this gate last synced
+        payload = qr.verify(body.qr, list(svc.cfg.qr_keys))
+        if payload.get("s") != number:
+            raise DomainError(f"qr: this code is for {payload.get('s') or 'a pass'}, not {number}")
+
+    def job(c: Any) -> dict[str, Any]:
+        if payload is not None:
+            slips.adopt(c, payload)
+        return slips.release(c, svc.epoch, number, who.name, now, gate, body.notes)
+
+    slip = svc.write(job)
     svc.cameras.snap(gate, "slip", number, now)  # the goods as they went out
     return _shown(svc, slip)
 
