@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import dutylog
+from edge import dutylog, outbox
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
 from edge.snapshots import JOIN_COLUMNS, joined
@@ -134,10 +134,22 @@ def _log(
     action: str,
     detail: str | None = None,
 ) -> None:
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO alarm_log (alarm_id, at, by, action, detail) VALUES (?,?,?,?,?)",
         (alarm_id, now, by, action, detail),
     )
+    if action == "activated":
+        return  # a chattering source: the count reaches the office with the other changes
+    a = conn.execute(
+        "SELECT uid, type, priority, source, gate, location, floor, room, state, count, "
+        "resolution FROM alarms WHERE id = ?",
+        (alarm_id,),
+    ).fetchone()
+    keys = ("uid", "type", "priority", "source", "gate", "location", "floor", "room", "state",
+            "count", "resolution")  # fmt: skip
+    change = {"alarm_id": alarm_id, "action": action, "by": by, "detail": detail, "at": now}
+    payload = dict(zip(keys, a, strict=True)) | change
+    outbox.add(conn, None, "alarm", f"{alarm_id}:{cur.lastrowid}", payload, now)
 
 
 def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:

@@ -12,7 +12,6 @@ a lower high-water mark) and send them again.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -61,10 +60,9 @@ def restore_edge(source: Path, db_path: Path) -> int:
     conn = db.connect(db_path)
     try:
         old = db.get_meta(conn, "epoch")
-        epoch = int.from_bytes(secrets.token_bytes(4), "big") & 0x7FFFFFFF
         top = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
         conn.execute("BEGIN IMMEDIATE")
-        db.set_meta(conn, "epoch", str(epoch))
+        epoch = db.new_epoch(conn)
         db.set_meta(conn, f"epoch_base:{epoch}", str(top + 1))
         db.set_meta(conn, "restored_from_epoch", str(old))
         conn.execute("COMMIT")

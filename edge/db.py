@@ -80,6 +80,13 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
+def new_epoch(conn: sqlite3.Connection) -> int:
+    """Start a new epoch inside the caller's transaction."""
+    epoch = int.from_bytes(secrets.token_bytes(4), "big") & 0x7FFFFFFF
+    set_meta(conn, "epoch", str(epoch))
+    return epoch
+
+
 def ensure_epoch(conn: sqlite3.Connection) -> int:
     """The node's epoch: outbox sequence numbers are unique within (node, epoch).
 
@@ -87,9 +94,9 @@ def ensure_epoch(conn: sqlite3.Connection) -> int:
     lost database already handed out is never reused under the same epoch.
     """
     epoch = get_meta(conn, "epoch")
-    if epoch is None:
-        epoch = str(int.from_bytes(secrets.token_bytes(4), "big") & 0x7FFFFFFF)
-        conn.execute("BEGIN IMMEDIATE")
-        set_meta(conn, "epoch", epoch)
-        conn.execute("COMMIT")
-    return int(epoch)
+    if epoch is not None:
+        return int(epoch)
+    conn.execute("BEGIN IMMEDIATE")
+    made = new_epoch(conn)
+    conn.execute("COMMIT")
+    return made

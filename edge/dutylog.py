@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from edge import outbox
 from edge.errors import DomainError
 
 CATEGORIES = ("general", "patrol", "alarm", "complaint", "repair", "visitor", "equipment",
@@ -28,7 +29,10 @@ def add(
         "INSERT INTO duty_log (at, by, category, text, alarm_id) VALUES (?,?,?,?,?)",
         (now, by, category, text.strip(), alarm_id),
     )
-    return int(cur.lastrowid or 0)
+    entry_id = int(cur.lastrowid or 0)
+    outbox.add(conn, None, "duty_log", str(entry_id), {"id": entry_id, "at": now, "by": by,
+               "category": category, "text": text.strip(), "alarm_id": alarm_id}, now)  # fmt: skip
+    return entry_id
 
 
 def between(conn: sqlite3.Connection, start: float, end: float) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, dutylog, shifts
+from edge import alarms, dutylog, outbox, shifts
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.privacy import mask_name
@@ -108,6 +108,9 @@ def create(
          by if unacked_p1 else None, override_reason if unacked_p1 else None),
     )  # fmt: skip
     handover_id = int(cur.lastrowid or 0)
+    outbox.add(conn, None, "handover", str(handover_id), {"id": handover_id, "by": by,
+               "report": report, "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
+               "override_reason": override_reason if unacked_p1 else None}, now)  # fmt: skip
     dutylog.add(
         conn, now, by, "handover", f"handover {handover_id} of the {report['shift']} shift made"
     )
@@ -143,4 +146,8 @@ def sign(conn: sqlite3.Connection, handover_id: int, by: str, now: float) -> dic
         dutylog.add(conn, now, by, "handover", f"handover {handover_id} taken over by {by}")
     else:
         raise Conflict(f"handover {handover_id} is signed by both shifts already")
-    return get(conn, handover_id)
+    signed = get(conn, handover_id)
+    outbox.add(conn, None, "handover_signed", str(handover_id), {"id": handover_id, "by": by,
+               "outgoing_by": signed["outgoing_by"], "incoming_by": signed["incoming_by"],
+               "report_sha256": signed["report_sha256"]}, now)  # fmt: skip
+    return signed
