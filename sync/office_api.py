@@ -193,6 +193,15 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
         with eng.begin() as c:
             return office.cancel_slip(c, number, body.reason, who)
 
+    @app.get("/api/v1/reports/monthly")
+    def monthly(
+        month: str = Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM"),
+        who: str = Depends(clerk),
+    ) -> dict[str, Any]:
+        """Slips, confiscations, alarms by type and by shift, decisions: every gate's month."""
+        with eng.connect() as c:
+            return office.monthly_report(c, month, cfg.tz)
+
     @app.get("/api/v1/anomalies")
     def anomalies(who: str = Depends(clerk)) -> dict[str, Any]:
         """Integrity problems and exceptions for a person: used after revocation, released

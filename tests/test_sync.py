@@ -345,3 +345,37 @@ def test_office_slips_reach_the_gate_and_a_release_after_cancellation_is_an_exce
     finally:
         node.stop()
         office.stop()
+
+
+def test_the_office_s_monthly_report_counts_every_gate_s_month(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.test_desk_e2e import call
+
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    node = make_gate(tmp_path, broker, office, "gate-a")
+    op = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    office.start()
+    node.start()
+    try:
+        swipes(broker, "gate-a", 1, 5)
+        call(node, "POST", "/api/v1/alarms", op, {"type": "first_aid", "floor": "3"})
+        call(node, "POST", "/api/v1/alarms", op, {"type": "repair"})
+        office.call("POST", "/api/v1/slips", clerk, SLIP)
+        wait_for(lambda: backlog(node) == 0 and sum(map(len, outbox(node).values())) > 5, 20,
+                 "the gate's month at the office")  # fmt: skip
+        month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+        status, report = office.call("GET", f"/api/v1/reports/monthly?month={month}", clerk)
+        assert status == 200
+        assert report["alarms_by_type"] == {"first_aid": 1, "repair": 1}
+        assert sum(report["alarms_by_shift"].values()) == 2
+        assert report["decisions"] == {"gate-a:deny": 5}
+        assert report["office_slips"]["issued"] == 1
+        assert office.call("GET", "/api/v1/reports/monthly?month=13", clerk)[0] == 422
+    finally:
+        node.stop()
+        office.stop()
