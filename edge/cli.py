@@ -247,7 +247,10 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
             f"office.database_url: cannot open the database: {str(e).splitlines()[0]}"
         ) from None
     if args.command == "office" and args.action is None:
-        uvicorn.run(create_office_app(cfg, eng), host=cfg.host, port=cfg.port, log_level="warning")
+        uvicorn.run(
+            create_office_app(cfg, eng), host=cfg.host, port=cfg.port, log_level="warning",
+            ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
+        )  # fmt: skip
         return 0
     try:
         with eng.begin() as c:

@@ -96,6 +96,7 @@ class SyncCfg:
     token: str
     push_batch: int = 2000
     retry_max_s: float = 60.0  # backoff cap while the office is away
+    ca_file: str | None = None  # the office's CA, for https:// with a private certificate
 
 
 @dataclass(frozen=True)
@@ -494,6 +495,8 @@ class OfficeCfg:
     data_dir: Path
     tz: ZoneInfo
     source: str = ""
+    tls_cert: str | None = None  # serve HTTPS with this certificate and key
+    tls_key: str | None = None
 
 
 def is_office(path: str | Path) -> bool:
@@ -516,7 +519,11 @@ def load_office(path: str | Path) -> OfficeCfg:
     office = raw.get("office")
     if not isinstance(office, dict):
         raise ConfigError("office: the [office] table is required for the office server")
-    _take(office, "office", {"database_url", "listen", "data_dir", "timezone"})
+    _take(office, "office", {"database_url", "listen", "data_dir", "timezone", "tls_cert",
+                             "tls_key"})  # fmt: skip
+    tls = [office.get("tls_cert"), office.get("tls_key")]
+    if any(tls) and not all(isinstance(x, str) and Path(x).is_file() for x in tls):
+        raise ConfigError("office.tls_cert, office.tls_key: both, as readable files")
     url = _str(office, "database_url", "office")
     if not url.startswith("postgresql://"):
         raise ConfigError("office.database_url: must be postgresql://...")
@@ -530,11 +537,14 @@ def load_office(path: str | Path) -> OfficeCfg:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"office.timezone: unknown time zone {tz_name!r}") from None
     data_dir = Path(_str(office, "data_dir", "office", "./var/office"))
-    return OfficeCfg(url, host, int(port_text), data_dir, tz, str(p))
+    return OfficeCfg(url, host, int(port_text), data_dir, tz, str(p), tls[0], tls[1])
 
 
 def _sync(s: dict[str, Any]) -> SyncCfg:
-    _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s"})
+    _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s", "ca_file"})
+    ca_file = s.get("ca_file")
+    if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
+        raise ConfigError("sync.ca_file: must be a readable file")
     url = _str(s, "office_url", "sync")
     if urlparse(url).scheme not in ("http", "https"):
         raise ConfigError(f"sync.office_url: {url!r} must start with http:// or https://")
@@ -551,6 +561,7 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
         token=token,
         push_batch=int(_num(s, "push_batch", "sync", 2000, 1, 10_000)),
         retry_max_s=float(_num(s, "retry_max_s", "sync", 60, 0.1, 3600)),
+        ca_file=ca_file,
     )
 
 

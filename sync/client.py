@@ -95,6 +95,7 @@ class SyncClient:
             base_url=cfg.office_url,
             headers={"Authorization": f"Bearer {cfg.token}"},
             timeout=httpx.Timeout(LONG_POLL_S + 20, connect=5),
+            verify=cfg.ca_file or True,
         )
         self.fresh = threading.Event()  # a pull succeeded since the last failure
         self._last_hello = -HELLO_EVERY_S
