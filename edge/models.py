@@ -5,6 +5,7 @@ Times are UNIX seconds (float, UTC): compared on the swipe path, so they stay nu
 
 from __future__ import annotations
 
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 
@@ -69,7 +70,11 @@ class Outbox(SQLModel, table=True):
     """Everything bound for the office, numbered per node in the transaction that made it."""
 
     __tablename__ = "outbox"
-    __table_args__ = {"sqlite_autoincrement": True}  # a sequence number is never reused
+    __table_args__ = (
+        # the push worker's "what is left": found without walking the acknowledged rows
+        Index("ix_outbox_unacked", "seq", sqlite_where=text("acked_at IS NULL")),
+        {"sqlite_autoincrement": True},  # a sequence number is never reused
+    )
 
     seq: int | None = Field(default=None, primary_key=True)
     epoch: int

@@ -12,7 +12,6 @@ Both back off with full jitter while the office is away (docs/sync.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -27,6 +26,7 @@ import httpx
 from edge import db
 from edge.config import SyncCfg
 from edge.writer import Writer
+from sync import wire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,12 +188,12 @@ class SyncClient:
                 (epoch, self.cfg.push_batch),
             ).fetchall()
         )
-        batch = [
-            {"seq": s, "kind": k, "ref": ref, "payload": p,
-             "sha256": hashlib.sha256(p.encode()).hexdigest()}
-            for s, k, ref, p in rows
-        ]  # fmt: skip
-        r = self.http.post("/sync/v1/push", json={"epoch": epoch, "base": base, "batch": batch})
+        r = self.http.post(
+            "/sync/v1/push",
+            params={"epoch": epoch, "base": base},
+            content=wire.encode(rows).encode(),
+            headers={"Content-Type": "text/tab-separated-values; charset=utf-8"},
+        )
         r.raise_for_status()
         self._last_hello = time.monotonic()
         acked = int(r.json()["acked_through"])
@@ -204,18 +204,21 @@ class SyncClient:
                 "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
                 (now, epoch, acked),
             )
-            # the office has less than it once acknowledged (restored from a backup): the
-            # rows are still here, so send them again
-            lost = c.execute(
-                "UPDATE outbox SET acked_at = NULL WHERE epoch = ? AND seq > ? "
-                "AND acked_at IS NOT NULL",
-                (epoch, acked),
-            ).rowcount
-            if lost:
+            key = f"acked_through:{epoch}"
+            before = int(db.get_meta(c, key) or 0)
+            db.set_meta(c, key, str(acked))
+            if acked < before:
+                # the office has less than it once acknowledged (restored from a backup):
+                # the rows are still here, so send them again
+                lost = c.execute(
+                    "UPDATE outbox SET acked_at = NULL WHERE epoch = ? AND seq > ? "
+                    "AND acked_at IS NOT NULL",
+                    (epoch, acked),
+                ).rowcount
                 log.warning("sync: the office lost %d records of epoch %d; resending", lost, epoch)
 
         self.writer.call(mark)
-        self.status["pushed"] += len(batch)
+        self.status["pushed"] += len(rows)
         self.status["last_push_ok"] = now
         return len(rows) == self.cfg.push_batch
 

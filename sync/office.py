@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Connection, Float, func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from edge.errors import Conflict, DomainError, NotFound
@@ -21,6 +21,7 @@ from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
 from sync import schema as t
+from sync import wire
 
 OFFICE_ROLES = ("clerk", "admin")
 PASS_COLUMNS = (
@@ -167,7 +168,7 @@ def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, An
 
 
 def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
-               batch: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+               batch: list[wire.Row]) -> dict[str, Any]:  # fmt: skip
     """Apply one batch from a gate in one transaction; answers the contiguous high-water
     mark. A sequence number seen before with other content is an integrity anomaly."""
     now = time.time()
@@ -190,18 +191,15 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
     sent: dict[int, str] = {}
     kinds: dict[int, str] = {}
     for e in batch:
-        body = e["payload"]
-        sha = hashlib.sha256(body.encode()).hexdigest()
-        if sha != e["sha256"]:
-            raise DomainError(f"seq {e['seq']}: payload does not match its sha256")
-        sent[e["seq"]], kinds[e["seq"]] = sha, e["kind"]
-        lines.append(f"{e['seq']}\t{_copy_text(e['kind'])}\t{_copy_text(e['ref'])}\t"
-                     f"{_copy_text(body)}\t{sha}\n")  # fmt: skip
+        if hashlib.sha256(wire.unescape(e.payload).encode()).hexdigest() != e.sha256:
+            raise DomainError(f"seq {e.seq}: payload does not match its sha256")
+        sent[e.seq], kinds[e.seq] = e.sha256, wire.unescape(e.kind)
+        lines.append(f"{e.seq}\t{e.kind}\t{e.ref}\t{e.payload}\t{e.sha256}\n")
     inserted: set[int] = set()
     if sent:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        fixed = f"\t{_copy_text(node_id)}\t{epoch}\t{now}"
+        fixed = f"\t{wire.escape(node_id)}\t{epoch}\t{now}"
         columns = "(seq, kind, ref, payload, sha256, node_id, epoch, received_at)"
         with raw.cursor() as cur:
             cur.execute("SAVEPOINT push_copy")
@@ -240,13 +238,12 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
                 ))  # fmt: skip
     # only grants can conflict with the office's revocations: parse just those
     _slip_facts(conn, node_id, [
-        json.loads(e["payload"]) | {"_kind": kinds[e["seq"]]} for e in batch
-        if e["seq"] in inserted and kinds[e["seq"]] in ("slip_released", "slip_rejected")
+        json.loads(wire.unescape(e.payload)) | {"_kind": kinds[e.seq]} for e in batch
+        if e.seq in inserted and kinds[e.seq] in ("slip_released", "slip_rejected")
     ])  # fmt: skip
     new_events = [
-        json.loads(e["payload"]) for e in batch
-        if e["seq"] in inserted and kinds[e["seq"]] == "access_event"
-        and '"grant"' in e["payload"]
+        json.loads(wire.unescape(e.payload)) for e in batch
+        if e.seq in inserted and kinds[e.seq] == "access_event" and '"grant"' in e.payload
     ]  # fmt: skip
     _check_facts(conn, node_id, new_events)
     hwm = cursor["contiguous_hwm"]
@@ -311,53 +308,3 @@ def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]]) ->
                 status=status, closed_at=s.get("closed_at"), closed_by=s.get("closed_by"),
                 gate=s.get("gate"), node_id=node_id, notes=s.get("notes"),
             ))  # fmt: skip
-
-
-def _copy_text(value: str) -> str:
-    """A value for COPY's text format: backslash, tab and newlines escaped."""
-    return (value.replace("\\", "\\\\").replace("\t", "\\t")
-            .replace("\n", "\\n").replace("\r", "\\r"))  # fmt: skip
-
-
-def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
-    """The month at every gate: slips by how they ended, confiscations, alarms by type and
-    by shift, decisions — from the office's own slips and what the gates sent."""
-    from collections import Counter
-
-    from edge.config import DEFAULT_SHIFTS
-    from edge.shifts import outgoing
-    from edge.slips import month_bounds
-
-    start, end = month_bounds(month, tz)
-    slips_by = Counter(
-        r[0] for r in conn.execute(
-            select(t.slips.c.status).where(t.slips.c.issued_at >= start, t.slips.c.issued_at < end)
-        )
-    )  # fmt: skip
-
-    def events(kind: str) -> list[tuple[str, dict[str, Any]]]:
-        ts = t.edge_events.c.payload["at" if kind in ("alarm", "confiscation") else "ts"]
-        rows = conn.execute(
-            select(t.edge_events.c.node_id, t.edge_events.c.payload).where(
-                t.edge_events.c.kind == kind,
-                ts.astext.cast(Float) >= start, ts.astext.cast(Float) < end,
-            )
-        )  # fmt: skip
-        return [(n, p) for n, p in rows]
-
-    raised = [(n, p) for n, p in events("alarm") if p.get("action") == "raised"]
-    return {
-        "month": month,
-        "office_slips": {
-            s: slips_by.get(s, 0) for s in ("issued", "released", "rejected", "cancelled")
-        },
-        "gate_slips": dict(
-            Counter(f"{n}:{k}" for k in ("slip_released", "slip_rejected") for n, _ in events(k))
-        ),
-        "confiscations": dict(Counter(f"{n}:{p.get('gate')}" for n, p in events("confiscation"))),
-        "alarms_by_type": dict(Counter(p["type"] for _, p in raised)),
-        "alarms_by_shift": dict(
-            Counter(outgoing(DEFAULT_SHIFTS, p["at"], tz).name for _, p in raised)
-        ),
-        "decisions": dict(Counter(f"{n}:{p.get('decision')}" for n, p in events("access_event"))),
-    }
