@@ -104,9 +104,16 @@ class SyncClient:
             "last_push_ok": None, "last_pull_ok": None, "last_error": None,
             "pushed": 0, "pulled": 0,
         }  # fmt: skip
+        # two pushers: while the office applies one batch, the next is on its way
+        self._claim_lock = threading.Lock()
+        self._claimed: dict[int, int] = {}  # epoch → highest seq handed to a pusher
+        self._inflight = 0
+        self._hello_running = False
+        workers = [(self._pull_once, "sync-pull"), (self._push_once, "sync-push-1"),
+                   (self._push_once, "sync-push-2")]  # fmt: skip
         self._threads = [
             threading.Thread(target=self._loop, args=(once,), name=name, daemon=True)
-            for once, name in ((self._pull_once, "sync-pull"), (self._push_once, "sync-push"))
+            for once, name in workers
         ]
 
     def start(self) -> None:
@@ -144,6 +151,8 @@ class SyncClient:
                     self.stop_event.wait(0.2)
             except Exception as e:  # the office away, or a bad answer: never a dead worker
                 self.fresh.clear()
+                with self._claim_lock:
+                    self._claimed.clear()  # what was in flight is sent again
                 failures += 1
                 self.status["last_error"] = f"{type(e).__name__}: {e}"
                 # full jitter: retries from many gates do not arrive together
@@ -169,25 +178,48 @@ class SyncClient:
     def _push_once(self) -> bool:
         if not self.fresh.wait(0.5):
             return False  # after a failure, a pull must come first
+        if time.monotonic() - self._last_hello >= HELLO_EVERY_S and self._hello():
+            return True
         found = self.read(
             lambda c: c.execute(
                 "SELECT epoch FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
             ).fetchone()
         )
         if found is None:
-            if time.monotonic() - self._last_hello < HELLO_EVERY_S:
-                return False
-            epoch = self.epoch  # nothing to send: ask how far the office has us anyway
-        else:
-            epoch = found[0]
+            return False
+        epoch = found[0]
         base = self._base(epoch)
-        rows = self.read(
+        with self._claim_lock:  # each pusher takes the next rows nobody has taken
+            if self._hello_running:
+                return False
+            rows = self.read(
+                lambda c: c.execute(
+                    "SELECT seq, kind, ref, payload FROM outbox WHERE epoch = ? "
+                    "AND acked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                    (epoch, self._claimed.get(epoch, 0), self.cfg.push_batch),
+                ).fetchall()
+            )
+            if not rows:
+                return False  # the rest is in flight with the other pusher
+            self._claimed[epoch] = rows[-1][0]
+            self._inflight += 1
+        try:
+            acked = self._send(epoch, base, rows)
+        finally:
+            with self._claim_lock:
+                self._inflight -= 1
+        now = time.time()
+        self.writer.call(
             lambda c: c.execute(
-                "SELECT seq, kind, ref, payload FROM outbox WHERE epoch = ? AND acked_at IS NULL "
-                "ORDER BY seq LIMIT ?",
-                (epoch, self.cfg.push_batch),
-            ).fetchall()
+                "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
+                (now, epoch, acked),
+            )
         )
+        self.status["pushed"] += len(rows)
+        self.status["last_push_ok"] = now
+        return len(rows) == self.cfg.push_batch
+
+    def _send(self, epoch: int, base: int, rows: list[tuple[int, str, str, str]]) -> int:
         r = self.http.post(
             "/sync/v1/push",
             params={"epoch": epoch, "base": base},
@@ -195,32 +227,40 @@ class SyncClient:
             headers={"Content-Type": "text/tab-separated-values; charset=utf-8"},
         )
         r.raise_for_status()
-        self._last_hello = time.monotonic()
-        acked = int(r.json()["acked_through"])
-        now = time.time()
+        return int(r.json()["acked_through"])
 
-        def mark(c: sqlite3.Connection) -> None:
-            c.execute(
-                "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
-                (now, epoch, acked),
-            )
-            key = f"acked_through:{epoch}"
-            before = int(db.get_meta(c, key) or 0)
-            db.set_meta(c, key, str(acked))
-            if acked < before:
-                # the office has less than it once acknowledged (restored from a backup):
-                # the rows are still here, so send them again
-                lost = c.execute(
-                    "UPDATE outbox SET acked_at = NULL WHERE epoch = ? AND seq > ? "
-                    "AND acked_at IS NOT NULL",
-                    (epoch, acked),
-                ).rowcount
-                log.warning("sync: the office lost %d records of epoch %d; resending", lost, epoch)
+    def _hello(self) -> bool:
+        """An empty push with nothing else in flight: the office's answer is then exactly how
+        far it has each epoch. Less than it once acknowledged means it was restored from a
+        backup; the rows are still here, so they are sent again."""
+        with self._claim_lock:
+            if self._inflight or self._hello_running:
+                return False
+            self._hello_running = True
+        try:
+            epochs = self.read(lambda c: [r[0] for r in c.execute(
+                "SELECT DISTINCT epoch FROM outbox WHERE acked_at IS NOT NULL")])  # fmt: skip
+            for epoch in sorted(set(epochs) | {self.epoch}):
+                acked = self._send(epoch, self._base(epoch), [])
 
-        self.writer.call(mark)
-        self.status["pushed"] += len(rows)
-        self.status["last_push_ok"] = now
-        return len(rows) == self.cfg.push_batch
+                def reset(c: sqlite3.Connection, epoch: int = epoch, acked: int = acked) -> int:
+                    return c.execute(
+                        "UPDATE outbox SET acked_at = NULL WHERE epoch = ? AND seq > ? "
+                        "AND acked_at IS NOT NULL",
+                        (epoch, acked),
+                    ).rowcount
+
+                lost = self.writer.call(reset)
+                if lost:
+                    log.warning("sync: the office lost %d records of epoch %d; resending",
+                                lost, epoch)  # fmt: skip
+                    with self._claim_lock:
+                        self._claimed.pop(epoch, None)
+            self._last_hello = time.monotonic()
+            return True
+        finally:
+            with self._claim_lock:
+                self._hello_running = False
 
     def _base(self, epoch: int) -> int:
         """The epoch's first sequence number, as the office counts from it."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Float, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from edge.errors import Conflict, DomainError, NotFound
@@ -308,3 +308,47 @@ def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]]) ->
                 status=status, closed_at=s.get("closed_at"), closed_by=s.get("closed_by"),
                 gate=s.get("gate"), node_id=node_id, notes=s.get("notes"),
             ))  # fmt: skip
+
+
+def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
+    """The month at every gate: slips by how they ended, confiscations, alarms by type and
+    by shift, decisions — from the office's own slips and what the gates sent."""
+    from collections import Counter
+
+    from edge.config import DEFAULT_SHIFTS
+    from edge.shifts import outgoing
+    from edge.slips import month_bounds
+
+    start, end = month_bounds(month, tz)
+    slips_by = Counter(
+        r[0] for r in conn.execute(
+            select(t.slips.c.status).where(t.slips.c.issued_at >= start, t.slips.c.issued_at < end)
+        )
+    )  # fmt: skip
+
+    def events(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        ts = t.edge_events.c.payload["at" if kind in ("alarm", "confiscation") else "ts"]
+        rows = conn.execute(
+            select(t.edge_events.c.node_id, t.edge_events.c.payload).where(
+                t.edge_events.c.kind == kind,
+                ts.astext.cast(Float) >= start, ts.astext.cast(Float) < end,
+            )
+        )  # fmt: skip
+        return [(n, p) for n, p in rows]
+
+    raised = [(n, p) for n, p in events("alarm") if p.get("action") == "raised"]
+    return {
+        "month": month,
+        "office_slips": {
+            s: slips_by.get(s, 0) for s in ("issued", "released", "rejected", "cancelled")
+        },
+        "gate_slips": dict(
+            Counter(f"{n}:{k}" for k in ("slip_released", "slip_rejected") for n, _ in events(k))
+        ),
+        "confiscations": dict(Counter(f"{n}:{p.get('gate')}" for n, p in events("confiscation"))),
+        "alarms_by_type": dict(Counter(p["type"] for _, p in raised)),
+        "alarms_by_shift": dict(
+            Counter(outgoing(DEFAULT_SHIFTS, p["at"], tz).name for _, p in raised)
+        ),
+        "decisions": dict(Counter(f"{n}:{p.get('decision')}" for n, p in events("access_event"))),
+    }
