@@ -180,6 +180,16 @@ def _num(table: dict[str, Any], key: str, where: str, default: float, lo: float,
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def _secret(table: dict[str, Any], key: str, where: str) -> Any:
+    """``key`` itself, or the contents of ``key_file`` (keeps secrets out of the config)."""
+    if f"{key}_file" not in table:
+        return table.get(key)
+    try:
+        return Path(_str(table, f"{key}_file", where)).read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{where}.{key}_file: cannot be read: {e}") from None
+
+
 def _ident(table: dict[str, Any], key: str, where: str) -> str:
     value = _str(table, key, where)
     if not _ID_RE.match(value):
@@ -266,12 +276,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         murl = _str(m, "url", "mqtt", MqttCfg.url)
         if urlparse(murl).scheme not in ("mqtt", "mqtts"):
             raise ConfigError(f"mqtt.url: {murl!r} must start with mqtt:// or mqtts://")
-        password = m.get("password")
-        if "password_file" in m:
-            try:
-                password = Path(_str(m, "password_file", "mqtt")).read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"mqtt.password_file: cannot be read: {e}") from None
+        password = _secret(m, "password", "mqtt")
         mqtt = MqttCfg(
             url=murl,
             prefix=_str(m, "prefix", "mqtt", "gatehouse").strip("/"),
@@ -548,12 +553,7 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
     url = _str(s, "office_url", "sync")
     if urlparse(url).scheme not in ("http", "https"):
         raise ConfigError(f"sync.office_url: {url!r} must start with http:// or https://")
-    token = s.get("token")
-    if "token_file" in s:
-        try:
-            token = Path(_str(s, "token_file", "sync")).read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"sync.token_file: cannot be read: {e}") from None
+    token = _secret(s, "token", "sync")
     if not isinstance(token, str) or not token:
         raise ConfigError("sync.token: the node's token from `gatehouse office node add`")
     return SyncCfg(

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,17 +357,7 @@ class Office:
             self.proc.wait(15)
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            self.url + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        return http_call(self.url, method, path, token, body)
 
 
 def add_sync(node: Node, office: Office, token: str, push_batch: int = 100) -> None:
@@ -375,3 +365,43 @@ def add_sync(node: Node, office: Office, token: str, push_batch: int = 100) -> N
     with node.config.open("a") as f:
         f.write(f'[sync]\noffice_url = "{office.url}"\ntoken = "{token}"\nretry_max_s = 1.0\n'
                 f"push_batch = {push_batch}\n")  # fmt: skip
+
+
+def http_call(base: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """What `curl -H "Authorization: Bearer …"` would get: the status and the JSON answer."""
+    req = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@contextlib.contextmanager
+def in_process(workdir: Path, **extra: Any) -> Iterator[Any]:
+    """A Service in this process (a real writer on a real SQLite), for API tests."""
+    from edge.config import parse
+    from edge.service import Service
+
+    cfg = parse({
+        "node": {"id": "n1", "data_dir": str(workdir)},
+        "database": {"url": f"sqlite:///{workdir}/edge.db"},
+        "gates": [{"id": "main"}, {"id": "side"}],
+    } | extra)  # fmt: skip
+    svc = Service(cfg)
+    svc.writer.start()
+    try:
+        yield svc
+    finally:
+        svc.writer.stop()
+
+
+def bearer(svc: Any, name: str, role: str) -> dict[str, str]:
+    from edge import users
+
+    return {"Authorization": f"Bearer {svc.write(lambda c: users.add(c, name, role))}"}

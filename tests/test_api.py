@@ -14,23 +14,14 @@ from fastapi.testclient import TestClient
 
 from edge import users
 from edge.api import create_app
-from edge.config import parse
 from edge.service import Service
+from tests.helpers import bearer, in_process
 
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Service]:
-    cfg = parse(
-        {
-            "node": {"id": "n1", "data_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/edge.db"},
-            "gates": [{"id": "main"}, {"id": "side"}],
-        }
-    )
-    s = Service(cfg)
-    s.writer.start()
-    yield s
-    s.writer.stop()
+    with in_process(tmp_path) as s:
+        yield s
 
 
 @pytest.fixture
@@ -40,11 +31,8 @@ def client(svc: Service) -> TestClient:
 
 @pytest.fixture
 def tokens(svc: Service) -> dict[str, dict[str, str]]:
-    out = {}
-    for name, role in [("老张", "guard"), ("小李", "control"), ("王主任", "admin")]:
-        token = svc.write(lambda c, n=name, r=role: users.add(c, n, r))
-        out[role] = {"Authorization": f"Bearer {token}"}
-    return out
+    names = [("老张", "guard"), ("小李", "control"), ("王主任", "admin")]
+    return {role: bearer(svc, name, role) for name, role in names}
 
 
 SLIP = {

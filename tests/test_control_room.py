@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from edge import users
 from edge.api import create_app
-from edge.config import parse
 from edge.service import Service
+from tests.helpers import bearer, in_process
 
 
 class Acks:
@@ -27,20 +26,14 @@ class Acks:
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Service]:
-    cfg = parse(
-        {
-            "node": {"id": "n1", "data_dir": str(tmp_path)},
-            "database": {"url": f"sqlite:///{tmp_path}/edge.db"},
-            "gates": [{"id": "main"}],
-            "alarm_sources": [{"id": "door-3", "gate": "main", "location": "3号门"}],
-            "alarms": {"escalate_after_s": {"1": 0.2, "2": 0.3}},
-            "handover": {"items": {"radios": 4, "keys": 12}},
-        }
-    )
-    s = Service(cfg)
-    s.writer.start()
-    yield s
-    s.writer.stop()
+    with in_process(
+        tmp_path,
+        gates=[{"id": "main"}],
+        alarm_sources=[{"id": "door-3", "gate": "main", "location": "3号门"}],
+        alarms={"escalate_after_s": {"1": 0.2, "2": 0.3}},
+        handover={"items": {"radios": 4, "keys": 12}},
+    ) as s:
+        yield s
 
 
 @pytest.fixture
@@ -50,11 +43,8 @@ def client(svc: Service) -> TestClient:
 
 @pytest.fixture
 def who(svc: Service) -> dict[str, dict[str, str]]:
-    out = {}
-    for name, role in [("值班员甲", "control"), ("值班员乙", "control"), ("主管", "admin")]:
-        token = svc.write(lambda c, n=name, r=role: users.add(c, n, r))
-        out[name] = {"Authorization": f"Bearer {token}"}
-    return out
+    names = [("值班员甲", "control"), ("值班员乙", "control"), ("主管", "admin")]
+    return {name: bearer(svc, name, role) for name, role in names}
 
 
 def door(svc: Service, state: str, acks: Acks | None = None) -> None:

@@ -4,28 +4,16 @@ a real pty and a real broker."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
-from tests.helpers import Broker, Listener, Node, Pty, cli, node_for
+from tests.helpers import Broker, Listener, Node, Pty, cli, http_call, node_for
 
 
 def call(node: Node, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{node.api_port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return http_call(f"http://127.0.0.1:{node.api_port}", method, path, token, body)
 
 
 def test_override_confiscation_and_a_scanned_slip_at_a_running_gate(
