@@ -2,9 +2,9 @@
 
 1. A gate's outbox holds 100,000 access events (written straight into its SQLite, as a week
    offline would leave them); the office starts and the gate drains. Rate = events left
-   after the first acknowledged batch / time from then to an empty backlog. Baseline in the same run: ``COPY`` of the same
-   rows into a table shaped like ``edge_events`` in the same PostgreSQL. RATIO = drain /
-   COPY (target >= 0.5).
+   after the first acknowledged batch / time from then to an empty backlog. Baseline in
+   the same run: ``COPY`` of the same rows into a table shaped like ``edge_events`` in the
+   same PostgreSQL. RATIO = drain / COPY (target >= 0.5).
 2. With the gate connected, 30 passes are revoked at the office one by one; each time the
    gate's ``gatehouse check``-equivalent read of its own database is polled until it says
    revoked. Time from the office's answer (commit) to that; p95 (target <= 2 s).
