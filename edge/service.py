@@ -28,12 +28,22 @@ from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
 from edge.mqtt import MqttLink, arrival_times, parse_swipe
 from edge.privacy import IdHasher
-from edge.writer import Writer
+from edge.writer import CallJob, Writer
 from sync import qr
 from sync.client import SyncClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PRUNE_EVERY_S = 3600.0
+OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
+# backup up to this old gets them again (docs/sync.md)
+
+
+def prune_outbox(conn: sqlite3.Connection) -> int:
+    return conn.execute(
+        "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?",
+        (time.time() - OUTBOX_KEEP_S,),
+    ).rowcount
 
 
 class Service:
@@ -296,11 +306,15 @@ class Service:
             "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
         )
         interval = min(systemd.watchdog_interval() or 1.0, 1.0)
+        last_prune = time.monotonic()
         while not self.stop_event.wait(interval):
             # only a turning writer earns a ping: a hung pipeline gets the unit restarted
             if self.writer.alive():
                 systemd.notify("WATCHDOG=1")
             self.control.tick(self.conditions())
+            if time.monotonic() - last_prune > PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                self.writer.submit(CallJob(prune_outbox))
         systemd.notify("STOPPING=1")
         self.shutdown()
 

@@ -77,3 +77,27 @@ def test_concurrent_callers_share_commits(writer: Writer):
     for t in threads:
         t.join()
     assert writer.commits < 200  # group commit: fewer fsyncs than jobs
+
+
+def test_acknowledged_outbox_rows_are_kept_30_days_then_pruned(tmp_path: Path):
+    import time
+
+    from edge.service import prune_outbox
+
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    conn = db.connect(path)
+    now = time.time()
+    rows = [(1, now - 40 * 86400), (1, now - 1), (1, None)]
+    conn.executemany(
+        "INSERT INTO outbox (epoch, kind, ref, payload, created_at, acked_at) "
+        "VALUES (?, 'x', 'r', '{}', 0, ?)",
+        rows,
+    )
+    assert prune_outbox(conn) == 1
+    left = conn.execute("SELECT acked_at IS NULL FROM outbox ORDER BY seq").fetchall()
+    assert left == [(0,), (1,)]  # the recent acknowledged row and the unacknowledged one
+    conn.execute(
+        "INSERT INTO outbox (epoch, kind, ref, payload, created_at) VALUES (1,'x','r','{}',0)"
+    )
+    assert conn.execute("SELECT max(seq) FROM outbox").fetchone()[0] == 4  # never reused
