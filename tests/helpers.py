@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -405,3 +406,60 @@ def bearer(svc: Any, name: str, role: str) -> dict[str, str]:
     from edge import users
 
     return {"Authorization": f"Bearer {svc.write(lambda c: users.add(c, name, role))}"}
+
+
+class CuttingProxy:
+    """A TCP proxy that drops connections in the middle: the first ``cuts`` connections are
+    closed after ``after`` bytes from the client (half a push batch on the wire)."""
+
+    def __init__(self, target_port: int, cuts: int, after: int) -> None:
+        self.port = free_port()
+        self.target = target_port
+        self.cuts, self.after = cuts, after
+        self.cut = 0
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", self.port))
+        self._server.listen(50)
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            cut_this = self.cut < self.cuts
+            self.cut += cut_this
+            threading.Thread(target=self._serve, args=(client, cut_this), daemon=True).start()
+
+    def _serve(self, client: socket.socket, cut: bool) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            client.close()
+            return
+
+        def pump(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+            sent = 0
+            try:
+                while data := src.recv(65536):
+                    if limit is not None and sent + len(data) >= limit:
+                        dst.sendall(data[: max(0, limit - sent)])
+                        break  # the line goes dead in the middle of the request
+                    dst.sendall(data)
+                    sent += len(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+        threading.Thread(target=pump, args=(upstream, client, None), daemon=True).start()
+        pump(client, upstream, self.after if cut else None)
+
+    def close(self) -> None:
+        self._stop = True
+        self._server.close()

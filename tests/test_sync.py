@@ -379,3 +379,30 @@ def test_the_office_s_monthly_report_counts_every_gate_s_month(
     finally:
         node.stop()
         office.stop()
+
+
+def test_connections_dropped_in_the_middle_of_batches_lose_and_duplicate_nothing(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    from tests.helpers import CuttingProxy
+
+    office = Office(tmp_path, pg_url)
+    office.token("office", "node", "add", "warm-up")
+    office.start()
+    proxy = CuttingProxy(office.port, cuts=12, after=3000)  # a batch of 100 is ~30 kB
+    gate = make_gate(tmp_path, broker, office, "gate-a")
+    gate.config.write_text(
+        gate.config.read_text().replace(office.url, f"http://127.0.0.1:{proxy.port}")
+    )
+    gate.start()
+    try:
+        swipes(broker, "gate-a", 1, 800)
+        wait_for(lambda: sum(map(len, outbox(gate).values())) == 800 and backlog(gate) == 0, 90,
+                 "every record through a line that keeps dropping")  # fmt: skip
+    finally:
+        gate.stop()
+        office.stop()
+        proxy.close()
+    assert proxy.cut == 12  # the faults happened
+    remote, edge = at_office(pg_url, "gate-a"), outbox(gate)
+    assert remote == edge
