@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import dutylog, outbox
+from edge import db, dutylog, outbox
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
 from edge.snapshots import JOIN_COLUMNS, joined
@@ -153,18 +153,15 @@ def _log(
 
 
 def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute(
-            f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a "
-            "LEFT JOIN snapshots s ON s.id = a.snapshot_id WHERE a.id = ?",
-            (alarm_id,),
-        ).fetchone()
-    finally:
-        conn.row_factory = None
-    if row is None:
+    found = db.row(
+        conn,
+        f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a "
+        "LEFT JOIN snapshots s ON s.id = a.snapshot_id WHERE a.id = ?",
+        (alarm_id,),
+    )
+    if found is None:
         raise NotFound(f"no alarm with id {alarm_id}")
-    return _loaded(dict(row))
+    return _loaded(found)
 
 
 def raise_alarm(
@@ -373,14 +370,11 @@ def unshelve(conn: sqlite3.Connection, alarm_id: int, by: str, now: float) -> No
 
 def escalate_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[int]:
     """Escalate every alarm whose acknowledgement is overdue; the ids that changed."""
-    conn.row_factory = sqlite3.Row
-    try:
-        open_ = [dict(r) for r in conn.execute(
-            "SELECT id, priority, state, acked_at, raised_at, escalated_at, shelved_until, "
-            "escalation_level, type FROM alarms WHERE acked_at IS NULL AND state != 'closed'"
-        )]  # fmt: skip
-    finally:
-        conn.row_factory = None
+    open_ = db.rows(
+        conn,
+        "SELECT id, priority, state, acked_at, raised_at, escalated_at, shelved_until, "
+        "escalation_level, type FROM alarms WHERE acked_at IS NULL AND state != 'closed'",
+    )
     changed = []
     for a in open_:
         if not escalation_due(a, now, cfg):
@@ -450,12 +444,7 @@ def listing(
     sql = f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a LEFT JOIN snapshots s ON s.id = a.snapshot_id"
     sql += " WHERE " + " AND ".join(where) if where else ""
     order = " ORDER BY a.id DESC" if include_closed else " ORDER BY a.priority, a.raised_at, a.id"
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(sql + order + " LIMIT ?", (*args, limit)).fetchall()
-    finally:
-        conn.row_factory = None
-    return [_loaded(dict(r)) for r in rows]
+    return [_loaded(a) for a in db.rows(conn, sql + order + " LIMIT ?", (*args, limit))]
 
 
 def _loaded(a: dict[str, Any]) -> dict[str, Any]:
@@ -468,16 +457,12 @@ def context(conn: sqlite3.Connection, a: dict[str, Any], minutes: float = 5.0) -
     """The access events at the alarm's gate in the minutes before it: who came through."""
     if not a["gate"]:
         return []
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(
-            "SELECT event_id, ts, reader, decision, reason, pass_id, pass_kind, card_key, holder "
-            "FROM access_events WHERE gate = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT 50",
-            (a["gate"], a["raised_at"] - minutes * 60, a["raised_at"]),
-        ).fetchall()
-    finally:
-        conn.row_factory = None
-    return [dict(r) for r in rows]
+    return db.rows(
+        conn,
+        "SELECT * FROM access_events WHERE gate = ? AND ts BETWEEN ? AND ? "
+        "ORDER BY ts DESC LIMIT 50",
+        (a["gate"], a["raised_at"] - minutes * 60, a["raised_at"]),
+    )
 
 
 def view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -65,6 +66,18 @@ def migrate(path: Path) -> None:
             command.upgrade(cfg, "head")
     finally:
         eng.dispose()
+
+
+def rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """A query's rows as dicts (the row factory is the cursor's: the connection is untouched)."""
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    return [dict(r) for r in cur.execute(sql, args).fetchall()]
+
+
+def row(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    found = rows(conn, sql, args)
+    return found[0] if found else None
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

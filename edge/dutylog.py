@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from edge import outbox
+from edge import db, outbox
 from edge.errors import DomainError
 
 CATEGORIES = ("general", "patrol", "alarm", "complaint", "repair", "visitor", "equipment",
@@ -36,11 +36,6 @@ def add(
 
 
 def between(conn: sqlite3.Connection, start: float, end: float) -> list[dict[str, Any]]:
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(
-            "SELECT * FROM duty_log WHERE at >= ? AND at < ? ORDER BY at, id", (start, end)
-        ).fetchall()
-    finally:
-        conn.row_factory = None
-    return [dict(r) for r in rows]
+    return db.rows(
+        conn, "SELECT * FROM duty_log WHERE at >= ? AND at < ? ORDER BY at, id", (start, end)
+    )

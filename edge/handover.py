@@ -13,18 +13,10 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, dutylog, outbox, shifts
+from edge import alarms, db, dutylog, outbox, shifts
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.privacy import mask_name
-
-
-def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, args).fetchall()]
-    finally:
-        conn.row_factory = None
 
 
 def build_report(
@@ -35,13 +27,13 @@ def build_report(
     open_alarms = [
         alarms.view(a, now, cfg.tz) for a in alarms.listing(conn, False, True, now, 1000, None)
     ]
-    of_shift = _rows(
+    of_shift = db.rows(
         conn,
         "SELECT id, type, priority, state, resolution, acked_by, resolved_by, raised_at, "
         "closed_at FROM alarms WHERE raised_at >= ? AND raised_at < ? ORDER BY id",
         (start, end),
     )
-    inside = _rows(
+    inside = db.rows(
         conn,
         "SELECT id, name, host_unit, entered_at FROM visitors "
         "WHERE entered_at IS NOT NULL AND exited_at IS NULL ORDER BY id",
@@ -64,10 +56,10 @@ def build_report(
         "alarms_of_shift": of_shift,
         "open_faults": [a for a in open_alarms if a["type"] in alarms.FAULTS],
         "visitors_inside": inside,
-        "confiscations": _rows(
+        "confiscations": db.rows(
             conn, "SELECT * FROM confiscations WHERE at >= ? AND at < ?", (start, end)
         ),
-        "overrides": _rows(
+        "overrides": db.rows(
             conn,
             "SELECT event_id, ts, gate, by, notes FROM access_events "
             "WHERE source = 'override' AND ts >= ? AND ts < ?",
@@ -118,7 +110,7 @@ def create(
 
 
 def get(conn: sqlite3.Connection, handover_id: int) -> dict[str, Any]:
-    rows = _rows(conn, "SELECT * FROM handovers WHERE id = ?", (handover_id,))
+    rows = db.rows(conn, "SELECT * FROM handovers WHERE id = ?", (handover_id,))
     if not rows:
         raise NotFound(f"no handover with id {handover_id}")
     h = rows[0]

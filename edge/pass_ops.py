@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import dutylog, outbox
+from edge import db, dutylog, outbox
 from edge.cards import CardId, mask_key, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
@@ -252,7 +252,7 @@ def set_status(
     )
 
 
-def shown(row: sqlite3.Row, tz: ZoneInfo, name_mask: str = "surname") -> dict[str, Any]:
+def shown(row: dict[str, Any], tz: ZoneInfo, name_mask: str = "surname") -> dict[str, Any]:
     """A pass as it may be shown outside the office: name and card masked."""
 
     def iso(t: float | None) -> str | None:
@@ -272,21 +272,16 @@ def shown(row: sqlite3.Row, tz: ZoneInfo, name_mask: str = "surname") -> dict[st
     }
 
 
-def get_pass(conn: sqlite3.Connection, pass_id: str) -> sqlite3.Row:
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute("SELECT * FROM passes WHERE id = ?", (pass_id,)).fetchone()
-    finally:
-        conn.row_factory = None
-    if row is None:
+def get_pass(conn: sqlite3.Connection, pass_id: str) -> dict[str, Any]:
+    found = db.row(conn, "SELECT * FROM passes WHERE id = ?", (pass_id,))
+    if found is None:
         raise NotFound(f"no pass with id {pass_id!r}")
-    return row
+    return found
 
 
 def list_passes(
     conn: sqlite3.Connection, limit: int = 50, status: str | None = None, card: CardId | None = None
-) -> list[sqlite3.Row]:
-    conn.row_factory = sqlite3.Row
+) -> list[dict[str, Any]]:
     where, args = [], []
     if status:
         where.append("status = ?")
@@ -297,7 +292,4 @@ def list_passes(
     sql = "SELECT * FROM passes"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY issued_at DESC LIMIT ?"
-    rows = conn.execute(sql, (*args, limit)).fetchall()
-    conn.row_factory = None
-    return rows
+    return db.rows(conn, sql + " ORDER BY issued_at DESC LIMIT ?", (*args, limit))

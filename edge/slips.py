@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import outbox
+from edge import db, outbox
 from edge.decision import Reason
 from edge.errors import Conflict, DomainError, NotFound
 from edge.snapshots import JOIN_COLUMNS
@@ -147,18 +147,14 @@ def adopt(conn: sqlite3.Connection, payload: dict[str, Any]) -> None:
 
 
 def get(conn: sqlite3.Connection, number: str) -> dict[str, Any]:
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute(
-            f"SELECT g.*, {JOIN_COLUMNS} FROM goods_slips g "
-            "LEFT JOIN snapshots s ON s.id = g.snapshot_id WHERE g.number = ?",
-            (number,),
-        ).fetchone()
-    finally:
-        conn.row_factory = None
-    if row is None:
+    slip = db.row(
+        conn,
+        f"SELECT g.*, {JOIN_COLUMNS} FROM goods_slips g "
+        "LEFT JOIN snapshots s ON s.id = g.snapshot_id WHERE g.number = ?",
+        (number,),
+    )
+    if slip is None:
         raise NotFound(f"no slip numbered {number!r}")
-    slip = dict(row)
     slip["items"] = json.loads(slip["items"])
     slip["authorisation_detail"] = json.loads(slip["authorisation_detail"] or "{}")
     slip["hazard_allowed"] = bool(slip["hazard_allowed"])

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from edge import outbox
+from edge import db, outbox
 from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import issue_row
@@ -55,14 +55,10 @@ def register(
 
 
 def get(conn: sqlite3.Connection, visitor_id: int) -> dict[str, Any]:
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute("SELECT * FROM visitors WHERE id = ?", (visitor_id,)).fetchone()
-    finally:
-        conn.row_factory = None
-    if row is None:
+    found = db.row(conn, "SELECT * FROM visitors WHERE id = ?", (visitor_id,))
+    if found is None:
         raise NotFound(f"no visitor with id {visitor_id}")
-    return dict(row)
+    return found
 
 
 def confirm(
@@ -119,9 +115,4 @@ def listing(
         where.append("id < ?")
         args.append(before)
     sql = "SELECT * FROM visitors" + (" WHERE " + " AND ".join(where) if where else "")
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-    finally:
-        conn.row_factory = None
-    return [dict(r) for r in rows]
+    return db.rows(conn, sql + " ORDER BY id DESC LIMIT ?", (*args, limit))

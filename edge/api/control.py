@@ -105,11 +105,9 @@ def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[
             )
         ]
         shown["context"] = [
-            event_view(e | {"id": None, "direction": None, "card_hex": None, "source": None,
-                            "stale": 0, "by": None, "notes": None, "gate": a["gate"]},
-                       svc.cfg.tz, False, svc.cfg.rules.name_mask)
+            event_view(e, svc.cfg.tz, False, svc.cfg.rules.name_mask)
             for e in alarms.context(c, a)
-        ]  # fmt: skip
+        ]
         return shown
 
     return svc.read(read)

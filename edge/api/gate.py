@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from edge import audit, gate, pass_ops, slips
+from edge import audit, db, gate, pass_ops, slips
 from edge.api.deps import Caller, roles, service
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
-from edge.api.views import event_view, iso, pass_view, rows
+from edge.api.views import event_view, iso, pass_view
 from edge.cards import parse_card
 from edge.errors import DomainError
 from edge.passes import parse_time
@@ -132,7 +132,7 @@ def events(
         "LEFT JOIN snapshots s ON s.id = e.snapshot_id"
     )
     sql += " WHERE " + " AND ".join(where) if where else ""
-    found = svc.read(lambda c: rows(c, sql + " ORDER BY e.id DESC LIMIT ?", (*args, limit + 1)))
+    found = svc.read(lambda c: db.rows(c, sql + " ORDER BY e.id DESC LIMIT ?", (*args, limit + 1)))
     if unmask:
         svc.write(lambda c: audit.record(c, who.name, "unmask:events", f"{len(found)} rows"))
     items = [event_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]

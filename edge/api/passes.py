@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
-from edge import audit, pass_ops
+from edge import audit, db, pass_ops
 from edge.api.deps import Caller, roles, service
 from edge.api.schemas import PassIn, ReasonIn
-from edge.api.views import pass_view, rows
+from edge.api.views import pass_view
 from edge.cards import parse_card
 from edge.errors import DomainError
 
@@ -51,7 +51,7 @@ def list_passes(
     sql = "SELECT rowid AS _row, * FROM passes"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    found = svc.read(lambda c: rows(c, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)))
+    found = svc.read(lambda c: db.rows(c, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)))
     if unmask:
         svc.write(lambda c: audit.record(c, who.name, "unmask:passes", f"{len(found)} rows"))
     items = [pass_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]

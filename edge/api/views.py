@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,14 +13,6 @@ from edge.snapshots import joined
 
 def iso(t: float | None, tz: ZoneInfo) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
-
-
-def rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, args).fetchall()]
-    finally:
-        conn.row_factory = None
 
 
 def pass_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) -> dict[str, Any]:
