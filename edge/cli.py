@@ -149,10 +149,9 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 valid_until=args.valid_until, gates=args.gates, daily_window=args.hours,
                 permit_no=args.permit, photo_path=args.photo,
             )  # fmt: skip
-            if req.gates:
-                unknown = [g for g in req.gates.split(",") if g.strip() not in cfg.gates]
-                if unknown:
-                    raise PassError(f"gates: {unknown[0]!r} is not one of this node's gates")
+            for g in (req.gates or "").split(","):
+                if g.strip():
+                    cfg.known_gate(g.strip())
             conn.execute("BEGIN IMMEDIATE")
             pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user())
             conn.execute("COMMIT")
@@ -321,9 +320,10 @@ def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
         at = parse_time(args.at, cfg.tz) if args.at else time.time()
     except (ValueError, PassError) as e:
         raise UsageError(str(e)) from None
-    gate_id = args.gate or cfg.gates[0]
-    if gate_id not in cfg.gates:
-        raise UsageError(f"--gate: {gate_id!r} is not one of this node's gates")
+    try:
+        gate_id = cfg.known_gate(args.gate or cfg.gates[0])
+    except ValueError as e:
+        raise UsageError(f"--{e}") from None
     db.migrate(cfg.db_path)
     conn = db.connect(cfg.db_path)
     decision, holder = gate.check(conn, card, at, gate_id, gate.site_rules(cfg))

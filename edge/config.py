@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.registry import PARSERS
+from edge.errors import DomainError
 from edge.privacy import NAME_MASKS
 
 DEFAULT_CONFIG = "config/gatehouse.example.toml"
@@ -151,6 +152,12 @@ class Config:
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.db_path}"
+
+    def known_gate(self, gate: str) -> str:
+        """``gate`` if it is one of this node's gates; else DomainError naming it."""
+        if gate not in self.gates:
+            raise DomainError(f"gate: {gate!r} is not one of this node's gates")
+        return gate
 
 
 def config_path(arg: str | None) -> str:

@@ -106,9 +106,6 @@ class Service:
     def count(self, what: str) -> None:
         self.counts[what] += 1
 
-    def alarm_change(self, fn: Callable[[sqlite3.Connection], list[int] | None]) -> list[dict]:
-        return self.control.change(fn)
-
     # -- inputs -------------------------------------------------------------------------
 
     def on_frame(self, reader_id: str, frame: Frame | Scan, mono: float, _wall: float) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
 from edge import alarms, dutylog, handover, shifts, stats
-from edge.api.deps import Caller, roles, service
+from edge.api.deps import CURSOR, Caller, page, roles, service
 from edge.api.schemas import (
     AlarmIn,
     DispatchIn,
@@ -34,21 +35,15 @@ def queue(
     closed: bool = Query(False, description="include closed alarms (newest first)"),
     shelved: bool = Query(False, description="include shelved alarms"),
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=20),
+    cursor: int | None = CURSOR,
 ) -> dict[str, Any]:
-    """Open alarms, highest priority first, then oldest."""
+    """Open alarms, highest priority first, then oldest (closed ones newest first, in pages)."""
     svc = service(request)
-    if cursor is not None and not cursor.isdigit():
-        raise DomainError("cursor: not a cursor this API gave out")
     now = time.time()
-    found = svc.read(
-        lambda c: alarms.listing(
-            c, closed, shelved, now, limit + 1, int(cursor) if cursor else None
-        )
-    )
-    items = [alarms.view(a, now, svc.cfg.tz) for a in found[:limit]]
-    more = closed and len(found) > limit
-    return {"items": items, "next": str(found[limit - 1]["id"]) if more else None}
+    found = svc.read(lambda c: alarms.listing(c, closed, shelved, now, limit + 1, cursor))
+    shown, after = page(found, limit)
+    items = [alarms.view(a, now, svc.cfg.tz) for a in shown]
+    return {"items": items, "next": after if closed else None}
 
 
 @router.post("/alarms", status_code=201)
@@ -56,9 +51,9 @@ def help_request(request: Request, body: AlarmIn, who: Caller = roles("control")
     """A help request (求助) or an alarm the officer enters: first_aid, theft, fight, robbery,
     flood, fire, repair, complaint, …, with floor and room."""
     svc = service(request)
-    if body.gate is not None and body.gate not in svc.cfg.gates:
-        raise DomainError(f"gate: {body.gate!r} is not one of this node's gates")
-    (alarm,) = svc.alarm_change(
+    if body.gate is not None:
+        svc.cfg.known_gate(body.gate)
+    (alarm,) = svc.control.change(
         lambda c: [
             alarms.raise_alarm(
                 c, svc.cfg.alarms, body.type, "manual", time.time(), location=body.location,
@@ -105,23 +100,28 @@ def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[
             )
         ]
         shown["context"] = [
-            event_view(e, svc.cfg.tz, False, svc.cfg.rules.name_mask)
-            for e in alarms.context(c, a)
+            event_view(e, svc.cfg.tz, False, svc.cfg.rules.name_mask) for e in alarms.context(c, a)
         ]
         return shown
 
     return svc.read(read)
 
 
-def _change(svc: Any, fn: Any) -> dict[str, Any]:
-    (alarm,) = svc.alarm_change(fn)
+def _change(svc: Any, alarm_id: int, fn: Callable[[Any], None]) -> dict[str, Any]:
+    """Work one alarm in the writer; its new state, once committed and published."""
+
+    def job(c: Any) -> list[int]:
+        fn(c)
+        return [alarm_id]
+
+    (alarm,) = svc.control.change(job)
     return alarm  # type: ignore[no-any-return]
 
 
 @router.post("/alarms/{alarm_id}/ack")
 def ack(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
     svc = service(request)
-    return _change(svc, lambda c: alarms.ack(c, alarm_id, who.name, time.time()) or [alarm_id])
+    return _change(svc, alarm_id, lambda c: alarms.ack(c, alarm_id, who.name, time.time()))
 
 
 @router.post("/alarms/{alarm_id}/dispatch")
@@ -130,7 +130,7 @@ def dispatch(
 ) -> dict[str, Any]:
     svc = service(request)
     return _change(
-        svc, lambda c: alarms.dispatch(c, alarm_id, body.to, who.name, time.time()) or [alarm_id]
+        svc, alarm_id, lambda c: alarms.dispatch(c, alarm_id, body.to, who.name, time.time())
     )
 
 
@@ -143,9 +143,7 @@ def tick(
 ) -> dict[str, Any]:
     """Tick a procedure step (any order: nothing stands before a call to 110/119/120)."""
     svc = service(request)
-    return _change(
-        svc, lambda c: alarms.tick(c, alarm_id, step, who.name, time.time()) or [alarm_id]
-    )
+    return _change(svc, alarm_id, lambda c: alarms.tick(c, alarm_id, step, who.name, time.time()))
 
 
 @router.post("/alarms/{alarm_id}/resolve")
@@ -155,10 +153,8 @@ def resolve(
     svc = service(request)
     return _change(
         svc,
-        lambda c: (
-            alarms.resolve(c, alarm_id, body.resolution, body.notes, who.name, time.time())
-            or [alarm_id]
-        ),
+        alarm_id,
+        lambda c: alarms.resolve(c, alarm_id, body.resolution, body.notes, who.name, time.time()),
     )
 
 
@@ -173,9 +169,9 @@ def shelve(
     until = now + body.minutes * 60
     return _change(
         svc,
-        lambda c: (
-            alarms.shelve(c, alarm_id, until, body.reason, who.name, who.admin, now, shift_end)
-            or [alarm_id]
+        alarm_id,
+        lambda c: alarms.shelve(
+            c, alarm_id, until, body.reason, who.name, who.admin, now, shift_end
         ),
     )
 
@@ -183,7 +179,7 @@ def shelve(
 @router.post("/alarms/{alarm_id}/unshelve")
 def unshelve(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
     svc = service(request)
-    return _change(svc, lambda c: alarms.unshelve(c, alarm_id, who.name, time.time()) or [alarm_id])
+    return _change(svc, alarm_id, lambda c: alarms.unshelve(c, alarm_id, who.name, time.time()))
 
 
 @router.post("/alarms/{alarm_id}/emergency-record")

@@ -11,10 +11,10 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from edge import users
+from edge import audit, users
 
 if TYPE_CHECKING:
     from edge.service import Service
@@ -50,6 +50,26 @@ class Throttle:
 
     def fail(self, client: str, now: float) -> None:
         self.failures[client].append(now)
+
+
+# Lists page by the id of their last row: `next` goes back as `cursor`.
+CURSOR = Query(None, ge=1, le=2**62, description="the `next` of the last page")
+UNMASK = Query(False, description="admin only; recorded in the audit log")
+
+
+def page(found: list[dict[str, Any]], limit: int, key: str = "id") -> tuple[list[dict], str | None]:
+    """The first ``limit`` rows of ``limit + 1`` read, and the cursor of the next page."""
+    return found[:limit], str(found[limit - 1][key]) if len(found) > limit else None
+
+
+def unmasked(svc: Service, who: Caller, unmask: bool, what: str, count: int) -> bool:
+    """Whether to show personal data whole: an admin's choice, written to the audit log."""
+    if not unmask:
+        return False
+    if not who.admin:
+        raise HTTPException(403, "only an admin may see personal data unmasked")
+    svc.write(lambda c: audit.record(c, who.name, f"unmask:{what}", f"{count} rows"))
+    return True
 
 
 def service(request: Request) -> Service:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
 from edge import audit, db, pass_ops
-from edge.api.deps import Caller, roles, service
+from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn
 from edge.api.views import pass_view
 from edge.cards import parse_card
@@ -26,12 +26,10 @@ def list_passes(
     card: str | None = Query(None, max_length=40),
     unit: str | None = Query(None, max_length=50),
     limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = Query(None, max_length=64, description="the `next` of the last page"),
-    unmask: bool = Query(False, description="admin only; recorded in the audit log"),
+    cursor: int | None = CURSOR,
+    unmask: bool = UNMASK,
 ) -> dict[str, Any]:
     svc = service(request)
-    if unmask and not who.admin:
-        raise HTTPException(403, "only an admin may see personal data unmasked")
     where, args = [], []
     if status:
         where.append("status = ?")
@@ -47,30 +45,22 @@ def list_passes(
         args.append(unit)
     if cursor:
         where.append("rowid < ?")
-        args.append(_cursor(cursor))
+        args.append(cursor)
     sql = "SELECT rowid AS _row, * FROM passes"
     if where:
         sql += " WHERE " + " AND ".join(where)
     found = svc.read(lambda c: db.rows(c, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)))
-    if unmask:
-        svc.write(lambda c: audit.record(c, who.name, "unmask:passes", f"{len(found)} rows"))
-    items = [pass_view(r, svc.cfg.tz, unmask, svc.cfg.rules.name_mask) for r in found[:limit]]
-    return {"items": items, "next": str(found[limit - 1]["_row"]) if len(found) > limit else None}
-
-
-def _cursor(text: str) -> int:
-    if not text.isdigit():
-        raise DomainError("cursor: not a cursor this API gave out")
-    return int(text)
+    whole = unmasked(svc, who, unmask, "passes", len(found))
+    shown, after = page(found, limit, "_row")
+    items = [pass_view(r, svc.cfg.tz, whole, svc.cfg.rules.name_mask) for r in shown]
+    return {"items": items, "next": after}
 
 
 @router.post("", status_code=201)
 def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[str, Any]:
     svc = service(request)
-    if body.gates:
-        unknown = [g for g in body.gates if g not in svc.cfg.gates]
-        if unknown:
-            raise DomainError(f"gates: {unknown[0]!r} is not one of this node's gates")
+    for g in body.gates or []:
+        svc.cfg.known_gate(g)
     req = pass_ops.PassRequest(
         kind=body.kind, card=body.card, name=body.name, unit=body.unit,
         id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
