@@ -59,7 +59,10 @@ class Cameras:
         if cfg.cameras:
             from drivers.camera import Grabber
         self.grabbers: dict[str, Grabber] = {
-            c.id: Grabber(c.id, c.source, c.open_timeout_ms, c.read_timeout_ms) for c in cfg.cameras
+            c.id: Grabber(
+                c.id, c.source, c.open_timeout_ms, c.read_timeout_ms, c.decode == "every_frame"
+            )
+            for c in cfg.cameras
         }
         self.started = time.monotonic()
         self.counts: dict[str, int] = {"snapshots": 0, "snapshots_missing": 0}

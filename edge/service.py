@@ -110,56 +110,40 @@ class Service:
 
     def on_frame(self, reader_id: str, frame: Frame | Scan, mono: float, _wall: float) -> None:
         reader = self.readers_cfg[reader_id]
-        if isinstance(frame, Scan) and frame.text.startswith("GH1."):
-            if not self.on_signed_slip(reader.gate, frame.text):
-                self.gate.submit(CardRead(reader, None, mono, "serial", frame.raw, qr=frame.text))
-        elif isinstance(frame, Scan):
-            self.on_scan(reader.gate, frame.text)
-        else:
+        if isinstance(frame, Frame):
             self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))
+        elif frame.text.startswith(qr.PREFIX):
+            try:  # verified here, once: a slip goes to the screen, a pass to the pipeline
+                payload: dict[str, Any] | None = qr.verify(frame.text, list(self.cfg.qr_keys))
+            except DomainError:
+                payload = None  # recorded as a denial: invalid_qr
+            if payload is not None and "s" in payload:
+                slip = self.read(lambda c: slips.signed(c, payload))
+                self.show_slip(reader.gate, payload["s"], slip, signed=True)
+            else:
+                self.gate.submit(CardRead(reader, None, mono, "serial", frame.raw, qr=payload))
+        else:
+            try:
+                slip = self.read(lambda c: slips.get(c, frame.text))
+            except NotFound:
+                slip = None
+            self.show_slip(reader.gate, frame.text, slip)
 
-    def on_signed_slip(self, gate: str, text: str) -> bool:
-        """A scanned office-signed slip: its verified contents go to the guard's screen (a
-        pass, or a code that fails verification, goes to the gate pipeline instead)."""
-        try:
-            payload = qr.verify(text, list(self.cfg.qr_keys))
-        except DomainError:
-            return False
-        if "s" not in payload:
-            return False
-        known = self.read(lambda c: c.execute(
-            "SELECT status, valid_until FROM goods_slips WHERE number = ?", (payload["s"],)
-        ).fetchone())  # fmt: skip
-        status = "issued" if known is None else known[0]
-        if status == "issued" and time.time() >= payload["t"]:
-            status = "expired"
-        self.bus.publish(f"gate/{gate}/scan", {
-            "kind": "slip", "number": payload["s"], "found": True, "signed": True,
-            "status": status, "unit": payload["u"], "items": sum(i["qty"] for i in payload["i"]),
-        })  # fmt: skip
-        return True
-
-    def on_scan(self, gate: str, number: str) -> None:
+    def show_slip(
+        self, gate: str, number: str, slip: dict[str, Any] | None, signed: bool = False
+    ) -> None:
         """A slip scanned at the gate: its state goes to the guard's screen at once; the
         details are a GET away (GET /api/v1/slips/{number})."""
-        try:
-            slip = self.read(lambda c: slips.get(c, number))
-        except NotFound:
-            self.bus.publish(
-                f"gate/{gate}/scan", {"kind": "slip", "number": number, "found": False}
-            )
-            return
-        self.bus.publish(
-            f"gate/{gate}/scan",
-            {
-                "kind": "slip",
-                "number": number,
-                "found": True,
+        message: dict[str, Any] = {"kind": "slip", "number": number, "found": slip is not None}
+        if slip is not None:
+            message |= {
                 "status": slips.status_at(slip, time.time()),
                 "unit": slip["unit"],
                 "items": sum(i["qty"] for i in slip["items"]),
-            },
-        )
+            }
+        if signed:
+            message["signed"] = True
+        self.bus.publish(f"gate/{gate}/scan", message)
 
     def on_mqtt_swipe(
         self, parts: list[str], payload: bytes, replayed: bool, ack: Callable[[], None]

@@ -131,6 +131,17 @@ def issue(conn: sqlite3.Connection, req: SlipRequest, by: str, now: float, tz: Z
     return number
 
 
+def signed(conn: sqlite3.Connection, payload: dict[str, Any]) -> dict[str, Any]:
+    """A verified office-signed slip as the gate sees it: its own record when it has one
+    (a cancellation or release it holds wins), else what the signature vouches for."""
+    try:
+        return get(conn, payload["s"])
+    except NotFound:
+        return {"number": payload["s"], "status": "issued", "unit": payload["u"],
+                "owner": payload["o"], "bearer": payload["b"], "items": payload["i"],
+                "valid_from": payload["f"], "valid_until": payload["t"]}  # fmt: skip
+
+
 def adopt(conn: sqlite3.Connection, payload: dict[str, Any]) -> None:
     """An office-signed slip (verified QR payload, sync.qr) this gate has not synced yet:
     taken as the office issued it, so it can be released here. Known slips are untouched:

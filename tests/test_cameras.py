@@ -174,3 +174,19 @@ def test_retention_removes_old_pictures_first_but_keeps_those_of_open_alarms(tmp
     assert [f.exists() for f in files] == [True, False, False, True]  # 0: an open alarm's
     deleted = conn.execute("SELECT count(*) FROM snapshots WHERE deleted_at IS NOT NULL")
     assert deleted.fetchone()[0] == 2
+
+
+def test_each_camera_s_decode_mode_reaches_its_grabber(tmp_path: Path):
+    from edge.cameras import Cameras
+    from edge.config import parse
+
+    cfg = parse({
+        "node": {"id": "n", "data_dir": str(tmp_path)},
+        "gates": [{"id": "main"}, {"id": "side"}],
+        "cameras": [
+            {"id": "a", "gate": "main", "source": "http://127.0.0.1:9/a"},
+            {"id": "b", "gate": "side", "source": "http://127.0.0.1:9/b", "decode": "on_demand"},
+        ],
+    })  # fmt: skip
+    cams = Cameras(cfg, None, 1)  # type: ignore[arg-type]  # not started: nothing is written
+    assert cams.grabbers["a"].every_frame is True and cams.grabbers["b"].every_frame is False

@@ -46,22 +46,15 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
             return {"decision": "deny", "reason": "invalid_qr", "detail": str(e), "gate": gate_id,
                     "at": iso(at, svc.cfg.tz), "card": None, "pass": None}  # fmt: skip
         if "s" in payload:  # a slip: whether it may be released, and what is on it
-            number = payload["s"]
-            known = svc.read(
-                lambda c: c.execute(
-                    "SELECT status FROM goods_slips WHERE number = ?", (number,)
-                ).fetchone()
-            )
-            status = known[0] if known else "issued"
-            reason = slips.check_slip(status, payload["f"], payload["t"], at)
-            shown = {"number": number, "unit": payload["u"], "owner": payload["o"],
-                     "bearer": payload["b"], "items": payload["i"], "signed": True}  # fmt: skip
+            s = svc.read(lambda c: slips.signed(c, payload))
+            reason = slips.check_slip(s["status"], s["valid_from"], s["valid_until"], at)
+            shown = {k: s[k] for k in ("number", "unit", "owner", "bearer", "items")}
             return {
                 "decision": "grant" if reason.value == "ok" else "deny",
                 "reason": reason.value,
                 "gate": gate_id,
                 "at": iso(at, svc.cfg.tz),
-                "slip": shown,
+                "slip": shown | {"signed": True},
             }
         decision, holder = svc.read(lambda c: gate.check_qr(c, payload, at, gate_id, rules))
         return {
