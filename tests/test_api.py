@@ -175,7 +175,7 @@ def test_the_monthly_slip_summary_comes_out_as_csv(client, tokens, svc):
     got = client.get(f"/api/v1/reports/slips?month={month}&format=csv", headers=guard)
     assert got.headers["content-type"].startswith("text/csv")
     rows = {r["unit"]: r for r in csv.DictReader(io.StringIO(got.text))}
-    assert rows["3-1-502"] | {} == {"unit": "3-1-502", "issued": "2", "released": "1",
+    assert rows["3-1-502"] == {"unit": "3-1-502", "issued": "2", "released": "1",
                                     "rejected": "0", "cancelled": "0", "expired": "0",
                                     "open": "1"}  # fmt: skip
     assert rows["5-2-301"]["issued"] == "1"
@@ -254,7 +254,7 @@ def test_events_filter_and_page_newest_first(client, tokens, svc):
     side = client.get("/api/v1/events?gate=side", headers=tokens["control"]).json()["items"]
     assert len(side) == 4 and all(e["by"] == "老张" for e in side)
     bad = client.get("/api/v1/events?since=yesterday", headers=tokens["guard"])
-    assert (bad.status_code == 422 and "since" in bad.text) or "yesterday" in bad.text
+    assert bad.status_code == 422 and "yesterday" in bad.json()["detail"]
 
 
 @pytest.mark.parametrize(
