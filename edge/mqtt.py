@@ -153,7 +153,7 @@ class MqttLink:
             client.ack(msg.mid, msg.qos)
 
 
-def arrival_times(body: dict[str, Any]) -> float:
+def read_monotonic(body: dict[str, Any]) -> float:
     """When a swipe was read, on the monotonic clock: its own ``ts`` if it carries one.
 
     A reader that stamps its swipes is protected from replays of a broker's backlog: a

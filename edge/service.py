@@ -26,7 +26,7 @@ from edge.config import Config
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
-from edge.mqtt import MqttLink, arrival_times, parse_swipe
+from edge.mqtt import MqttLink, parse_swipe, read_monotonic
 from edge.privacy import IdHasher
 from edge.writer import CallJob, Writer
 from sync import qr
@@ -164,7 +164,7 @@ class Service:
             log.warning("swipe on reader %s refused: %s", reader_id, error)
             ack()  # refused for good: redelivering it would not make it valid
             return
-        mono = arrival_times(body or {})
+        mono = read_monotonic(body or {})
         self.last_mqtt_swipe[reader_id] = time.monotonic()
         raw = str(body["card"]).encode() if body else None
         self.gate.submit(CardRead(reader, card, mono, "mqtt", raw, ack, replayed))

@@ -26,18 +26,14 @@ import httpx
 from edge import db
 from edge.config import SyncCfg
 from edge.writer import Writer
-from sync import wire
+from sync import schema, wire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LONG_POLL_S = 10.0
 HELLO_EVERY_S = 10.0  # an empty push now and then: notices an office restored from backup
 
-PASS_COLUMNS = (
-    "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
-    "valid_until", "status", "status_reason", "gates", "daily_window", "permit_no",
-    "deposit_fen", "fee_fen", "issued_at", "updated_at", "version", "issued_by", "updated_by",
-)  # fmt: skip
+PASS_COLUMNS = tuple(c.name for c in schema.passes.columns)  # what the office sends
 _UPSERT = (
     f"INSERT INTO passes ({', '.join(PASS_COLUMNS)}) VALUES ({', '.join('?' * len(PASS_COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET "

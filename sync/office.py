@@ -20,6 +20,7 @@ from edge.pass_ops import PassRequest, build_row
 from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
+from edge.users import hash_token
 from sync import schema as t
 from sync import wire
 
@@ -29,10 +30,6 @@ PASS_COLUMNS = (
     "valid_until", "gates", "daily_window", "permit_no", "deposit_fen", "fee_fen",
     "photo_path", "issued_at", "updated_at", "issued_by",
 )  # fmt: skip  # the order of edge.pass_ops.build_row
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def add_node(conn: Connection, node_id: str) -> str:

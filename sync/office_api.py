@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, SlipIn
+from edge.cards import mask_key
 from edge.config import OfficeCfg
 from edge.errors import DomainError
 from edge.pass_ops import PassRequest
@@ -233,5 +234,6 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
 
 
 def _pass_view(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: r[k] for k in ("id", "kind", "name", "unit", "id_last4", "valid_from",
-                              "valid_until", "status", "version")} | {"card": f"****{r['card_key'] & 0xFFFF:04X}"}  # noqa: E501  # fmt: skip
+    keys = ("id", "kind", "name", "unit", "id_last4", "valid_from", "valid_until", "status",
+            "version")  # fmt: skip
+    return {k: r[k] for k in keys} | {"card": mask_key(r["card_key"])}
