@@ -291,27 +291,27 @@ class GatePipeline:
             granted=True, reason=Reason.MANUAL_OVERRIDE.value, pass_id=None, pass_kind=None,
             card=card, holder=holder, source="override", by=by, notes=reason.strip(),
         )  # fmt: skip
-        announce: list[Callable[[], None]] = []
 
-        raised: list[dict[str, Any]] = []
-
-        def job(conn: sqlite3.Connection) -> dict[str, Any]:
-            announce.append(self._write(conn, event))
+        def job(conn: sqlite3.Connection) -> tuple[Callable[[], None], list[dict[str, Any]]]:
+            announce = self._write(conn, event)
             dutylog.add(conn, event.ts, by, "gate", f"barrier opened by hand at {gate}: {reason}")
+            raised: list[dict[str, Any]] = []
             if self.control is not None:
                 alarm_id = alarms.raise_alarm(
                     conn, self.cfg.alarms, "manual_override", "manual", event.ts, gate=gate,
                     location=f"gate {gate}", notes=f"{by}: {reason}", by=by,
                 )  # fmt: skip
-                raised.extend(self.control.views(conn, [alarm_id]))
-            return event.message(self.cfg)
+                raised = self.control.views(conn, [alarm_id])
+            return announce, raised
 
-        def after(_result: dict[str, Any]) -> None:
-            announce[0]()
+        def after(done: tuple[Callable[[], None], list[dict[str, Any]]]) -> None:
+            announce, raised = done
+            announce()
             if self.control is not None:
                 self.control.publish(raised)
 
-        return self.writer.call(job, after=after)  # type: ignore[no-any-return]
+        self.writer.call(job, after=after)
+        return event.message(self.cfg)
 
     def _write(self, conn: sqlite3.Connection, e: Event) -> Callable[[], None]:
         """Insert the event and its outbox row; what to announce once they are committed."""
