@@ -73,6 +73,8 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (
         # the push worker's "what is left": found without walking the acknowledged rows
         Index("ix_outbox_unacked", "seq", sqlite_where=text("acked_at IS NULL")),
+        # pruning: the acknowledged rows by age (edge.housekeeping)
+        Index("ix_outbox_acked", "acked_at", sqlite_where=text("acked_at IS NOT NULL")),
         {"sqlite_autoincrement": True},  # a sequence number is never reused
     )
 
@@ -192,6 +194,17 @@ class Alarm(SQLModel, table=True):
     """
 
     __tablename__ = "alarms"
+    __table_args__ = (
+        # the escalation scan each second (edge.alarms.escalate_due): only the alarms still
+        # waiting for an acknowledgement, by priority and when their clock started
+        Index(
+            "ix_alarms_awaiting_ack",
+            "priority",
+            "escalated_at",
+            "raised_at",
+            sqlite_where=text("acked_at IS NULL AND state != 'closed'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(unique=True)
@@ -298,6 +311,14 @@ class Snapshot(SQLModel, table=True):
     """A JPEG taken at a gate at the moment of an event, decision, release or alarm."""
 
     __tablename__ = "snapshots"
+    __table_args__ = (
+        # retention: the pictures still on disk, oldest first
+        Index(
+            "ix_snapshots_on_disk",
+            "id",
+            sqlite_where=text("deleted_at IS NULL AND path IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     camera: str
