@@ -7,7 +7,9 @@ The core never imports paho: it publishes ``(topic, payload)`` to the bus, and e
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -15,13 +17,16 @@ class Sink(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> bool: ...
+    def publish(
+        self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int = 1
+    ) -> bool: ...
 
 
 class Bus:
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.sinks: list[Sink] = []
         self.counts: Counter[str] = Counter()
+        self.monotonic = monotonic
 
     def attach(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -31,15 +36,21 @@ class Bus:
         for sink in self.sinks:
             sink.publish(topic, payload, retain)
 
-    def command(self, topic: str, payload: dict[str, Any]) -> bool:
-        """An actuation (open the barrier): now or never, so never queued while a sink is down.
+    def command(self, topic: str, payload: dict[str, Any], expires: float) -> bool:
+        """An actuation (open the barrier): now or never, so never queued while a sink is down
+        or stalled, never sent after ``expires`` (monotonic), and sent at QoS 0 so that no
+        retransmission after a reconnect can deliver it late. The payload carries its own
+        ``expires`` for the relay, which drops an ``open`` it receives after that time.
 
         A barrier that opened minutes late, when a backlog drained, would let in whoever
         stood there then (research pain point 7).
         """
+        if self.monotonic() > expires:
+            self.counts["commands_expired"] += 1
+            return False
         sent = False
         for sink in self.sinks:
             if sink.connected:
-                sent = sink.publish(topic, payload) or sent
+                sent = sink.publish(topic, payload, qos=0) or sent
         self.counts["commands_sent" if sent else "commands_dropped"] += 1
         return sent

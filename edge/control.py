@@ -4,26 +4,23 @@ alarms, escalation and reader watch — each change committed, then published.""
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog
+from edge import alarms, dutylog, inputs
 from edge.bus import Bus
 from edge.config import Config
-from edge.mqtt import parse_object
-from edge.writer import CallJob, Writer
+from edge.inputs import AlarmInputIn, IntercomIn, Refused
+from edge.writer import CallJob, Outcome, Snap, Writer
 
 if TYPE_CHECKING:
     from edge.cameras import Cameras
 
 log = logging.getLogger(__name__)
 
-_TYPE = re.compile(r"^[a-z_]{2,40}$")
-INTERCOM_EVENTS = ("call", "answered", "hangup", "open_request", "emergency")
 
 Views = list[dict[str, Any]]
 
@@ -36,7 +33,7 @@ class ControlRoom:
         self.counts: Counter[str] = Counter()
         self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
         self.cameras: Cameras | None = None  # set by the service when it has cameras
-        self._pictured: set[int] = set()
+        self._pictured: dict[int, bool] = {}  # alarms whose picture was asked for
 
     # -- changes ------------------------------------------------------------------------
 
@@ -44,33 +41,39 @@ class ControlRoom:
         now = time.time()
         return [alarms.view(alarms.get(conn, i), now, self.cfg.tz) for i in dict.fromkeys(ids)]
 
-    def publish(self, views: Views) -> None:
+    def announce(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Outcome:
+        """What to publish once the changes to ``ids`` are committed: each alarm on
+        ``alarm/<id>``, and a new alarm at a gate with a camera gets its picture, once."""
+        views = self.views(conn, ids)
+        out = Outcome(reply=views)
         for v in views:
-            self.bus.publish(f"alarm/{v['id']}", v)
-            # a new alarm at a gate with a camera gets its picture, once
+            out.messages.append((f"alarm/{v['id']}", v))
             if (
                 self.cameras
                 and v["gate"]
                 and v["snapshot"] is None
                 and v["id"] not in self._pictured
             ):
-                self._pictured.add(v["id"])
-                self.cameras.snap(v["gate"], "alarm", str(v["id"]), time.time())
+                out.state.append((self._pictured, v["id"], True))
+                out.snapshots.append(Snap(v["gate"], "alarm", str(v["id"]), time.time()))
+        return out
 
     def _job(self, fn: Callable[[sqlite3.Connection], list[int] | None],
              ack: Callable[[], None] | None) -> CallJob:  # fmt: skip
-        def after(views: Views) -> None:
+        def run(c: sqlite3.Connection) -> Outcome:
+            out = self.announce(c, fn(c) or [])
             if ack is not None:
-                ack()
-            self.publish(views)
+                out.acks.insert(0, ack)
+            return out
 
-        return CallJob(lambda c: self.views(c, fn(c) or []), after)
+        return CallJob(run)
 
     def change(self, fn: Callable[[sqlite3.Connection], list[int] | None]) -> Views:
         """Run ``fn`` in the writer; once committed, publish the alarms it changed."""
         job = self._job(fn, None)
         self.writer.submit(job)
-        return job.future.result(10)  # type: ignore[no-any-return]
+        done: Outcome = job.future.result(30)
+        return done.reply  # type: ignore[no-any-return]
 
     def submit(self, fn: Callable[[sqlite3.Connection], list[int] | None],
                ack: Callable[[], None] | None = None) -> None:  # fmt: skip
@@ -88,24 +91,16 @@ class ControlRoom:
                        ack: Callable[[], None]) -> None:  # fmt: skip
         """``alarm-input/<source>`` ``{"type", "state": "active"|"normal", "location"?}``."""
         source_id = parts[1]
-        body, error = parse_object(payload)
-        if body is None:
-            return self._refuse("alarm_input", f"{source_id}: {error}", ack)
-        kind, state = body.get("type"), body.get("state")
-        if not isinstance(kind, str) or not _TYPE.match(kind):
-            return self._refuse("alarm_input", f"{source_id}: 'type' must be like door_forced", ack)
-        if state not in ("active", "normal"):
-            return self._refuse(
-                "alarm_input", f"{source_id}: 'state' must be active or normal", ack
-            )
-        location = body.get("location")
-        if location is not None and (not isinstance(location, str) or len(location) > 200):
-            return self._refuse("alarm_input", f"{source_id}: 'location' must be text", ack)
+        try:
+            body = inputs.parse(AlarmInputIn, payload)
+        except Refused as e:
+            return self._refuse("alarm_input", f"{source_id}: {e}", ack)
+        kind, location = body.type, body.location
         gate, where = self.cfg.alarms.sources.get(source_id, (None, None))
         source = f"alarm-input:{source_id}"
         now = time.time()
         self.counts["alarm_input"] += 1
-        if state == "active":
+        if body.state == "active":
             self.submit(
                 lambda c: [alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
                                               location=location or where, gate=gate)],
@@ -120,11 +115,10 @@ class ControlRoom:
         """``intercom/<id>/event``: an emergency is a priority-1 alarm; calls and open
         requests go in the duty log."""
         intercom = parts[1]
-        body, error = parse_object(payload)
-        event = body.get("event") if body else None
-        if body is None or event not in INTERCOM_EVENTS:
-            why = error or f"'event' must be one of {', '.join(INTERCOM_EVENTS)}"
-            return self._refuse("intercom", f"{intercom}: {why}", ack)
+        try:
+            event = inputs.parse(IntercomIn, payload).event
+        except Refused as e:
+            return self._refuse("intercom", f"{intercom}: {e}", ack)
         now = time.time()
         self.counts[f"intercom:{event}"] += 1
         if event == "emergency":
@@ -145,25 +139,33 @@ class ControlRoom:
 
     # -- the ticker ---------------------------------------------------------------------
 
-    def tick(self, conditions: dict[tuple[str, str], tuple[bool, str | None, str]]) -> None:
+    def tick(
+        self,
+        conditions: dict[tuple[str, str], tuple[bool, str | None, str]],
+        probe: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         """Once a second: escalate what nobody acknowledged, and raise or clear the alarms of
         the service's own watch — ``(source, type) → (active, gate, location)``: a reader
         gone, a camera offline, frozen or covered."""
         now = time.time()
-        changed = []
-        for key, (active, gate, location) in conditions.items():
-            if self._condition.get(key, False) != active:
-                changed.append((key, active, gate, location))
-            self._condition[key] = active
 
-        def job(c: sqlite3.Connection) -> list[int]:
+        def job(c: sqlite3.Connection) -> Outcome:
+            out = Outcome()
+            if probe is not None:
+                probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
-            for (source, kind), active, gate, location in changed:
+            # compared here, in the writer, and noted with the transaction: a failed commit
+            # puts it back, so the change is seen again next tick, never an alarm lost
+            for key, (active, gate, location) in conditions.items():
+                if self._condition.get(key, False) == active:
+                    continue
+                out.set_now(self._condition, key, active)
+                source, kind = key
                 if active:
                     ids.append(alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
                                                   location=location, gate=gate))  # fmt: skip
                 elif cleared := alarms.normal(c, source, kind, now):
                     ids.append(cleared)
-            return ids
+            return out.merge(self.announce(c, ids))
 
-        self.submit(job)
+        self.writer.submit(CallJob(job))

@@ -26,7 +26,7 @@ from edge.config import Config, ReaderCfg, parse_hours
 from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
 from edge.privacy import mask_name
-from edge.writer import AfterCommit, Writer
+from edge.writer import Command, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
     from edge.cameras import Cameras
@@ -160,11 +160,20 @@ class ReadJob:
     def __init__(self, gate: GatePipeline, read: CardRead) -> None:
         self.gate, self.read = gate, read
 
-    def run(self, conn: sqlite3.Connection) -> AfterCommit:
+    def run(self, conn: sqlite3.Connection) -> Outcome:
         return self.gate.record(conn, self.read)
 
+    def done(self, outcome: Outcome) -> None:
+        pass
+
     def failed(self, error: BaseException) -> None:
-        self.gate.counts["record_failed"] += 1  # not acked: MQTT will deliver it again
+        """Counted, never silent. A read the database could not take is left unacknowledged
+        for MQTT to deliver again once it can; one that fails for a reason of its own would
+        fail again, so it is acknowledged and counted instead of holding an in-flight slot."""
+        self.gate.counts["record_failed"] += 1
+        self.gate.counts[f"record_failed:{self.read.source}"] += 1
+        if self.read.ack is not None and job_level(error):
+            self.read.ack()
 
 
 class GatePipeline:
@@ -197,17 +206,19 @@ class GatePipeline:
     def submit(self, read: CardRead) -> None:
         self.writer.submit(ReadJob(self, read))
 
-    def _debounced(self, read: CardRead) -> bool:  # a card read
+    def _debounced(self, read: CardRead, out: Outcome) -> bool:  # a card read
         """Same card on the same reader within the window of its *last* sighting.
 
         Measured from the last sighting, so a card left on the reader never re-triggers,
-        while a deliberate re-tap after lifting it does.
+        while a deliberate re-tap after lifting it does. The sighting is noted at once (the
+        next read in the same batch must see it) and forgotten again if the job rolls back.
         """
         assert read.card is not None
         key = (read.reader.id, read.card.key)
         seen = self._last_seen
-        last = seen.pop(key, None)
-        seen[key] = read.mono  # re-inserted: the dict stays ordered by last sighting
+        last = seen.get(key)
+        seen.pop(key, None)  # re-inserted below: the dict stays ordered by last sighting
+        out.set_now(seen, key, read.mono)
         # forget sightings too old to debounce anything: from the oldest end, O(1) a read
         horizon = read.mono - self._debounce_horizon
         while seen:
@@ -229,10 +240,13 @@ class GatePipeline:
         card = CardId(int(payload["c"], 16)) if payload.get("c") else None
         return (*check_qr(conn, payload, now, gate, self.rules), card)
 
-    def record(self, conn: sqlite3.Connection, read: CardRead) -> AfterCommit:
-        if read.card is not None and self._debounced(read):
-            self.counts["debounced"] += 1
-            return read.ack
+    def record(self, conn: sqlite3.Connection, read: CardRead) -> Outcome:
+        out = Outcome()
+        if read.ack is not None:
+            out.acks.append(read.ack)  # acknowledged only once the decision is on disk
+        if read.card is not None and self._debounced(read, out):
+            out.count(self.counts, "debounced")
+            return out
         now = self.clock()
         age = max(0.0, self.monotonic() - read.mono)
         decision, holder, card = self._decide(conn, read, now)
@@ -245,44 +259,42 @@ class GatePipeline:
             raw=read.raw.hex() if read.raw else None, read_age_ms=int(age * 1000),
             stale=read.replayed or age > self.cfg.rules.stale_after_s,
         )  # fmt: skip
-        announce = self._write(conn, event)
-        denied_card = None if decision.granted else card
-        raised = self._repeated_denial(conn, event, denied_card) if denied_card else []
+        self._write(conn, event, out, opens_until=read.mono + self.cfg.rules.stale_after_s)
+        if not decision.granted and card is not None:
+            self._repeated_denial(conn, event, card, out)
+        return out
 
-        def effects() -> None:
-            if read.ack is not None:
-                read.ack()
-            announce()
-            if raised and self.control is not None:
-                self.control.publish(raised)
-
-        return effects
-
-    def _repeated_denial(self, conn: sqlite3.Connection, e: Event, card: CardId) -> list[dict]:
+    def _repeated_denial(
+        self, conn: sqlite3.Connection, e: Event, card: CardId, out: Outcome
+    ) -> None:
         """One card denied again and again at a gate: someone is trying; tell the control room."""
         if self.control is None:
-            return []
+            return
         rules = self.cfg.alarms
         key = (e.gate, card.key)
-        times = self._denials.setdefault(key, deque())
-        times.append(e.ts)
-        while times and times[0] < e.ts - rules.repeated_denials_window_s:
-            times.popleft()
-        if len(self._denials) > 10_000:  # forget cards not denied lately
+        recent = [
+            t for t in self._denials.get(key, ()) if t >= e.ts - rules.repeated_denials_window_s
+        ]
+        recent.append(e.ts)
+        out.set_now(self._denials, key, deque(recent))
+        if len(self._denials) > 10_000:  # forget cards not denied lately (kept on rollback)
             self._denials = {k: q for k, q in self._denials.items() if q and q[-1] > e.ts - 3600}
-        if len(times) < rules.repeated_denials:
-            return []
+        if len(recent) < rules.repeated_denials:
+            return
         alarm_id = alarms.raise_alarm(
             conn, rules, "repeated_denial", f"gate:{e.gate}:card:{card.key:08X}", e.ts,
             gate=e.gate, location=f"gate {e.gate}",
-            notes=f"card {card.masked} denied {len(times)} times ({e.reason})",
+            notes=f"card {card.masked} denied {len(recent)} times ({e.reason})",
         )  # fmt: skip
-        return self.control.views(conn, [alarm_id])
+        out.merge(self.control.announce(conn, [alarm_id]))
 
     def override(
         self, gate: str, reason: str, by: str, card: CardId | None = None, holder: str | None = None
     ) -> dict[str, Any]:
-        """A guard opens the barrier by hand: recorded with who and why, then opened."""
+        """A guard opens the barrier by hand: recorded with who and why, then opened.
+
+        The answer says whether the ``open`` really went out (``opened``): with the broker
+        away the opening is recorded, the guard is told, and the barrier stays shut."""
         self.cfg.known_gate(gate)
         if not reason.strip():
             raise DomainError("reason: a manual opening needs its reason")
@@ -291,30 +303,30 @@ class GatePipeline:
             granted=True, reason=Reason.MANUAL_OVERRIDE.value, pass_id=None, pass_kind=None,
             card=card, holder=holder, source="override", by=by, notes=reason.strip(),
         )  # fmt: skip
+        asked = self.monotonic()
 
-        def job(conn: sqlite3.Connection) -> tuple[Callable[[], None], list[dict[str, Any]]]:
-            announce = self._write(conn, event)
-            dutylog.add(conn, event.ts, by, "gate", f"barrier opened by hand at {gate}: {reason}")
-            raised: list[dict[str, Any]] = []
+        def job(conn: sqlite3.Connection) -> Outcome:
+            out = Outcome()
+            self._write(conn, event, out, opens_until=asked + self.cfg.rules.stale_after_s)
+            dutylog.add(
+                conn, event.ts, by, "gate", f"barrier open requested by hand at {gate}: {reason}"
+            )
             if self.control is not None:
                 alarm_id = alarms.raise_alarm(
                     conn, self.cfg.alarms, "manual_override", "manual", event.ts, gate=gate,
                     location=f"gate {gate}", notes=f"{by}: {reason}", by=by,
                 )  # fmt: skip
-                raised = self.control.views(conn, [alarm_id])
-            return announce, raised
+                out.merge(self.control.announce(conn, [alarm_id]))
+            return out
 
-        def after(done: tuple[Callable[[], None], list[dict[str, Any]]]) -> None:
-            announce, raised = done
-            announce()
-            if self.control is not None:
-                self.control.publish(raised)
+        done: Outcome = self.writer.call(job)
+        # the command was sent, or not, in the writer's apply step before call() returned
+        return event.message(self.cfg) | {"opened": any(done.sent)}
 
-        self.writer.call(job, after=after)
-        return event.message(self.cfg)
-
-    def _write(self, conn: sqlite3.Connection, e: Event) -> Callable[[], None]:
-        """Insert the event and its outbox row; what to announce once they are committed."""
+    def _write(self, conn: sqlite3.Connection, e: Event, out: Outcome, opens_until: float) -> None:
+        """Insert the event and its outbox row; say what to announce once they are committed:
+        the decision, a picture, and on a fresh grant the barrier's ``open`` — valid until
+        ``opens_until`` (monotonic) and never sent after it."""
         verdict = "grant" if e.granted else "deny"
         card_key = e.card.key if e.card else None
         card_hex = e.card.hex if e.card else None
@@ -334,21 +346,19 @@ class GatePipeline:
             "source": e.source, "stale": e.stale, "by": e.by, "notes": e.notes,
         }  # fmt: skip
         outbox.add(conn, self.epoch, "access_event", e.event_id, office, e.ts)
-        self.counts[f"{verdict}:{e.reason}"] += 1
+        out.count(self.counts, f"{verdict}:{e.reason}")
         if e.stale:
-            self.counts["stale"] += 1
+            out.count(self.counts, "stale")
         message = e.message(self.cfg)
-        open_barrier = e.granted and not e.stale
-
-        def announce() -> None:
-            self.bus.publish(f"gate/{e.gate}/decision", message)
-            if self.cameras is not None:  # only asks: the picture is taken and kept apart
-                self.cameras.snap(e.gate, "event", e.event_id, e.ts)
-            if open_barrier:
-                self.bus.command(
-                    f"gate/{e.gate}/open",
-                    {"event_id": e.event_id, "pulse_ms": self.cfg.rules.open_pulse_ms,
-                     "ts": message["ts"]},
-                )  # fmt: skip
-
-        return announce
+        out.messages.append((f"gate/{e.gate}/decision", message))
+        # only asks: the picture is taken and kept apart
+        out.snapshots.append(Snap(e.gate, "event", e.event_id, e.ts))
+        if e.granted and not e.stale:
+            valid_s = max(0.0, opens_until - self.monotonic())
+            expires = datetime.fromtimestamp(e.ts + valid_s, self.cfg.tz)
+            out.commands.append(Command(
+                f"gate/{e.gate}/open",
+                {"event_id": e.event_id, "pulse_ms": self.cfg.rules.open_pulse_ms,
+                 "ts": message["ts"], "expires": expires.isoformat(timespec="milliseconds")},
+                opens_until,
+            ))  # fmt: skip

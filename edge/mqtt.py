@@ -1,9 +1,14 @@
-"""The node's one MQTT client: a bus sink for what happened, and the swipe inbox.
+"""The node's one MQTT client: a bus sink for what happened, and the device inbox.
 
-paho runs its own network thread and reconnects by itself (``connect_async`` +
-``loop_start``); the service works on with no broker at all. The session is persistent
-and swipes are acknowledged by hand, only after their decision is committed, so a swipe
-the broker handed over is never lost to a crash: unacknowledged, it is delivered again.
+paho's network thread reconnects by itself and is started again should it ever end; the
+service works on with no broker at all. The session is persistent and inputs are
+acknowledged by hand, only after what they caused is committed, so a message the broker
+handed over is never lost to a crash: unacknowledged, it is delivered again. No handler can raise into paho: an exception is counted, logged, and the
+message acknowledged (it would fail again), and the link goes on.
+
+A broker that stops answering (stalled, or a dead link TCP has not noticed yet) is seen
+from its missing acknowledgements; the link then reports itself not connected, so barrier
+commands are dropped rather than delivered late.
 """
 
 from __future__ import annotations
@@ -27,30 +32,7 @@ log = logging.getLogger(__name__)
 # (topic below the node's prefix, split at "/"; payload; redelivered?; ack)
 Handler = Callable[[list[str], bytes, bool, Callable[[], None]], None]
 
-
-def parse_object(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """A JSON object, or the reason the payload is refused."""
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"payload is not JSON: {e}"
-    if not isinstance(body, dict):
-        return None, "payload must be a JSON object"
-    return body, None
-
-
-def parse_swipe(payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """A swipe payload ``{"card": "...", "ts"?: seconds}``, or the reason it is refused."""
-    body, error = parse_object(payload)
-    if body is None:
-        return None, error
-    card = body.get("card")
-    if not isinstance(card, str) or not card.strip():
-        return None, "payload needs 'card' as a non-empty string"
-    ts = body.get("ts")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
-        return None, "'ts' must be UNIX seconds"
-    return body, None
+STALL_AFTER_S = 2.0  # a publish the broker has not acknowledged for this long: stalled
 
 
 class MqttLink:
@@ -62,6 +44,11 @@ class MqttLink:
         self.last_error: str | None = None
         self._connected = False
         self._stopping = False
+        self.monotonic = time.monotonic
+        # QoS 1 publishes awaiting the broker's PUBACK (mid → when sent), and PUBACKs that
+        # arrived before their publish was noted (the two threads race)
+        self._unacked: dict[int, float] = {}
+        self._early: set[int] = set()
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"gatehouse-{node_id}",
@@ -82,11 +69,49 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.suppress_exceptions = True  # a second guard: paho logs a callback's error, lives on
         self.client = c
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """Connected and answering: a stalled broker counts as away."""
+        return self._connected and self.stalled_for() < STALL_AFTER_S
+
+    def stalled_for(self) -> float:
+        """How long the oldest unacknowledged publish has waited (0: none waiting)."""
+        for mid in list(self._early):
+            if self._unacked.pop(mid, None) is not None:
+                self._early.discard(mid)
+        if not self._unacked:
+            return 0.0
+        return max(0.0, self.monotonic() - min(self._unacked.values()))
+
+    def alive(self) -> bool:
+        """paho's network thread is running (loop_start's; paho 2 keeps it in ``_thread``)."""
+        thread = self.client._thread
+        return self._stopping or (thread is not None and thread.is_alive())
+
+    def supervise(self) -> None:
+        """Called every second: a network thread that ended is started again."""
+        if not self.alive():
+            self.counts["loop_restarts"] += 1
+            self.last_error = "network thread ended; restarted"
+            log.error("mqtt: the network thread ended; restarting it")
+            self._connected = False
+            self.client.loop_start()
+
+    def health(self) -> dict[str, Any]:
+        stalled = self.stalled_for()
+        return {
+            "ok": self.connected and self.alive(),
+            "connected": self._connected,
+            "thread_alive": self.alive(),
+            "stalled_s": round(stalled, 1) if stalled >= STALL_AFTER_S else 0,
+            "awaiting_ack": len(self._unacked),
+            "error": self.last_error,
+            **self.counts,
+        }
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
@@ -101,11 +126,18 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> bool:
+    def publish(
+        self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int = 1
+    ) -> bool:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        info = self.client.publish(self.base + topic, data, qos=1, retain=retain)
+        info = self.client.publish(self.base + topic, data, qos=qos, retain=retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.counts["published"] += 1
+            if qos > 0:
+                self._unacked[info.mid] = self.monotonic()
+                if info.mid in self._early:  # its PUBACK came first
+                    self._early.discard(info.mid)
+                    self._unacked.pop(info.mid, None)
             return True
         self.counts["publish_queued" if info.rc == mqtt.MQTT_ERR_NO_CONN else "publish_failed"] += 1
         return False
@@ -117,6 +149,9 @@ class MqttLink:
             return
         self._connected = True
         self.last_error = None
+        # what was awaiting an ack is resent by paho or gone with the old connection
+        self._unacked.clear()
+        self._early.clear()
         self.counts["connects"] += 1
         log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
         client.publish(self.base + "status", "online", qos=1, retain=True)
@@ -129,20 +164,36 @@ class MqttLink:
         self._connected = False
         self.last_error = f"disconnected: {reason}"
 
-    def route(self, pattern: str, handler: Handler) -> None:
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        if self._unacked.pop(mid, None) is None:
+            self._early.add(mid)
+
+    def route(self, pattern: str, handler: Handler, name: str) -> None:
         """Deliver messages on ``pattern`` (below the node's prefix) to ``handler``, which
-        acknowledges each once it is done with it (after its commit)."""
+        acknowledges each once it is done with it (after its commit). ``name`` is what the
+        input is counted as."""
         self.routes.append(pattern)
 
         def on_message(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             mid, qos = msg.mid, msg.qos
+            acked = False
 
             def ack() -> None:
-                if qos > 0:
-                    client.ack(mid, qos)
+                nonlocal acked
+                if qos > 0 and not acked:
+                    acked = True
+                    with contextlib.suppress(Exception):  # the link may have gone since
+                        client.ack(mid, qos)
 
-            # DUP: the broker sent it before and got no ack (we died first): a replay
-            handler(msg.topic[len(self.base) :].split("/"), msg.payload, bool(msg.dup), ack)
+            parts = msg.topic[len(self.base) :].split("/")
+            try:
+                # DUP: the broker sent it before and got no ack (we died first): a replay
+                handler(parts, msg.payload, bool(msg.dup), ack)
+            except Exception as e:
+                self.counts[f"failed:{name}"] += 1
+                self.last_error = f"{name} on {msg.topic}: {type(e).__name__}: {e}"
+                log.exception("mqtt: handling %s on %s failed; acknowledged", name, msg.topic)
+                ack()  # it would fail again: holding it would only block the window
 
         self.client.message_callback_add(self.base + pattern, on_message)
 
@@ -151,14 +202,3 @@ class MqttLink:
         self.counts["refused:topic"] += 1
         if msg.qos > 0:
             client.ack(msg.mid, msg.qos)
-
-
-def read_monotonic(body: dict[str, Any]) -> float:
-    """When a swipe was read, on the monotonic clock: its own ``ts`` if it carries one.
-
-    A reader that stamps its swipes is protected from replays of a broker's backlog: a
-    swipe queued for minutes arrives old and never opens the barrier.
-    """
-    mono, wall = time.monotonic(), time.time()
-    ts = body.get("ts")
-    return mono - max(0.0, wall - ts) if ts is not None else mono

@@ -16,7 +16,7 @@ import uvicorn
 from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, slips, systemd
+from edge import db, inputs, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.bus import Bus
@@ -26,15 +26,20 @@ from edge.config import Config
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
-from edge.mqtt import MqttLink, parse_swipe, read_monotonic
+from edge.inputs import Refused, SwipeIn
+from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
-from edge.writer import CallJob, Writer
+from edge.writer import CallJob, Outcome, Writer, apply_state
 from sync import qr
 from sync.client import SyncClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRUNE_EVERY_S = 3600.0
+# A database that has not taken a write for this long while failing stops the watchdog:
+# systemd restarts the service (and its unit's restart limit makes a full disk visible).
+WATCHDOG_DB_FAILING_S = 10.0
+PROBE_IDLE_S = 5.0  # an idle writer proves it can still write this often (node_meta)
 OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
 # backup up to this old gets them again (docs/sync.md)
 
@@ -55,7 +60,7 @@ class Service:
         db.migrate(cfg.db_path)
         self.conn = db.connect(cfg.db_path)
         self.epoch = db.ensure_epoch(self.conn)
-        self.writer = Writer(self.conn)
+        self.writer = Writer(self.conn, apply=self.apply)
         self.bus = Bus()
         self.control = ControlRoom(cfg, self.writer, self.bus)
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control)
@@ -64,9 +69,9 @@ class Service:
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
             self.mqtt = MqttLink(cfg.mqtt, cfg.node_id)
-            self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe)
-            self.mqtt.route("alarm-input/+", self.control.on_alarm_input)
-            self.mqtt.route("intercom/+/event", self.control.on_intercom)
+            self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe, "mqtt_swipe")
+            self.mqtt.route("alarm-input/+", self.control.on_alarm_input, "alarm_input")
+            self.mqtt.route("intercom/+/event", self.control.on_intercom, "intercom")
             self.bus.attach(self.mqtt)
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {
@@ -89,6 +94,7 @@ class Service:
         self._local = threading.local()  # one read connection per API worker thread
         self.stop_event = threading.Event()
         self._server: uvicorn.Server | None = None
+        self._api_thread: threading.Thread | None = None
 
     # -- the database, for the API ------------------------------------------------------
 
@@ -105,6 +111,29 @@ class Service:
 
     def count(self, what: str) -> None:
         self.counts[what] += 1
+
+    def apply(self, outcome: Outcome) -> None:
+        """Carry out what a committed job says, in order; one failing step never stops the
+        others (each is counted)."""
+        apply_state(outcome)
+        for ack in outcome.acks:
+            self._step("ack", ack)
+        for topic, payload in outcome.messages:
+            self._step("publish", self.bus.publish, topic, payload)
+        outcome.sent = [
+            bool(self._step("command", self.bus.command, c.topic, c.payload, c.expires))
+            for c in outcome.commands
+        ]
+        for s in outcome.snapshots:
+            self._step("snapshot", self.cameras.snap, s.gate, s.ref_kind, s.ref_id, s.ts)
+
+    def _step(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            self.counts[f"effect_failed:{what}"] += 1
+            log.exception("after-commit %s failed", what)
+            return None
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -149,25 +178,26 @@ class Service:
         self, parts: list[str], payload: bytes, replayed: bool, ack: Callable[[], None]
     ) -> None:
         reader_id = parts[1]
-        body, error = parse_swipe(payload)
-        reader = self.readers_cfg.get(reader_id)
-        if reader is None or reader.transport != "mqtt":
-            error = f"no MQTT reader {reader_id!r} is configured"
-        card = None
-        if error is None and body is not None:
+        mono, wall = time.monotonic(), time.time()
+        try:
+            reader = self.readers_cfg.get(reader_id)
+            if reader is None or reader.transport != "mqtt":
+                raise Refused(f"no MQTT reader {reader_id!r} is configured")
+            swipe = inputs.parse(SwipeIn, payload)
             try:
-                card = parse_card(body["card"], reader.card_format if reader else "auto")
+                card = parse_card(swipe.card, reader.card_format)
             except ValueError as e:
-                error = str(e)
-        if error is not None or card is None or reader is None:
+                raise Refused(f"card: {e}") from None
+        except Refused as e:
             self.counts["refused:mqtt_swipe"] += 1
-            log.warning("swipe on reader %s refused: %s", reader_id, error)
+            log.warning("swipe on reader %s refused: %s", reader_id, e)
             ack()  # refused for good: redelivering it would not make it valid
             return
-        mono = read_monotonic(body or {})
-        self.last_mqtt_swipe[reader_id] = time.monotonic()
-        raw = str(body["card"]).encode() if body else None
-        self.gate.submit(CardRead(reader, card, mono, "mqtt", raw, ack, replayed))
+        self.last_mqtt_swipe[reader_id] = mono
+        read_at = inputs.read_monotonic(swipe, mono, wall)
+        self.gate.submit(
+            CardRead(reader, card, read_at, "mqtt", swipe.card.encode(), ack, replayed)
+        )
 
     # -- health -------------------------------------------------------------------------
 
@@ -217,19 +247,49 @@ class Service:
                 out[(f"camera:{camera_id}", f"camera_{kind}")] = (h[kind], h["gate"], where)
         return out
 
+    def database_health(self) -> dict[str, Any]:
+        w = self.writer
+        return {
+            "ok": w.alive() and not w.failing(),
+            "thread_alive": w.alive(),
+            "failing_for_s": round(w.failing_for(), 1),
+            "last_commit_age_s": round(time.monotonic() - w.last_commit, 1),
+            "last_error": w.last_error,
+            "queued": w.jobs.qsize(),
+            "commits": w.commits,
+            "errors": w.errors,
+            "refused": w.refused,
+        }
+
+    def threads(self) -> dict[str, bool]:
+        """Every thread the gate depends on, alive or not (each catches its own errors;
+        this is how a bug that ends one anyway becomes visible)."""
+        out = {"writer": self.writer.alive()}
+        if self.mqtt is not None:
+            out["mqtt"] = self.mqtt.alive()
+        for reader_id, sr in self.serial.items():
+            alive = getattr(sr, "alive", None)
+            out[f"reader:{reader_id}"] = alive() if alive else sr._thread.is_alive()
+        if self.cfg.cameras:
+            alive = getattr(self.cameras, "alive", None)
+            out["snapshots"] = alive() if alive else self.cameras._thread.is_alive()
+        if self.sync is not None:
+            out["sync"] = self.sync.alive()
+        if self._api_thread is not None:
+            out["api"] = self._api_thread.is_alive()
+        return out
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         readers = self.reader_health()
         cameras = self.cameras.health()
-        database = {
-            "ok": self.writer.alive(),
-            "commits": self.writer.commits,
-            "errors": self.writer.errors,
-        }
+        database = self.database_health()
         broker: dict[str, Any] = {"configured": self.mqtt is not None, "ok": True}
         if self.mqtt is not None:
-            broker.update(ok=self.mqtt.connected, error=self.mqtt.last_error, **self.mqtt.counts)
+            broker.update(self.mqtt.health())
+        threads = self.threads()
         ok = (
-            database["ok"] and broker["ok"] and all(r["ok"] for r in readers.values())
+            database["ok"] and broker["ok"] and all(threads.values())
+            and all(r["ok"] for r in readers.values())
             and all(c["ok"] for c in cameras.values())
         )  # fmt: skip
         counts = (
@@ -242,12 +302,26 @@ class Service:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "database": database,
             "broker": broker,
+            "threads": threads,
             "readers": readers,
             "cameras": cameras,
             # the gate works without the office: the link is shown, not required
             "sync": self.sync.health() if self.sync else {"configured": False},
             "counts": counts | self.cameras.counts,
         }
+
+    def watchdog_ok(self) -> bool:
+        """Whether systemd should hear we are alive: every thread runs and the database has
+        not refused writes for long. A broker, reader or camera that is away is shown in
+        readiness but is no reason to restart (a restart would not bring it back)."""
+        return all(self.threads().values()) and (self.writer.failing_for() < WATCHDOG_DB_FAILING_S)
+
+    def probe(self, conn: sqlite3.Connection) -> None:
+        """A small real write when the writer has been idle or failing: readiness then
+        says whether the disk takes writes now, not whether it did at the last swipe."""
+        w = self.writer
+        if w.failing() or time.monotonic() - w.last_commit > PROBE_IDLE_S:
+            db.set_meta(conn, "alive_at", repr(time.time()))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -273,9 +347,10 @@ class Service:
             create_app(self), log_level="warning", lifespan="off", access_log=False
         )
         self._server = uvicorn.Server(config)
-        threading.Thread(
+        self._api_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
-        ).start()
+        )
+        self._api_thread.start()
 
     def run(self) -> None:
         """Start, tell systemd we are ready, feed the watchdog until told to stop."""
@@ -289,10 +364,12 @@ class Service:
         interval = min(systemd.watchdog_interval() or 1.0, 1.0)
         last_prune = time.monotonic()
         while not self.stop_event.wait(interval):
-            # only a turning writer earns a ping: a hung pipeline gets the unit restarted
-            if self.writer.alive():
+            # only a working service earns a ping: a hung pipeline gets the unit restarted
+            if self.watchdog_ok():
                 systemd.notify("WATCHDOG=1")
-            self.control.tick(self.conditions())
+            if self.mqtt is not None:
+                self.mqtt.supervise()
+            self.control.tick(self.conditions(), probe=self.probe)
             if time.monotonic() - last_prune > PRUNE_EVERY_S:
                 last_prune = time.monotonic()
                 self.writer.submit(CallJob(prune_outbox))

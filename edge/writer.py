@@ -1,10 +1,17 @@
 """The one database writer: a thread that runs jobs in shared transactions (group commit).
 
 Every write in the service is a job: ``run(conn)`` does its SQL inside the batch's
-transaction and returns what to do once that transaction is on disk (publish, ack, answer
-a caller). A batch of jobs costs one fsync, which is what lets a burst of swipes be
-recorded durably at thousands per second; each job sits in its own savepoint, so one job's
-error rolls back that job alone.
+transaction and returns an :class:`Outcome` — plain values saying what may happen once that
+transaction is on disk (messages to publish, a barrier command with its expiry, MQTT
+acknowledgements, snapshot requests, counters, the caller's reply). A batch of jobs costs
+one fsync, which is what lets a burst of swipes be recorded durably at thousands per
+second; each job sits in its own savepoint, so one job's error rolls back that job alone.
+
+Each job ends exactly once: ``done(outcome)`` after its commit, or ``failed(error)``. When
+the whole transaction fails (the database locked by another process, a full disk, an I/O
+error), nothing of it happened: in-memory changes are undone, a locked database is waited
+for and the batch tried again, and otherwise each job is tried alone, so one job's disk
+error cannot take its neighbours with it and none is left hanging.
 """
 
 from __future__ import annotations
@@ -15,24 +22,102 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from edge.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
-AfterCommit = Callable[[], None] | None
+LOCKED_RETRY_S = 30.0  # how long a locked database is waited for before jobs are failed
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An actuation (open the barrier): sent at once after the commit or never.
+
+    ``expires`` is on the monotonic clock: a command whose moment has passed (the writer
+    was held up) is dropped and counted, not sent late."""
+
+    topic: str
+    payload: dict[str, Any]
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snap:
+    """Ask the gate's camera for a picture of this record."""
+
+    gate: str | None
+    ref_kind: str
+    ref_id: str
+    ts: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a committed job lets happen, as values the service applies in order: acks,
+    state, counters, messages, commands, snapshots; then the caller gets ``reply``."""
+
+    reply: Any = None
+    acks: list[Callable[[], None]] = field(default_factory=list)
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    snapshots: list[Snap] = field(default_factory=list)
+    counts: list[tuple[Counter[str], str]] = field(default_factory=list)
+    # in-memory changes the job made at once (later jobs in its batch must see them), with
+    # the values they replaced: put back if the transaction rolls back
+    undo: list[tuple[MutableMapping[Any, Any], Any, Any]] = field(default_factory=list)
+    # in-memory changes that wait for the commit: (mapping, key, value)
+    state: list[tuple[MutableMapping[Any, Any], Any, Any]] = field(default_factory=list)
+    sent: list[bool] = field(default_factory=list)  # per command, filled in when applied
+
+    def count(self, counter: Counter[str], key: str) -> None:
+        self.counts.append((counter, key))
+
+    def set_now(self, mapping: MutableMapping[Any, Any], key: Any, value: Any) -> None:
+        """Change ``mapping[key]`` now; undone if this job's transaction rolls back."""
+        self.undo.append((mapping, key, mapping.get(key, _MISSING)))
+        mapping[key] = value
+
+    def merge(self, other: Outcome | None) -> Outcome:
+        if other is not None:
+            self.acks += other.acks
+            self.messages += other.messages
+            self.commands += other.commands
+            self.snapshots += other.snapshots
+            self.counts += other.counts
+            self.undo += other.undo
+            self.state += other.state
+        return self
+
+    def rolled_back(self) -> None:
+        for mapping, key, old in reversed(self.undo):
+            if old is _MISSING:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = old
+        self.undo.clear()
 
 
 class Job(Protocol):
-    def run(self, conn: sqlite3.Connection) -> AfterCommit: ...
+    def run(self, conn: sqlite3.Connection) -> Outcome | None: ...
+
+    def done(self, outcome: Outcome) -> None: ...
 
     def failed(self, error: BaseException) -> None: ...
 
 
 class CallJob:
-    """A function run in the writer; its result reaches the caller after the commit."""
+    """A function run in the writer; its result reaches the caller after the commit.
+
+    ``fn`` returns a plain value (the caller's result) or an :class:`Outcome` (the caller
+    gets the outcome once it has been applied: which commands went out, and its reply)."""
 
     def __init__(
         self,
@@ -42,32 +127,73 @@ class CallJob:
         self.fn = fn
         self.after = after
         self.future: Future[Any] = Future()
+        self._started = False
+        self._whole = False
 
-    def run(self, conn: sqlite3.Connection) -> AfterCommit:
+    def run(self, conn: sqlite3.Connection) -> Outcome | None:
+        if not self._started:
+            self._started = True
+            # a caller that gave up before the job began gets its 503 truthfully: not run
+            if not self.future.set_running_or_notify_cancel():
+                return None
         result = self.fn(conn)
+        self._whole = isinstance(result, Outcome)
+        return result if isinstance(result, Outcome) else Outcome(reply=result)
 
-        def done() -> None:
+    def done(self, outcome: Outcome) -> None:
+        if self.future.done():
+            return
+        try:
             if self.after is not None:
-                self.after(result)
-            self.future.set_result(result)
-
-        return done
+                self.after(outcome.reply)
+        except Exception:  # the write is committed: the caller still hears so
+            log.exception("writer: after-commit step failed")
+        self.future.set_result(outcome if self._whole else outcome.reply)
 
     def failed(self, error: BaseException) -> None:
-        self.future.set_exception(error)
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+def job_level(error: BaseException) -> bool:
+    """An error that belongs to one job (a rule's refusal, a constraint, a bug in it) rather
+    than to the transaction (locked, disk full, I/O error): only its savepoint is undone."""
+    if not isinstance(error, sqlite3.Error):
+        return True
+    return isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError)
+
+
+def locked(error: BaseException) -> bool:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(error)
 
 
 class Writer:
-    def __init__(self, conn: sqlite3.Connection, checkpoint_every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        apply: Callable[[Outcome], None] | None = None,
+        checkpoint_every_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.conn = conn
         # A WAL checkpoint inside a commit would hold a swipe up for milliseconds: the
         # writer never checkpoints; a thread of its own does, between commits.
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        # Waits for another process's lock in short steps, so the writer stays responsive
+        # and retries inside LOCKED_RETRY_S rather than blocking for the whole of it.
+        conn.execute("PRAGMA busy_timeout=200")
+        self.apply = apply or apply_acks_only
         self.checkpoint_every_s = checkpoint_every_s
+        self.monotonic = monotonic
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.last_beat = time.monotonic()  # the watchdog checks the writer is turning
+        self.last_beat = monotonic()  # the loop turned (at least every 0.5 s)
+        self.last_commit = monotonic()  # a transaction that wrote something reached the disk
+        self.last_failure: float | None = None  # a transaction failed
+        self.last_error: str | None = None
         self.commits = 0
-        self.errors = 0
+        self.errors = 0  # transactions that failed, and jobs that failed for a fault
+        self.refused = 0  # jobs a rule refused (409/422): outcomes, not faults
         self._thread = threading.Thread(target=self._loop, name="writer", daemon=True)
         self._checkpointer = threading.Thread(
             target=self._checkpoints, name="checkpoint", daemon=True
@@ -79,7 +205,14 @@ class Writer:
         self._checkpointer.start()
 
     def alive(self, within_s: float = 5.0) -> bool:
-        return self._thread.is_alive() and time.monotonic() - self.last_beat < within_s
+        return self._thread.is_alive() and self.monotonic() - self.last_beat < within_s
+
+    def failing(self) -> bool:
+        """The last transaction failed and none has succeeded since."""
+        return self.last_failure is not None and self.last_failure >= self.last_commit
+
+    def failing_for(self) -> float:
+        return self.monotonic() - self.last_commit if self.failing() else 0.0
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
@@ -91,10 +224,19 @@ class Writer:
         timeout: float = 10.0,
     ) -> Any:
         """Run ``fn(conn)`` in the writer and wait until its transaction is committed;
-        ``after(result)`` runs once it is, before the caller gets the result."""
+        ``after(result)`` runs once it is, before the caller gets the result.
+
+        On a timeout the job is withdrawn if it has not begun (TimeoutError: nothing was
+        written); one already running is waited for, so a committed write is never
+        reported as failed."""
         job = CallJob(fn, after)
         self.jobs.put(job)
-        return job.future.result(timeout)
+        try:
+            return job.future.result(timeout)
+        except TimeoutError:
+            if job.future.cancel():
+                raise
+            return job.future.result(LOCKED_RETRY_S + 30)
 
     def stop(self) -> None:
         """Finish every job already queued, then stop."""
@@ -121,7 +263,7 @@ class Writer:
     def _loop(self) -> None:
         stopping = False
         while not stopping:
-            self.last_beat = time.monotonic()
+            self.last_beat = self.monotonic()
             try:
                 first = self.jobs.get(timeout=0.5)
             except queue.Empty:
@@ -141,42 +283,126 @@ class Writer:
                     break
                 batch.append(job)
             if batch:
-                self._run_batch(batch)
+                try:
+                    self._run_batch(batch)
+                except BaseException as e:  # never: but a writer that dies silences the gate
+                    log.exception("writer: batch handling failed")
+                    for job in batch:
+                        with contextlib.suppress(Exception):
+                            job.failed(e)
+
+    # -- one batch ------------------------------------------------------------------------
 
     def _run_batch(self, batch: list[Job]) -> None:
+        """Run the batch in one transaction; if the transaction fails, wait out a lock and
+        try again, else try each job alone. Every job ends exactly once."""
+        deadline = self.monotonic() + LOCKED_RETRY_S
+        error = self._attempt(batch, deadline)
+        if error is None:
+            return
+        if len(batch) > 1:
+            log.warning("writer: a batch of %d failed (%s); trying each job alone",
+                        len(batch), error)  # fmt: skip
+            for job in batch:
+                single = self._attempt([job], self.monotonic() + 1.0)
+                if single is not None:
+                    self._fail(job, single)
+        else:
+            self._fail(batch[0], error)
+
+    def _attempt(self, jobs: list[Job], deadline: float) -> sqlite3.Error | None:
+        """One transaction, retried while the database is locked until ``deadline``; the
+        error if it could not be committed (nothing of it is kept, in memory or on disk)."""
+        pause = 0.01
+        while True:
+            wrote = self.conn.total_changes
+            try:
+                ended = self._transaction(jobs)
+            except sqlite3.Error as e:
+                self.last_failure = self.monotonic()
+                self.last_error = f"{type(e).__name__}: {e}"
+                if locked(e) and self.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    self.last_beat = self.monotonic()  # waiting, not hung
+                    continue
+                self.errors += 1
+                log.error("writer: transaction failed: %s", e)
+                return e
+            self.commits += 1
+            if self.conn.total_changes != wrote:  # only a write proves the disk takes them
+                self.last_commit = self.monotonic()
+            for job, outcome, job_error in ended:
+                if job_error is not None:
+                    self._fail(job, job_error)
+                elif outcome is not None:
+                    self._finish(job, outcome)
+            return None
+
+    def _transaction(
+        self, jobs: list[Job]
+    ) -> list[tuple[Job, Outcome | None, BaseException | None]]:
         conn = self.conn
-        effects: list[Callable[[], None]] = []
-        ran: list[Job] = []
+        ended: list[tuple[Job, Outcome | None, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
+            for job in jobs:
                 conn.execute("SAVEPOINT job")
                 try:
-                    after = job.run(conn)
-                except Exception as e:  # one bad job must not sink the others
+                    outcome = job.run(conn) or Outcome()
+                except Exception as e:
+                    if not job_level(e) or not conn.in_transaction:
+                        raise  # the transaction itself failed: handled for the batch
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
-                    self.errors += 1
-                    log.exception("writer job failed")
-                    job.failed(e)
+                    ended.append((job, None, e))
                     continue
                 conn.execute("RELEASE job")
-                ran.append(job)
-                if after is not None:
-                    effects.append(after)
+                ended.append((job, outcome, None))
             conn.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.Error as e:
-            # the whole transaction is lost (disk full, I/O error): nobody may act on it
-            log.error("writer: commit failed: %s", e)
-            self.errors += 1
+        except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in ran:
-                job.failed(e)
-            return
-        for effect in effects:
-            try:
-                effect()
-            except Exception:
-                log.exception("writer: after-commit effect failed")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for _job, outcome, _e in reversed(ended):
+                if outcome is not None:
+                    outcome.rolled_back()
+            raise
+        return ended
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        try:
+            self.apply(outcome)
+        except Exception:
+            log.exception("writer: applying a committed outcome failed")
+        try:
+            job.done(outcome)
+        except Exception:
+            log.exception("writer: a job's completion failed")
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        if isinstance(error, DomainError):
+            self.refused += 1  # a rule said no: the caller hears why; not a fault
+        else:
+            self.errors += 1
+            if job_level(error):
+                log.error("writer job failed: %s", error, exc_info=error)
+        try:
+            job.failed(error)
+        except Exception:
+            log.exception("writer: a job's failure handler failed")
+
+
+def apply_acks_only(outcome: Outcome) -> None:
+    """The default for a writer with no service around it (the CLI, tests)."""
+    apply_state(outcome)
+    for ack in outcome.acks:
+        ack()
+    outcome.sent = [False] * len(outcome.commands)
+
+
+def apply_state(outcome: Outcome) -> None:
+    for mapping, key, value in outcome.state:
+        mapping[key] = value
+    for counter, key in outcome.counts:
+        counter[key] += 1

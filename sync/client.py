@@ -122,6 +122,10 @@ class SyncClient:
             th.join(timeout=5)
         self.http.close()
 
+    def alive(self) -> bool:
+        """Every sync worker is running (they catch their own errors; this is the check)."""
+        return self.stop_event.is_set() or all(th.is_alive() for th in self._threads)
+
     def health(self) -> dict[str, Any]:
         backlog, oldest = self.read(
             lambda c: c.execute(
@@ -135,6 +139,7 @@ class SyncClient:
             "push_lag_s": lag,
             "pull_cursor": int(cursor or 0),
             "connected": self.fresh.is_set(),
+            "threads_alive": self.alive(),
         }
 
     def _loop(self, once: Callable[[], bool]) -> None:
