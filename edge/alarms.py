@@ -110,7 +110,7 @@ def escalation_due(a: dict[str, Any], now: float, cfg: AlarmsCfg) -> bool:
     if a["acked_at"] is not None or a["state"] == "closed" or shelved(a, now):
         return False
     since = a["escalated_at"] or a["raised_at"]
-    return now - since >= cfg.escalate_after_s.get(a["priority"], 600.0)
+    return now - since >= cfg.escalate_after_s.get(a["priority"], DEFAULT_ESCALATE_AFTER_S)
 
 
 def shelved(a: dict[str, Any], now: float) -> bool:
@@ -368,15 +368,45 @@ def unshelve(conn: sqlite3.Connection, alarm_id: int, by: str, now: float) -> No
     _log(conn, alarm_id, now, by, "unshelved")
 
 
+_DUE_COLUMNS = (
+    "SELECT id, priority, state, acked_at, raised_at, escalated_at, shelved_until, "
+    "escalation_level, type FROM alarms WHERE acked_at IS NULL AND state != 'closed' "
+    "AND (shelved_until IS NULL OR shelved_until <= ?) AND "
+)
+DEFAULT_ESCALATE_AFTER_S = 600.0
+
+
+def _possibly_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[dict[str, Any]]:
+    """The unacknowledged alarms whose escalation may be due, in id order: per priority, a
+    range of ``ix_alarms_awaiting_ack`` (priority, escalated_at, raised_at) — the clock
+    runs from ``escalated_at``, else from ``raised_at`` — so a queue of open alarms costs
+    the ones that are due, not all of them, each second. ``escalation_due`` decides."""
+    eps = 1e-6  # the SQL may take a row or two too many at the limit, never one too few
+    found: dict[int, dict[str, Any]] = {}
+
+    def take(where: str, args: tuple[Any, ...]) -> None:
+        for a in db.rows(conn, _DUE_COLUMNS + where, (now, *args)):
+            found[a["id"]] = a
+
+    limits = dict(cfg.escalate_after_s)
+    low, high = min(limits, default=1), max(limits, default=0)
+    # a priority the config does not name (none, in practice) has the default limit
+    limits |= {p: DEFAULT_ESCALATE_AFTER_S for p in range(low, high + 1) if p not in limits}
+    for priority, after in limits.items():
+        cutoff = now - after + eps
+        take("priority = ? AND escalated_at IS NULL AND raised_at <= ?", (priority, cutoff))
+        take("priority = ? AND escalated_at <= ?", (priority, cutoff))
+    cutoff = now - DEFAULT_ESCALATE_AFTER_S + eps
+    since = "coalesce(escalated_at, raised_at) <= ?"
+    take(f"priority < ? AND {since}", (low, cutoff))
+    take(f"priority > ? AND {since}", (high, cutoff))
+    return [found[k] for k in sorted(found)]
+
+
 def escalate_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[int]:
     """Escalate every alarm whose acknowledgement is overdue; the ids that changed."""
-    open_ = db.rows(
-        conn,
-        "SELECT id, priority, state, acked_at, raised_at, escalated_at, shelved_until, "
-        "escalation_level, type FROM alarms WHERE acked_at IS NULL AND state != 'closed'",
-    )
     changed = []
-    for a in open_:
+    for a in _possibly_due(conn, cfg, now):
         if not escalation_due(a, now, cfg):
             continue
         level = a["escalation_level"] + 1
