@@ -181,12 +181,26 @@ def raise_alarm(
 ) -> int:
     """A condition became active: fold it into the source's open alarm, or open one."""
     row = conn.execute(
-        "SELECT id, active FROM alarms WHERE source = ? AND type = ? AND state != 'closed' "
-        "ORDER BY id DESC LIMIT 1",
+        "SELECT id, active, acked_at FROM alarms WHERE source = ? AND type = ? "
+        "AND state != 'closed' ORDER BY id DESC LIMIT 1",
         (source, kind),
     ).fetchone()
     if row is not None and source != "manual":
-        alarm_id = row[0]
+        alarm_id, active, acked_at = row
+        if not active and acked_at is not None:
+            # ISA-18.2: a new activation after an acknowledged return to normal is a new
+            # event: it annunciates again and escalates from now if nobody acknowledges it
+            conn.execute(
+                "UPDATE alarms SET active = 1, count = count + 1, last_active_at = ?, "
+                "acked_at = NULL, acked_by = NULL, escalation_level = 0, escalated_at = ?, "
+                "state = CASE state WHEN 'acknowledged' THEN 'new' ELSE state END WHERE id = ?",
+                (now, now, alarm_id),
+            )
+            _log(conn, alarm_id, now, by, "reactivated")
+            dutylog.add(conn, now, by or "system", "alarm",
+                        f"alarm {alarm_id} ({kind}) active again after it was acknowledged",
+                        alarm_id)  # fmt: skip
+            return int(alarm_id)
         conn.execute(
             "UPDATE alarms SET active = 1, count = count + 1, last_active_at = ? WHERE id = ?",
             (now, alarm_id),

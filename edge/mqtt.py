@@ -3,8 +3,9 @@
 paho's network thread reconnects by itself and is started again should it ever end; the
 service works on with no broker at all. The session is persistent and inputs are
 acknowledged by hand, only after what they caused is committed, so a message the broker
-handed over is never lost to a crash: unacknowledged, it is delivered again. No handler can raise into paho: an exception is counted, logged, and the
-message acknowledged (it would fail again), and the link goes on.
+handed over is never lost to a crash: unacknowledged, it is delivered again. No handler
+can raise into paho: an exception is counted, logged, and the message acknowledged (it
+would fail again), and the link goes on.
 
 A broker that stops answering (stalled, or a dead link TCP has not noticed yet) is seen
 from its missing acknowledgements; the link then reports itself not connected, so barrier

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 LOCKED_RETRY_S = 30.0  # how long a locked database is waited for before jobs are failed
+# A failing database is well again only after a real write with no failure for this long:
+# on a nearly full disk small writes pass while swipes fail, and that is not health.
+RECOVERED_AFTER_S = 5.0
 _MISSING = object()
 
 
@@ -190,6 +193,7 @@ class Writer:
         self.last_beat = monotonic()  # the loop turned (at least every 0.5 s)
         self.last_commit = monotonic()  # a transaction that wrote something reached the disk
         self.last_failure: float | None = None  # a transaction failed
+        self.failing_since: float | None = None  # the first failure not yet recovered from
         self.last_error: str | None = None
         self.commits = 0
         self.errors = 0  # transactions that failed, and jobs that failed for a fault
@@ -208,11 +212,11 @@ class Writer:
         return self._thread.is_alive() and self.monotonic() - self.last_beat < within_s
 
     def failing(self) -> bool:
-        """The last transaction failed and none has succeeded since."""
-        return self.last_failure is not None and self.last_failure >= self.last_commit
+        """Transactions fail, and none has written since failures stopped."""
+        return self.failing_since is not None
 
     def failing_for(self) -> float:
-        return self.monotonic() - self.last_commit if self.failing() else 0.0
+        return 0.0 if self.failing_since is None else self.monotonic() - self.failing_since
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
@@ -319,19 +323,27 @@ class Writer:
             try:
                 ended = self._transaction(jobs)
             except sqlite3.Error as e:
-                self.last_failure = self.monotonic()
                 self.last_error = f"{type(e).__name__}: {e}"
                 if locked(e) and self.monotonic() + pause < deadline:
-                    time.sleep(pause)
+                    time.sleep(pause)  # another process holds the lock: wait it out
                     pause = min(pause * 2, 0.5)
                     self.last_beat = self.monotonic()  # waiting, not hung
                     continue
+                self.last_failure = self.monotonic()
+                if self.failing_since is None:
+                    self.failing_since = self.last_failure
                 self.errors += 1
                 log.error("writer: transaction failed: %s", e)
                 return e
             self.commits += 1
             if self.conn.total_changes != wrote:  # only a write proves the disk takes them
                 self.last_commit = self.monotonic()
+                if (
+                    self.failing_since is not None
+                    and self.last_failure is not None
+                    and self.last_commit - self.last_failure >= RECOVERED_AFTER_S
+                ):
+                    self.failing_since = None  # fmt: skip
             for job, outcome, job_error in ended:
                 if job_error is not None:
                     self._fail(job, job_error)
