@@ -41,9 +41,26 @@ def backup_edge(db_path: Path, target: Path) -> int:
 
 
 def restore_edge(source: Path, db_path: Path) -> int:
-    """Put a backup in place (the service must be stopped); returns the new epoch."""
+    """Put a backup in place (the service must be stopped); returns the new epoch.
+
+    Refused while the service runs: it would keep writing into the files this replaces,
+    and the restore would be silently undone."""
     if not source.is_file():
         raise DomainError(f"{source} is not a file")
+    try:
+        held = db.hold(db_path)
+    except db.InUse:
+        raise DomainError(
+            f"the service is running on {db_path}: stop it first "
+            "(systemctl stop gatehouse-edge), then restore"
+        ) from None
+    try:
+        return _restore_edge(source, db_path)
+    finally:
+        db.release(held)
+
+
+def _restore_edge(source: Path, db_path: Path) -> int:
     probe = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
         check = probe.execute("PRAGMA integrity_check").fetchone()[0]

@@ -7,6 +7,8 @@ when it returns, whoever made it.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 import sqlite3
 from pathlib import Path
@@ -27,6 +29,28 @@ def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
+
+
+class InUse(RuntimeError):
+    """Another process holds the database for itself (the running service, a restore)."""
+
+
+def hold(path: Path) -> int:
+    """Hold ``<database>.lock`` for as long as this process lives (or until released):
+    the service holds it while it runs, a restore while it replaces the file, so neither
+    can happen under the other. The kernel lets go when the process dies, kill -9 too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InUse(f"{path} is in use by another Gatehouse process") from None
+    return fd
+
+
+def release(fd: int) -> None:
+    os.close(fd)  # closing the descriptor releases the lock
 
 
 def connect(path: Path) -> sqlite3.Connection:

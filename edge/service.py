@@ -22,7 +22,7 @@ from edge.api.deps import Throttle
 from edge.bus import Bus
 from edge.cameras import Cameras
 from edge.cards import parse_card
-from edge.config import Config
+from edge.config import Config, ConfigError
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
@@ -57,6 +57,12 @@ class Service:
         self.started = time.monotonic()
         self.counts: Counter[str] = Counter()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        try:  # one service per database; and no restore under it
+            self._held = db.hold(cfg.db_path)
+        except db.InUse:
+            raise ConfigError(
+                f"another Gatehouse service (or a restore) is using {cfg.db_path}"
+            ) from None
         db.migrate(cfg.db_path)
         self.conn = db.connect(cfg.db_path)
         self.epoch = db.ensure_epoch(self.conn)
@@ -377,15 +383,19 @@ class Service:
         self.shutdown()
 
     def shutdown(self) -> None:
+        """Stop taking reads, decide and publish every read already taken, then the rest:
+        a hung camera or an unreachable office must not hold the queued swipes past
+        systemd's stop timeout."""
         for sr in self.serial.values():
             sr.stop()
         if self._server is not None:
             self._server.should_exit = True
-        self.cameras.stop()
+        self.writer.stop()  # records and publishes everything already read
         if self.sync is not None:
             self.sync.stop()
-        self.writer.stop()  # records and publishes everything already read
+        self.cameras.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         self.conn.close()
+        db.release(self._held)
         log.info("gatehouse %s stopped", self.cfg.node_id)

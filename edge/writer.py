@@ -203,6 +203,7 @@ class Writer:
             target=self._checkpoints, name="checkpoint", daemon=True
         )
         self._stopped = threading.Event()
+        self._closed = False
 
     def start(self) -> None:
         self._thread.start()
@@ -219,6 +220,9 @@ class Writer:
         return 0.0 if self.failing_since is None else self.monotonic() - self.failing_since
 
     def submit(self, job: Job) -> None:
+        if self._closed:  # nothing would ever run it: say so at once
+            job.failed(RuntimeError("the writer has stopped"))
+            return
         self.jobs.put(job)
 
     def call(
@@ -234,7 +238,7 @@ class Writer:
         written); one already running is waited for, so a committed write is never
         reported as failed."""
         job = CallJob(fn, after)
-        self.jobs.put(job)
+        self.submit(job)
         try:
             return job.future.result(timeout)
         except TimeoutError:
@@ -244,8 +248,16 @@ class Writer:
 
     def stop(self) -> None:
         """Finish every job already queued, then stop."""
+        self._closed = True
         self.jobs.put(None)
         self._thread.join(timeout=30)
+        while True:  # one that slipped in behind the stop is told, not left waiting
+            try:
+                late = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.failed(RuntimeError("the writer has stopped"))
         self._stopped.set()
         self._checkpointer.join(timeout=10)
         with contextlib.suppress(sqlite3.Error):  # a reader may hold it; not worth waiting

@@ -323,3 +323,25 @@ def test_a_door_alarm_that_returns_after_acknowledgement_annunciates_again(tmp_p
             return shown()["escalation_level"] >= 1
 
         wait_for(escalated, 10, "the returned alarm to escalate")
+
+
+def test_a_restore_under_the_running_service_is_refused_and_works_once_it_is_stopped(
+    node: Node, pty: Pty, listener: Listener
+):
+    """`gatehouse restore` under a running service deleted its live WAL and copied over
+    the database; the service kept writing into unlinked files and the restore was undone."""
+    add(node, "01026F6C3A")
+    backup = node.config.parent / "backup.db"
+    assert cli(node.config, "backup", str(backup)).returncode == 0
+    pty.write(frame("01026F6C3A"))
+    assert listener.next("/decision")["decision"] == "grant"
+    refused = cli(node.config, "restore", str(backup), check=False)
+    assert refused.returncode != 0 and "stop it first" in refused.stderr
+    pty.write(frame("0A0B0C0D0E"))  # the service went on, untouched
+    assert listener.next("/decision")["reason"] == "unknown_credential"
+    node.stop()
+    restored = cli(node.config, "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    node.start(wait_ready=True)
+    second = cli(node.config, "run", check=False)  # a second service on the same database
+    assert second.returncode != 0 and "is using" in second.stderr
