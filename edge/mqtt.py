@@ -81,12 +81,13 @@ class MqttLink:
 
     def stalled_for(self) -> float:
         """How long the oldest unacknowledged publish has waited (0: none waiting)."""
-        for mid in list(self._early):
-            if self._unacked.pop(mid, None) is not None:
-                self._early.discard(mid)
-        if not self._unacked:
-            return 0.0
-        return max(0.0, self.monotonic() - min(self._unacked.values()))
+        if self._early:
+            for mid in list(self._early):
+                if self._unacked.pop(mid, None) is not None:
+                    self._early.discard(mid)
+        # noted in publish order and never re-inserted: the first entry is the oldest
+        oldest = next(iter(self._unacked.values()), None)
+        return 0.0 if oldest is None else max(0.0, self.monotonic() - oldest)
 
     def alive(self) -> bool:
         """paho's network thread is running (loop_start's; paho 2 keeps it in ``_thread``)."""

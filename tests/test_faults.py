@@ -345,3 +345,21 @@ def test_a_restore_under_the_running_service_is_refused_and_works_once_it_is_sto
     node.start(wait_ready=True)
     second = cli(node.config, "run", check=False)  # a second service on the same database
     assert second.returncode != 0 and "is using" in second.stderr
+
+
+def test_a_manual_opening_says_whether_the_open_went_out(
+    node: Node, broker: Broker, listener: Listener
+):
+    """A manual override answered 201 and logged "barrier opened" when no open went out."""
+    from tests.helpers import http_call
+
+    token = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
+    base = f"http://127.0.0.1:{node.api_port}"
+    body = {"gate": "main", "reason": "送货车辆"}
+    status, shown = http_call(base, "POST", "/api/v1/overrides", token, body)
+    assert status == 201 and shown["opened"] is True
+    assert listener.next("/gate/main/open")["event_id"] == shown["event_id"]
+    broker.stop()
+    wait_for(lambda: not node.ready()[1]["broker"]["ok"], 20, "the broker seen away")
+    status, shown = http_call(base, "POST", "/api/v1/overrides", token, body)
+    assert status == 201 and shown["opened"] is False  # recorded; the guard is told
