@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from edge import alarms, dutylog, inputs
 from edge.bus import Bus
+from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.inputs import AlarmInputIn, IntercomIn, Refused
 from edge.writer import CallJob, Outcome, Snap, Writer
@@ -26,8 +26,9 @@ Views = list[dict[str, Any]]
 
 
 class ControlRoom:
-    def __init__(self, cfg: Config, writer: Writer, bus: Bus) -> None:
+    def __init__(self, cfg: Config, writer: Writer, bus: Bus, clock: Clock | None = None) -> None:
         self.cfg = cfg
+        self.clock = clock or SystemClock()
         self.writer = writer
         self.bus = bus
         self.counts: Counter[str] = Counter()
@@ -38,7 +39,7 @@ class ControlRoom:
     # -- changes ------------------------------------------------------------------------
 
     def views(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Views:
-        now = time.time()
+        now = self.clock.now()
         return [alarms.view(alarms.get(conn, i), now, self.cfg.tz) for i in dict.fromkeys(ids)]
 
     def announce(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Outcome:
@@ -55,7 +56,7 @@ class ControlRoom:
                 and v["id"] not in self._pictured
             ):
                 out.state.append((self._pictured, v["id"], True))
-                out.snapshots.append(Snap(v["gate"], "alarm", str(v["id"]), time.time()))
+                out.snapshots.append(Snap(v["gate"], "alarm", str(v["id"]), self.clock.now()))
         return out
 
     def _job(self, fn: Callable[[sqlite3.Connection], list[int] | None],
@@ -98,7 +99,7 @@ class ControlRoom:
         kind, location = body.type, body.location
         gate, where = self.cfg.alarms.sources.get(source_id, (None, None))
         source = f"alarm-input:{source_id}"
-        now = time.time()
+        now = self.clock.now()
         self.counts["alarm_input"] += 1
         if body.state == "active":
             self.submit(
@@ -119,7 +120,7 @@ class ControlRoom:
             event = inputs.parse(IntercomIn, payload).event
         except Refused as e:
             return self._refuse("intercom", f"{intercom}: {e}", ack)
-        now = time.time()
+        now = self.clock.now()
         self.counts[f"intercom:{event}"] += 1
         if event == "emergency":
             self.submit(
@@ -147,7 +148,7 @@ class ControlRoom:
         """Once a second: escalate what nobody acknowledged, and raise or clear the alarms of
         the service's own watch — ``(source, type) → (active, gate, location)``: a reader
         gone, a camera offline, frozen or covered."""
-        now = time.time()
+        now = self.clock.now()
 
         def job(c: sqlite3.Connection) -> Outcome:
             out = Outcome()

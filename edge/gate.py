@@ -9,7 +9,6 @@ swipe, publish the decision, and on a fresh grant command the barrier open.
 from __future__ import annotations
 
 import sqlite3
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edge import alarms, dutylog, outbox
 from edge.bus import Bus
 from edge.cards import CardId, mask_key
+from edge.clock import Clock, SystemClock
 from edge.config import Config, ReaderCfg, parse_hours
 from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
@@ -184,8 +184,7 @@ class GatePipeline:
         bus: Bus,
         epoch: int,
         control: ControlRoom | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.cfg = cfg
         self.rules = site_rules(cfg)
@@ -194,8 +193,8 @@ class GatePipeline:
         self.epoch = epoch
         self.control = control
         self.cameras: Cameras | None = None  # set by the service when it has cameras
-        self.clock = clock
-        self.monotonic = monotonic
+        clock = clock or SystemClock()
+        self.clock, self.monotonic = clock.now, clock.monotonic
         self.counts: Counter[str] = Counter()
         # (reader, card) → last sighting, oldest first; writer thread only
         self._last_seen: dict[tuple[str, int], float] = {}

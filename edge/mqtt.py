@@ -188,9 +188,14 @@ class MqttLink:
                         client.ack(mid, qos)
 
             parts = msg.topic[len(self.base) :].split("/")
+            # A replay, never a fresh read: DUP (the broker sent it before and got no ack:
+            # we died first), or retained (a device published it retained, and the broker
+            # hands it over again on every subscribe; no ACL can forbid that)
+            replayed = bool(msg.dup or msg.retain)
+            if msg.retain:
+                self.counts[f"retained:{name}"] += 1
             try:
-                # DUP: the broker sent it before and got no ack (we died first): a replay
-                handler(parts, msg.payload, bool(msg.dup), ack)
+                handler(parts, msg.payload, replayed, ack)
             except Exception as e:
                 self.counts[f"failed:{name}"] += 1
                 self.last_error = f"{name} on {msg.topic}: {type(e).__name__}: {e}"

@@ -22,6 +22,7 @@ from edge.api.deps import Throttle
 from edge.bus import Bus
 from edge.cameras import Cameras
 from edge.cards import parse_card
+from edge.clock import Clock, SystemClock
 from edge.config import Config, ConfigError
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
@@ -52,9 +53,10 @@ def prune_outbox(conn: sqlite3.Connection) -> int:
 
 
 class Service:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
         self.cfg = cfg
-        self.started = time.monotonic()
+        self.clock = clock or SystemClock()
+        self.started = self.clock.monotonic()
         self.counts: Counter[str] = Counter()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         try:  # one service per database; and no restore under it
@@ -66,10 +68,10 @@ class Service:
         db.migrate(cfg.db_path)
         self.conn = db.connect(cfg.db_path)
         self.epoch = db.ensure_epoch(self.conn)
-        self.writer = Writer(self.conn, apply=self.apply)
-        self.bus = Bus()
-        self.control = ControlRoom(cfg, self.writer, self.bus)
-        self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control)
+        self.writer = Writer(self.conn, apply=self.apply, monotonic=self.clock.monotonic)
+        self.bus = Bus(self.clock.monotonic)
+        self.control = ControlRoom(cfg, self.writer, self.bus, self.clock)
+        self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control, self.clock)
         self.cameras = Cameras(cfg, self.writer, self.epoch)
         self.gate.cameras = self.control.cameras = self.cameras
         self.mqtt: MqttLink | None = None
@@ -172,7 +174,7 @@ class Service:
         message: dict[str, Any] = {"kind": "slip", "number": number, "found": slip is not None}
         if slip is not None:
             message |= {
-                "status": slips.status_at(slip, time.time()),
+                "status": slips.status_at(slip, self.clock.now()),
                 "unit": slip["unit"],
                 "items": sum(i["qty"] for i in slip["items"]),
             }
@@ -184,7 +186,7 @@ class Service:
         self, parts: list[str], payload: bytes, replayed: bool, ack: Callable[[], None]
     ) -> None:
         reader_id = parts[1]
-        mono, wall = time.monotonic(), time.time()
+        mono, wall = self.clock.monotonic(), self.clock.now()
         try:
             reader = self.readers_cfg.get(reader_id)
             if reader is None or reader.transport != "mqtt":
@@ -208,7 +210,7 @@ class Service:
     # -- health -------------------------------------------------------------------------
 
     def reader_health(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         out: dict[str, dict[str, Any]] = {}
         for r in self.cfg.readers:
             if r.transport == "serial":
@@ -259,7 +261,7 @@ class Service:
             "ok": w.alive() and not w.failing(),
             "thread_alive": w.alive(),
             "failing_for_s": round(w.failing_for(), 1),
-            "last_commit_age_s": round(time.monotonic() - w.last_commit, 1),
+            "last_commit_age_s": round(self.clock.monotonic() - w.last_commit, 1),
             "last_error": w.last_error,
             "queued": w.jobs.qsize(),
             "commits": w.commits,
@@ -305,7 +307,7 @@ class Service:
         return ok, {
             "ready": ok,
             "node": self.cfg.node_id,
-            "uptime_s": round(time.monotonic() - self.started, 1),
+            "uptime_s": round(self.clock.monotonic() - self.started, 1),
             "database": database,
             "broker": broker,
             "threads": threads,
@@ -326,8 +328,8 @@ class Service:
         """A small real write when the writer has been idle or failing: readiness then
         says whether the disk takes writes now, not whether it did at the last swipe."""
         w = self.writer
-        if w.failing() or time.monotonic() - w.last_commit > PROBE_IDLE_S:
-            db.set_meta(conn, "alive_at", repr(time.time()))
+        if w.failing() or self.clock.monotonic() - w.last_commit > PROBE_IDLE_S:
+            db.set_meta(conn, "alive_at", repr(self.clock.now()))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -368,7 +370,7 @@ class Service:
             "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
         )
         interval = min(systemd.watchdog_interval() or 1.0, 1.0)
-        last_prune = time.monotonic()
+        last_prune = self.clock.monotonic()
         while not self.stop_event.wait(interval):
             # only a working service earns a ping: a hung pipeline gets the unit restarted
             if self.watchdog_ok():
@@ -376,8 +378,8 @@ class Service:
             if self.mqtt is not None:
                 self.mqtt.supervise()
             self.control.tick(self.conditions(), probe=self.probe)
-            if time.monotonic() - last_prune > PRUNE_EVERY_S:
-                last_prune = time.monotonic()
+            if self.clock.monotonic() - last_prune > PRUNE_EVERY_S:
+                last_prune = self.clock.monotonic()
                 self.writer.submit(CallJob(prune_outbox))
         systemd.notify("STOPPING=1")
         self.shutdown()

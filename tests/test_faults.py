@@ -363,3 +363,24 @@ def test_a_manual_opening_says_whether_the_open_went_out(
     wait_for(lambda: not node.ready()[1]["broker"]["ok"], 20, "the broker seen away")
     status, shown = http_call(base, "POST", "/api/v1/overrides", token, body)
     assert status == 201 and shown["opened"] is False  # recorded; the guard is told
+
+
+def test_a_retained_swipe_never_opens_the_barrier_again_on_a_restart(
+    node: Node, broker: Broker, listener: Listener
+):
+    """A reader's swipe published retained was handed over again on every subscribe: the
+    barrier opened on every restart or reconnect with nobody at the reader."""
+    add(node, "01026F6C3A")
+    topic = PREFIX + "reader/net-in/swipe"
+    publish.single(topic, json.dumps({"card": "01026F6C3A"}), qos=1, retain=True, port=broker.port)
+    first = listener.next("/decision")
+    node.stop()
+    node.start(wait_ready=True)  # subscribes again: the broker hands the retained one over
+    again = listener.next("/decision", timeout=20)
+    assert again["decision"] == "grant" and again["stale"] is True  # recorded, never opened
+    publish.single(topic, json.dumps({"card": "0A0B0C0D0E"}), qos=1, port=broker.port)
+    listener.next("/decision")  # a later swipe was decided: nothing more is coming
+    opens = [body for topic_, body in listener.seen + listener.drain() if topic_.endswith("/open")]
+    assert all(o["event_id"] != again["event_id"] for o in opens)
+    # the first delivery was live (MQTT sets the retain flag only on a subscribe's replay)
+    assert first["stale"] is False and node.ready()[1]["broker"]["retained:mqtt_swipe"] == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -37,7 +36,7 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
     the pass to the person: name, photo, masked ID, unit, kind, validity."""
     svc = service(request)
     gate_id = _gate(svc, body.gate)
-    at = parse_time(body.at, svc.cfg.tz) if body.at else time.time()
+    at = parse_time(body.at, svc.cfg.tz) if body.at else svc.clock.now()
     rules = gate.site_rules(svc.cfg)
     if body.qr is not None:
         try:
@@ -143,7 +142,7 @@ def confiscate(
     gate_id = _gate(svc, body.gate) if body.gate else None
     record = svc.write(
         lambda c: pass_ops.confiscate(
-            c, svc.epoch, body.pass_id, card, body.reason, gate_id, who.name, time.time()
+            c, svc.epoch, body.pass_id, card, body.reason, gate_id, who.name, svc.clock.now()
         )
     )
     return {**record, "at": iso(record["at"], svc.cfg.tz)}

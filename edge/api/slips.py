@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -20,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["slips"])
 
 
 def _shown(svc: Any, slip: dict[str, Any]) -> dict[str, Any]:
-    return slip_view(slip, svc.cfg.tz, slips.status_at(slip, time.time()))
+    return slip_view(slip, svc.cfg.tz, slips.status_at(slip, svc.clock.now()))
 
 
 @router.post("/slips", status_code=201)
@@ -39,7 +38,7 @@ def issue(request: Request, body: SlipIn, who: Caller = roles("admin")) -> dict[
     )  # fmt: skip
 
     def job(conn: Any) -> dict[str, Any]:
-        number = slips.issue(conn, req, who.name, time.time(), tz)
+        number = slips.issue(conn, req, who.name, svc.clock.now(), tz)
         audit.record(conn, who.name, "slip:issue", number)
         return slips.get(conn, number)
 
@@ -67,7 +66,7 @@ def release(
     svc = service(request)
     body = body or ReleaseIn()
     gate = _gate(svc, body.gate)
-    now = time.time()
+    now = svc.clock.now()
     payload = None
     if body.qr is not None:  # issued at the office, maybe after this gate last synced
         payload = qr.verify(body.qr, list(svc.cfg.qr_keys))
@@ -90,7 +89,7 @@ def reject(
 ) -> dict[str, Any]:
     svc = service(request)
     gate = _gate(svc, body.gate)
-    now = time.time()
+    now = svc.clock.now()
     slip = svc.write(lambda c: slips.reject(c, svc.epoch, number, who.name, now, gate, body.reason))
     svc.cameras.snap(gate, "slip", number, now)
     return _shown(svc, slip)
@@ -102,7 +101,7 @@ def cancel(
 ) -> dict[str, Any]:
     svc = service(request)
     slip = svc.write(
-        lambda c: slips.cancel(c, svc.epoch, number, who.name, time.time(), body.reason)
+        lambda c: slips.cancel(c, svc.epoch, number, who.name, svc.clock.now(), body.reason)
     )
     return _shown(svc, slip)
 
@@ -116,7 +115,7 @@ def report(
 ) -> dict[str, Any] | Response:
     """The month's slips per unit: issued, released, rejected, cancelled, expired, open."""
     svc = service(request)
-    found = svc.read(lambda c: slips.monthly_report(c, month, svc.cfg.tz, time.time()))
+    found = svc.read(lambda c: slips.monthly_report(c, month, svc.cfg.tz, svc.clock.now()))
     if format == "csv":
         return PlainTextResponse(slips.report_csv(found), media_type="text/csv")
     return {"month": month, "items": found}

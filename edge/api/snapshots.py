@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -23,7 +22,9 @@ router = APIRouter(prefix="/api/v1/snapshots", tags=["cameras"])
 def take(request: Request, body: SnapshotIn, who: Caller = roles("guard", "control")) -> dict:
     """A picture from the gate's camera now (waits for the next frame, at most its limit)."""
     svc = service(request)
-    req = svc.cameras.snap(svc.cfg.known_gate(body.gate), "request", uuid.uuid4().hex, time.time())
+    req = svc.cameras.snap(
+        svc.cfg.known_gate(body.gate), "request", uuid.uuid4().hex, svc.clock.now()
+    )
     if req is None:
         raise DomainError(f"gate: {body.gate!r} has no camera")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -31,7 +30,7 @@ def register(request: Request, body: VisitorIn, who: Caller = roles("guard")) ->
     )  # fmt: skip
 
     def job(conn: Any) -> dict[str, Any]:
-        vid = visitors.register(conn, req, svc.hasher, who.name, time.time())
+        vid = visitors.register(conn, req, svc.hasher, who.name, svc.clock.now())
         return visitors.get(conn, vid)
 
     return _view(svc, svc.write(job))
@@ -60,7 +59,7 @@ def confirm(
     """The host confirmed (by intercom or phone): the visitor is admitted."""
     svc = service(request)
     v = svc.write(
-        lambda c: visitors.confirm(c, svc.epoch, visitor_id, body.how, who.name, time.time())
+        lambda c: visitors.confirm(c, svc.epoch, visitor_id, body.how, who.name, svc.clock.now())
     )
     return _view(svc, v)
 
@@ -69,5 +68,6 @@ def confirm(
 def exit_(request: Request, visitor_id: VisitorId, who: Caller = roles("guard")) -> dict[str, Any]:
     svc = service(request)
     return _view(
-        svc, svc.write(lambda c: visitors.exit_(c, svc.epoch, visitor_id, who.name, time.time()))
+        svc,
+        svc.write(lambda c: visitors.exit_(c, svc.epoch, visitor_id, who.name, svc.clock.now())),
     )
