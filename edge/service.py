@@ -16,7 +16,7 @@ import uvicorn
 from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, inputs, slips, systemd
+from edge import db, health, inputs, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.bus import Bus
@@ -37,10 +37,6 @@ from sync.client import SyncClient
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRUNE_EVERY_S = 3600.0
-# A database that has not taken a write for this long while failing stops the watchdog:
-# systemd restarts the service (and its unit's restart limit makes a full disk visible).
-WATCHDOG_DB_FAILING_S = 10.0
-PROBE_IDLE_S = 5.0  # an idle writer proves it can still write this often (node_meta)
 OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
 # backup up to this old gets them again (docs/sync.md)
 
@@ -102,7 +98,7 @@ class Service:
         self._local = threading.local()  # one read connection per API worker thread
         self.stop_event = threading.Event()
         self._server: uvicorn.Server | None = None
-        self._api_thread: threading.Thread | None = None
+        self.api_thread: threading.Thread | None = None
 
     # -- the database, for the API ------------------------------------------------------
 
@@ -207,130 +203,6 @@ class Service:
             CardRead(reader, card, read_at, "mqtt", swipe.card.encode(), ack, replayed)
         )
 
-    # -- health -------------------------------------------------------------------------
-
-    def reader_health(self) -> dict[str, dict[str, Any]]:
-        now = self.clock.monotonic()
-        out: dict[str, dict[str, Any]] = {}
-        for r in self.cfg.readers:
-            if r.transport == "serial":
-                sr = self.serial[r.id]
-                last, state = sr.last_frame_at, sr.state
-                extra: dict[str, Any] = {
-                    "port": r.port,
-                    "error": sr.error,
-                    "frames": sr.parser.accepted,
-                    "rejected": dict(sr.parser.rejected),
-                }
-            else:
-                last = self.last_mqtt_swipe.get(r.id)
-                state = "open" if self.mqtt and self.mqtt.connected else "closed"
-                extra = {}
-            age = None if last is None else round(now - last, 1)
-            silent_for = age if age is not None else now - self.started
-            silent = r.silent_after_s is not None and silent_for > r.silent_after_s
-            out[r.id] = {
-                "transport": r.transport,
-                "state": state,
-                "ok": state == "open" and not silent,
-                "silent": silent,
-                "last_frame_age_s": age,
-                **extra,
-            }
-        return out
-
-    def conditions(self) -> dict[tuple[str, str], tuple[bool, str | None, str]]:
-        """The watched conditions for the control room's ticker."""
-        out: dict[tuple[str, str], tuple[bool, str | None, str]] = {}
-        for reader_id, h in self.reader_health().items():
-            gate = self.readers_cfg[reader_id].gate
-            out[(f"reader:{reader_id}", "reader_silent")] = (
-                not h["ok"],
-                gate,
-                f"reader {reader_id}",
-            )
-        for camera_id, h in self.cameras.health().items():
-            where = f"camera {camera_id}"
-            for kind in ("offline", "frozen", "covered"):
-                out[(f"camera:{camera_id}", f"camera_{kind}")] = (h[kind], h["gate"], where)
-        return out
-
-    def database_health(self) -> dict[str, Any]:
-        w = self.writer
-        return {
-            "ok": w.alive() and not w.failing(),
-            "thread_alive": w.alive(),
-            "failing_for_s": round(w.failing_for(), 1),
-            "last_commit_age_s": round(self.clock.monotonic() - w.last_commit, 1),
-            "last_error": w.last_error,
-            "queued": w.jobs.qsize(),
-            "commits": w.commits,
-            "errors": w.errors,
-            "refused": w.refused,
-        }
-
-    def threads(self) -> dict[str, bool]:
-        """Every thread the gate depends on, alive or not (each catches its own errors;
-        this is how a bug that ends one anyway becomes visible)."""
-        out = {"writer": self.writer.alive()}
-        if self.mqtt is not None:
-            out["mqtt"] = self.mqtt.alive()
-        for reader_id, sr in self.serial.items():
-            alive = getattr(sr, "alive", None)
-            out[f"reader:{reader_id}"] = alive() if alive else sr._thread.is_alive()
-        if self.cfg.cameras:
-            alive = getattr(self.cameras, "alive", None)
-            out["snapshots"] = alive() if alive else self.cameras._thread.is_alive()
-        if self.sync is not None:
-            out["sync"] = self.sync.alive()
-        if self._api_thread is not None:
-            out["api"] = self._api_thread.is_alive()
-        return out
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        readers = self.reader_health()
-        cameras = self.cameras.health()
-        database = self.database_health()
-        broker: dict[str, Any] = {"configured": self.mqtt is not None, "ok": True}
-        if self.mqtt is not None:
-            broker.update(self.mqtt.health())
-        threads = self.threads()
-        ok = (
-            database["ok"] and broker["ok"] and all(threads.values())
-            and all(r["ok"] for r in readers.values())
-            and all(c["ok"] for c in cameras.values())
-        )  # fmt: skip
-        counts = (
-            dict(self.counts) | dict(self.gate.counts) | dict(self.bus.counts)
-            | dict(self.control.counts)
-        )  # fmt: skip
-        return ok, {
-            "ready": ok,
-            "node": self.cfg.node_id,
-            "uptime_s": round(self.clock.monotonic() - self.started, 1),
-            "database": database,
-            "broker": broker,
-            "threads": threads,
-            "readers": readers,
-            "cameras": cameras,
-            # the gate works without the office: the link is shown, not required
-            "sync": self.sync.health() if self.sync else {"configured": False},
-            "counts": counts | self.cameras.counts,
-        }
-
-    def watchdog_ok(self) -> bool:
-        """Whether systemd should hear we are alive: every thread runs and the database has
-        not refused writes for long. A broker, reader or camera that is away is shown in
-        readiness but is no reason to restart (a restart would not bring it back)."""
-        return all(self.threads().values()) and (self.writer.failing_for() < WATCHDOG_DB_FAILING_S)
-
-    def probe(self, conn: sqlite3.Connection) -> None:
-        """A small real write when the writer has been idle or failing: readiness then
-        says whether the disk takes writes now, not whether it did at the last swipe."""
-        w = self.writer
-        if w.failing() or self.clock.monotonic() - w.last_commit > PROBE_IDLE_S:
-            db.set_meta(conn, "alive_at", repr(self.clock.now()))
-
     # -- lifecycle ----------------------------------------------------------------------
 
     def _bind(self) -> socket.socket:
@@ -355,10 +227,10 @@ class Service:
             create_app(self), log_level="warning", lifespan="off", access_log=False
         )
         self._server = uvicorn.Server(config)
-        self._api_thread = threading.Thread(
+        self.api_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
         )
-        self._api_thread.start()
+        self.api_thread.start()
 
     def run(self) -> None:
         """Start, tell systemd we are ready, feed the watchdog until told to stop."""
@@ -373,11 +245,11 @@ class Service:
         last_prune = self.clock.monotonic()
         while not self.stop_event.wait(interval):
             # only a working service earns a ping: a hung pipeline gets the unit restarted
-            if self.watchdog_ok():
+            if health.watchdog_ok(self):
                 systemd.notify("WATCHDOG=1")
             if self.mqtt is not None:
                 self.mqtt.supervise()
-            self.control.tick(self.conditions(), probe=self.probe)
+            self.control.tick(health.conditions(self), probe=lambda c: health.probe(self, c))
             if self.clock.monotonic() - last_prune > PRUNE_EVERY_S:
                 last_prune = self.clock.monotonic()
                 self.writer.submit(CallJob(prune_outbox))

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
+from edge import health
 from edge.api import control, gate, passes, slips, snapshots, visitors
 from edge.errors import DomainError
 
@@ -60,7 +61,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/health/ready", tags=["health"])
     def ready() -> JSONResponse:
         """Database, broker and each reader; 503 while any is not ready."""
-        ok, body = service.health()
+        ok, body = health.report(service)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return app

@@ -1,0 +1,152 @@
+"""Health that tells the truth: readiness, the watchdog, and the conditions the control
+room watches, from the service's parts as they are now.
+
+Readiness is every part the gate depends on working now; the watchdog is fed only while
+every thread turns and the database takes writes, so systemd restarts a service that has
+gone quiet inside (a restart would not bring back a broker, a reader or a camera: those
+show in readiness only).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from edge import db
+
+if TYPE_CHECKING:
+    from edge.service import Service
+
+# A database that has not taken a write for this long while failing stops the watchdog:
+# systemd restarts the service (and its unit's restart limit makes a full disk visible).
+WATCHDOG_DB_FAILING_S = 10.0
+PROBE_IDLE_S = 5.0  # an idle writer proves it can still write this often (node_meta)
+
+
+def reader_states(svc: Service) -> dict[str, dict[str, Any]]:
+    now = svc.clock.monotonic()
+    out: dict[str, dict[str, Any]] = {}
+    for r in svc.cfg.readers:
+        if r.transport == "serial":
+            sr = svc.serial[r.id]
+            last, state = sr.last_frame_at, sr.state
+            extra: dict[str, Any] = {
+                "port": r.port,
+                "error": sr.error,
+                "frames": sr.parser.accepted,
+                "rejected": dict(sr.parser.rejected),
+            }
+        else:
+            last = svc.last_mqtt_swipe.get(r.id)
+            state = "open" if svc.mqtt and svc.mqtt.connected else "closed"
+            extra = {}
+        age = None if last is None else round(now - last, 1)
+        silent_for = age if age is not None else now - svc.started
+        silent = r.silent_after_s is not None and silent_for > r.silent_after_s
+        out[r.id] = {
+            "transport": r.transport,
+            "state": state,
+            "ok": state == "open" and not silent,
+            "silent": silent,
+            "last_frame_age_s": age,
+            **extra,
+        }
+    return out
+
+
+def conditions(svc: Service) -> dict[tuple[str, str], tuple[bool, str | None, str]]:
+    """The watched conditions for the control room's ticker."""
+    out: dict[tuple[str, str], tuple[bool, str | None, str]] = {}
+    for reader_id, h in reader_states(svc).items():
+        gate = svc.readers_cfg[reader_id].gate
+        out[(f"reader:{reader_id}", "reader_silent")] = (
+            not h["ok"],
+            gate,
+            f"reader {reader_id}",
+        )
+    for camera_id, h in svc.cameras.health().items():
+        where = f"camera {camera_id}"
+        for kind in ("offline", "frozen", "covered"):
+            out[(f"camera:{camera_id}", f"camera_{kind}")] = (h[kind], h["gate"], where)
+    return out
+
+
+def database_state(svc: Service) -> dict[str, Any]:
+    w = svc.writer
+    return {
+        "ok": w.alive() and not w.failing(),
+        "thread_alive": w.alive(),
+        "failing_for_s": round(w.failing_for(), 1),
+        "last_commit_age_s": round(svc.clock.monotonic() - w.last_commit, 1),
+        "last_error": w.last_error,
+        "queued": w.jobs.qsize(),
+        "commits": w.commits,
+        "errors": w.errors,
+        "refused": w.refused,
+    }
+
+
+def thread_states(svc: Service) -> dict[str, bool]:
+    """Every thread the gate depends on, alive or not (each catches its own errors;
+    this is how a bug that ends one anyway becomes visible)."""
+    out = {"writer": svc.writer.alive()}
+    if svc.mqtt is not None:
+        out["mqtt"] = svc.mqtt.alive()
+    for reader_id, sr in svc.serial.items():
+        alive = getattr(sr, "alive", None)
+        out[f"reader:{reader_id}"] = alive() if alive else sr._thread.is_alive()
+    if svc.cfg.cameras:
+        alive = getattr(svc.cameras, "alive", None)
+        out["snapshots"] = alive() if alive else svc.cameras._thread.is_alive()
+    if svc.sync is not None:
+        out["sync"] = svc.sync.alive()
+    if svc.api_thread is not None:
+        out["api"] = svc.api_thread.is_alive()
+    return out
+
+
+def report(svc: Service) -> tuple[bool, dict[str, Any]]:
+    readers = reader_states(svc)
+    cameras = svc.cameras.health()
+    database = database_state(svc)
+    broker: dict[str, Any] = {"configured": svc.mqtt is not None, "ok": True}
+    if svc.mqtt is not None:
+        broker.update(svc.mqtt.health())
+    threads = thread_states(svc)
+    ok = (
+        database["ok"] and broker["ok"] and all(threads.values())
+        and all(r["ok"] for r in readers.values())
+        and all(c["ok"] for c in cameras.values())
+    )  # fmt: skip
+    counts = (
+        dict(svc.counts) | dict(svc.gate.counts) | dict(svc.bus.counts)
+        | dict(svc.control.counts)
+    )  # fmt: skip
+    return ok, {
+        "ready": ok,
+        "node": svc.cfg.node_id,
+        "uptime_s": round(svc.clock.monotonic() - svc.started, 1),
+        "database": database,
+        "broker": broker,
+        "threads": threads,
+        "readers": readers,
+        "cameras": cameras,
+        # the gate works without the office: the link is shown, not required
+        "sync": svc.sync.health() if svc.sync else {"configured": False},
+        "counts": counts | svc.cameras.counts,
+    }
+
+
+def watchdog_ok(svc: Service) -> bool:
+    """Whether systemd should hear we are alive: every thread runs and the database has
+    not refused writes for long. A broker, reader or camera that is away is shown in
+    readiness but is no reason to restart (a restart would not bring it back)."""
+    return all(thread_states(svc).values()) and (svc.writer.failing_for() < WATCHDOG_DB_FAILING_S)
+
+
+def probe(svc: Service, conn: sqlite3.Connection) -> None:
+    """A small real write when the writer has been idle or failing: readiness then
+    says whether the disk takes writes now, not whether it did at the last swipe."""
+    w = svc.writer
+    if w.failing() or svc.clock.monotonic() - w.last_commit > PROBE_IDLE_S:
+        db.set_meta(conn, "alive_at", repr(svc.clock.now()))
