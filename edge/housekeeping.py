@@ -1,0 +1,173 @@
+"""Housekeeping off the swipe path: old rows removed in small chunks through the writer.
+
+The writer runs every write in the service (edge.writer), so a job that deleted a month of
+acknowledged outbox rows in one statement would hold every swipe queued behind it for as
+long as the delete took. Here each chunk is one short writer job that removes at most
+``chunk`` rows, found on an index (never a scan of the table), and the driver submits the
+next chunk only after the previous one has committed and a pause has passed: swipes that
+queued meanwhile are committed in a batch of their own first.
+
+The service starts a :class:`Housekeeper` as a thread of its own; ``alive()`` tells its
+readiness check that the thread still turns.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge.writer import Writer
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
+# backup up to this old gets them again (docs/sync.md)
+CHUNK = 2000  # rows per writer job: a few milliseconds of the writer's time
+PAUSE_S = 0.02  # between chunks: what queued behind a chunk is committed before the next
+BEAT_S = 1.0  # the thread turns at least this often (``alive``)
+
+
+def prune_outbox(
+    conn: sqlite3.Connection, now: float, keep_s: float = OUTBOX_KEEP_S, limit: int = CHUNK
+) -> int:
+    """Delete at most ``limit`` acknowledged outbox rows older than ``keep_s``; how many.
+
+    The rows are found on ``ix_outbox_acked`` (partial, ``acked_at IS NOT NULL``), so the
+    cost is the rows deleted, not the size of the outbox. EXPLAIN QUERY PLAN of the inner
+    select (tests/test_housekeeping.py checks it):
+    ``SEARCH outbox USING COVERING INDEX ix_outbox_acked (acked_at>? AND acked_at<?)``
+    """
+    return conn.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+        "WHERE acked_at IS NOT NULL AND acked_at < ? ORDER BY acked_at LIMIT ?)",
+        (now - keep_s, limit),
+    ).rowcount
+
+
+@dataclass(frozen=True)
+class Task:
+    """A chunked clean-up: ``run(conn, now, limit)`` removes at most ``limit`` rows and says
+    how many; fewer than ``limit`` means it is done for now. Run every ``every_s``."""
+
+    name: str
+    run: Callable[[sqlite3.Connection, float, int], int]
+    every_s: float = PRUNE_EVERY_S
+
+
+def outbox_task(keep_s: float = OUTBOX_KEEP_S, every_s: float = PRUNE_EVERY_S) -> Task:
+    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
+        return prune_outbox(conn, now, keep_s, limit)
+
+    return Task("outbox", run, every_s)
+
+
+class Housekeeper:
+    """Runs each :class:`Task` when it falls due, chunk by chunk through the writer.
+
+    ``clock`` is the wall clock the rows' times are on (``time.time`` in the service);
+    ``monotonic`` paces the tasks and the heartbeat. Either use it as a thread
+    (``start``/``stop``/``alive``), or call ``due(now)`` and ``run_due()`` from a loop of
+    one's own. The first run of each task is ``every_s`` after start, except with
+    ``run_at_start``."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        clock: Callable[[], float],
+        tasks: list[Task] | None = None,
+        *,
+        chunk: int = CHUNK,
+        pause_s: float = PAUSE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+        run_at_start: bool = False,
+    ) -> None:
+        self.writer = writer
+        self.clock = clock
+        self.tasks = tasks if tasks is not None else [outbox_task()]
+        self.chunk = chunk
+        self.pause_s = pause_s
+        self.monotonic = monotonic
+        started = monotonic()
+        self._next = {t.name: started if run_at_start else started + t.every_s for t in self.tasks}
+        self.last_beat = started
+        self.removed: dict[str, int] = {t.name: 0 for t in self.tasks}  # since start
+        self.chunks = 0  # writer jobs submitted
+        self.failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
+
+    # -- as a thread --------------------------------------------------------------------
+
+    def start(self) -> Housekeeper:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops after the chunk in progress, if any (the rest waits for the next start)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def alive(self, within_s: float = 3 * BEAT_S + 30.0) -> bool:
+        """The thread runs and has turned within ``within_s`` (a chunk waits at most the
+        writer call's timeout, so a beat can be that late without anything being wrong)."""
+        return self._thread.is_alive() and self.monotonic() - self.last_beat < within_s
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.last_beat = self.monotonic()
+            try:
+                self.run_due()
+            except Exception as e:  # never: but a dead housekeeper lets the outbox grow
+                self._failed(e)
+            self._stop.wait(BEAT_S)
+
+    # -- as steps of someone else's loop ------------------------------------------------
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether any task is due at ``now`` (monotonic; the housekeeper's own by default)."""
+        now = self.monotonic() if now is None else now
+        return any(now >= at for at in self._next.values())
+
+    def run_due(self) -> dict[str, int]:
+        """Run every task that is due, each until it is done; the rows each removed."""
+        done: dict[str, int] = {}
+        for task in self.tasks:
+            if self._stop.is_set() or self.monotonic() < self._next[task.name]:
+                continue
+            try:
+                done[task.name] = self.run_task(task)
+            except Exception as e:
+                self._failed(e)  # tried again at its next time
+            self._next[task.name] = self.monotonic() + task.every_s
+        return done
+
+    def run_task(self, task: Task) -> int:
+        """Chunks of ``task`` through the writer until a chunk removes fewer than
+        ``chunk`` rows. Each waits for its commit; then a pause, so that whatever queued
+        behind it (swipes) is committed in a batch of its own before the next."""
+        total = 0
+        while not self._stop.is_set():
+            now = self.clock()
+            n = self.writer.call(lambda c, now=now: task.run(c, now, self.chunk))
+            self.chunks += 1
+            total += n
+            self.removed[task.name] += n
+            self.last_beat = self.monotonic()
+            if n < self.chunk:
+                break
+            self._stop.wait(self.pause_s)
+        if total:
+            log.info("housekeeping: %s: %d rows removed", task.name, total)
+        return total
+
+    def _failed(self, e: BaseException) -> None:
+        self.failures += 1
+        self.last_error = f"{type(e).__name__}: {e}"
+        log.warning("housekeeping failed: %s", self.last_error)
