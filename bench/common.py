@@ -485,7 +485,8 @@ def _freshen(db_path: Path, now: float) -> None:
 def backlog(db_path: Path, now: float | None = None) -> dict[str, int]:
     """What the clean-ups have to do (read-only): acknowledged outbox rows past the keep
     horizon, pictures on disk past retention (rows, and real files under the data dir),
-    and the escalations done so far."""
+    and the escalations done so far. Compare two with the same ``now``: then only a
+    clean-up makes a figure smaller (with the clock's, rows cross the horizon meanwhile)."""
     now = time.time() if now is None else now
     horizon = now - KEEP_S
     on_disk = "FROM snapshots WHERE deleted_at IS NULL AND path IS NOT NULL"

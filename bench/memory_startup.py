@@ -1,18 +1,23 @@
-"""Start-up time and memory of a node holding 1,000,000 passes.
+"""Start-up time and memory of a node with a realistic database.
 
-With 1,000,000 resident passes imported (``gatehouse pass import``), it starts
-``gatehouse run`` (one MQTT reader, the broker configured) and measures:
+The node's database is the realistic one of ``common.seed_realistic`` (issue 9): 1,000,000
+resident passes, 1,000,000 access events, 1,000,000 outbox rows (two thirds acknowledged
+and past the 30-day keep horizon: a pruning backlog), 500,000 snapshot rows (~167,000 past
+retention: a retention backlog) and 100,000 alarms (3,000 open and unacknowledged), about
+1 GB; it is copied afresh before each start, so every start meets the same backlog. It
+starts ``gatehouse run`` (one MQTT reader, the broker configured) and measures:
   (a) from Popen to ``/health/ready`` answering 200 (target <= 2 s); three starts, the
       median counts;
   (b) the node's RSS (/proc/PID/status VmRSS) once ready, and after 200 MQTT swipes of
-      distinct imported cards have all been decided (target <= 200 MB); VmHWM, the peak,
+      distinct seeded cards have all been decided (target <= 200 MB); VmHWM, the peak,
       is printed beside it.
 Baseline, same run: a bare ``python -c "import fastapi, sqlmodel, paho.mqtt.client,
 serial, uvicorn"`` process, from Popen until it exits (median of three) and its VmRSS as
 it ends (it prints its own /proc/self/status last).
 RATIOs: ready time / baseline time, node RSS / baseline RSS.
 
-Run: .venv/bin/python bench/memory_startup.py   (about a minute; needs mosquitto)
+Run: .venv/bin/python bench/memory_startup.py   (a minute or two; needs mosquitto; the
+first run builds the database, about a minute more, and caches it: common.SEED_CACHE)
 """
 
 from __future__ import annotations
@@ -29,17 +34,17 @@ from common import (
     NODE_ID,
     Node,
     Subscriber,
+    backlog,
+    backlog_line,
     close_client,
-    import_passes,
     main_guard,
-    make_cards,
     mqtt_client,
+    realistic_cards,
     rss_kib,
+    seed_realistic,
     workspace,
-    write_passes_csv,
 )
 
-PASSES = 1_000_000
 STARTS = 3
 SWIPES = 200
 READY_TIMEOUT_S = 30.0
@@ -108,14 +113,10 @@ def mb(kib: float) -> str:
 def main() -> None:
     rng = random.Random(1000)
     with workspace("gatehouse-bench-memory-") as ws:
-        print(f"memory_startup: {PASSES:,} passes, {STARTS} starts, {SWIPES} MQTT swipes")
-        cards = make_cards(PASSES)
-        csv_path = write_passes_csv(ws.dir / "passes.csv", cards)
-        config, api = ws.configure([{"id": "net-in", "gate": "main", "transport": "mqtt"}])
-        imported, took = import_passes(config, csv_path)
-        csv_path.unlink()
-        size = ws.db_path.stat().st_size / 1024
-        print(f"  import: {imported:,} passes in {took:.1f} s; db {mb(size)}")
+        print(f"memory_startup: realistic database, {STARTS} starts, {SWIPES} MQTT swipes")
+        cards = realistic_cards()
+        _config, api = ws.configure([{"id": "net-in", "gate": "main", "transport": "mqtt"}])
+        print(seed_realistic(ws.db_path).line())
 
         bare = [bare_python() for _ in range(STARTS)]
         bare_s = statistics.median(t for t, _ in bare)
@@ -124,7 +125,12 @@ def main() -> None:
         answers, readies = [], []
         ready_rss = after_rss = peak_rss = 0
         decided = 0
+        before = after = {}
         for i in range(STARTS):
+            if i:  # the same database, backlog and all, for every start
+                seed_realistic(ws.db_path)
+            now = time.time()  # one horizon for both counts
+            before = backlog(ws.db_path, now)
             node = ws.node(api)
             answered, ready = start_until_ready(node)
             answers.append(answered)
@@ -136,6 +142,7 @@ def main() -> None:
                 decided = swipe(ws.broker.port, rng.sample(cards, SWIPES))
                 after_rss, peak_rss = rss_kib(pid), rss_kib(pid, "VmHWM")
             node.stop()
+            after = backlog(ws.db_path, now)
 
         ready_s = statistics.median(readies)
         print("baseline (same run): python -c '" + BARE_IMPORTS + "'")
@@ -148,6 +155,7 @@ def main() -> None:
         print(f"  RSS when ready: {mb(ready_rss)}")
         print(f"  RSS after {decided}/{SWIPES} swipes decided: {mb(after_rss)} "
               f"(peak VmHWM {mb(peak_rss)}; target <= 200 MB)")  # fmt: skip
+        print("  backlog, last start to stop: " + backlog_line(before, after))
         print(f"RATIO ready time / bare start = {ready_s:.3f} / {bare_s:.3f} = "
               f"{ready_s / bare_s:.2f}")  # fmt: skip
         print(f"RATIO RSS after swipes / bare RSS = {mb(after_rss)} / {mb(bare_rss)} = "
