@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ REAL_FILES = 20  # real files among the backlog's pictures, and among the newest
 UNACKED_OUTBOX = 500  # the newest outbox rows, not yet acknowledged by the office
 OPEN_UNACKED_ALARMS = 3_000  # open, nobody acknowledged: they escalate, again and again
 OPEN_ACKED_ALARMS = 500
-SEED_VERSION = 1  # bump when what seed_rows writes changes: the cache is rebuilt
+SEED_VERSION = 2  # bump when what seed_rows writes changes: the cache is rebuilt
 SEED_CACHE = Path(
     os.environ.get("GATEHOUSE_BENCH_CACHE", Path(tempfile.gettempdir()) / "gatehouse-bench-cache")
 )
@@ -202,9 +203,12 @@ def seed_realistic(db_path: Path) -> Seeded:
 def seed_rows(db_path: Path, now: float) -> float:
     """Migrate a new database at ``db_path`` and fill it to REALISTIC; the seconds taken.
 
-    One transaction, executemany in chunks, the tables' own indexes dropped first and
-    created again from their own SQL at the end (so the schema is exactly the migrations').
-    The columns are those of edge/migrations/versions 0001-0007."""
+    One transaction; the rows made by SQLite itself (INSERT ... SELECT over a counter) but
+    the alarms' (executemany: their checklists come from edge.alarms); the tables' own
+    indexes dropped first and created again from their own SQL at the end, so the schema
+    is exactly the migrations'. The columns are those of edge/migrations/versions
+    0001-0007; the values are shaped as edge writes them (gate.py, cameras.py, outbox.py,
+    alarms.py, pass_ops.py), which ``_check_seeded`` compares on a few rows."""
     from edge import db as edge_db  # the bench process needs edge only when it builds
 
     started = time.perf_counter()
@@ -225,10 +229,9 @@ def seed_rows(db_path: Path, now: float) -> float:
         for name, _sql in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         took = {}
-        for table, sql, rows in _rows(now, epoch):
+        for table, fill in _fills(now, epoch):
             t0 = time.perf_counter()
-            for chunk in _chunks(rows):
-                conn.executemany(sql, chunk)
+            fill(conn)
             got = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             if got != REALISTIC[table]:
                 raise RuntimeError(f"seeding {table}: {got} rows, expected {REALISTIC[table]}")
@@ -238,179 +241,164 @@ def seed_rows(db_path: Path, now: float) -> float:
             conn.execute(sql)
         conn.execute("COMMIT")
         took["indexes"] = time.perf_counter() - t0
-        print("  seeded: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()), flush=True)
         conn.execute("PRAGMA journal_mode=WAL")
+        _check_seeded(conn)
+    print("  seeded: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()), flush=True)
     return time.perf_counter() - started
 
 
-def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-    chunk: list[tuple[Any, ...]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= _CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+_COUNTER = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < :count) "
+# make_cards without salt: the 32-bit key of pass j, and its printed card
+_KEY = "((j * 2654435761) % 4294967296)"
+# a pass's id: 16 hex digits, distinct (the first 8 are a bijection of j mod 2**32)
+_PASS_ID = "printf('%08x%08x', (j * 2654435761 + 1540483477) % 4294967296, (j * 40503) % 65536)"
+# mask_name("Resident 1234", "surname") == "R******* 1***"
+_HOLDER = "'R******* ' || substr(j, 1, 1) || substr('*******', 1, length(j) - 1)"
 
 
-def _rows(now: float, epoch: int) -> Iterator[tuple[str, str, Iterator[tuple[Any, ...]]]]:
-    """(table, INSERT, its rows) for each seeded table, in an order that lets the later
-    ones refer to the earlier (events to their pictures, alarms to theirs)."""
-    from drivers.rdm6300 import Rdm6300
-    from edge.alarms import DEVICE_TYPES, HELP_TYPES, RESOLUTIONS, checklist_of, priority_of
-    from edge.cards import CardId
-    from edge.config import AlarmsCfg
-    from edge.privacy import mask_name
+def _xor(*terms: str) -> str:
+    """SQLite has no XOR: a ^ b == (a | b) - (a & b)."""
+    out = terms[0]
+    for t in terms[1:]:
+        out = f"(({out}) | ({t})) - (({out}) & ({t}))"
+    return out
 
-    cards = realistic_cards()
+
+# an RDM6300 frame, hex: STX, the 10 card digits and the 2 of their bytes' XOR in ASCII, ETX
+_RAW = (
+    "lower('02' || hex(card_hex) || hex(printf('%02X', "
+    + _xor("prefix", *(f"((card_key >> {s}) & 255)" for s in (24, 16, 8, 0)))
+    + ")) || '03')"
+)
+
+
+def _fills(now: float, epoch: int) -> list[tuple[str, Callable[[sqlite3.Connection], Any]]]:
+    """(table, what fills it) for each seeded table, in an order that lets the later ones
+    be made from the earlier (pictures and outbox rows from the events)."""
     n_pass, n_event = REALISTIC["passes"], REALISTIC["access_events"]
-    n_out, n_snap, n_alarm = REALISTIC["outbox"], REALISTIC["snapshots"], REALISTIC["alarms"]
+    n_out, n_snap = REALISTIC["outbox"], REALISTIC["snapshots"]
     start = now - HISTORY_S
+    if n_snap * 2 > n_event:
+        raise ValueError("a picture for every second event at most")
 
-    def key(card: str) -> int:  # make_cards: the low 8 hex digits are the 32-bit key
-        return int(card[2:], 16)
+    def passes(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            _COUNTER + "INSERT INTO passes (id, kind, card_key, card_hex, name, unit, valid_from, "
+            "status, issued_at, updated_at, version, issued_by) "
+            f"SELECT {_PASS_ID}, 'resident', {_KEY}, printf('C0%08X', {_KEY}), "
+            "'Resident ' || j, (j % 40 + 1) || '-' || (j % 3000 + 101), :issued + j * 0.5, "
+            "'active', :issued + j * 0.5, :issued + j * 0.5, 1, 'cli:root' "
+            "FROM (SELECT i AS j FROM n)",
+            {"count": n_pass, "issued": start - 365 * DAY_S},
+        )
 
-    def pass_id(i: int) -> str:  # distinct: a bijection of i mod 2**64
-        return f"{(i * 0x9E3779B97F4A7C15 + 0x5BD1E995) & 0xFFFFFFFFFFFFFFFF:016x}"
+    def events(conn: sqlite3.Connection) -> None:
+        # one read in 25 is of a card nobody registered (printed C1..., not C0...)
+        conn.execute(
+            _COUNTER + "INSERT INTO access_events (id, event_id, ts, gate, reader, direction, "
+            "decision, reason, pass_id, pass_kind, card_key, card_hex, holder, source, raw, "
+            "read_age_ms, stale, snapshot_id) "
+            "SELECT i + 1, lower(hex(randomblob(16))), :start + (i + 0.5) * :step, gate, "
+            "gate || '-' || direction, direction, "
+            "CASE WHEN j IS NULL THEN 'deny' ELSE 'grant' END, "
+            "CASE WHEN j IS NULL THEN 'unknown_credential' ELSE 'ok' END, "
+            f"CASE WHEN j IS NOT NULL THEN {_PASS_ID} END, "
+            "CASE WHEN j IS NOT NULL THEN 'resident' END, card_key, card_hex, "
+            f"CASE WHEN j IS NOT NULL THEN {_HOLDER} END, "
+            "CASE WHEN i % 10 = 3 THEN 'mqtt' ELSE 'serial' END, "
+            f"CASE WHEN i % 10 != 3 THEN {_RAW} END, 3 + i % 20, 0, "
+            "CASE WHEN i % 2 = 0 AND i / 2 < :snapshots THEN i / 2 + 1 END "
+            "FROM (SELECT *, printf('C%X%08X', prefix - 192, card_key) AS card_hex FROM ("
+            "  SELECT i, j, CASE WHEN i % 5 = 4 THEN 'side' ELSE 'main' END AS gate, "
+            "  CASE WHEN i % 2 = 0 THEN 'in' ELSE 'out' END AS direction, "
+            "  CASE WHEN j IS NULL THEN 193 ELSE 192 END AS prefix, "
+            f"  CASE WHEN j IS NULL THEN (i * 2654435761 + 1) % 4294967296 ELSE {_KEY} END "
+            "  AS card_key "
+            "  FROM (SELECT i, CASE WHEN i % 25 = 7 THEN NULL ELSE (i * 7919) % :passes END AS j "
+            "  FROM n)))",
+            {"count": n_event, "start": start, "step": HISTORY_S / n_event, "passes": n_pass,
+             "snapshots": n_snap},
+        )  # fmt: skip
 
-    def name(j: int) -> str:
-        return f"Resident {j}"
+    def snapshots(conn: sqlite3.Connection) -> None:
+        # one per second event: 60+ days old swept already, 30-60 days old still "on disk"
+        # (the backlog), the newest RECENT_ON_DISK on disk, the other recent ones swept
+        conn.execute(
+            "INSERT INTO snapshots (id, camera, gate, ref_kind, ref_id, path, sha256, bytes, "
+            "event_ts, captured_at, age_ms, stale, deleted_at) "
+            "SELECT k, 'cam-' || gate, gate, 'event', event_id, :pictures || '/' || "
+            "strftime('%Y-%m-%d', ts, 'unixepoch', 'localtime') || '/cam-' || gate || "
+            "'-event-' || event_id || '-' || k || '.jpg', lower(hex(randomblob(32))), "
+            "40000 + (k * 7919) % 80000, ts, ts - 0.04, 40, 0, "
+            "CASE WHEN :now - ts > :swept OR (:now - ts < :keep AND k <= :count - :recent) "
+            "THEN ts + :keep END "
+            "FROM (SELECT (id + 1) / 2 AS k, gate, event_id, ts FROM access_events "
+            "WHERE id % 2 = 1 AND id < 2 * :count ORDER BY id)",
+            {"pictures": PICTURES, "now": now, "swept": SWEPT_BEFORE_S, "keep": KEEP_S,
+             "count": n_snap, "recent": RECENT_ON_DISK},
+        )  # fmt: skip
 
-    def event_ts(i: int) -> float:
-        return start + (i + 0.5) * HISTORY_S / n_event
+    def outbox(conn: sqlite3.Connection) -> None:
+        # everything of the last 90 days, as the gate, the cameras and the duty log put it
+        # there; acknowledged but the newest; never pruned
+        event = (
+            "json_object('event_id', event_id, 'ts', ts, 'node', :node, 'gate', gate, "
+            "'reader', reader, 'direction', direction, 'decision', decision, 'reason', reason, "
+            "'pass_id', pass_id, 'pass_kind', pass_kind, 'card_key', card_key, "
+            "'card_hex', card_hex, 'holder', holder, 'source', source, 'stale', json('false'), "
+            "'by', NULL, 'notes', NULL)"
+        )
+        picture = (
+            "json_object('id', e.id / 2 + 1, 'age_ms', 40, 'stale', json('false'), "
+            "'stored', json('true'), 'ref_kind', 'event', 'ref_id', event_id, "
+            "'camera', 'cam-' || gate)"
+        )
+        duty = (
+            "json_object('id', s, 'at', ts, 'by', 'system', 'category', 'alarm', "
+            "'text', 'alarm ' || (s % :alarms + 1) || ' closed', 'alarm_id', s % :alarms + 1)"
+        )
+        conn.execute(
+            "WITH RECURSIVE n(s) AS (SELECT 0 UNION ALL SELECT s + 1 FROM n WHERE s + 1 < :count) "
+            "INSERT INTO outbox (epoch, kind, ref, payload, created_at, acked_at) "
+            "SELECT :epoch, CASE WHEN s % 10 < 7 THEN 'access_event' "
+            "WHEN s % 10 < 9 THEN 'snapshot' ELSE 'duty_log' END, "
+            "CASE WHEN s % 10 < 7 THEN event_id WHEN s % 10 < 9 THEN CAST(e.id / 2 + 1 AS TEXT) "
+            "ELSE CAST(s AS TEXT) END, "
+            f"CASE WHEN s % 10 < 7 THEN {event} WHEN s % 10 < 9 THEN {picture} ELSE {duty} END, "
+            "ts, CASE WHEN s < :count - :unacked THEN ts + 0.2 + (s % 30) / 10.0 END "
+            "FROM n JOIN access_events e ON e.id = s * :events / :count + 1 ORDER BY s",
+            {"count": n_out, "events": n_event, "epoch": epoch, "node": NODE_ID,
+             "alarms": REALISTIC["alarms"], "unacked": UNACKED_OUTBOX},
+        )  # fmt: skip
 
-    def event_id(i: int) -> str:
-        return f"{(i * 0xD6E8FEB86659FD93 + 0x9E37) & (2**128 - 1):032x}"
+    return [
+        ("passes", passes),
+        ("access_events", events),
+        ("snapshots", snapshots),
+        ("outbox", outbox),
+        ("alarms", lambda conn: _alarms(conn, now)),
+    ]
 
-    def event_pass(i: int) -> int | None:  # one read in 25 is a card nobody registered
-        return None if i % 25 == 7 else (i * 7_919) % n_pass
 
-    def event_card(i: int) -> str:
-        j = event_pass(i)
-        return cards[j] if j is not None else f"C1{(i * 2_654_435_761 + 1) & 0xFFFFFFFF:08X}"
+def _alarms(conn: sqlite3.Connection, now: float) -> None:
+    """Closed but the newest few thousand; those mostly nobody acknowledged (their
+    escalation times are set per run: ``_freshen``). A third of the open ones keep a
+    picture of the retention backlog."""
+    from edge.alarms import DEVICE_TYPES, HELP_TYPES, RESOLUTIONS, checklist_of, priority_of
+    from edge.config import AlarmsCfg
 
-    def gate(i: int) -> str:
-        return "side" if i % 5 == 4 else "main"
-
-    # passes ---------------------------------------------------------------------------
-    def passes() -> Iterator[tuple[Any, ...]]:
-        for j, card in enumerate(cards):
-            issued = start - 365 * DAY_S + j * 0.5
-            yield (pass_id(j), "resident", key(card), card, name(j),
-                   f"{j % 40 + 1}-{j % 3000 + 101}", issued, "active", issued, issued, 1,
-                   "cli:root")  # fmt: skip
-
-    yield (
-        "passes",
-        "INSERT INTO passes (id, kind, card_key, card_hex, name, unit, valid_from, status, "
-        "issued_at, updated_at, version, issued_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        passes(),
-    )
-
-    # snapshots: one per second event; 0-60 days old on disk as far as the rows say ------
-    sizes = [40_000 + (k * 7_919) % 80_000 for k in range(1_000)]  # 40-120 kB, ~80 kB
-
-    def snapshot_path(i: int, captured: float) -> str:
-        day = time.strftime("%Y-%m-%d", time.localtime(captured))  # the folder, as cameras
-        return f"{PICTURES}/{day}/cam-{gate(i)}-event-{event_id(i)}-{i}.jpg"
-
-    def snapshots() -> Iterator[tuple[Any, ...]]:
-        for k in range(n_snap):
-            i = 2 * k
-            ts = event_ts(i)
-            swept = now - ts > SWEPT_BEFORE_S or (now - ts < KEEP_S and k < n_snap - RECENT_ON_DISK)
-            yield (k + 1, f"cam-{gate(i)}", gate(i), "event", event_id(i),
-                   snapshot_path(i, ts), f"{(k * 0x2545F4914F6CDD1D) & (2**256 - 1):064x}",
-                   sizes[k % len(sizes)], ts, ts - 0.04, 40, False,
-                   ts + KEEP_S if swept else None)  # fmt: skip
-
-    yield (
-        "snapshots",
-        "INSERT INTO snapshots (id, camera, gate, ref_kind, ref_id, path, sha256, bytes, "
-        "event_ts, captured_at, age_ms, stale, deleted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        snapshots(),
-    )
-
-    # access events ----------------------------------------------------------------------
-    def events() -> Iterator[tuple[Any, ...]]:
-        for i in range(n_event):
-            j = event_pass(i)
-            card = event_card(i)
-            serial = i % 10 != 3
-            g = gate(i)
-            direction = "in" if i % 2 == 0 else "out"
-            raw = Rdm6300.encode(CardId(key(card), card)).hex() if serial else None
-            yield (event_id(i), event_ts(i), g, f"{g}-{direction}", direction,
-                   "grant" if j is not None else "deny",
-                   "ok" if j is not None else "unknown_credential",
-                   pass_id(j) if j is not None else None, "resident" if j is not None else None,
-                   key(card), card, mask_name(name(j)) if j is not None else None,
-                   "serial" if serial else "mqtt", raw, 3 + i % 20, False,
-                   i // 2 + 1 if i % 2 == 0 else None)  # fmt: skip
-
-    yield (
-        "access_events",
-        "INSERT INTO access_events (event_id, ts, gate, reader, direction, decision, reason, "
-        "pass_id, pass_kind, card_key, card_hex, holder, source, raw, read_age_ms, stale, "
-        "snapshot_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        events(),
-    )
-
-    # outbox: everything of the last 90 days, acknowledged but the newest; never pruned ----
-    def outbox() -> Iterator[tuple[Any, ...]]:
-        for s in range(n_out):
-            i = s * n_event // n_out
-            ts = event_ts(i)
-            kind = ("access_event", "snapshot", "duty_log")[(0, 0, 0, 0, 0, 0, 0, 1, 1, 2)[s % 10]]
-            if kind == "access_event":
-                j = event_pass(i)
-                card = event_card(i)
-                g = gate(i)
-                ref = event_id(i)
-                payload = {
-                    "event_id": ref, "ts": ts, "node": NODE_ID, "gate": g,
-                    "reader": f"{g}-in", "direction": "in",
-                    "decision": "grant" if j is not None else "deny",
-                    "reason": "ok" if j is not None else "unknown_credential",
-                    "pass_id": pass_id(j) if j is not None else None,
-                    "pass_kind": "resident" if j is not None else None,
-                    "card_key": key(card), "card_hex": card,
-                    "holder": mask_name(name(j)) if j is not None else None,
-                    "source": "serial", "stale": False, "by": None, "notes": None,
-                }  # fmt: skip
-            elif kind == "snapshot":
-                ref = str(i // 2 + 1)
-                payload = {
-                    "id": i // 2 + 1, "age_ms": 40, "stale": False, "stored": True,
-                    "ref_kind": "event", "ref_id": event_id(i - i % 2), "camera": "cam-main",
-                }  # fmt: skip
-            else:
-                ref = str(s)
-                alarm = s % n_alarm + 1
-                payload = {"id": s, "at": ts, "by": "system", "category": "alarm",
-                           "text": f"alarm {alarm} closed", "alarm_id": alarm}  # fmt: skip
-            acked = ts + 0.2 + (s % 30) / 10 if s < n_out - UNACKED_OUTBOX else None
-            yield (epoch, kind, ref, json.dumps(payload, ensure_ascii=False), ts, acked)
-
-    yield (
-        "outbox",
-        "INSERT INTO outbox (epoch, kind, ref, payload, created_at, acked_at) VALUES (?,?,?,?,?,?)",
-        outbox(),
-    )
-
-    # alarms: closed but the newest few thousand; those mostly nobody acknowledged ------
+    n_alarm = REALISTIC["alarms"]
+    start = now - HISTORY_S
     cfg = AlarmsCfg()
-    kinds = [*DEVICE_TYPES, *HELP_TYPES]
+    kinds = list(dict.fromkeys([*DEVICE_TYPES, *HELP_TYPES]))
     checklists = {k: json.dumps(checklist_of(k, cfg), ensure_ascii=False) for k in kinds}
     n_open = OPEN_UNACKED_ALARMS + OPEN_ACKED_ALARMS
-    backlog_snapshot = n_snap // 4  # a picture 30-60 days old: open alarms keep theirs
+    backlog_picture = REALISTIC["snapshots"] // 4  # 30-60 days old: still on disk
 
-    def alarms() -> Iterator[tuple[Any, ...]]:
+    def rows() -> Iterator[tuple[Any, ...]]:
         for a in range(n_alarm):
             kind = kinds[a % len(kinds)]
             raised = start + (a + 0.5) * HISTORY_S / n_alarm
-            g = "side" if a % 5 == 4 else "main"
             state = "closed"
             acked_at = acked_by = resolution = resolved_by = resolved_at = closed_at = None
             left = n_alarm - a  # 1 for the newest
@@ -422,22 +410,60 @@ def _rows(now: float, epoch: int) -> Iterator[tuple[str, str, Iterator[tuple[Any
                 state, acked_at, acked_by = "acknowledged", raised + 25, "guard1"
             else:
                 state = "new"
-            snapshot = backlog_snapshot + a % 1_000 if state != "closed" and a % 3 == 0 else None
-            yield (a + 1, f"{(a * 0xA24BAED4963EE407 + 17) & (2**128 - 1):032x}", kind,
-                   priority_of(kind, cfg), f"input-{a % 50}", f"block {a % 12 + 1}", g,
-                   a % 2 == 0 and state != "closed", 1 + a % 4, raised, raised + 3,
-                   raised + 60 if state == "closed" else None, acked_at, acked_by, state,
+            is_open = state != "closed"
+            picture = backlog_picture + a % 1_000 if is_open and a % 3 == 0 else None
+            yield (a + 1, uuid.uuid4().hex, kind,
+                   priority_of(kind, cfg), f"input-{a % 50}", f"block {a % 12 + 1}",
+                   "side" if a % 5 == 4 else "main", is_open and a % 2 == 0, 1 + a % 4, raised,
+                   raised + 3, None if is_open else raised + 60, acked_at, acked_by, state,
                    resolution, resolved_by, resolved_at, closed_at, 0, checklists[kind],
-                   snapshot)  # fmt: skip
+                   picture)  # fmt: skip
 
-    yield (
-        "alarms",
+    sql = (
         "INSERT INTO alarms (id, uid, type, priority, source, location, gate, active, count, "
         "raised_at, last_active_at, cleared_at, acked_at, acked_by, state, resolution, "
         "resolved_by, resolved_at, closed_at, escalation_level, checklist, snapshot_id) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        alarms(),
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
+    for chunk in _chunks(rows()):
+        conn.executemany(sql, chunk)
+
+
+def _check_seeded(conn: sqlite3.Connection) -> None:
+    """The SQL-made rows against edge's own functions, on a few rows: the cards are
+    make_cards', the holders mask_name's, the raw frames the RDM6300 encoder's."""
+    from drivers.rdm6300 import Rdm6300
+    from edge.cards import parse_card
+    from edge.privacy import mask_name
+
+    cards = make_cards(REALISTIC["passes"])
+    for j in (0, 1, 9, 10, 12_345, len(cards) - 1):
+        card = parse_card(cards[j])
+        row = conn.execute(
+            "SELECT card_hex, name FROM passes WHERE card_key = ?", (card.key,)
+        ).fetchone()
+        if row != (cards[j], f"Resident {j}"):
+            raise RuntimeError(f"seeded pass {j}: {row}, expected card {cards[j]}")
+    for event_id, card_hex, holder, name, raw in conn.execute(
+        "SELECT e.id, e.card_hex, e.holder, p.name, e.raw FROM access_events e "
+        "LEFT JOIN passes p ON p.id = e.pass_id WHERE e.id IN (1, 2, 5, 8, 1000, 54321)"
+    ):
+        want = Rdm6300.encode(parse_card(card_hex)).hex()  # as gate.py stores it
+        if raw is not None and raw != want:
+            raise RuntimeError(f"seeded event {event_id}: raw {raw}, expected {want}")
+        if name is not None and holder != mask_name(name):
+            raise RuntimeError(f"seeded event {event_id}: holder {holder} for {name}")
+
+
+def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _freshen(db_path: Path, now: float) -> None:
