@@ -205,14 +205,24 @@ def _ident(table: dict[str, Any], key: str, where: str) -> str:
 
 
 def parse_hours(text: str, where: str) -> tuple[time, time]:
+    """A daily window "HH:MM-HH:MM" as (start, end), local times of day.
+
+    The window runs from its start up to the next time its end comes round: an end at or
+    before the start crosses midnight (22:00-06:00), and an end equal to the start is the
+    whole day. "24:00" is allowed as an end only and means midnight at the end of the day,
+    so it comes back as 00:00: "19:00-24:00" is the evening, "00:00-24:00" all day.
+    """
     m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", text.strip())
     if not m:
         raise ConfigError(f"{where}: {text!r} is not a window like '07:00-19:00'")
     h1, m1, h2, m2 = map(int, m.groups())
-    try:
-        return time(h1 % 24, m1), time(h2 % 24, m2)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {text!r}: {e}") from None
+    if m1 > 59 or m2 > 59:
+        raise ConfigError(f"{where}: {text!r}: minutes run from 00 to 59")
+    if h1 > 23:
+        raise ConfigError(f"{where}: {text!r}: a window starts at 00:00-23:59 (24:00 is an end)")
+    if h2 > 24 or (h2 == 24 and m2 != 0):
+        raise ConfigError(f"{where}: {text!r}: a window ends at 00:00-24:00")
+    return time(h1, m1), time(h2 % 24, m2)
 
 
 def load(path: str | Path) -> Config:

@@ -63,7 +63,8 @@ class PassView:
     valid_until: float | None
     issued_at: float = 0.0
     gates: frozenset[str] | None = None  # None: every gate
-    daily_window: tuple[time, time] | None = None  # None: the kind's default
+    # (start, end) as edge.config.parse_hours gives it; see in_window. None: the kind's default
+    daily_window: tuple[time, time] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +84,18 @@ class Decision:
 
 
 def in_window(t: time, window: tuple[time, time]) -> bool:
+    """Whether the local time of day ``t`` is inside a daily window (start, end).
+
+    The window runs from ``start`` (inclusive) to the next ``end`` (exclusive): an end
+    before the start crosses midnight (22:00-06:00), an end of 00:00 is midnight at the end
+    of the day ("19:00-24:00" is (19:00, 00:00)), and an end equal to the start is the whole
+    day ("00:00-24:00" is (00:00, 00:00)); the same reading as a shift's hours
+    (edge.shifts), from the same parser (edge.config.parse_hours).
+    """
     start, end = window
-    if start <= end:
+    if start < end:
         return start <= t < end
-    return t >= start or t < end  # a window across midnight, e.g. 22:00-06:00
+    return t >= start or t < end  # across midnight; all day when start == end
 
 
 def check_pass(p: PassView, now: float, gate: str, rules: SiteRules) -> Reason:

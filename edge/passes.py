@@ -1,7 +1,9 @@
 """Issuing passes: the kinds' limits, checked before anything is written (pure).
 
-临时出入证 temporary: at most 3 days. 出入证 worker (renovation): at most 3 calendar
-months, tied to a unit and its renovation permit, ¥50 deposit and ¥5 fee recorded.
+临时出入证 temporary: at most 3 days, counted as 72 elapsed hours (across a daylight saving
+change too). 出入证 worker (renovation): at most 3 calendar months (in the node's time
+zone, to the same local time of day), tied to a unit and its renovation permit, ¥50
+deposit and ¥5 fee recorded.
 Residents' and staff cards have no limit.
 """
 
@@ -15,7 +17,7 @@ from zoneinfo import ZoneInfo
 from edge.decision import KINDS
 from edge.errors import DomainError
 
-TEMPORARY_MAX = timedelta(days=3)
+TEMPORARY_MAX = timedelta(hours=72)  # elapsed time, never local calendar arithmetic
 WORKER_MAX_MONTHS = 3
 
 
@@ -50,8 +52,10 @@ def resolve_validity(
     start = now if valid_from is None else valid_from
     start_dt = datetime.fromtimestamp(start, tz)
     if kind == "temporary":
-        limit = (start_dt + TEMPORARY_MAX).timestamp()
-        what = "a temporary pass is valid for at most 3 days"
+        # UNIX seconds, not the local datetime: local + 3 days is 71 or 73 hours when a
+        # daylight saving change falls inside it
+        limit = start + TEMPORARY_MAX.total_seconds()
+        what = "a temporary pass is valid for at most 3 days (72 hours)"
     elif kind == "worker":
         limit = add_months(start_dt, WORKER_MAX_MONTHS).timestamp()
         what = "a worker pass is valid for at most 3 months"

@@ -20,7 +20,11 @@ class ShiftInstance:
 
 
 def instances_at(shifts: Sequence[ShiftCfg], now: float, tz: ZoneInfo) -> list[ShiftInstance]:
-    """Every shift on duty at ``now``, the one ending first first (two during an overlap)."""
+    """Every shift on duty at ``now``, the one ending first first (two during an overlap).
+
+    A shift whose end is at or before its start ends the next day: "15:30-24:00" (read as
+    15:30-00:00) ends at midnight, "08:00-08:00" lasts 24 hours; the reading a pass's daily
+    window gets (edge.decision.in_window), from the same parser."""
     local = datetime.fromtimestamp(now, tz)
     found = []
     for sh in shifts:

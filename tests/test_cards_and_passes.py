@@ -68,6 +68,41 @@ def test_temporary_pass_defaults_to_72_hours_and_refuses_more():
         resolve_validity("temporary", now, TZ, now, now + 72 * 3600 + 1)
 
 
+BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("tz", "start"),
+    [
+        (BERLIN, (2026, 3, 27, 9)),  # clocks go forward on Sunday 29 March: 23-hour day
+        (BERLIN, (2026, 10, 23, 9)),  # back on Sunday 25 October: a 25-hour day
+        (BERLIN, (2026, 3, 29, 1, 30)),  # the last half hour before the change
+        (NEW_YORK, (2026, 3, 7, 9)),  # forward on Sunday 8 March
+        (NEW_YORK, (2026, 10, 31, 9)),  # back on Sunday 1 November
+        (TZ, (2026, 11, 22, 9)),  # no daylight saving time at all
+    ],
+    ids=["berlin-spring", "berlin-autumn", "berlin-just-before", "new-york-spring",
+         "new-york-autumn", "shanghai"],
+)  # fmt: skip
+def test_a_temporary_pass_is_72_elapsed_hours_across_a_daylight_saving_change(tz, start):
+    now = datetime(*start, tzinfo=tz).timestamp()
+    v = resolve_validity("temporary", now, tz)
+    assert v.valid_until - v.valid_from == 72 * 3600  # not 71 or 73
+    assert resolve_validity("temporary", now, tz, None, now + 72 * 3600).valid_until
+    with pytest.raises(PassError, match="at most 3 days"):
+        resolve_validity("temporary", now, tz, None, now + 72 * 3600 + 1)
+    issued = now - 3600  # issued an hour before it starts: 72 hours from its own start
+    assert resolve_validity("temporary", issued, tz, now).valid_until == now + 72 * 3600
+
+
+@pytest.mark.parametrize("tz", [BERLIN, NEW_YORK])
+def test_a_worker_pass_keeps_calendar_months_across_a_daylight_saving_change(tz):
+    start = datetime(2026, 1, 15, 9, tzinfo=tz)  # winter time; 15 April is summer time
+    v = resolve_validity("worker", start.timestamp(), tz)
+    assert datetime.fromtimestamp(v.valid_until, tz) == datetime(2026, 4, 15, 9, tzinfo=tz)
+    assert v.valid_until - v.valid_from == (31 + 28 + 31) * 86400 - 3600  # an hour short
+
+
 def test_worker_pass_is_limited_to_three_calendar_months():
     now = ts(2026, 11, 30, 9)
     v = resolve_validity("worker", now, TZ)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from datetime import datetime, time
 from pathlib import Path
 
 import pytest
 
-from edge.config import ConfigError, load, parse
+from edge.config import ConfigError, load, parse, parse_hours
+from edge.decision import PassView, SiteRules, decide
+from edge.shifts import instances_at, outgoing
 from tests.helpers import cli, free_port, write_config
 
 GOOD = {"node": {"id": "n1"}, "gates": [{"id": "g"}]}
@@ -44,6 +47,57 @@ def test_a_bad_config_is_refused_naming_the_key(change, names):
     with pytest.raises(ConfigError) as e:
         parse(GOOD | change)
     assert str(e.value).startswith(names)
+
+
+@pytest.mark.parametrize(
+    "hours", ["25:00-26:00", "07:60-19:00", "07:00-19:60", "24:00-06:00", "07:00-24:30",
+              "07:00-25:00", "99:00-07:00", "7 to 7"],
+)  # fmt: skip
+def test_impossible_hours_are_refused_naming_the_key_and_the_value(hours):
+    for change, key in (
+        ({"rules": {"worker_hours": hours}}, "rules.worker_hours"),
+        ({"shifts": [{"name": "day", "hours": hours}]}, "shifts[0].hours"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            parse(GOOD | change)
+        assert str(e.value).startswith(f"{key}: {hours!r}")
+
+
+@pytest.mark.parametrize(
+    ("hours", "window"),
+    [
+        ("07:00-19:00", (time(7), time(19))),
+        ("22:00-06:00", (time(22), time(6))),  # across midnight
+        ("19:00-24:00", (time(19), time(0))),  # to midnight at the end of the day
+        ("00:00-24:00", (time(0), time(0))),  # all day
+        ("7:05 - 23:59", (time(7, 5), time(23, 59))),
+    ],
+)
+def test_hours_up_to_24_00_are_read(hours, window):
+    assert parse_hours(hours, "x") == window
+    assert parse(GOOD | {"rules": {"worker_hours": hours}}).rules.worker_hours == window
+
+
+def test_a_worker_window_of_00_00_to_24_00_lets_workers_in_all_day():
+    cfg = parse(GOOD | {"rules": {"worker_hours": "00:00-24:00"}})
+    rules = SiteRules(tz=cfg.tz, kind_hours={"worker": cfg.rules.worker_hours})
+    worker = PassView("p", "worker", "active", 0.0, None)
+    midnight = datetime(2026, 11, 22, tzinfo=cfg.tz).timestamp()
+    for s in (0, 1, 7 * 3600, 12 * 3600, 86400 - 1, 86400):
+        assert decide([worker], midnight + s, "g", rules).granted, s
+
+
+def test_shifts_may_end_at_24_00_and_one_shift_may_cover_the_day():
+    cfg = parse(GOOD | {"shifts": [{"name": "early", "hours": "00:00-12:00"},
+                                   {"name": "late", "hours": "12:00-24:00"}]})  # fmt: skip
+    midnight = datetime(2026, 11, 22, tzinfo=cfg.tz).timestamp()
+    late = outgoing(cfg.shifts, midnight - 1, cfg.tz)
+    assert (late.name, late.end) == ("late", midnight)
+    early = outgoing(cfg.shifts, midnight, cfg.tz)
+    assert (early.name, early.start, early.end) == ("early", midnight, midnight + 12 * 3600)
+    whole = parse(GOOD | {"shifts": [{"name": "all", "hours": "00:00-24:00"}]})
+    (on,) = instances_at(whole.shifts, midnight + 5 * 3600, whole.tz)
+    assert (on.start, on.end) == (midnight, midnight + 86400)
 
 
 def test_the_example_config_is_valid():

@@ -4,14 +4,19 @@ to the same handlers the broker would call."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
+from edge import alarms, dutylog, shifts
 from edge.api import create_app
+from edge.errors import DomainError
 from edge.service import Service
 from tests.helpers import bearer, in_process
 
@@ -24,14 +29,28 @@ class Acks:
         self.n += 1
 
 
+TZ = ZoneInfo("Asia/Shanghai")  # the node's time zone in these tests (the default)
+AROUND_NOW = "one shift from an hour ago to two hours ahead"
+
+
+def shift_around_now() -> list[dict[str, str]]:
+    """A roster whose one shift has begun and has two hours to run, on the clock the service
+    reads (time.time), whatever the time of day the test runs at."""
+    now = datetime.fromtimestamp(time.time(), TZ)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=2)
+    return [{"name": "test", "hours": f"{start:%H:%M}-{end:%H:%M}"}]
+
+
 @pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Service]:
+def svc(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
+    shifts = {"shifts": shift_around_now()} if getattr(request, "param", None) == AROUND_NOW else {}
     with in_process(
         tmp_path,
         gates=[{"id": "main"}],
         alarm_sources=[{"id": "door-3", "gate": "main", "location": "3号门"}],
         alarms={"escalate_after_s": {"1": 0.2, "2": 0.3}},
         handover={"items": {"radios": 4, "keys": 12}},
+        **shifts,
     ) as s:
         yield s
 
@@ -182,19 +201,33 @@ def test_an_intercom_emergency_is_priority_one_and_calls_go_in_the_duty_log(svc,
     assert any(e["text"] == "intercom ic-5: call" for e in log)
 
 
+@pytest.mark.parametrize("svc", [AROUND_NOW], indirect=True)
 def test_life_safety_alarms_are_shelved_only_by_a_supervisor_and_not_past_the_shift(
     svc, client, who
 ):
+    """The shelving limit is the end of the shift on duty, read from the wall clock; the
+    roster here puts the test two hours before the shift's end, whatever the time, and the
+    request past the end is worked out from the end as the service computes it."""
     fire = client.post("/api/v1/alarms", json={"type": "fire"}, headers=who["值班员甲"]).json()
+    shift_end = shifts.outgoing(svc.cfg.shifts, time.time(), svc.cfg.tz).end
+    assert shift_end - time.time() > 3600  # the rule cannot be in the way of 5 minutes
     body = {"minutes": 5, "reason": "测试"}
     got = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=body, headers=who["值班员甲"])
     assert got.status_code == 422 and "supervisor" in got.json()["detail"]
     shelved = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=body, headers=who["主管"])
-    assert shelved.json()["isa_state"] == "shelved"
+    assert shelved.status_code == 200 and shelved.json()["isa_state"] == "shelved"
     assert queue(client, who["值班员甲"]) == []  # hidden from the queue
-    too_long = {"minutes": 24 * 60, "reason": "x"}
-    got = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=too_long, headers=who["主管"])
+    # a minute past the shift's end, counted from before the request: past it when served
+    past = {"minutes": math.ceil((shift_end - time.time()) / 60) + 1, "reason": "x"}
+    got = client.post(f"/api/v1/alarms/{fire['id']}/shelve", json=past, headers=who["主管"])
     assert got.status_code == 422 and "end of this shift" in got.json()["detail"]
+    # the edge itself, on the rule with its clock passed in: up to the end, not a second past
+    now = shift_end - 600
+    svc.write(lambda c: alarms.shelve(c, fire["id"], shift_end, "x", "主管", True, now, shift_end))
+    with pytest.raises(DomainError, match="end of this shift"):
+        svc.write(
+            lambda c: alarms.shelve(c, fire["id"], shift_end + 1, "x", "主管", True, now, shift_end)
+        )
 
 
 def test_handover_is_refused_with_an_unacked_p1_and_then_signed_by_both_shifts(svc, client, who):
@@ -240,15 +273,65 @@ def test_the_duty_log_reads_by_day_and_by_shift(svc, client, who):
         "/api/v1/duty-log", json={"category": "patrol", "text": "巡查地库一次, 正常"}, headers=op
     ).json()
     assert entry["by"] == "值班员甲"
-    today = client.get("/api/v1/duty-log", headers=op).json()["items"]
-    assert today[0]["text"] == "巡查地库一次, 正常"
+    on_its_day = client.get(f"/api/v1/duty-log?day={entry['at'][:10]}", headers=op).json()
+    assert on_its_day["items"][0]["text"] == "巡查地库一次, 正常"
+    today = client.get("/api/v1/duty-log", headers=op).json()  # no day: today's
+    if today["from"][:10] == entry["at"][:10]:  # (not if midnight came between the two)
+        assert today["items"][0]["text"] == "巡查地库一次, 正常"
     bad = client.post("/api/v1/duty-log", json={"category": "gossip", "text": "x"}, headers=op)
     assert bad.status_code == 422
-    day = entry["at"][:10]
-    for shift in ("day", "evening", "night"):
-        got = client.get(f"/api/v1/duty-log?day={day}&shift={shift}", headers=op)
-        assert got.status_code == 200
     assert client.get("/api/v1/duty-log?shift=lunch", headers=op).status_code == 422
+
+
+def test_the_duty_log_of_a_shift_is_exactly_that_shift_s_entries(svc, client, who):
+    """Day 08:00-16:30, evening 15:30-24:00, night 23:30-08:00 (the defaults): entries on
+    each side of each edge, and the night of 10 March runs into the 11th."""
+
+    def at(day: int, hh: int, mm: int, ss: int = 0) -> float:
+        return datetime(2026, 3, day, hh, mm, ss, tzinfo=TZ).timestamp()
+
+    entries = {
+        "9th 23:45": at(9, 23, 45),  # the evening and the night of the 9th
+        "07:59:59": at(10, 7, 59, 59),  # still the night of the 9th
+        "08:00": at(10, 8, 0),
+        "15:29:59": at(10, 15, 29, 59),
+        "15:30": at(10, 15, 30),
+        "16:29:59": at(10, 16, 29, 59),
+        "16:30": at(10, 16, 30),
+        "23:29:59": at(10, 23, 29, 59),
+        "23:30": at(10, 23, 30),
+        "23:59:59": at(10, 23, 59, 59),
+        "11th 00:00": at(11, 0, 0),
+        "11th 07:59:59": at(11, 7, 59, 59),
+        "11th 08:00": at(11, 8, 0),  # the day shift of the 11th
+    }
+    svc.write(lambda c: [dutylog.add(c, t, "值班员乙", "patrol", text)
+                         for text, t in entries.items()])  # fmt: skip
+
+    def read(query: str) -> tuple[list[str], str, str]:
+        got = client.get(f"/api/v1/duty-log?{query}", headers=who["值班员甲"])
+        assert got.status_code == 200, got.text
+        doc = got.json()
+        return [e["text"] for e in doc["items"]], doc["from"], doc["until"]
+
+    newest_first = list(reversed(entries))
+    expected = {
+        "day": (["08:00", "15:29:59", "15:30", "16:29:59"],
+                "2026-03-10T08:00:00+08:00", "2026-03-10T16:30:00+08:00"),
+        "evening": (["15:30", "16:29:59", "16:30", "23:29:59", "23:30", "23:59:59"],
+                    "2026-03-10T15:30:00+08:00", "2026-03-11T00:00:00+08:00"),
+        "night": (["23:30", "23:59:59", "11th 00:00", "11th 07:59:59"],
+                  "2026-03-10T23:30:00+08:00", "2026-03-11T08:00:00+08:00"),
+    }  # fmt: skip
+    for shift, (texts, start, end) in expected.items():
+        want = [t for t in newest_first if t in texts]
+        assert read(f"day=2026-03-10&shift={shift}") == (want, start, end), shift
+    whole_day = [t for t in newest_first if not t.startswith(("9th", "11th"))]
+    assert read("day=2026-03-10") == (
+        whole_day,
+        "2026-03-10T00:00:00+08:00",
+        "2026-03-11T00:00:00+08:00",
+    )
 
 
 def test_workload_measures_floods_per_operator(svc, client, who):

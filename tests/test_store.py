@@ -70,13 +70,31 @@ def test_a_failing_job_rolls_back_alone(writer: Writer, tmp_path: Path):
     assert {"a", "b"} <= keys and "half-done" not in keys
 
 
-def test_concurrent_callers_share_commits(writer: Writer):
-    threads = [threading.Thread(target=lambda i=i: writer.call(put(f"k{i}"))) for i in range(200)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert writer.commits < 200  # group commit: fewer fsyncs than jobs
+def test_jobs_queued_while_the_writer_is_busy_share_one_commit(writer: Writer, tmp_path: Path):
+    """Group commit, proved: hold the writer inside a first job, queue 200 jobs behind it,
+    let it go; the 200 go to disk in one transaction (one fsync), not 200."""
+    running, release = threading.Event(), threading.Event()
+
+    def hold(c: sqlite3.Connection) -> None:
+        running.set()
+        assert release.wait(10), "the test never released the writer"
+
+    first = CallJob(hold)
+    writer.submit(first)
+    assert running.wait(5)  # the writer is inside the first job's transaction
+    before = writer.commits
+    jobs = [CallJob(put(f"k{i}")) for i in range(200)]
+    for j in jobs:
+        writer.submit(j)
+    release.set()
+    first.future.result(5)
+    for j in jobs:
+        j.future.result(5)
+    # one commit for the held job, one for everything queued behind it
+    assert writer.commits - before == 2
+    conn = db.connect(tmp_path / "e.db")
+    keys = {r[0] for r in conn.execute("SELECT key FROM node_meta WHERE key LIKE 'k%'")}
+    assert keys == {f"k{i}" for i in range(200)}
 
 
 def test_acknowledged_outbox_rows_are_kept_30_days_then_pruned(tmp_path: Path):
