@@ -8,6 +8,7 @@ swipe, publish the decision, and on a fresh grant command the barrier open.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import uuid
 from collections import Counter, deque
@@ -22,7 +23,7 @@ from edge import alarms, dutylog, outbox
 from edge.bus import Bus
 from edge.cards import CardId, mask_key
 from edge.clock import Clock, SystemClock
-from edge.config import Config, ReaderCfg, parse_hours
+from edge.config import Config, ConfigError, ReaderCfg, parse_hours
 from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
 from edge.privacy import mask_name
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from edge.cameras import Cameras
     from edge.control import ControlRoom
 
+log = logging.getLogger(__name__)
 _PASS_COLUMNS = "id, kind, status, valid_from, valid_until, issued_at, gates, daily_window, name"
 
 
@@ -55,7 +57,17 @@ def site_rules(cfg: Config) -> SiteRules:
 
 @lru_cache(maxsize=256)
 def _window(text: str) -> tuple[TimeOfDay, TimeOfDay]:
-    return parse_hours(text, "daily_window")
+    """A pass's daily window. One stored before the parser was strict (``25:00``) or
+    signed into a QR that way is no window at all: it never admits (fail closed), rather
+    than failing the swipe's job and leaving the read without a decision."""
+    try:
+        return parse_hours(text, "daily_window")
+    except ConfigError:
+        log.warning("a pass has an impossible daily window %r: it never admits", text)
+        return NEVER
+
+
+NEVER = (TimeOfDay(0, 0), TimeOfDay(0, 0, 0, 1))  # a microsecond a day: outside_hours
 
 
 @lru_cache(maxsize=256)

@@ -384,3 +384,22 @@ def test_a_retained_swipe_never_opens_the_barrier_again_on_a_restart(
     assert all(o["event_id"] != again["event_id"] for o in opens)
     # the first delivery was live (MQTT sets the retain flag only on a subscribe's replay)
     assert first["stale"] is False and node.ready()[1]["broker"]["retained:mqtt_swipe"] == 1
+
+
+def test_a_pass_stored_with_an_impossible_window_is_denied_not_left_undecided(tmp_path: Path):
+    """The stricter hour parser refuses '25:00-26:00', which older versions stored: such a
+    pass must deny (outside_hours), not fail the swipe's job and leave it undecided."""
+    from edge import gate, pass_ops
+    from edge.cards import parse_card
+    from tests.helpers import in_process
+
+    with in_process(tmp_path) as svc:
+        req = pass_ops.PassRequest(kind="resident", card="01026F6C3A", name="王小明")
+        pass_id = svc.write(lambda c: pass_ops.issue(c, req, svc.hasher, svc.cfg.tz, "test"))
+        svc.write(lambda c: c.execute(
+            "UPDATE passes SET daily_window = '25:00-26:00' WHERE id = ?", (pass_id,)))  # fmt: skip
+        card = parse_card("01026F6C3A")
+        decision, _holder = svc.read(
+            lambda c: gate.check(c, card, time.time(), "main", svc.gate.rules)
+        )
+        assert not decision.granted and decision.reason.value == "outside_hours"
