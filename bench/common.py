@@ -115,9 +115,10 @@ def count_rows(db_path: Path, table: str) -> int:
 # -- a realistic node database ------------------------------------------------------------
 #
 # What a gate's database holds after months in service, with the clean-ups behind: the
-# numbers of issue 9 ("the gate never goes silent"). Built once per schema (a minute at
-# most), kept in SEED_CACHE and copied into each workspace; the times that must be fresh
-# (escalations falling due) are set after the copy.
+# numbers of issue 9 ("the gate never goes silent"). Built once per schema and version of
+# this file (under a minute), kept in SEED_CACHE (rebuilt when a day old: the history is
+# relative to the build) and copied into each workspace; the times that must be fresh
+# (escalations falling due, the pictures' folder) are set after the copy.
 
 REALISTIC = {
     "passes": 1_000_000,
@@ -135,7 +136,6 @@ REAL_FILES = 20  # real files among the backlog's pictures, and among the newest
 UNACKED_OUTBOX = 500  # the newest outbox rows, not yet acknowledged by the office
 OPEN_UNACKED_ALARMS = 3_000  # open, nobody acknowledged: they escalate, again and again
 OPEN_ACKED_ALARMS = 500
-SEED_VERSION = 2  # bump when what seed_rows writes changes: the cache is rebuilt
 SEED_CACHE = Path(
     os.environ.get("GATEHOUSE_BENCH_CACHE", Path(tempfile.gettempdir()) / "gatehouse-bench-cache")
 )
@@ -170,7 +170,8 @@ def realistic_cards() -> list[str]:
 
 
 def _schema_key() -> str:
-    h = hashlib.sha256(f"{SEED_VERSION} {sorted(REALISTIC.items())}".encode())
+    """The cached database's name: the migrations and this file (what builds it)."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
     for p in sorted((ROOT / "edge" / "migrations" / "versions").glob("*.py")):
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
@@ -189,6 +190,9 @@ def seed_realistic(db_path: Path) -> Seeded:
         try:
             built_s = seed_rows(building, time.time())
             building.replace(cached)  # atomic: a bench running beside never sees half of it
+            for old in SEED_CACHE.glob("realistic-*.db"):  # of other schemas: 1 GB each
+                if old != cached:
+                    old.unlink(missing_ok=True)
         finally:
             building.unlink(missing_ok=True)
     started = time.perf_counter()
