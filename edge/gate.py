@@ -228,8 +228,8 @@ class GatePipeline:
         key = (read.reader.id, read.card.key)
         seen = self._last_seen
         last = seen.get(key)
-        seen.pop(key, None)  # re-inserted below: the dict stays ordered by last sighting
-        out.set_now(seen, key, read.mono)
+        out.set_now(seen, key, read.mono)  # put back as it was if the job rolls back
+        seen[key] = seen.pop(key)  # moved to the end: the dict stays ordered by last sighting
         # forget sightings too old to debounce anything: from the oldest end, O(1) a read
         horizon = read.mono - self._debounce_horizon
         while seen:
@@ -282,14 +282,19 @@ class GatePipeline:
         if self.control is None:
             return
         rules = self.cfg.alarms
+        window = rules.repeated_denials_window_s
         key = (e.gate, card.key)
-        recent = [
-            t for t in self._denials.get(key, ()) if t >= e.ts - rules.repeated_denials_window_s
-        ]
+        denials = self._denials
+        recent = [t for t in denials.get(key, ()) if t >= e.ts - window]
         recent.append(e.ts)
-        out.set_now(self._denials, key, deque(recent))
-        if len(self._denials) > 10_000:  # forget cards not denied lately (kept on rollback)
-            self._denials = {k: q for k, q in self._denials.items() if q and q[-1] > e.ts - 3600}
+        out.set_now(denials, key, deque(recent))  # put back as it was if the job rolls back
+        denials[key] = denials.pop(key)  # moved to the end: the map is ordered by last denial
+        # forget cards not denied within the window, from the oldest end: O(1) a denial
+        while denials:
+            oldest = next(iter(denials))
+            if denials[oldest][-1] >= e.ts - window:
+                break
+            del denials[oldest]
         if len(recent) < rules.repeated_denials:
             return
         alarm_id = alarms.raise_alarm(

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -403,3 +404,37 @@ def test_a_pass_stored_with_an_impossible_window_is_denied_not_left_undecided(tm
             lambda c: gate.check(c, card, time.time(), "main", svc.gate.rules)
         )
         assert not decision.granted and decision.reason.value == "outside_hours"
+
+
+def test_a_flood_of_unknown_cards_keeps_the_denial_memory_to_its_window(tmp_path: Path):
+    """Past 10,000 cards denied within the hour, every denial rebuilt the whole map of
+    recent denials (a flood of unknown cards slowed the gate to ~300 decisions/s)."""
+    from edge.cards import parse_card
+    from edge.clock import FixedClock
+    from edge.config import parse
+    from edge.gate import CardRead
+    from edge.service import Service
+
+    cfg = parse({"node": {"id": "n1", "data_dir": str(tmp_path)},
+                 "database": {"url": f"sqlite:///{tmp_path}/edge.db"}, "gates": [{"id": "main"}],
+                 "readers": [{"id": "in", "gate": "main", "port": "/dev/null"}]})  # fmt: skip
+    clock = FixedClock(wall=1_800_000_000.0)
+    svc = Service(cfg, clock=clock)
+    svc.writer.start()
+    try:
+        reader = cfg.readers[0]
+        window = cfg.alarms.repeated_denials_window_s
+
+        def flood(c: sqlite3.Connection) -> int:
+            biggest = 0
+            for i in range(12_000):  # one unknown card every 20 ms, 240 s in all
+                clock.advance(0.02)
+                card = parse_card(f"{0x0100000000 + i:010X}")
+                svc.gate.record(c, CardRead(reader, card, clock.monotonic(), "serial"))
+                biggest = max(biggest, len(svc.gate._denials))
+            return biggest
+
+        biggest = svc.write(flood)
+        assert biggest <= window / 0.02 + 1  # only the cards denied within the window
+    finally:
+        svc.writer.stop()
