@@ -77,7 +77,11 @@ def _gates(text: str) -> frozenset[str]:
 
 def lookup(conn: sqlite3.Connection, card_key: int) -> list[tuple[PassView, str]]:
     """The card's passes with their holders' names."""
-    rows = conn.execute(f"SELECT {_PASS_COLUMNS} FROM passes WHERE card_key = ?", (card_key,))
+    # a pass still being imported ("staged") is not there yet for the gate
+    rows = conn.execute(
+        f"SELECT {_PASS_COLUMNS} FROM passes WHERE card_key = ? AND status != 'staged'",
+        (card_key,),
+    )
     return [
         (
             PassView(

@@ -90,6 +90,8 @@ def thread_states(svc: Service) -> dict[str, bool]:
     """Every thread the gate depends on, alive or not (each catches its own errors;
     this is how a bug that ends one anyway becomes visible)."""
     out = {"writer": svc.writer.alive()}
+    if svc.housekeeper.started:
+        out["housekeeping"] = svc.housekeeper.alive()
     if svc.mqtt is not None:
         out["mqtt"] = svc.mqtt.alive()
     for reader_id, sr in svc.serial.items():

@@ -104,6 +104,10 @@ class Housekeeper:
 
     # -- as a thread --------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def start(self) -> Housekeeper:
         self._thread.start()
         return self

@@ -27,25 +27,16 @@ from edge.config import Config, ConfigError
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
+from edge.housekeeping import Housekeeper
 from edge.inputs import Refused, SwipeIn
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
-from edge.writer import CallJob, Outcome, Writer, apply_state
+from edge.writer import Outcome, Writer, apply_state
 from sync import qr
 from sync.client import SyncClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PRUNE_EVERY_S = 3600.0
-OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
-# backup up to this old gets them again (docs/sync.md)
-
-
-def prune_outbox(conn: sqlite3.Connection) -> int:
-    return conn.execute(
-        "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?",
-        (time.time() - OUTBOX_KEEP_S,),
-    ).rowcount
 
 
 class Service:
@@ -89,6 +80,11 @@ class Service:
             for r in cfg.readers
             if r.transport == "serial"
         }
+        # clean-ups in small chunks through the writer, off the swipe path; the first run is
+        # at start, so a backlog left by a long stop is worked off at once
+        self.housekeeper = Housekeeper(
+            self.writer, self.clock.now, monotonic=self.clock.monotonic, run_at_start=True
+        )
         self.sync: SyncClient | None = None
         if cfg.sync is not None:
             self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch)
@@ -216,6 +212,7 @@ class Service:
     def start(self) -> None:
         sock = self._bind()  # fails here, with a clear error, if the port is taken
         self.writer.start()
+        self.housekeeper.start()
         if self.mqtt is not None:
             self.mqtt.start()
         for sr in self.serial.values():
@@ -242,7 +239,6 @@ class Service:
             "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
         )
         interval = min(systemd.watchdog_interval() or 1.0, 1.0)
-        last_prune = self.clock.monotonic()
         while not self.stop_event.wait(interval):
             # only a working service earns a ping: a hung pipeline gets the unit restarted
             if health.watchdog_ok(self):
@@ -250,9 +246,6 @@ class Service:
             if self.mqtt is not None:
                 self.mqtt.supervise()
             self.control.tick(health.conditions(self), probe=lambda c: health.probe(self, c))
-            if self.clock.monotonic() - last_prune > PRUNE_EVERY_S:
-                last_prune = self.clock.monotonic()
-                self.writer.submit(CallJob(prune_outbox))
         systemd.notify("STOPPING=1")
         self.shutdown()
 
@@ -264,6 +257,7 @@ class Service:
             sr.stop()
         if self._server is not None:
             self._server.should_exit = True
+        self.housekeeper.stop()
         self.writer.stop()  # records and publishes everything already read
         if self.sync is not None:
             self.sync.stop()

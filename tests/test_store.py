@@ -100,7 +100,7 @@ def test_jobs_queued_while_the_writer_is_busy_share_one_commit(writer: Writer, t
 def test_acknowledged_outbox_rows_are_kept_30_days_then_pruned(tmp_path: Path):
     import time
 
-    from edge.service import prune_outbox
+    from edge.housekeeping import prune_outbox
 
     path = tmp_path / "e.db"
     db.migrate(path)
@@ -112,7 +112,7 @@ def test_acknowledged_outbox_rows_are_kept_30_days_then_pruned(tmp_path: Path):
         "VALUES (?, 'x', 'r', '{}', 0, ?)",
         rows,
     )
-    assert prune_outbox(conn) == 1
+    assert prune_outbox(conn, now) == 1
     left = conn.execute("SELECT acked_at IS NULL FROM outbox ORDER BY seq").fetchall()
     assert left == [(0,), (1,)]  # the recent acknowledged row and the unacknowledged one
     conn.execute(
