@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -49,7 +50,10 @@ class MqttLink:
         # QoS 1 publishes awaiting the broker's PUBACK (mid → when sent), and PUBACKs that
         # arrived before their publish was noted (the two threads race)
         self._unacked: dict[int, float] = {}
-        self._early: set[int] = set()
+        self._early: dict[int, None] = {}  # bounded: paho reports QoS 0 sends here too
+        # guards the two maps (the writer's and paho's threads); never held while calling
+        # into paho, whose own locks are held when it calls on_publish
+        self._lock = threading.Lock()
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"gatehouse-{node_id}",
@@ -81,13 +85,16 @@ class MqttLink:
 
     def stalled_for(self) -> float:
         """How long the oldest unacknowledged publish has waited (0: none waiting)."""
-        if self._early:
-            for mid in list(self._early):
-                if self._unacked.pop(mid, None) is not None:
-                    self._early.discard(mid)
-        # noted in publish order and never re-inserted: the first entry is the oldest
-        oldest = next(iter(self._unacked.values()), None)
-        return 0.0 if oldest is None else max(0.0, self.monotonic() - oldest)
+        now = self.monotonic()
+        with self._lock:
+            # noted in publish order and never re-inserted: the first entry is the oldest
+            while self._unacked:
+                mid, sent = next(iter(self._unacked.items()))
+                if mid not in self._early:
+                    return max(0.0, now - sent)
+                del self._unacked[mid]  # its PUBACK raced the noting of it
+                del self._early[mid]
+        return 0.0
 
     def alive(self) -> bool:
         """paho's network thread is running (loop_start's; paho 2 keeps it in ``_thread``)."""
@@ -136,10 +143,9 @@ class MqttLink:
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.counts["published"] += 1
             if qos > 0:
-                self._unacked[info.mid] = self.monotonic()
-                if info.mid in self._early:  # its PUBACK came first
-                    self._early.discard(info.mid)
-                    self._unacked.pop(info.mid, None)
+                with self._lock:
+                    if self._early.pop(info.mid, 0) is not None:  # no PUBACK yet
+                        self._unacked[info.mid] = self.monotonic()
             return True
         self.counts["publish_queued" if info.rc == mqtt.MQTT_ERR_NO_CONN else "publish_failed"] += 1
         return False
@@ -152,8 +158,9 @@ class MqttLink:
         self._connected = True
         self.last_error = None
         # what was awaiting an ack is resent by paho or gone with the old connection
-        self._unacked.clear()
-        self._early.clear()
+        with self._lock:
+            self._unacked.clear()
+            self._early.clear()
         self.counts["connects"] += 1
         log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
         client.publish(self.base + "status", "online", qos=1, retain=True)
@@ -167,8 +174,11 @@ class MqttLink:
         self.last_error = f"disconnected: {reason}"
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
-        if self._unacked.pop(mid, None) is None:
-            self._early.add(mid)
+        with self._lock:
+            if self._unacked.pop(mid, None) is None:
+                self._early[mid] = None
+                if len(self._early) > 4096:  # QoS 0 sends are reported too: forget the oldest
+                    del self._early[next(iter(self._early))]
 
     def route(self, pattern: str, handler: Handler, name: str) -> None:
         """Deliver messages on ``pattern`` (below the node's prefix) to ``handler``, which
