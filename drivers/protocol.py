@@ -4,6 +4,10 @@ A protocol is a parser in a file of its own (rdm6300.py, line.py, stxbin.py), fe
 whatever transport carries its bytes (a serial port, a test). The base class holds the
 rules the anchors agree on (research §6.4): an inter-byte timeout drops a partial frame,
 the buffer is bounded, and every rejected frame is counted by cause.
+
+A parser's whole state is its buffer plus whatever ``pending`` and ``reset`` cover in its
+subclass (the line parser's "skip to the end of this over-long line"): a partial frame is
+dropped by ``reset`` alone, whether it timed out, overflowed or lost its port.
 """
 
 from __future__ import annotations
@@ -45,14 +49,17 @@ class Parser(ABC):
         self.accepted = 0
 
     def feed(self, data: bytes, now: float) -> list[Frame | Scan]:
-        """Take the bytes read at monotonic time ``now``; return the complete good frames."""
+        """Take the bytes read at monotonic time ``now``; return the complete good frames.
+
+        A read with no bytes (an idle port's timeout) still lets a partial frame expire."""
         if (
-            self.buf
+            self.pending()
             and self.last_byte_at is not None
             and now - self.last_byte_at > self.inter_byte_timeout
         ):
-            self.reject("timeout")  # a partial frame that never finished
-            self.buf.clear()
+            # a partial frame that never finished: what comes next is a new frame, even for
+            # a protocol with no start byte (a line); a line being skipped was counted already
+            self.drop("timeout")
         if not data:
             return []
         self.last_byte_at = now
@@ -60,9 +67,31 @@ class Parser(ABC):
         frames = self.extract()
         if len(self.buf) > self.max_buffer:
             self.reject("overflow")
-            del self.buf[: len(self.buf) - self.max_buffer // 2]
+            self.overflow()
         self.accepted += len(frames)
         return frames
+
+    def pending(self) -> bool:
+        """Whether a frame is under way: bytes held, or (a subclass's own state) a frame
+        being skipped to its end."""
+        return bool(self.buf)
+
+    def reset(self) -> None:
+        """Forget any frame under way: the next byte starts afresh."""
+        self.buf.clear()
+
+    def drop(self, cause: str) -> None:
+        """Drop the frame under way, counting it under ``cause`` if bytes of it were held
+        (the transport calls this when the port is lost mid-frame)."""
+        if self.buf:
+            self.reject(cause)
+        self.reset()
+
+    def overflow(self) -> None:
+        """The buffer outgrew ``max_buffer``: keep its newer half, where the start of the
+        next frame may be. A protocol whose frames have no start byte overrides this, since
+        a kept tail would read as a frame of its own."""
+        del self.buf[: len(self.buf) - self.max_buffer // 2]
 
     def reject(self, cause: str) -> None:
         self.rejected[cause] += 1
