@@ -29,24 +29,19 @@ def reader_states(svc: Service) -> dict[str, dict[str, Any]]:
     for r in svc.cfg.readers:
         if r.transport == "serial":
             sr = svc.serial[r.id]
-            last, state = sr.last_frame_at, sr.state
-            extra: dict[str, Any] = {
-                "port": r.port,
-                "error": sr.error,
-                "frames": sr.parser.accepted,
-                "rejected": dict(sr.parser.rejected),
-            }
+            extra: dict[str, Any] = {"port": r.port, **sr.health()}
+            last, state, thread_ok = sr.last_frame_at, extra.pop("state"), extra["alive"]
         else:
             last = svc.last_mqtt_swipe.get(r.id)
             state = "open" if svc.mqtt and svc.mqtt.connected else "closed"
-            extra = {}
+            extra, thread_ok = {}, True
         age = None if last is None else round(now - last, 1)
         silent_for = age if age is not None else now - svc.started
         silent = r.silent_after_s is not None and silent_for > r.silent_after_s
         out[r.id] = {
             "transport": r.transport,
             "state": state,
-            "ok": state == "open" and not silent,
+            "ok": state == "open" and not silent and thread_ok,
             "silent": silent,
             "last_frame_age_s": age,
             **extra,
@@ -95,8 +90,7 @@ def thread_states(svc: Service) -> dict[str, bool]:
     if svc.mqtt is not None:
         out["mqtt"] = svc.mqtt.alive()
     for reader_id, sr in svc.serial.items():
-        alive = getattr(sr, "alive", None)
-        out[f"reader:{reader_id}"] = alive() if alive else sr._thread.is_alive()
+        out[f"reader:{reader_id}"] = sr.alive()
     if svc.cfg.cameras:
         alive = getattr(svc.cameras, "alive", None)
         out["snapshots"] = alive() if alive else svc.cameras._thread.is_alive()
