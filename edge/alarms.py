@@ -93,6 +93,8 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
 DEFAULT_CHECKLISTS["smoke"] = DEFAULT_CHECKLISTS["fire"]
 GENERIC_CHECKLIST = ("verify", "act", "record")
 STANDING_AFTER_S = 24 * 3600
+# the workflow's states short of closed, spelt out so a query can use ix_alarms_state
+OPEN_STATES = ("new", "acknowledged", "dispatched", "resolved")
 
 
 def priority_of(kind: str, cfg: AlarmsCfg) -> int:

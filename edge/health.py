@@ -92,8 +92,7 @@ def thread_states(svc: Service) -> dict[str, bool]:
     for reader_id, sr in svc.serial.items():
         out[f"reader:{reader_id}"] = sr.alive()
     if svc.cfg.cameras:
-        alive = getattr(svc.cameras, "alive", None)
-        out["snapshots"] = alive() if alive else svc.cameras._thread.is_alive()
+        out["snapshots"] = svc.cameras.alive()
     if svc.sync is not None:
         out["sync"] = svc.sync.alive()
     if svc.api_thread is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sqlite3
@@ -257,11 +258,13 @@ class Service:
             sr.stop()
         if self._server is not None:
             self._server.should_exit = True
+        with contextlib.suppress(Exception):  # every read queued so far is on disk, and out
+            self.writer.call(lambda _c: None, timeout=20)
         self.housekeeper.stop()
-        self.writer.stop()  # records and publishes everything already read
+        self.cameras.stop()  # its last requests are recorded ("no picture") by the writer
         if self.sync is not None:
             self.sync.stop()
-        self.cameras.stop()
+        self.writer.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         self.conn.close()
