@@ -177,7 +177,12 @@ class ReadJob:
         self.gate, self.read = gate, read
 
     def run(self, conn: sqlite3.Connection) -> Outcome:
-        return self.gate.record(conn, self.read)
+        out = Outcome()
+        try:
+            return self.gate.record(conn, self.read, out)
+        except BaseException:
+            out.rolled_back()  # a debounce mark made before the failure is not kept
+            raise
 
     def done(self, outcome: Outcome) -> None:
         pass
@@ -255,8 +260,7 @@ class GatePipeline:
         card = CardId(int(payload["c"], 16)) if payload.get("c") else None
         return (*check_qr(conn, payload, now, gate, self.rules), card)
 
-    def record(self, conn: sqlite3.Connection, read: CardRead) -> Outcome:
-        out = Outcome()
+    def record(self, conn: sqlite3.Connection, read: CardRead, out: Outcome) -> Outcome:
         if read.ack is not None:
             out.acks.append(read.ack)  # acknowledged only once the decision is on disk
         if read.card is not None and self._debounced(read, out):

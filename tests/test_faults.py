@@ -414,6 +414,7 @@ def test_a_flood_of_unknown_cards_keeps_the_denial_memory_to_its_window(tmp_path
     from edge.config import parse
     from edge.gate import CardRead
     from edge.service import Service
+    from edge.writer import Outcome
 
     cfg = parse({"node": {"id": "n1", "data_dir": str(tmp_path)},
                  "database": {"url": f"sqlite:///{tmp_path}/edge.db"}, "gates": [{"id": "main"}],
@@ -430,7 +431,7 @@ def test_a_flood_of_unknown_cards_keeps_the_denial_memory_to_its_window(tmp_path
             for i in range(12_000):  # one unknown card every 20 ms, 240 s in all
                 clock.advance(0.02)
                 card = parse_card(f"{0x0100000000 + i:010X}")
-                svc.gate.record(c, CardRead(reader, card, clock.monotonic(), "serial"))
+                svc.gate.record(c, CardRead(reader, card, clock.monotonic(), "serial"), Outcome())
                 biggest = max(biggest, len(svc.gate._denials))
             return biggest
 
