@@ -392,7 +392,9 @@ _DUE_COLUMNS = (
 DEFAULT_ESCALATE_AFTER_S = 600.0
 
 
-def _possibly_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[dict[str, Any]]:
+def _possibly_due(
+    conn: sqlite3.Connection, cfg: AlarmsCfg, now: float, limit: int
+) -> list[dict[str, Any]]:
     """The unacknowledged alarms whose escalation may be due, in id order: per priority, a
     range of ``ix_alarms_awaiting_ack`` (priority, escalated_at, raised_at) — the clock
     runs from ``escalated_at``, else from ``raised_at`` — so a queue of open alarms costs
@@ -401,7 +403,9 @@ def _possibly_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[
     found: dict[int, dict[str, Any]] = {}
 
     def take(where: str, args: tuple[Any, ...]) -> None:
-        for a in db.rows(conn, _DUE_COLUMNS + where, (now, *args)):
+        # the longest-waiting first, at most ``limit`` from each range
+        order = " ORDER BY coalesce(escalated_at, raised_at) LIMIT ?"
+        for a in db.rows(conn, _DUE_COLUMNS + where + order, (now, *args, limit)):
             found[a["id"]] = a
 
     limits = dict(cfg.escalate_after_s)
@@ -416,13 +420,24 @@ def _possibly_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[
     since = "coalesce(escalated_at, raised_at) <= ?"
     take(f"priority < ? AND {since}", (low, cutoff))
     take(f"priority > ? AND {since}", (high, cutoff))
-    return [found[k] for k in sorted(found)]
+    # the most urgent first: a backlog of P3s never holds a P1's escalation back
+    return sorted(
+        found.values(), key=lambda a: (a["priority"], a["escalated_at"] or a["raised_at"])
+    )
 
 
-def escalate_due(conn: sqlite3.Connection, cfg: AlarmsCfg, now: float) -> list[int]:
-    """Escalate every alarm whose acknowledgement is overdue; the ids that changed."""
-    changed = []
-    for a in _possibly_due(conn, cfg, now):
+ESCALATE_PER_TICK = 10  # the rest wait a second: the writer is never held long by a backlog
+
+
+def escalate_due(
+    conn: sqlite3.Connection, cfg: AlarmsCfg, now: float, limit: int = ESCALATE_PER_TICK
+) -> list[int]:
+    """Escalate alarms whose acknowledgement is overdue, at most ``limit`` of them (the
+    ticker calls again each second); the ids that changed."""
+    changed: list[int] = []
+    for a in _possibly_due(conn, cfg, now, limit):
+        if len(changed) >= limit:
+            break
         if not escalation_due(a, now, cfg):
             continue
         level = a["escalation_level"] + 1

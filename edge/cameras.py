@@ -48,7 +48,8 @@ PENDING_MAX = 256
 TURN_S = 0.2  # the thread turns (and beats) at least this often when idle
 RETENTION_EVERY_S = 600.0
 RETENTION_RETRY_S = 60.0  # after a sweep the writer could not take
-RETENTION_CHUNK = 2000  # snapshot rows looked at per writer job
+RETENTION_PAUSE_S = 0.05  # between two chunks of a sweep
+RETENTION_CHUNK = 100  # snapshot rows looked at per writer job: about a millisecond
 RETENTION_CALL_TIMEOUT_S = 2.0  # a chunk not begun by then waits for the next sweep
 REF_TABLES = {"event": ("access_events", "event_id"), "alarm": ("alarms", "id"),
               "slip": ("goods_slips", "number")}  # fmt: skip
@@ -260,9 +261,12 @@ class Cameras:
         chunk. False once stopping and nothing is left in the queue."""
         stopping = self._stopping.is_set()
         try:
-            # a sweep under way goes on between pictures, a chunk a turn
-            if stopping or self._sweep is not None:
+            # a sweep under way goes on between pictures, a chunk a turn, with a pause
+            # after each so that swipes queued behind a chunk go first (as housekeeping)
+            if stopping:
                 item = self._work.get_nowait()
+            elif self._sweep is not None:
+                item = self._work.get(timeout=RETENTION_PAUSE_S)
             else:
                 item = self._work.get(timeout=TURN_S)
         except queue.Empty:

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
 # backup up to this old gets them again (docs/sync.md)
-CHUNK = 2000  # rows per writer job: a few milliseconds of the writer's time
-PAUSE_S = 0.02  # between chunks: what queued behind a chunk is committed before the next
+CHUNK = 100  # rows per writer job: a swipe queued behind one waits about a millisecond
+PAUSE_S = 0.05  # between chunks: what queued behind a chunk is committed before the next
 BEAT_S = 1.0  # the thread turns at least this often (``alive``)
 
 

@@ -439,3 +439,29 @@ def test_a_flood_of_unknown_cards_keeps_the_denial_memory_to_its_window(tmp_path
         assert biggest <= window / 0.02 + 1  # only the cards denied within the window
     finally:
         svc.writer.stop()
+
+
+def test_an_escalation_backlog_is_worked_a_few_a_second_the_most_urgent_first(tmp_path: Path):
+    """3,000 overdue alarms escalated in one writer job each second (70 a second, each with
+    its log, duty-log and outbox rows) held the swipes behind them."""
+    from edge import alarms
+    from tests.helpers import in_process
+
+    with in_process(tmp_path) as svc:
+        cfg = svc.cfg.alarms
+        old = time.time() - 10_000
+
+        def raise_many(c: sqlite3.Connection) -> int:
+            for i in range(30):  # tampers are priority 2; then one fire, priority 1, last
+                alarms.raise_alarm(c, cfg, "tamper", f"alarm-input:t{i}", old)
+            return alarms.raise_alarm(c, cfg, "fire", "alarm-input:f", old)
+
+        fire = svc.write(raise_many)
+        now = time.time()
+        first = svc.write(lambda c: alarms.escalate_due(c, cfg, now))
+        assert len(first) == alarms.ESCALATE_PER_TICK and first[0] == fire
+        done = set(first)
+        while batch := svc.write(lambda c: alarms.escalate_due(c, cfg, now)):
+            assert len(batch) <= alarms.ESCALATE_PER_TICK and not done & set(batch)
+            done |= set(batch)
+        assert len(done) == 31  # every one escalated once, over a few ticks
