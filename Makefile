@@ -33,6 +33,7 @@ bench: $(BIN)/gatehouse
 	$(BIN)/python bench/swipe_latency.py
 	$(BIN)/python bench/mqtt_ingest.py
 	$(BIN)/python bench/memory_startup.py
+	$(BIN)/python bench/pass_import.py
 	$(BIN)/python bench/alarm_flood.py
 	sh scripts/debian-deps.sh ffmpeg
 	$(BIN)/python bench/camera.py
