@@ -7,6 +7,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from edge import db
+from edge.writer import Writer
 from tests.helpers import Broker, Listener, Pty
 
 
@@ -41,3 +43,20 @@ def pg_url() -> Iterator[str]:
     yield f"postgresql:///{name}"
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """A migrated node database of this test's own."""
+    p = tmp_path / "e.db"
+    db.migrate(p)
+    return p
+
+
+@pytest.fixture
+def writer(path: Path) -> Iterator[Writer]:
+    """The one writer, running, on ``path``."""
+    w = Writer(db.connect(path))
+    w.start()
+    yield w
+    w.stop()

@@ -6,10 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from edge import alarms, db
 from edge.clock import FixedClock
@@ -19,21 +16,6 @@ from edge.writer import CallJob, Writer
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    p = tmp_path / "e.db"
-    db.migrate(p)
-    return p
-
-
-@pytest.fixture
-def writer(path: Path) -> Iterator[Writer]:
-    w = Writer(db.connect(path))
-    w.start()
-    yield w
-    w.stop()
 
 
 def plan(conn: sqlite3.Connection, sql: str, args: tuple = ()) -> list[str]:

@@ -40,16 +40,6 @@ def test_the_epoch_is_made_once_and_kept(tmp_path: Path):
     assert db.ensure_epoch(db.connect(path)) == first
 
 
-@pytest.fixture
-def writer(tmp_path: Path):
-    path = tmp_path / "e.db"
-    db.migrate(path)
-    w = Writer(db.connect(path))
-    w.start()
-    yield w
-    w.stop()
-
-
 def put(key: str):
     return lambda c: db.set_meta(c, key, "v")
 

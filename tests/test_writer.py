@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
@@ -15,21 +14,6 @@ from edge import db
 from edge import writer as writer_mod
 from edge.errors import Conflict
 from edge.writer import CallJob, Outcome, Writer
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    p = tmp_path / "edge.db"
-    db.migrate(p)
-    return p
-
-
-@pytest.fixture
-def writer(path: Path) -> Iterator[Writer]:
-    w = Writer(db.connect(path))
-    w.start()
-    yield w
-    w.stop()
 
 
 def put(key: str):
