@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge import db, outbox
 from edge.alarms import OPEN_STATES
+from edge.clock import Clock, SystemClock
 from edge.config import CameraCfg, Config
 from edge.snapshots import view
 from edge.writer import CallJob, Writer
@@ -113,7 +114,8 @@ def _kind(e: BaseException) -> str:
 
 
 class Cameras:
-    def __init__(self, cfg: Config, writer: Writer, epoch: int) -> None:
+    def __init__(self, cfg: Config, writer: Writer, epoch: int, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.cfg = cfg
         self.writer = writer
         self.epoch = epoch
@@ -128,15 +130,15 @@ class Cameras:
             )
             for c in cfg.cameras
         }
-        self.started = time.monotonic()
+        self.started = self.clock.monotonic()
         self.counts: dict[str, int] = {
             "snapshots": 0, "snapshots_missing": 0, "snapshot_errors": 0, "snapshots_dropped": 0,
             "retention_unlink_errors": 0, "snapshot_thread_errors": 0,
         }  # fmt: skip
         self.stats = {c.id: SnapshotHealth() for c in cfg.cameras}
         self.last_error: str | None = None  # the last error of the snapshot thread, any camera
-        self.last_beat = time.monotonic()  # the snapshot thread's loop turned
-        self.next_retention = time.monotonic()  # the first sweep soon after start
+        self.last_beat = self.clock.monotonic()  # the snapshot thread's loop turned
+        self.next_retention = self.clock.monotonic()  # the first sweep soon after start
         self._work: queue.Queue[tuple[Frame, list[Request]]] = queue.Queue(QUEUE_MAX)
         self._pending: list[Request] = []
         self._lock = threading.Lock()
@@ -167,7 +169,7 @@ class Cameras:
         """No cameras, or the snapshot thread runs and turned within ``within_s``."""
         if not self.cfg.cameras:
             return True
-        return self._thread.is_alive() and time.monotonic() - self.last_beat < within_s
+        return self._thread.is_alive() and self.clock.monotonic() - self.last_beat < within_s
 
     # -- asking -------------------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class Cameras:
 
     def _loop(self) -> None:
         while True:
-            self.last_beat = time.monotonic()
+            self.last_beat = self.clock.monotonic()
             try:
                 if not self._turn():
                     break
@@ -292,7 +294,7 @@ class Cameras:
 
     def _expire(self, everything: bool = False) -> None:
         """Requests no frame answered in time: recorded as "no picture", not left hanging."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             late = [
                 r for r in self._pending
@@ -332,7 +334,7 @@ class Cameras:
             except Exception as e:  # a disk error costs this picture, never the thread
                 self._failed(req, e)
                 continue
-            req.stored_at = time.monotonic()
+            req.stored_at = self.clock.monotonic()
             self.counts["snapshots"] += 1
             self._stored(req.camera.id)
             self._record(req, path, sha, len(data), frame.captured_at)
@@ -357,7 +359,7 @@ class Cameras:
 
     def _failed(self, req: Request, e: BaseException) -> None:
         s = self.stats[req.camera.id]
-        s.failing, s.error, s.error_at = True, _describe(e), time.monotonic()
+        s.failing, s.error, s.error_at = True, _describe(e), self.clock.monotonic()
         s.errors += 1
         self.counts["snapshot_errors"] += 1
         self._fault(f"camera {req.camera.id}: picture not stored", e)
@@ -404,7 +406,7 @@ class Cameras:
             shown = view(snapshot_id, sha, age_ms, stale, path is not None)
             outbox.add(conn, self.epoch, "snapshot", str(snapshot_id),
                        shown | {"ref_kind": req.ref_kind, "ref_id": req.ref_id,
-                                "camera": req.camera.id}, time.time())  # fmt: skip
+                                "camera": req.camera.id}, self.clock.now())  # fmt: skip
             return shown
 
         job_ = CallJob(job, after=lambda shown: req.result.set_result(shown))
@@ -416,9 +418,9 @@ class Cameras:
         """Start a sweep when one is due, or take the next chunk of the one under way."""
         try:
             if self._sweep is None:
-                if time.monotonic() < self.next_retention:
+                if self.clock.monotonic() < self.next_retention:
                     return
-                self.next_retention = time.monotonic() + RETENTION_EVERY_S
+                self.next_retention = self.clock.monotonic() + RETENTION_EVERY_S
                 self._sweep = self.begin_retention()
             if self._sweep is not None:
                 self.retention_step(self._sweep)
@@ -428,7 +430,7 @@ class Cameras:
                     self._sweep = None
         except Exception as e:  # the writer busy or failing: the next sweep starts over
             self._sweep = None
-            self.next_retention = time.monotonic() + RETENTION_RETRY_S
+            self.next_retention = self.clock.monotonic() + RETENTION_RETRY_S
             self._fault("retention", e)
 
     def begin_retention(self) -> Sweep | None:
@@ -438,7 +440,7 @@ class Cameras:
             self._reader = db.connect(self.cfg.db_path)
         conn = self._reader
         quota = int(self.cfg.snapshots.quota_mb * 1024 * 1024)
-        horizon = time.time() - self.cfg.snapshots.retention_days * 86400
+        horizon = self.clock.now() - self.cfg.snapshots.retention_days * 86400
         on_disk = "FROM snapshots WHERE deleted_at IS NULL AND path IS NOT NULL"
         total = conn.execute(f"SELECT coalesce(sum(bytes), 0) {on_disk}").fetchone()[0]
         if total > quota:
@@ -509,7 +511,7 @@ class Cameras:
                 continue
             gone.append((snapshot_id, path))
             total -= size
-        now = time.time()
+        now = self.clock.now()
         conn.executemany(
             "UPDATE snapshots SET deleted_at = ? WHERE id = ?", [(now, i) for i, _ in gone]
         )
@@ -518,7 +520,7 @@ class Cameras:
     # -- health -------------------------------------------------------------------------
 
     def health(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         out = {}
         for c in self.cfg.cameras:
             h = self.grabbers[c.id].health

@@ -60,7 +60,7 @@ class Service:
         self.bus = Bus(self.clock.monotonic)
         self.control = ControlRoom(cfg, self.writer, self.bus, self.clock)
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control, self.clock)
-        self.cameras = Cameras(cfg, self.writer, self.epoch)
+        self.cameras = Cameras(cfg, self.writer, self.epoch, self.clock)
         self.gate.cameras = self.control.cameras = self.cameras
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:

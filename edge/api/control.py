@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -39,7 +38,7 @@ def queue(
 ) -> dict[str, Any]:
     """Open alarms, highest priority first, then oldest (closed ones newest first, in pages)."""
     svc = service(request)
-    now = time.time()
+    now = svc.clock.now()
     found = svc.read(lambda c: alarms.listing(c, closed, shelved, now, limit + 1, cursor))
     shown, after = page(found, limit)
     items = [alarms.view(a, now, svc.cfg.tz) for a in shown]
@@ -56,7 +55,7 @@ def help_request(request: Request, body: AlarmIn, who: Caller = roles("control")
     (alarm,) = svc.control.change(
         lambda c: [
             alarms.raise_alarm(
-                c, svc.cfg.alarms, body.type, "manual", time.time(), location=body.location,
+                c, svc.cfg.alarms, body.type, "manual", svc.clock.now(), location=body.location,
                 gate=body.gate, floor=body.floor, room=body.room, notes=body.notes,
                 priority=body.priority, by=who.name,
             )
@@ -75,7 +74,7 @@ def workload(
     """EEMUA 191 / ISA-18.2 measures: alarms per 10 minutes per operator, time in flood,
     stale alarms, chattering sources, priority mix, longest time unacknowledged."""
     svc = service(request)
-    now = time.time()
+    now = svc.clock.now()
     end = parse_time(until, svc.cfg.tz) if until else now
     start = parse_time(since, svc.cfg.tz) if since else end - 24 * 3600
     if end <= start:
@@ -87,7 +86,7 @@ def workload(
 def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
     """The alarm, its history, and the access events at its gate in the 5 minutes before."""
     svc = service(request)
-    now = time.time()
+    now = svc.clock.now()
 
     def read(c: Any) -> dict[str, Any]:
         a = alarms.get(c, alarm_id)
@@ -121,7 +120,7 @@ def _change(svc: Any, alarm_id: int, fn: Callable[[Any], None]) -> dict[str, Any
 @router.post("/alarms/{alarm_id}/ack")
 def ack(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
     svc = service(request)
-    return _change(svc, alarm_id, lambda c: alarms.ack(c, alarm_id, who.name, time.time()))
+    return _change(svc, alarm_id, lambda c: alarms.ack(c, alarm_id, who.name, svc.clock.now()))
 
 
 @router.post("/alarms/{alarm_id}/dispatch")
@@ -130,7 +129,7 @@ def dispatch(
 ) -> dict[str, Any]:
     svc = service(request)
     return _change(
-        svc, alarm_id, lambda c: alarms.dispatch(c, alarm_id, body.to, who.name, time.time())
+        svc, alarm_id, lambda c: alarms.dispatch(c, alarm_id, body.to, who.name, svc.clock.now())
     )
 
 
@@ -143,7 +142,9 @@ def tick(
 ) -> dict[str, Any]:
     """Tick a procedure step (any order: nothing stands before a call to 110/119/120)."""
     svc = service(request)
-    return _change(svc, alarm_id, lambda c: alarms.tick(c, alarm_id, step, who.name, time.time()))
+    return _change(
+        svc, alarm_id, lambda c: alarms.tick(c, alarm_id, step, who.name, svc.clock.now())
+    )
 
 
 @router.post("/alarms/{alarm_id}/resolve")
@@ -154,7 +155,9 @@ def resolve(
     return _change(
         svc,
         alarm_id,
-        lambda c: alarms.resolve(c, alarm_id, body.resolution, body.notes, who.name, time.time()),
+        lambda c: alarms.resolve(
+            c, alarm_id, body.resolution, body.notes, who.name, svc.clock.now()
+        ),
     )
 
 
@@ -164,7 +167,7 @@ def shelve(
 ) -> dict[str, Any]:
     """Hide it from the queue for a while, never past the end of the shift."""
     svc = service(request)
-    now = time.time()
+    now = svc.clock.now()
     shift_end = shifts.outgoing(svc.cfg.shifts, now, svc.cfg.tz).end
     until = now + body.minutes * 60
     return _change(
@@ -179,7 +182,7 @@ def shelve(
 @router.post("/alarms/{alarm_id}/unshelve")
 def unshelve(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
     svc = service(request)
-    return _change(svc, alarm_id, lambda c: alarms.unshelve(c, alarm_id, who.name, time.time()))
+    return _change(svc, alarm_id, lambda c: alarms.unshelve(c, alarm_id, who.name, svc.clock.now()))
 
 
 @router.post("/alarms/{alarm_id}/emergency-record")
@@ -190,7 +193,7 @@ def emergency(
     results may be added later by posting them alone."""
     svc = service(request)
     fields = body.model_dump(exclude_none=True)
-    svc.write(lambda c: alarms.emergency_record(c, alarm_id, fields, who.name, time.time()))
+    svc.write(lambda c: alarms.emergency_record(c, alarm_id, fields, who.name, svc.clock.now()))
     rows = svc.read(
         lambda c: c.execute(
             "SELECT cause, responsible, remedial, preventive, results, by, at, results_by "
@@ -219,7 +222,8 @@ def duty_log(
         except ValueError:
             raise DomainError(f"day: {day!r} is not a date") from None
     else:
-        start_dt = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        now = datetime.fromtimestamp(svc.clock.now(), tz)
+        start_dt = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = start_dt.timestamp(), (start_dt + timedelta(days=1)).timestamp()
     if shift:
         match = [s for s in svc.cfg.shifts if s.name == shift]
@@ -237,7 +241,7 @@ def duty_log(
 @router.post("/duty-log", status_code=201)
 def write_log(request: Request, body: DutyLogIn, who: Caller = roles("control", "guard")) -> dict:
     svc = service(request)
-    now = time.time()
+    now = svc.clock.now()
     entry_id = svc.write(lambda c: dutylog.add(c, now, who.name, body.category, body.text))
     return {"id": entry_id, "at": iso(now, svc.cfg.tz), "by": who.name,
             "category": body.category, "text": body.text}  # fmt: skip
@@ -251,7 +255,7 @@ def make_handover(
     svc = service(request)
 
     def job(c: Any) -> dict[str, Any]:
-        hid = handover.create(c, svc.cfg, who.name, who.admin, time.time(), body.items,
+        hid = handover.create(c, svc.cfg, who.name, who.admin, svc.clock.now(), body.items,
                               body.notes, body.override_reason)  # fmt: skip
         return handover.get(c, hid)
 
@@ -270,5 +274,5 @@ def read_handover(
 def sign(request: Request, handover_id: Id, who: Caller = roles("control", "guard")) -> dict:
     """The outgoing officer signs, then the incoming one."""
     svc = service(request)
-    h = svc.write(lambda c: handover.sign(c, handover_id, who.name, time.time()))
+    h = svc.write(lambda c: handover.sign(c, handover_id, who.name, svc.clock.now()))
     return handover_view(h, svc.cfg.tz)
