@@ -14,7 +14,7 @@ from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.inputs import AlarmInputIn, IntercomIn, Refused
-from edge.writer import CallJob, Outcome, Snap, Writer
+from edge.writer import CallJob, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
     from edge.cameras import Cameras
@@ -23,6 +23,23 @@ log = logging.getLogger(__name__)
 
 
 Views = list[dict[str, Any]]
+
+
+class InputJob(CallJob):
+    """An MQTT input's job: if it fails it is counted, never silent. One the database could
+    not take is left unacknowledged for the broker to deliver again; one that failed for a
+    reason of its own would fail again, so it is acknowledged."""
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], ack: Callable[[], None],
+                 counts: Counter[str]) -> None:  # fmt: skip
+        super().__init__(fn)
+        self.ack, self.counts = ack, counts
+
+    def failed(self, error: BaseException) -> None:
+        self.counts["record_failed:alarm_input"] += 1
+        if job_level(error):
+            self.ack()
+        super().failed(error)
 
 
 class ControlRoom:
@@ -67,7 +84,7 @@ class ControlRoom:
                 out.acks.insert(0, ack)
             return out
 
-        return CallJob(run)
+        return CallJob(run) if ack is None else InputJob(run, ack, self.counts)
 
     def change(self, fn: Callable[[sqlite3.Connection], list[int] | None]) -> Views:
         """Run ``fn`` in the writer; once committed, publish the alarms it changed."""

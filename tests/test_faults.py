@@ -465,3 +465,25 @@ def test_an_escalation_backlog_is_worked_a_few_a_second_the_most_urgent_first(tm
             assert len(batch) <= alarms.ESCALATE_PER_TICK and not done & set(batch)
             done |= set(batch)
         assert len(done) == 31  # every one escalated once, over a few ticks
+
+
+def test_an_alarm_input_whose_job_fails_is_counted_and_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An alarm input whose job raised was neither counted nor acknowledged: it held an
+    in-flight slot until the next reconnect, where it failed again. (A bug in the job is
+    not a fault one can cause from outside: it is patched in.)"""
+    from edge import alarms
+    from tests.helpers import in_process
+
+    with in_process(tmp_path) as svc:
+
+        def broken(*_a: object, **_k: object) -> int:
+            raise KeyError("a bug in raising the alarm")
+
+        monkeypatch.setattr(alarms, "raise_alarm", broken)
+        acks: list[int] = []
+        body = json.dumps({"type": "fire", "state": "active"}).encode()
+        svc.control.on_alarm_input(["alarm-input", "panel"], body, False, lambda: acks.append(1))
+        wait_for(lambda: svc.control.counts.get("record_failed:alarm_input") == 1, 10, "count")
+        assert acks == [1]
