@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # (topic below the node's prefix, split at "/"; payload; redelivered?; ack)
 Handler = Callable[[list[str], bytes, bool, Callable[[], None]], None]
 
+# one encoder: json.dumps with options builds a new one per call
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 STALL_AFTER_S = 2.0  # a publish the broker has not acknowledged for this long: stalled
 
 
@@ -138,7 +140,7 @@ class MqttLink:
     def publish(
         self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int = 1
     ) -> bool:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        data = _JSON.encode(payload)
         info = self.client.publish(self.base + topic, data, qos=qos, retain=retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.counts["published"] += 1
