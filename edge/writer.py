@@ -40,6 +40,11 @@ RECOVERED_AFTER_S = 5.0
 _MISSING = object()
 
 
+class WriterStopped(RuntimeError):
+    """The writer has stopped (the service is shutting down): nothing was recorded. Not the
+    job's own fault: an input failed with it must be delivered again, not acknowledged."""
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """An actuation (open the barrier): sent at once after the commit or never.
@@ -161,6 +166,8 @@ class CallJob:
 def job_level(error: BaseException) -> bool:
     """An error that belongs to one job (a rule's refusal, a constraint, a bug in it) rather
     than to the transaction (locked, disk full, I/O error): only its savepoint is undone."""
+    if isinstance(error, WriterStopped):
+        return False
     if not isinstance(error, sqlite3.Error):
         return True
     return isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError)
@@ -221,7 +228,7 @@ class Writer:
 
     def submit(self, job: Job) -> None:
         if self._closed:  # nothing would ever run it: say so at once
-            job.failed(RuntimeError("the writer has stopped"))
+            job.failed(WriterStopped("the writer has stopped"))
             return
         self.jobs.put(job)
 
@@ -257,7 +264,7 @@ class Writer:
             except queue.Empty:
                 break
             if late is not None:
-                late.failed(RuntimeError("the writer has stopped"))
+                late.failed(WriterStopped("the writer has stopped"))
         self._stopped.set()
         self._checkpointer.join(timeout=10)
         with contextlib.suppress(sqlite3.Error):  # a reader may hold it; not worth waiting

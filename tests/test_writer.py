@@ -130,3 +130,14 @@ def test_a_caller_that_gives_up_before_its_job_began_withdraws_it(writer: Writer
         writer.call(put("late"), timeout=0.2)
     gate.set()
     assert writer.call(lambda c: db.get_meta(c, "late")) is None  # never written
+
+
+def test_a_job_after_the_writer_stopped_is_failed_as_not_its_own_fault(writer: Writer):
+    """A swipe arriving during shutdown was failed with an error the gate took for the
+    job's own: the MQTT swipe was acknowledged and never recorded."""
+    writer.stop()
+    job = CallJob(put("late"))
+    writer.submit(job)
+    with pytest.raises(writer_mod.WriterStopped) as stopped:
+        job.future.result(1)
+    assert not writer_mod.job_level(stopped.value)  # so an input is delivered again
