@@ -52,6 +52,9 @@ class ControlRoom:
         self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
         self.cameras: Cameras | None = None  # set by the service when it has cameras
         self._pictured: dict[int, bool] = {}  # alarms whose picture was asked for
+        # when the ticker's last job was committed (monotonic): escalation is life-safety,
+        # so a ticker that stopped committing is as bad as a thread that died
+        self.ticked: dict[str, float] = {}
 
     # -- changes ------------------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class ControlRoom:
                                                   location=location, gate=gate))  # fmt: skip
                 elif cleared := alarms.normal(c, source, kind, now):
                     ids.append(cleared)
+            out.state.append((self.ticked, "at", self.clock.monotonic()))
             return out.merge(self.announce(c, ids))
 
         self.writer.submit(CallJob(job))

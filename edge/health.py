@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # systemd restarts the service (and its unit's restart limit makes a full disk visible).
 WATCHDOG_DB_FAILING_S = 10.0
 PROBE_IDLE_S = 5.0  # an idle writer proves it can still write this often (node_meta)
+TICKER_STALE_S = 10.0  # the ticker (escalation, the watched conditions) commits every second
 
 
 def reader_states(svc: Service) -> dict[str, dict[str, Any]]:
@@ -97,6 +98,9 @@ def thread_states(svc: Service) -> dict[str, bool]:
         out["sync"] = svc.sync.alive()
     if svc.api_thread is not None:
         out["api"] = svc.api_thread.is_alive()
+    if svc.ticking_since is not None:
+        last = svc.control.ticked.get("at", svc.ticking_since)
+        out["ticker"] = svc.clock.monotonic() - last < TICKER_STALE_S
     return out
 
 

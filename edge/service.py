@@ -96,6 +96,7 @@ class Service:
         self.stop_event = threading.Event()
         self._server: uvicorn.Server | None = None
         self.api_thread: threading.Thread | None = None
+        self.ticking_since: float | None = None  # set once run() ticks (not in-process tests)
 
     # -- the database, for the API ------------------------------------------------------
 
@@ -240,13 +241,18 @@ class Service:
             "gatehouse %s ready on %s:%s", self.cfg.node_id, self.cfg.api_host, self.cfg.api_port
         )
         interval = min(systemd.watchdog_interval() or 1.0, 1.0)
+        self.ticking_since = self.clock.monotonic()
         while not self.stop_event.wait(interval):
             # only a working service earns a ping: a hung pipeline gets the unit restarted
             if health.watchdog_ok(self):
                 systemd.notify("WATCHDOG=1")
-            if self.mqtt is not None:
-                self.mqtt.supervise()
-            self.control.tick(health.conditions(self), probe=lambda c: health.probe(self, c))
+            try:  # one failing turn must not end the loop that feeds the watchdog
+                if self.mqtt is not None:
+                    self.mqtt.supervise()
+                self.control.tick(health.conditions(self), probe=lambda c: health.probe(self, c))
+            except Exception:
+                self.counts["ticker_errors"] += 1
+                log.exception("the control room's ticker failed; it tries again in a second")
         systemd.notify("STOPPING=1")
         self.shutdown()
 

@@ -487,3 +487,38 @@ def test_an_alarm_input_whose_job_fails_is_counted_and_acknowledged(
         svc.control.on_alarm_input(["alarm-input", "panel"], body, False, lambda: acks.append(1))
         wait_for(lambda: svc.control.counts.get("record_failed:alarm_input") == 1, 10, "count")
         assert acks == [1]
+
+
+def test_a_failing_ticker_neither_ends_the_main_loop_nor_stays_green(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An exception in the once-a-second ticker (escalations, the watched conditions) ended
+    the service's main loop. (A bug cannot be caused from outside: it is patched in.)"""
+    from edge import health
+    from edge.config import parse
+    from edge.service import Service
+    from tests.helpers import free_port
+
+    cfg = parse({"node": {"id": "n1", "data_dir": str(tmp_path)},
+                 "database": {"url": f"sqlite:///{tmp_path}/edge.db"}, "gates": [{"id": "main"}],
+                 "api": {"listen": f"127.0.0.1:{free_port()}"}})  # fmt: skip
+    svc = Service(cfg)
+    monkeypatch.setattr(health, "TICKER_STALE_S", 1.5)
+    loop = threading.Thread(target=svc.run, daemon=True)
+    loop.start()
+    try:
+        wait_for(lambda: health.thread_states(svc).get("ticker"), 10, "the ticker to commit")
+        real = health.conditions
+
+        def broken(_svc: object) -> dict:
+            raise KeyError("a bug in a watched condition")
+
+        monkeypatch.setattr(health, "conditions", broken)
+        wait_for(lambda: svc.counts["ticker_errors"] >= 2, 10, "failing ticks to be counted")
+        wait_for(lambda: not health.thread_states(svc)["ticker"], 10, "the ticker seen stale")
+        assert loop.is_alive() and not health.report(svc)[0] and not health.watchdog_ok(svc)
+        monkeypatch.setattr(health, "conditions", real)
+        wait_for(lambda: health.report(svc)[0], 10, "ready again")
+    finally:
+        svc.stop_event.set()
+        loop.join(30)
