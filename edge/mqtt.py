@@ -40,7 +40,9 @@ STALL_AFTER_S = 2.0  # a publish the broker has not acknowledged for this long: 
 
 
 class MqttLink:
-    def __init__(self, cfg: MqttCfg, node_id: str) -> None:
+    def __init__(
+        self, cfg: MqttCfg, node_id: str, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.cfg = cfg
         self.base = f"{cfg.prefix}/{node_id}/"
         self.routes: list[str] = []
@@ -48,9 +50,10 @@ class MqttLink:
         self.last_error: str | None = None
         self._connected = False
         self._stopping = False
-        self.monotonic = time.monotonic
+        self.monotonic = monotonic
         # QoS 1 publishes awaiting the broker's PUBACK (mid → when sent), and PUBACKs that
-        # arrived before their publish was noted (the two threads race)
+        # arrived before their publish was noted (paho's thread can beat ours to the lock):
+        # a publish whose PUBACK came first is never noted
         self._unacked: dict[int, float] = {}
         self._early: dict[int, None] = {}  # bounded: paho reports QoS 0 sends here too
         # guards the two maps (the writer's and paho's threads); never held while calling
@@ -87,16 +90,10 @@ class MqttLink:
 
     def stalled_for(self) -> float:
         """How long the oldest unacknowledged publish has waited (0: none waiting)."""
-        now = self.monotonic()
         with self._lock:
             # noted in publish order and never re-inserted: the first entry is the oldest
-            while self._unacked:
-                mid, sent = next(iter(self._unacked.items()))
-                if mid not in self._early:
-                    return max(0.0, now - sent)
-                del self._unacked[mid]  # its PUBACK raced the noting of it
-                del self._early[mid]
-        return 0.0
+            oldest = next(iter(self._unacked.values()), None)
+        return 0.0 if oldest is None else max(0.0, self.monotonic() - oldest)
 
     def alive(self) -> bool:
         """paho's network thread is running (loop_start's; paho 2 keeps it in ``_thread``)."""

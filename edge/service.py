@@ -64,7 +64,7 @@ class Service:
         self.gate.cameras = self.control.cameras = self.cameras
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
-            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id)
+            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id, self.clock.monotonic)
             self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe, "mqtt_swipe")
             self.mqtt.route("alarm-input/+", self.control.on_alarm_input, "alarm_input")
             self.mqtt.route("intercom/+/event", self.control.on_intercom, "intercom")
