@@ -31,12 +31,12 @@ class InputJob(CallJob):
     reason of its own would fail again, so it is acknowledged."""
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], ack: Callable[[], None],
-                 counts: Counter[str]) -> None:  # fmt: skip
+                 counts: Counter[str], what: str) -> None:  # fmt: skip
         super().__init__(fn)
-        self.ack, self.counts = ack, counts
+        self.ack, self.counts, self.what = ack, counts, what
 
     def failed(self, error: BaseException) -> None:
-        self.counts["record_failed:alarm_input"] += 1
+        self.counts[f"record_failed:{self.what}"] += 1
         if job_level(error):
             self.ack()
         super().failed(error)
@@ -79,27 +79,30 @@ class ControlRoom:
                 out.snapshots.append(Snap(v["gate"], "alarm", str(v["id"]), self.clock.now()))
         return out
 
-    def _job(self, fn: Callable[[sqlite3.Connection], list[int] | None],
-             ack: Callable[[], None] | None) -> CallJob:  # fmt: skip
+    def _announcing(
+        self, fn: Callable[[sqlite3.Connection], list[int] | None],
+        ack: Callable[[], None] | None = None,
+    ) -> Callable[[sqlite3.Connection], Outcome]:  # fmt: skip
         def run(c: sqlite3.Connection) -> Outcome:
             out = self.announce(c, fn(c) or [])
             if ack is not None:
                 out.acks.insert(0, ack)
             return out
 
-        return CallJob(run) if ack is None else InputJob(run, ack, self.counts)
+        return run
 
     def change(self, fn: Callable[[sqlite3.Connection], list[int] | None]) -> Views:
         """Run ``fn`` in the writer; once committed, publish the alarms it changed."""
-        job = self._job(fn, None)
+        job = CallJob(self._announcing(fn))
         self.writer.submit(job)
         done: Outcome = job.future.result(30)
         return done.reply  # type: ignore[no-any-return]
 
     def submit(self, fn: Callable[[sqlite3.Connection], list[int] | None],
-               ack: Callable[[], None] | None = None) -> None:  # fmt: skip
-        """The same, without waiting (MQTT inputs: acknowledged after the commit)."""
-        self.writer.submit(self._job(fn, ack))
+               ack: Callable[[], None], what: str) -> None:  # fmt: skip
+        """The same for an MQTT input (``what``), without waiting: acknowledged after the
+        commit, and counted if it fails."""
+        self.writer.submit(InputJob(self._announcing(fn, ack), ack, self.counts, what))
 
     def _refuse(self, what: str, why: str, ack: Callable[[], None]) -> None:
         self.counts[f"refused:{what}"] += 1
@@ -125,10 +128,13 @@ class ControlRoom:
             self.submit(
                 lambda c: [alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
                                               location=location or where, gate=gate)],
-                ack,
+                ack, "alarm_input",
             )  # fmt: skip
         else:
-            self.submit(lambda c: [i] if (i := alarms.normal(c, source, kind, now)) else [], ack)
+            self.submit(
+                lambda c: [i] if (i := alarms.normal(c, source, kind, now)) else [],
+                ack, "alarm_input",
+            )  # fmt: skip
         return None
 
     def on_intercom(self, parts: list[str], payload: bytes, _dup: bool,
@@ -146,7 +152,7 @@ class ControlRoom:
             self.submit(
                 lambda c: [alarms.raise_alarm(c, self.cfg.alarms, "intercom_emergency",
                                               f"intercom:{intercom}", now, location=intercom)],
-                ack,
+                ack, "intercom",
             )  # fmt: skip
         else:
             text = f"intercom {intercom}: {event.replace('_', ' ')}"
@@ -155,7 +161,7 @@ class ControlRoom:
                 dutylog.add(c, now, "system", "intercom", text)
                 return []
 
-            self.submit(note, ack)
+            self.submit(note, ack, "intercom")
         return None
 
     # -- the ticker ---------------------------------------------------------------------
