@@ -407,7 +407,7 @@ def test_a_flood_while_the_snapshot_thread_is_held_up_stays_bounded_and_every_re
         wait_for(lambda: not (tmp_path / "old.jpg").exists(), 10, "retention to finish")
         deleted = conn.execute("SELECT deleted_at FROM snapshots WHERE id = ?", (old,))
         assert deleted.fetchone()[0] is not None
-        assert cams.alive(within_s=1.0)
+        wait_for(lambda: cams.alive(within_s=1.0), 10, "the thread to beat again")
     finally:
         release.set()
         cams.stop()
@@ -428,8 +428,8 @@ def test_the_snapshot_thread_beats_and_alive_says_whether_it_runs(tmp_path: Path
         assert not cams.alive()  # not started
         cams.start()
         beat = cams.last_beat
-        wait_for(lambda: cams.last_beat > beat + 0.3, 3, "the thread to beat")
-        assert cams.alive(within_s=0.5)
+        wait_for(lambda: cams.last_beat > beat + 0.3, 10, "the thread to beat")
+        wait_for(lambda: cams.alive(within_s=0.5), 10, "a recent heartbeat")
         cams.stop()
         assert not cams.alive()
     finally:
