@@ -55,6 +55,9 @@ def site_rules(cfg: Config) -> SiteRules:
     return SiteRules(tz=cfg.tz, kind_hours={"worker": cfg.rules.worker_hours})
 
 
+NEVER = (TimeOfDay(0, 0), TimeOfDay(0, 0, 0, 1))  # a microsecond a day: outside_hours
+
+
 @lru_cache(maxsize=256)
 def _window(text: str) -> tuple[TimeOfDay, TimeOfDay]:
     """A pass's daily window. One stored before the parser was strict (``25:00``) or
@@ -65,9 +68,6 @@ def _window(text: str) -> tuple[TimeOfDay, TimeOfDay]:
     except ConfigError:
         log.warning("a pass has an impossible daily window %r: it never admits", text)
         return NEVER
-
-
-NEVER = (TimeOfDay(0, 0), TimeOfDay(0, 0, 0, 1))  # a microsecond a day: outside_hours
 
 
 @lru_cache(maxsize=256)
