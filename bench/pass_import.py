@@ -101,7 +101,7 @@ def final_steps(csv_path: Path, tmp: Path) -> tuple[float, float]:
         path = tmp / f"final-{way}-{csv_path.stem}.db"
         db.migrate(path)
         conn = db.connect(path)
-        total = pass_ops.stage_csv(conn, csv_path, hasher, tz, "bench")
+        total = pass_ops.stage_csv(conn, csv_path, hasher, tz, "bench", time.time())
         if way == "update":
             first, last = pass_ops._copy_staged(
                 conn, total, pass_ops.IMPORT_CHUNK, 0.0, pass_ops.IMPORT_HOLD_S
@@ -144,7 +144,9 @@ def run(n: int, tmp: Path) -> None:
     )
     assert active == n, active
 
-    rows = pass_ops.read_csv(csv_path, IdHasher(b"k" * 32), ZoneInfo("Asia/Shanghai"), "bench")
+    rows = pass_ops.read_csv(
+        csv_path, IdHasher(b"k" * 32), ZoneInfo("Asia/Shanghai"), "bench", time.time()
+    )
     bare = baseline(rows, tmp / f"baseline-{n}.db")
     del rows
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+
+from drivers.clock import TIME, Clock
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,10 @@ class Grabber:
         open_timeout_ms: int = 5000,
         read_timeout_ms: int = 5000,
         every_frame: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.camera_id = camera_id
+        self.clock = clock or TIME  # stamps each grab: frames, health and freeze times
         self.source = source
         self.open_timeout_ms = open_timeout_ms
         self.read_timeout_ms = read_timeout_ms
@@ -144,7 +147,7 @@ class Grabber:
         while not self._stop.is_set():
             if not cap.grab():
                 return
-            now, wall = time.monotonic(), time.time()
+            now, wall = self.clock.monotonic(), self.clock.now()
             self._seq += 1
             self.health.frames += 1
             self.health.last_frame_at = now

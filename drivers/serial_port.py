@@ -22,6 +22,7 @@ from typing import Any
 
 import serial
 
+from drivers.clock import TIME, Clock
 from drivers.protocol import Frame, Parser, Scan
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,11 @@ class SerialReader:
         baudrate: int,
         parser: Parser,
         on_frame: Callable[[str, Frame | Scan, float, float], None],
+        clock: Clock | None = None,
     ) -> None:
         self.reader_id = reader_id
+        # stamps each read (the thread's own liveness, last_beat, stays on the time module)
+        self.clock = clock or TIME
         self.port = port
         self.baudrate = baudrate
         self.parser = parser
@@ -116,9 +120,9 @@ class SerialReader:
         while not self._stop.is_set():
             self.last_beat = time.monotonic()
             data = port.read(max(1, port.in_waiting))
-            now = time.monotonic()
+            now = self.clock.monotonic()
             # the wall clock is read with the bytes: staleness is judged from here
-            wall = time.time()
+            wall = self.clock.now()
             try:
                 frames = self.parser.feed(data, now)
             except Exception as e:  # a parser bug: these bytes are lost, the reader is not

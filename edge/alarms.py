@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from edge import db, dutylog, outbox
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
-from edge.snapshots import JOIN_COLUMNS, joined
+from edge.snapshots import JOIN_COLUMNS
 
 DEVICE_TYPES = (
     "fire", "smoke", "door_forced", "door_held", "intrusion", "tamper", "power_fail",
@@ -524,44 +522,3 @@ def context(conn: sqlite3.Connection, a: dict[str, Any], minutes: float = 5.0) -
         "ORDER BY ts DESC LIMIT 50",
         (a["gate"], a["raised_at"] - minutes * 60, a["raised_at"]),
     )
-
-
-def view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
-    """An alarm as the API and ``alarm/<id>`` show it."""
-
-    def iso(t: float | None) -> str | None:
-        return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
-
-    return {
-        "id": a["id"],
-        "type": a["type"],
-        "priority": a["priority"],
-        "source": a["source"],
-        "location": a["location"],
-        "floor": a["floor"],
-        "room": a["room"],
-        "gate": a["gate"],
-        "notes": a["notes"],
-        "route_to": a["route_to"],
-        "active": a["active"],
-        "acked": a["acked_at"] is not None,
-        "acked_by": a["acked_by"],
-        "acked_at": iso(a["acked_at"]),
-        "shelved_until": iso(a["shelved_until"]) if shelved(a, now) else None,
-        "isa_state": isa_state(a, now),
-        "state": a["state"],
-        "count": a["count"],
-        "raised_at": iso(a["raised_at"]),
-        "last_active_at": iso(a["last_active_at"]),
-        "escalation_level": a["escalation_level"],
-        "standing": a["state"] != "closed" and now - a["raised_at"] > STANDING_AFTER_S,
-        "dispatched_to": a["dispatched_to"],
-        "resolution": a["resolution"],
-        "resolution_notes": a["resolution_notes"],
-        "resolved_by": a["resolved_by"],
-        "closed_at": iso(a["closed_at"]),
-        "checklist": [
-            {"step": s["step"], "done_at": iso(s["done_at"]), "by": s["by"]} for s in a["checklist"]
-        ],
-        "snapshot": joined(a),
-    }

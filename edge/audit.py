@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
 
-def record(conn: sqlite3.Connection, by: str, action: str, subject: str | None = None) -> None:
+def record(conn: sqlite3.Connection, by: str, action: str, subject: str | None, now: float) -> None:
     conn.execute(
         "INSERT INTO audit_log (at, by, action, subject) VALUES (?,?,?,?)",
-        (time.time(), by, action, subject),
+        (now, by, action, subject),
     )

@@ -33,7 +33,7 @@ from edge import db, outbox
 from edge.alarms import OPEN_STATES
 from edge.clock import Clock, SystemClock
 from edge.config import CameraCfg, Config
-from edge.snapshots import view
+from edge.views import snapshot_view
 from edge.writer import CallJob, Writer
 
 if TYPE_CHECKING:
@@ -126,7 +126,12 @@ class Cameras:
             from drivers.camera import Grabber
         self.grabbers: dict[str, Grabber] = {
             c.id: Grabber(
-                c.id, c.source, c.open_timeout_ms, c.read_timeout_ms, c.decode == "every_frame"
+                c.id,
+                c.source,
+                c.open_timeout_ms,
+                c.read_timeout_ms,
+                c.decode == "every_frame",
+                clock=self.clock,
             )
             for c in cfg.cameras
         }
@@ -403,7 +408,7 @@ class Cameras:
                     f"UPDATE {table} SET snapshot_id = ? WHERE {key} = ? AND snapshot_id IS NULL",
                     (snapshot_id, req.ref_id),
                 )
-            shown = view(snapshot_id, sha, age_ms, stale, path is not None)
+            shown = snapshot_view(snapshot_id, sha, age_ms, stale, path is not None)
             outbox.add(conn, self.epoch, "snapshot", str(snapshot_id),
                        shown | {"ref_kind": req.ref_kind, "ref_id": req.ref_id,
                                 "camera": req.camera.id}, self.clock.now())  # fmt: skip

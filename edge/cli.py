@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from edge import config as config_mod
+from edge.clock import SystemClock
 from edge.config import Config, ConfigError
 
 EXIT_USAGE = 2
+CLOCK = SystemClock()  # the program's boundary: the one clock its commands read
 
 
 class UsageError(Exception):
@@ -153,13 +155,13 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 if g.strip():
                     cfg.known_gate(g.strip())
             conn.execute("BEGIN IMMEDIATE")
-            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user())
+            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), CLOCK.now())
             conn.execute("COMMIT")
             # the clerk who issued it sees it whole; the id alone without --json
             _print(args, pass_ops.shown(pass_ops.get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
         elif args.action == "import":
             started = time.monotonic()
-            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user())
+            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(), CLOCK.now())
             took = time.monotonic() - started
             _print(
                 args,
@@ -169,7 +171,9 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
         elif args.action == "revoke":
             conn.execute("BEGIN IMMEDIATE")
             try:
-                pass_ops.set_status(conn, args.pass_id, "revoked", args.reason, cli_user())
+                pass_ops.set_status(
+                    conn, args.pass_id, "revoked", args.reason, cli_user(), CLOCK.now()
+                )
             except PassError:
                 conn.execute("ROLLBACK")
                 raise
@@ -203,9 +207,9 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
     try:
         conn.execute("BEGIN IMMEDIATE")
         if args.action == "add":
-            token = users.add(conn, args.name, args.role)
+            token = users.add(conn, args.name, args.role, CLOCK.now())
         else:
-            users.revoke(conn, args.name)
+            users.revoke(conn, args.name, CLOCK.now())
         conn.execute("COMMIT")
     except DomainError as e:
         conn.execute("ROLLBACK")
@@ -247,7 +251,7 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
         ) from None
     if args.command == "office" and args.action is None:
         uvicorn.run(
-            create_office_app(cfg, eng), host=cfg.host, port=cfg.port, log_level="warning",
+            create_office_app(cfg, eng, CLOCK), host=cfg.host, port=cfg.port, log_level="warning",
             ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
         )  # fmt: skip
         return 0
@@ -256,10 +260,10 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
             if args.command == "user":
                 if args.action != "add":
                     raise UsageError("user revoke: not available on the office yet")
-                token = office.add_user(c, args.name, args.role)
+                token = office.add_user(c, args.name, args.role, CLOCK.now())
                 _print(args, {"name": args.name, "role": args.role, "token": token}, token)
             else:
-                token = office.add_node(c, args.node_id)
+                token = office.add_node(c, args.node_id, CLOCK.now())
                 _print(args, {"node": args.node_id, "token": token}, token)
     except DomainError as e:
         raise UsageError(str(e)) from None
@@ -298,7 +302,7 @@ def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     db.migrate(cfg.db_path)
     conn = db.connect(cfg.db_path)
     try:
-        rows = slips.monthly_report(conn, args.month, cfg.tz, time.time())
+        rows = slips.monthly_report(conn, args.month, cfg.tz, CLOCK.now())
     except DomainError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -317,7 +321,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
 
     try:
         card = parse_card(args.card)
-        at = parse_time(args.at, cfg.tz) if args.at else time.time()
+        at = parse_time(args.at, cfg.tz) if args.at else CLOCK.now()
     except (ValueError, PassError) as e:
         raise UsageError(str(e)) from None
     try:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs
+from edge import alarms, dutylog, inputs, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
@@ -60,7 +60,7 @@ class ControlRoom:
 
     def views(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Views:
         now = self.clock.now()
-        return [alarms.view(alarms.get(conn, i), now, self.cfg.tz) for i in dict.fromkeys(ids)]
+        return [views.alarm_view(alarms.get(conn, i), now, self.cfg.tz) for i in dict.fromkeys(ids)]
 
     def announce(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Outcome:
         """What to publish once the changes to ``ids`` are committed: each alarm on

@@ -19,14 +19,13 @@ from datetime import time as TimeOfDay
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, outbox
+from edge import alarms, dutylog, outbox, views
 from edge.bus import Bus
-from edge.cards import CardId, mask_key
+from edge.cards import CardId
 from edge.clock import Clock, SystemClock
 from edge.config import Config, ConfigError, ReaderCfg, parse_hours
 from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
-from edge.privacy import mask_name
 from edge.writer import Command, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
@@ -150,24 +149,6 @@ class Event:
     stale: bool = False
     by: str | None = None
     notes: str | None = None
-
-    def message(self, cfg: Config) -> dict[str, Any]:
-        """The decision as published outside the box: holder and card masked."""
-        return {
-            "event_id": self.event_id,
-            "ts": datetime.fromtimestamp(self.ts, cfg.tz).isoformat(timespec="milliseconds"),
-            "gate": self.gate,
-            "reader": self.reader,
-            "direction": self.direction,
-            "decision": "grant" if self.granted else "deny",
-            "reason": self.reason,
-            "pass_id": self.pass_id,
-            "pass_kind": self.pass_kind,
-            "holder": mask_name(self.holder, cfg.rules.name_mask) if self.holder else None,
-            "card": mask_key(self.card.key) if self.card else None,
-            "stale": self.stale,
-            "by": self.by,
-        }
 
 
 class ReadJob:
@@ -345,7 +326,9 @@ class GatePipeline:
 
         done: Outcome = self.writer.call(job)
         # the command was sent, or not, in the writer's apply step before call() returned
-        return event.message(self.cfg) | {"opened": any(done.sent)}
+        return views.decision_message(event, self.cfg.tz, self.cfg.rules.name_mask) | {
+            "opened": any(done.sent)
+        }
 
     def _write(self, conn: sqlite3.Connection, e: Event, out: Outcome, opens_until: float) -> None:
         """Insert the event and its outbox row; say what to announce once they are committed:
@@ -373,7 +356,7 @@ class GatePipeline:
         out.count(self.counts, f"{verdict}:{e.reason}")
         if e.stale:
             out.count(self.counts, "stale")
-        message = e.message(self.cfg)
+        message = views.decision_message(e, self.cfg.tz, self.cfg.rules.name_mask)
         out.messages.append((f"gate/{e.gate}/decision", message))
         # only asks: the picture is taken and kept apart
         out.snapshots.append(Snap(e.gate, "event", e.event_id, e.ts))

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, outbox, shifts
+from edge import alarms, db, dutylog, outbox, shifts, views
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.privacy import mask_name
@@ -25,7 +25,7 @@ def build_report(
     shift = shifts.outgoing(cfg.shifts, now, cfg.tz)
     start, end = shift.start, min(shift.end, now)
     open_alarms = [
-        alarms.view(a, now, cfg.tz) for a in alarms.listing(conn, False, True, now, 1000, None)
+        views.alarm_view(a, now, cfg.tz) for a in alarms.listing(conn, False, True, now, 1000, None)
     ]
     of_shift = db.rows(
         conn,

@@ -175,9 +175,9 @@ def confiscate(
 
 
 def issue(
-    conn: sqlite3.Connection, req: PassRequest, hasher: IdHasher, tz: ZoneInfo, by: str
+    conn: sqlite3.Connection, req: PassRequest, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
 ) -> str:
-    row = build_row(req, hasher, tz, time.time(), by)
+    row = build_row(req, hasher, tz, now, by)
     conn.execute(_INSERT, row)
     return row[0]
 
@@ -275,13 +275,14 @@ def _report(errors: list[tuple[int, str]], total: int) -> PassError:
     return PassError("\n".join(shown))
 
 
-def stage_csv(conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneInfo, by: str) -> int:
+def stage_csv(
+    conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
+) -> int:
     """Check every line of ``path``; the good ones into ``temp.import_rows`` in card order
-    (rowid 1..n), and how many. Nothing is written to the database: TEMP tables belong to
-    this connection and die with it (a killed importer leaves nothing). Raises PassError
-    naming the bad lines, in file order: each line's first problem, and every card that is
-    on an earlier line too."""
-    now = time.time()
+    (rowid 1..n), and how many; every row is issued at ``now``. Nothing is written to the
+    database: TEMP tables belong to this connection and die with it (a killed importer
+    leaves nothing). Raises PassError naming the bad lines, in file order: each line's
+    first problem, and every card that is on an earlier line too."""
     conn.execute(f"PRAGMA temp.cache_size = -{_TEMP_CACHE_KIB}")
     conn.execute("DROP TABLE IF EXISTS temp.import_lines")
     conn.execute("DROP TABLE IF EXISTS temp.import_rows")
@@ -351,12 +352,14 @@ def stage_csv(conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneIn
     return int(conn.execute("SELECT max(rowid) FROM temp.import_rows").fetchone()[0] or 0)
 
 
-def read_csv(path: Path, hasher: IdHasher, tz: ZoneInfo, by: str) -> list[tuple[Any, ...]]:
+def read_csv(
+    path: Path, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
+) -> list[tuple[Any, ...]]:
     """The rows to insert, in card order, every line checked first; PassError names the bad
     lines. (The whole file in memory: ``import_csv`` never holds it.)"""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        stage_csv(conn, path, hasher, tz, by)
+        stage_csv(conn, path, hasher, tz, by, now)
         return [(new_pass_id(), *r) for r in conn.execute(
             f"SELECT {_STAGED_COLUMNS} FROM temp.import_rows ORDER BY rowid"
         )]  # fmt: skip
@@ -486,6 +489,7 @@ def import_csv(
     hasher: IdHasher,
     tz: ZoneInfo,
     by: str,
+    now: float,
     *,
     chunk: int = IMPORT_CHUNK,
     pause_s: float = IMPORT_PAUSE_S,
@@ -501,7 +505,7 @@ def import_csv(
     and which the next import removes first (``discard_staged``)."""
     with _import_lock(conn):
         try:
-            total = stage_csv(conn, path, hasher, tz, by)
+            total = stage_csv(conn, path, hasher, tz, by, now)
             left = discard_staged(conn, min(chunk, 2000), pause_s)
             if left:
                 log.warning("import: removed %d staged passes of an import that did not finish",
@@ -523,7 +527,7 @@ def import_csv(
 
 
 def set_status(
-    conn: sqlite3.Connection, pass_id: str, status: str, reason: str | None, by: str
+    conn: sqlite3.Connection, pass_id: str, status: str, reason: str | None, by: str, now: float
 ) -> None:
     row = conn.execute("SELECT status FROM passes WHERE id = ?", (pass_id,)).fetchone()
     if row is None:
@@ -533,7 +537,7 @@ def set_status(
     conn.execute(
         "UPDATE passes SET status = ?, status_reason = ?, updated_at = ?, updated_by = ?, "
         "version = version + 1 WHERE id = ?",
-        (status, reason, time.time(), by, pass_id),
+        (status, reason, now, by, pass_id),
     )
 
 

@@ -77,6 +77,7 @@ class Service:
                 r.baudrate,
                 PARSERS[r.protocol](r.inter_byte_timeout_ms / 1000, r.card_format),
                 self.on_frame,
+                clock=self.clock,
             )
             for r in cfg.readers
             if r.transport == "serial"
@@ -88,7 +89,7 @@ class Service:
         )
         self.sync: SyncClient | None = None
         if cfg.sync is not None:
-            self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch)
+            self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.clock)
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
-import time
 
 from edge.errors import Conflict, DomainError, NotFound
 
@@ -17,7 +16,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add(conn: sqlite3.Connection, name: str, role: str) -> str:
+def add(conn: sqlite3.Connection, name: str, role: str, now: float) -> str:
     """Create a user; the token it returns is not stored anywhere."""
     name = name.strip()
     if not name:
@@ -29,14 +28,14 @@ def add(conn: sqlite3.Connection, name: str, role: str) -> str:
     token = secrets.token_urlsafe(32)
     conn.execute(
         "INSERT INTO users (name, role, token_hash, created_at) VALUES (?,?,?,?)",
-        (name, role, hash_token(token), time.time()),
+        (name, role, hash_token(token), now),
     )
     return token
 
 
-def revoke(conn: sqlite3.Connection, name: str) -> None:
+def revoke(conn: sqlite3.Connection, name: str, now: float) -> None:
     cur = conn.execute(
-        "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (time.time(), name)
+        "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name)
     )
     if cur.rowcount == 0:
         raise NotFound(f"no active user named {name!r}")

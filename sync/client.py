@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from edge import db
+from edge.clock import Clock, SystemClock
 from edge.config import SyncCfg
 from edge.writer import Writer
 from sync import schema, wire
@@ -82,7 +83,8 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 class SyncClient:
     def __init__(self, cfg: SyncCfg, writer: Writer, read: Callable[[Callable[..., Any]], Any],
-                 epoch: int) -> None:  # fmt: skip
+                 epoch: int, clock: Clock | None = None) -> None:  # fmt: skip
+        self.clock = clock or SystemClock()
         self.cfg = cfg
         self.writer = writer
         self.read = read
@@ -133,7 +135,7 @@ class SyncClient:
             ).fetchone()
         )
         cursor = self.read(lambda c: db.get_meta(c, "pull_cursor"))
-        lag = None if oldest is None else round(time.time() - oldest, 1)
+        lag = None if oldest is None else round(self.clock.now() - oldest, 1)
         return self.status | {
             "backlog": backlog,
             "push_lag_s": lag,
@@ -172,7 +174,7 @@ class SyncClient:
         if body["changes"]:
             self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"]))
             self.status["pulled"] += len(body["changes"])
-        self.status["last_pull_ok"] = time.time()
+        self.status["last_pull_ok"] = self.clock.now()
         self.fresh.set()
         return bool(body["has_more"])
 
@@ -209,7 +211,7 @@ class SyncClient:
         finally:
             with self._claim_lock:
                 self._inflight -= 1
-        now = time.time()
+        now = self.clock.now()
         self.writer.call(
             lambda c: c.execute(
                 "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import secrets
-import time
 from datetime import datetime
 from typing import Any
 
@@ -32,12 +31,12 @@ PASS_COLUMNS = (
 )  # fmt: skip  # the order of edge.pass_ops.build_row
 
 
-def add_node(conn: Connection, node_id: str) -> str:
+def add_node(conn: Connection, node_id: str, now: float) -> str:
     if conn.execute(select(t.nodes.c.node_id).where(t.nodes.c.node_id == node_id)).first():
         raise Conflict(f"node {node_id!r} is registered already")
     token = secrets.token_urlsafe(32)
     conn.execute(t.nodes.insert().values(node_id=node_id, token_hash=hash_token(token),
-                                         created_at=time.time()))  # fmt: skip
+                                         created_at=now))  # fmt: skip
     return token
 
 
@@ -50,14 +49,14 @@ def node_of(conn: Connection, token: str) -> str | None:
     return row[0] if row else None
 
 
-def add_user(conn: Connection, name: str, role: str) -> str:
+def add_user(conn: Connection, name: str, role: str, now: float) -> str:
     if role not in OFFICE_ROLES:
         raise DomainError(f"role: {role!r} is not one of {', '.join(OFFICE_ROLES)} (office)")
     if conn.execute(select(t.users.c.name).where(t.users.c.name == name)).first():
         raise Conflict(f"a user named {name!r} exists already")
     token = secrets.token_urlsafe(32)
     conn.execute(t.users.insert().values(name=name, role=role, token_hash=hash_token(token),
-                                         created_at=time.time()))  # fmt: skip
+                                         created_at=now))  # fmt: skip
     return token
 
 
@@ -74,7 +73,7 @@ def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
 
 
 def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: str,
-               payload: dict[str, Any]) -> int:  # fmt: skip
+               payload: dict[str, Any], now: float) -> int:  # fmt: skip
     """Append to the change log with an id allocated in commit order (see schema)."""
     conn.execute(text("SELECT pg_advisory_xact_lock(7215)"))
     change_id = (
@@ -83,7 +82,7 @@ def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: 
     )
     conn.execute(t.change_log.insert().values(
         change_id=change_id, entity=entity, entity_id=entity_id, version=version, op=op,
-        payload=payload, committed_at=time.time(),
+        payload=payload, committed_at=now,
     ))  # fmt: skip
     return change_id
 
@@ -95,24 +94,27 @@ def pass_record(conn: Connection, pass_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str) -> dict:
-    now = time.time()
+def issue_pass(
+    conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str, now: float
+) -> dict:
     row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
     row.pop("photo_path")
     record = row | {"status": "active", "version": 1, "updated_by": by}
     conn.execute(t.passes.insert().values(**record))
-    log_change(conn, "pass", record["id"], 1, "upsert", record)
+    log_change(conn, "pass", record["id"], 1, "upsert", record, now)
     return record
 
 
-def revoke_pass(conn: Connection, pass_id: str, reason: str | None, by: str) -> dict[str, Any]:
+def revoke_pass(
+    conn: Connection, pass_id: str, reason: str | None, by: str, now: float
+) -> dict[str, Any]:
     current = pass_record(conn, pass_id)
     if current["status"] != "active":
         raise Conflict(f"pass {pass_id} is already {current['status']}")
     record = current | {"status": "revoked", "status_reason": reason, "updated_by": by,
-                        "updated_at": time.time(), "version": current["version"] + 1}  # fmt: skip
+                        "updated_at": now, "version": current["version"] + 1}  # fmt: skip
     conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
-    log_change(conn, "pass", pass_id, record["version"], "revoke", record)
+    log_change(conn, "pass", pass_id, record["version"], "revoke", record, now)
     return record
 
 
@@ -136,20 +138,20 @@ def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any)
         "issued_at": now,
     }  # fmt: skip
     conn.execute(t.slips.insert().values(**record))
-    log_change(conn, "slip", number, 1, "upsert", record)
+    log_change(conn, "slip", number, 1, "upsert", record, now)
     return record
 
 
-def cancel_slip(conn: Connection, number: str, reason: str, by: str) -> dict[str, Any]:
+def cancel_slip(conn: Connection, number: str, reason: str, by: str, now: float) -> dict[str, Any]:
     row = conn.execute(select(t.slips).where(t.slips.c.number == number)).mappings().first()
     if row is None:
         raise NotFound(f"no slip numbered {number!r}")
     if row["status"] != "issued":
         raise Conflict(f"slip {number} is {row['status']} already")
     record = dict(row) | {"status": "cancelled", "version": row["version"] + 1,
-                          "closed_at": time.time(), "closed_by": by, "notes": reason}  # fmt: skip
+                          "closed_at": now, "closed_by": by, "notes": reason}  # fmt: skip
     conn.execute(t.slips.update().where(t.slips.c.number == number).values(**record))
-    log_change(conn, "slip", number, record["version"], "cancel", record)
+    log_change(conn, "slip", number, record["version"], "cancel", record, now)
     return record
 
 
@@ -165,10 +167,10 @@ def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, An
 
 
 def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
-               batch: list[wire.Row]) -> dict[str, Any]:  # fmt: skip
-    """Apply one batch from a gate in one transaction; answers the contiguous high-water
-    mark. A sequence number seen before with other content is an integrity anomaly."""
-    now = time.time()
+               batch: list[wire.Row], now: float) -> dict[str, Any]:  # fmt: skip
+    """Apply one batch from a gate in one transaction, received at ``now``; answers the
+    contiguous high-water mark. A sequence number seen before with other content is an
+    integrity anomaly."""
     cursor = conn.execute(
         select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
                                      t.edge_cursors.c.epoch == epoch).with_for_update()
@@ -237,12 +239,12 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
     _slip_facts(conn, node_id, [
         json.loads(wire.unescape(e.payload)) | {"_kind": kinds[e.seq]} for e in batch
         if e.seq in inserted and kinds[e.seq] in ("slip_released", "slip_rejected")
-    ])  # fmt: skip
+    ], now)  # fmt: skip
     new_events = [
         json.loads(wire.unescape(e.payload)) for e in batch
         if e.seq in inserted and kinds[e.seq] == "access_event" and '"grant"' in e.payload
     ]  # fmt: skip
-    _check_facts(conn, node_id, new_events)
+    _check_facts(conn, node_id, new_events, now)
     hwm = cursor["contiguous_hwm"]
     for (seq,) in conn.execute(
         select(t.edge_events.c.seq).where(t.edge_events.c.node_id == node_id,
@@ -263,7 +265,7 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
     return {"acked_through": hwm, "max_seen": max_seen, "inserted": len(inserted)}
 
 
-def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]]) -> None:
+def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], now: float) -> None:
     """What happened at the gate stays as it happened; what conflicts with the office's own
     records becomes an exception for a person (ownership, not clocks, settles it)."""
     grants = {e["pass_id"]: e for e in events if e.get("decision") == "grant" and e.get("pass_id")}
@@ -278,12 +280,12 @@ def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]]) -
         e = grants[pass_id]
         if revoked_at <= e["ts"]:
             conn.execute(t.anomalies.insert().values(
-                at=time.time(), node_id=node_id, kind="used_after_revocation",
+                at=now, node_id=node_id, kind="used_after_revocation",
                 detail=f"pass {pass_id} granted at gate {e.get('gate')} after its revocation",
             ))  # fmt: skip
 
 
-def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]]) -> None:
+def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]], now: float) -> None:
     """A gate released or rejected an office slip: the office's slip follows the fact, and a
     release of a slip the office had cancelled is an exception for a person."""
     for s in closed:
@@ -295,7 +297,7 @@ def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]]) ->
         status = "released" if s["_kind"] == "slip_released" else "rejected"
         if row["status"] == "cancelled" and status == "released":
             conn.execute(t.anomalies.insert().values(
-                at=time.time(), node_id=node_id, kind="released_after_cancellation",
+                at=now, node_id=node_id, kind="released_after_cancellation",
                 detail=f"slip {s['number']} released at gate {s.get('gate')} by "
                        f"{s.get('closed_by')} after the office cancelled it",
             ))  # fmt: skip

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, SlipIn
 from edge.cards import mask_key
+from edge.clock import Clock, SystemClock
 from edge.config import OfficeCfg
 from edge.errors import DomainError
 from edge.pass_ops import PassRequest
@@ -38,7 +39,8 @@ _bearer = HTTPBearer(auto_error=False)
 LONG_POLL_MAX_S = 25.0
 
 
-def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
+def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
     app = FastAPI(title="Gatehouse office", version="0.1.0")
     hasher = IdHasher.from_data_dir(cfg.data_dir)
     signer = Signer.from_data_dir(cfg.data_dir)
@@ -100,7 +102,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
 
         def apply() -> dict[str, Any]:
             with eng.begin() as c:
-                return office.apply_push(c, node_id, epoch, base, batch)
+                return office.apply_push(c, node_id, epoch, base, batch, clock.now())
 
         return await run_in_threadpool(apply)
 
@@ -138,7 +140,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
             permit_no=body.permit_no,
         )  # fmt: skip
         with eng.begin() as c:
-            record = office.issue_pass(c, req, hasher, cfg.tz, who)
+            record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now())
         shown = _pass_view(record)
         if record["kind"] == "temporary":  # printed as a QR code the gates verify offline
             shown["qr"] = signer.sign(pass_payload(record))
@@ -147,7 +149,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
     @app.post("/api/v1/passes/{pass_id}/revoke")
     def revoke(pass_id: str, body: ReasonIn | None = None, who: str = Depends(clerk)) -> dict:
         with eng.begin() as c:
-            record = office.revoke_pass(c, pass_id, body.reason if body else None, who)
+            reason = body.reason if body else None
+            record = office.revoke_pass(c, pass_id, reason, who, clock.now())
         return _pass_view(record)
 
     @app.post("/api/v1/slips", status_code=201)
@@ -167,13 +170,13 @@ def create_office_app(cfg: OfficeCfg, eng: Engine) -> FastAPI:
             approver=body.approver, hazard_allowed=body.hazard_allowed, detail=detail,
         )  # fmt: skip
         with eng.begin() as c:
-            record = office.issue_slip(c, req, who, time.time(), cfg.tz)
+            record = office.issue_slip(c, req, who, clock.now(), cfg.tz)
         return record | {"qr": signer.sign(slip_payload(record))}
 
     @app.post("/api/v1/slips/{number}/cancel")
     def cancel_slip(number: str, body: CancelIn, who: str = Depends(clerk)) -> dict[str, Any]:
         with eng.begin() as c:
-            return office.cancel_slip(c, number, body.reason, who)
+            return office.cancel_slip(c, number, body.reason, who, clock.now())
 
     @app.get("/api/v1/reports/monthly")
     def monthly(

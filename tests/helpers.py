@@ -405,7 +405,8 @@ def in_process(workdir: Path, **extra: Any) -> Iterator[Any]:
 def bearer(svc: Any, name: str, role: str) -> dict[str, str]:
     from edge import users
 
-    return {"Authorization": f"Bearer {svc.write(lambda c: users.add(c, name, role))}"}
+    token = svc.write(lambda c: users.add(c, name, role, svc.clock.now()))
+    return {"Authorization": f"Bearer {token}"}
 
 
 class CuttingProxy:

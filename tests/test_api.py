@@ -124,7 +124,7 @@ def test_only_an_admin_may_unmask_personal_data(client: TestClient, tokens, svc)
 
 def test_a_revoked_token_stops_working_and_bad_tokens_are_throttled(client, tokens, svc):
     assert client.get("/api/v1/passes", headers=tokens["guard"]).status_code == 200
-    svc.write(lambda c: users.revoke(c, "老张"))
+    svc.write(lambda c: users.revoke(c, "老张", svc.clock.now()))
     assert client.get("/api/v1/passes", headers=tokens["guard"]).status_code == 401
     codes = [
         client.get("/api/v1/passes", headers={"Authorization": f"Bearer bad{i}"}).status_code

@@ -25,7 +25,8 @@ _svc = Service(
 )
 _svc.writer.start()
 _svc.throttle.limit = 10**9
-TOKEN = _svc.write(lambda c: users.add(c, "fuzzer", "admin"))  # admin reaches every route
+# admin reaches every route
+TOKEN = _svc.write(lambda c: users.add(c, "fuzzer", "admin", _svc.clock.now()))
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_svc))
 
 

@@ -291,7 +291,7 @@ def test_a_door_alarm_that_returns_after_acknowledgement_annunciates_again(tmp_p
     """A door forced again hours after its first alarm was acknowledged and went back to
     normal was folded in as already acknowledged and never escalated (ISA-18.2: a new
     activation after return to normal annunciates again)."""
-    from edge import alarms
+    from edge import alarms, views
     from tests.helpers import in_process
 
     sources = [{"id": "door-3", "gate": "main", "location": "3号门"}]
@@ -307,7 +307,9 @@ def test_a_door_alarm_that_returns_after_acknowledgement_annunciates_again(tmp_p
             svc.write(lambda c: None)  # committed
 
         def shown() -> dict:
-            return svc.read(lambda c: alarms.view(alarms.get(c, 1), time.time(), svc.cfg.tz))
+            return svc.read(
+                lambda c: views.alarm_view(alarms.get(c, 1), svc.clock.now(), svc.cfg.tz)
+            )
 
         door("active")
         svc.control.change(lambda c: alarms.ack(c, 1, "值班员甲", time.time()) or [1])
@@ -396,7 +398,9 @@ def test_a_pass_stored_with_an_impossible_window_is_denied_not_left_undecided(tm
 
     with in_process(tmp_path) as svc:
         req = pass_ops.PassRequest(kind="resident", card="01026F6C3A", name="王小明")
-        pass_id = svc.write(lambda c: pass_ops.issue(c, req, svc.hasher, svc.cfg.tz, "test"))
+        pass_id = svc.write(
+            lambda c: pass_ops.issue(c, req, svc.hasher, svc.cfg.tz, "test", svc.clock.now())
+        )
         svc.write(lambda c: c.execute(
             "UPDATE passes SET daily_window = '25:00-26:00' WHERE id = ?", (pass_id,)))  # fmt: skip
         card = parse_card("01026F6C3A")

@@ -71,7 +71,9 @@ def test_a_bad_file_names_every_bad_line_first_one_first_and_writes_nothing(tmp_
     rows[7][0] = "visitor"  # line 9: no such kind
     rows[8][1] = rows[0][1]  # line 10: line 2's card a third time
     with pytest.raises(PassError) as e:
-        pass_ops.import_csv(conn, write_csv(tmp_path / "bad.csv", rows), HASHER, TZ, "clerk")
+        pass_ops.import_csv(
+            conn, write_csv(tmp_path / "bad.csv", rows), HASHER, TZ, "clerk", time.time()
+        )
     lines = str(e.value).splitlines()
     assert lines[0].startswith("line 3: ") and "not a date" in lines[0]
     assert [ln.split(":")[0] for ln in lines] == [f"line {n}" for n in (3, 5, 7, 9, 10)]
@@ -87,7 +89,9 @@ def test_a_very_bad_file_is_summed_up_from_its_first_bad_line(tmp_path: Path):
     rows[3][1] = rows[2][1]  # line 5: a card already on line 4
     rows[50:] = [["resident", "nope", "x", "1-1", "", ""]] * 50  # lines 52-101
     with pytest.raises(PassError) as e:
-        pass_ops.import_csv(conn, write_csv(tmp_path / "bad.csv", rows), HASHER, TZ, "clerk")
+        pass_ops.import_csv(
+            conn, write_csv(tmp_path / "bad.csv", rows), HASHER, TZ, "clerk", time.time()
+        )
     lines = str(e.value).splitlines()
     assert len(lines) == pass_ops.ERRORS_SHOWN + 1 and lines[-1] == "... 51 bad lines in all"
     assert lines[0] == f"line 5: card {rows[2][1]!r} is already on line 4"
@@ -115,7 +119,9 @@ def test_rows_go_in_short_transactions_and_none_grants_before_the_last_step(
     monkeypatch.setattr(pass_ops, "_activate", before_the_last_step)
     traced: list[str] = []
     conn.set_trace_callback(traced.append)
-    n = pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", chunk=500, hold_s=10.0)
+    n = pass_ops.import_csv(
+        conn, csv_path, HASHER, TZ, "clerk", time.time(), chunk=500, hold_s=10.0
+    )
     conn.set_trace_callback(None)
     assert n == 5000
     assert seen == {"before": {"staged": 5000}, "granted": False}
@@ -139,10 +145,10 @@ def test_a_failure_part_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(pass_ops, "_activate", disk_full)
     with pytest.raises(sqlite3.OperationalError):
-        pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", chunk=500)
+        pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", time.time(), chunk=500)
     assert statuses(path) == {}
     monkeypatch.undo()
-    assert pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk") == 3000
+    assert pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", time.time()) == 3000
     assert statuses(path) == {"active": 3000}
 
 
@@ -153,10 +159,10 @@ def test_one_import_at_a_time(tmp_path: Path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(pass_ops.ImportBusy):
-            pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk")
+            pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", time.time())
     finally:
         os.close(fd)
-    assert pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk") == 10
+    assert pass_ops.import_csv(conn, csv_path, HASHER, TZ, "clerk", time.time()) == 10
 
 
 # -- real processes ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import alarms, dutylog, handover, shifts, stats
+from edge import alarms, dutylog, handover, shifts, stats, views
 from edge.api.deps import CURSOR, Caller, page, roles, service
 from edge.api.schemas import (
     AlarmIn,
@@ -19,9 +19,9 @@ from edge.api.schemas import (
     ResolveIn,
     ShelveIn,
 )
-from edge.api.views import event_view, handover_view, iso
 from edge.errors import DomainError
 from edge.passes import parse_time
+from edge.views import event_view, handover_view, iso
 
 router = APIRouter(prefix="/api/v1", tags=["control room"])
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -41,7 +41,7 @@ def queue(
     now = svc.clock.now()
     found = svc.read(lambda c: alarms.listing(c, closed, shelved, now, limit + 1, cursor))
     shown, after = page(found, limit)
-    items = [alarms.view(a, now, svc.cfg.tz) for a in shown]
+    items = [views.alarm_view(a, now, svc.cfg.tz) for a in shown]
     return {"items": items, "next": after if closed else None}
 
 
@@ -90,7 +90,7 @@ def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[
 
     def read(c: Any) -> dict[str, Any]:
         a = alarms.get(c, alarm_id)
-        shown = alarms.view(a, now, svc.cfg.tz)
+        shown = views.alarm_view(a, now, svc.cfg.tz)
         shown["history"] = [
             {"at": iso(r[0], svc.cfg.tz), "by": r[1], "action": r[2], "detail": r[3]}
             for r in c.execute(

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 from edge import db, gate, pass_ops, slips
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
-from edge.api.views import event_view, iso, pass_view
 from edge.cards import parse_card
 from edge.errors import DomainError
 from edge.passes import parse_time
 from edge.snapshots import JOIN_COLUMNS
+from edge.views import event_view, iso, pass_view
 from sync import qr
 
 router = APIRouter(prefix="/api/v1", tags=["gate"])

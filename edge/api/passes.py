@@ -11,9 +11,9 @@ from fastapi.responses import FileResponse
 from edge import audit, db, pass_ops
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn
-from edge.api.views import pass_view
 from edge.cards import parse_card
 from edge.errors import DomainError
+from edge.views import pass_view
 
 router = APIRouter(prefix="/api/v1/passes", tags=["passes"])
 
@@ -69,8 +69,9 @@ def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[
     )  # fmt: skip
 
     def job(conn: Any) -> dict[str, Any]:
-        pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name)
-        audit.record(conn, who.name, "pass:issue", pass_id)
+        now = svc.clock.now()
+        pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name, now)
+        audit.record(conn, who.name, "pass:issue", pass_id, now)
         return dict(pass_ops.get_pass(conn, pass_id))
 
     return pass_view(svc.write(job), svc.cfg.tz, True, svc.cfg.rules.name_mask)
@@ -84,8 +85,9 @@ def revoke(
     reason = body.reason if body else None
 
     def job(conn: Any) -> dict[str, Any]:
-        pass_ops.set_status(conn, pass_id, "revoked", reason, who.name)
-        audit.record(conn, who.name, "pass:revoke", pass_id)
+        now = svc.clock.now()
+        pass_ops.set_status(conn, pass_id, "revoked", reason, who.name, now)
+        audit.record(conn, who.name, "pass:revoke", pass_id, now)
         return dict(pass_ops.get_pass(conn, pass_id))
 
     return pass_view(svc.write(job), svc.cfg.tz, False, svc.cfg.rules.name_mask)

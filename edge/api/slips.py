@@ -10,9 +10,9 @@ from fastapi.responses import PlainTextResponse, Response
 from edge import audit, slips
 from edge.api.deps import Caller, roles, service
 from edge.api.schemas import CancelIn, RejectIn, ReleaseIn, SlipIn
-from edge.api.views import slip_view
 from edge.errors import DomainError
 from edge.passes import parse_time
+from edge.views import slip_view
 from sync import qr
 
 router = APIRouter(prefix="/api/v1", tags=["slips"])
@@ -39,7 +39,7 @@ def issue(request: Request, body: SlipIn, who: Caller = roles("admin")) -> dict[
 
     def job(conn: Any) -> dict[str, Any]:
         number = slips.issue(conn, req, who.name, svc.clock.now(), tz)
-        audit.record(conn, who.name, "slip:issue", number)
+        audit.record(conn, who.name, "slip:issue", number, svc.clock.now())
         return slips.get(conn, number)
 
     return _shown(svc, svc.write(job))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from edge import visitors
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import ConfirmIn, VisitorIn
-from edge.api.views import visitor_view
+from edge.views import visitor_view
 
 router = APIRouter(prefix="/api/v1/visitors", tags=["visitors"])
 VisitorId = Annotated[int, Path(ge=1, le=2**62)]

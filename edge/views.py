@@ -1,14 +1,21 @@
-"""How records look in API answers: masked unless an admin asked (and was audited)."""
+"""Presenters: how records look outside the box, on MQTT and in API answers.
+
+Times in the site's zone; names and cards masked unless an admin asked (and was audited).
+The one place to look for what a decision, an alarm or a pass looks like to a screen.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from edge.alarms import STANDING_AFTER_S, isa_state, shelved
 from edge.cards import mask_key
 from edge.privacy import mask_name
-from edge.snapshots import joined
+
+if TYPE_CHECKING:  # the record's type only: the gate imports this module, not the reverse
+    from edge.gate import Event
 
 
 def iso(t: float | None, tz: ZoneInfo) -> str | None:
@@ -125,3 +132,83 @@ def handover_view(h: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "incoming_at": iso(h["incoming_at"], tz),
         "signed": h["outgoing_by"] is not None and h["incoming_by"] is not None,
     }
+
+
+def decision_message(e: Event, tz: ZoneInfo, name_mask: str) -> dict[str, Any]:
+    """A decision as published on ``gate/<gate>/decision`` and answered to a guard."""
+    return {
+        "event_id": e.event_id,
+        "ts": datetime.fromtimestamp(e.ts, tz).isoformat(timespec="milliseconds"),
+        "gate": e.gate,
+        "reader": e.reader,
+        "direction": e.direction,
+        "decision": "grant" if e.granted else "deny",
+        "reason": e.reason,
+        "pass_id": e.pass_id,
+        "pass_kind": e.pass_kind,
+        "holder": mask_name(e.holder, name_mask) if e.holder else None,
+        "card": mask_key(e.card.key) if e.card else None,
+        "stale": e.stale,
+        "by": e.by,
+    }
+
+
+def alarm_view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
+    """An alarm as the API and ``alarm/<id>`` show it."""
+
+    return {
+        "id": a["id"],
+        "type": a["type"],
+        "priority": a["priority"],
+        "source": a["source"],
+        "location": a["location"],
+        "floor": a["floor"],
+        "room": a["room"],
+        "gate": a["gate"],
+        "notes": a["notes"],
+        "route_to": a["route_to"],
+        "active": a["active"],
+        "acked": a["acked_at"] is not None,
+        "acked_by": a["acked_by"],
+        "acked_at": iso(a["acked_at"], tz),
+        "shelved_until": iso(a["shelved_until"], tz) if shelved(a, now) else None,
+        "isa_state": isa_state(a, now),
+        "state": a["state"],
+        "count": a["count"],
+        "raised_at": iso(a["raised_at"], tz),
+        "last_active_at": iso(a["last_active_at"], tz),
+        "escalation_level": a["escalation_level"],
+        "standing": a["state"] != "closed" and now - a["raised_at"] > STANDING_AFTER_S,
+        "dispatched_to": a["dispatched_to"],
+        "resolution": a["resolution"],
+        "resolution_notes": a["resolution_notes"],
+        "resolved_by": a["resolved_by"],
+        "closed_at": iso(a["closed_at"], tz),
+        "checklist": [
+            {"step": s["step"], "done_at": iso(s["done_at"], tz), "by": s["by"]}
+            for s in a["checklist"]
+        ],
+        "snapshot": joined(a),
+    }
+
+
+def snapshot_view(
+    snapshot_id: int, sha: str | None, age_ms: int | None, stale: bool, has_file: bool
+) -> dict[str, Any]:
+    return {
+        "id": snapshot_id,
+        "url": f"/api/v1/snapshots/{snapshot_id}" if has_file else None,
+        "sha256": sha,
+        "age_ms": age_ms,
+        "stale": stale,
+    }
+
+
+def joined(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The snapshot of a row carrying JOIN_COLUMNS, or None if it has none (yet)."""
+    if row.get("snap_id") is None:
+        return None
+    has_file = row["snap_path"] is not None and row["snap_deleted_at"] is None
+    return snapshot_view(
+        row["snap_id"], row["snap_sha256"], row["snap_age_ms"], bool(row["snap_stale"]), has_file
+    )
