@@ -14,9 +14,10 @@ import sqlite3
 import uuid
 from typing import Any
 
-from edge import db, dutylog, outbox
+from edge import db, dutylog, outbox, store
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
+from edge.models import Alarm, AlarmLog, EmergencyRecord
 from edge.snapshots import JOIN_COLUMNS
 
 DEVICE_TYPES = (
@@ -134,10 +135,8 @@ def _log(
     action: str,
     detail: str | None = None,
 ) -> None:
-    cur = conn.execute(
-        "INSERT INTO alarm_log (alarm_id, at, by, action, detail) VALUES (?,?,?,?,?)",
-        (alarm_id, now, by, action, detail),
-    )
+    entry = {"alarm_id": alarm_id, "at": now, "by": by, "action": action, "detail": detail}
+    log_id = store.insert(conn, AlarmLog, entry)
     if action == "activated":
         return  # a chattering source: the count reaches the office with the other changes
     a = conn.execute(
@@ -149,7 +148,7 @@ def _log(
             "count", "resolution")  # fmt: skip
     change = {"alarm_id": alarm_id, "action": action, "by": by, "detail": detail, "at": now}
     payload = dict(zip(keys, a, strict=True)) | change
-    outbox.add(conn, None, "alarm", f"{alarm_id}:{cur.lastrowid}", payload, now)
+    outbox.add(conn, None, "alarm", f"{alarm_id}:{log_id}", payload, now)
 
 
 def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
@@ -210,15 +209,13 @@ def raise_alarm(
     route_to = None
     if kind in HELP_TYPES and source == "manual":
         route_to = "director" if kind in SPECIAL_HELP else "service_supervisor"
-    cur = conn.execute(
-        "INSERT INTO alarms (uid, type, priority, source, location, floor, room, gate, notes, "
-        "route_to, raised_by, active, count, raised_at, last_active_at, state, "
-        "escalation_level, checklist) VALUES (?,?,?,?,?,?,?,?,?,?,?,1,1,?,?,'new',0,?)",
-        (uuid.uuid4().hex, kind, priority or priority_of(kind, cfg), source, location, floor,
-         room, gate, notes, route_to, by, now, now,
-         json.dumps(checklist_of(kind, cfg), ensure_ascii=False)),
-    )  # fmt: skip
-    alarm_id = int(cur.lastrowid or 0)
+    alarm_id = store.insert(conn, Alarm, {
+        "uid": uuid.uuid4().hex, "type": kind, "priority": priority or priority_of(kind, cfg),
+        "source": source, "location": location, "floor": floor, "room": room, "gate": gate,
+        "notes": notes, "route_to": route_to, "raised_by": by, "active": 1, "count": 1,
+        "raised_at": now, "last_active_at": now, "state": "new", "escalation_level": 0,
+        "checklist": json.dumps(checklist_of(kind, cfg), ensure_ascii=False),
+    })  # fmt: skip
     _log(conn, alarm_id, now, by, "raised")
     where = " ".join(x for x in (location, floor and f"{floor}F", room) if x)
     dutylog.add(
@@ -465,12 +462,11 @@ def emergency_record(
         ]
         if missing:
             raise DomainError(f"{missing[0]}: the emergency record needs it")
-        conn.execute(
-            "INSERT INTO emergency_records (alarm_id, cause, responsible, remedial, preventive, "
-            "results, by, at) VALUES (?,?,?,?,?,?,?,?)",
-            (alarm_id, fields["cause"], fields["responsible"], fields["remedial"],
-             fields["preventive"], fields.get("results"), by, now),
-        )  # fmt: skip
+        store.insert(conn, EmergencyRecord, {
+            "alarm_id": alarm_id, "cause": fields["cause"], "responsible": fields["responsible"],
+            "remedial": fields["remedial"], "preventive": fields["preventive"],
+            "results": fields.get("results"), "by": by, "at": now,
+        })  # fmt: skip
     elif fields.get("results"):
         conn.execute(
             "UPDATE emergency_records SET results = ?, results_by = ?, results_at = ? "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from edge import store
+from edge.models import AuditEntry
+
 
 def record(conn: sqlite3.Connection, by: str, action: str, subject: str | None, now: float) -> None:
-    conn.execute(
-        "INSERT INTO audit_log (at, by, action, subject) VALUES (?,?,?,?)",
-        (now, by, action, subject),
-    )
+    row = {"at": now, "by": by, "action": action, "subject": subject}
+    store.insert(conn, AuditEntry, row)

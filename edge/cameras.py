@@ -29,10 +29,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge import db, outbox
+from edge import db, outbox, store
 from edge.alarms import OPEN_STATES
 from edge.clock import Clock, SystemClock
 from edge.config import CameraCfg, Config
+from edge.models import Snapshot
 from edge.views import snapshot_view
 from edge.writer import CallJob, Writer
 
@@ -394,14 +395,12 @@ class Cameras:
         stale = age_ms is None or abs(age_ms) > req.camera.stale_after_ms
 
         def job(conn: sqlite3.Connection) -> dict[str, Any]:
-            cur = conn.execute(
-                "INSERT INTO snapshots (camera, gate, ref_kind, ref_id, path, sha256, bytes, "
-                "event_ts, captured_at, age_ms, stale) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (req.camera.id, req.camera.gate, req.ref_kind, req.ref_id,
-                 str(path) if path else None, sha, size, req.event_ts, captured_at, age_ms,
-                 stale),
-            )  # fmt: skip
-            snapshot_id = int(cur.lastrowid or 0)
+            snapshot_id = store.insert(conn, Snapshot, {
+                "camera": req.camera.id, "gate": req.camera.gate, "ref_kind": req.ref_kind,
+                "ref_id": req.ref_id, "path": str(path) if path else None, "sha256": sha,
+                "bytes": size, "event_ts": req.event_ts, "captured_at": captured_at,
+                "age_ms": age_ms, "stale": stale,
+            })  # fmt: skip
             if req.ref_kind in REF_TABLES:
                 table, key = REF_TABLES[req.ref_kind]
                 conn.execute(

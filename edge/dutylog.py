@@ -6,8 +6,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from edge import db, outbox
+from edge import db, outbox, store
 from edge.errors import DomainError
+from edge.models import DutyLogEntry
 
 CATEGORIES = ("general", "patrol", "alarm", "complaint", "repair", "visitor", "equipment",
               "handover", "intercom", "gate")  # fmt: skip
@@ -25,11 +26,8 @@ def add(
         raise DomainError(f"category: must be one of {', '.join(CATEGORIES)}")
     if not text.strip():
         raise DomainError("text: must not be empty")
-    cur = conn.execute(
-        "INSERT INTO duty_log (at, by, category, text, alarm_id) VALUES (?,?,?,?,?)",
-        (now, by, category, text.strip(), alarm_id),
-    )
-    entry_id = int(cur.lastrowid or 0)
+    row = {"at": now, "by": by, "category": category, "text": text.strip(), "alarm_id": alarm_id}
+    entry_id = store.insert(conn, DutyLogEntry, row)
     outbox.add(conn, None, "duty_log", str(entry_id), {"id": entry_id, "at": now, "by": by,
                "category": category, "text": text.strip(), "alarm_id": alarm_id}, now)  # fmt: skip
     return entry_id

@@ -19,13 +19,14 @@ from datetime import time as TimeOfDay
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, outbox, views
+from edge import alarms, dutylog, outbox, store, views
 from edge.bus import Bus
 from edge.cards import CardId
 from edge.clock import Clock, SystemClock
 from edge.config import Config, ConfigError, ReaderCfg, parse_hours
 from edge.decision import Decision, PassView, Reason, SiteRules, decide
 from edge.errors import DomainError
+from edge.models import AccessEvent, Pass
 from edge.writer import Command, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
     from edge.control import ControlRoom
 
 log = logging.getLogger(__name__)
-_PASS_COLUMNS = "id, kind, status, valid_from, valid_until, issued_at, gates, daily_window, name"
+_PASS_COLUMNS = store.select_list(
+    Pass, "id", "kind", "status", "valid_from", "valid_until", "issued_at", "gates",
+    "daily_window", "name",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,14 +341,13 @@ class GatePipeline:
         verdict = "grant" if e.granted else "deny"
         card_key = e.card.key if e.card else None
         card_hex = e.card.hex if e.card else None
-        conn.execute(
-            "INSERT INTO access_events (event_id, ts, gate, reader, direction, decision, "
-            "reason, pass_id, pass_kind, card_key, card_hex, holder, source, raw, "
-            "read_age_ms, stale, by, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (e.event_id, e.ts, e.gate, e.reader, e.direction, verdict, e.reason, e.pass_id,
-             e.pass_kind, card_key, card_hex, e.holder, e.source, e.raw, e.read_age_ms,
-             e.stale, e.by, e.notes),
-        )  # fmt: skip
+        store.insert(conn, AccessEvent, {
+            "event_id": e.event_id, "ts": e.ts, "gate": e.gate, "reader": e.reader,
+            "direction": e.direction, "decision": verdict, "reason": e.reason,
+            "pass_id": e.pass_id, "pass_kind": e.pass_kind, "card_key": card_key,
+            "card_hex": card_hex, "holder": e.holder, "source": e.source, "raw": e.raw,
+            "read_age_ms": e.read_age_ms, "stale": e.stale, "by": e.by, "notes": e.notes,
+        })  # fmt: skip
         office = {
             "event_id": e.event_id, "ts": e.ts, "node": self.cfg.node_id, "gate": e.gate,
             "reader": e.reader, "direction": e.direction, "decision": verdict,

@@ -13,9 +13,10 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, outbox, shifts, views
+from edge import alarms, db, dutylog, outbox, shifts, store, views
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
+from edge.models import Handover
 from edge.privacy import mask_name
 
 
@@ -92,14 +93,13 @@ def create(
         )
     report = build_report(conn, cfg, now, counted, notes)
     text = json.dumps(report, ensure_ascii=False, sort_keys=True)
-    cur = conn.execute(
-        "INSERT INTO handovers (shift, shift_start, created_at, created_by, report, "
-        "report_sha256, override_by, override_reason) VALUES (?,?,?,?,?,?,?,?)",
-        (report["shift"], report["shift_start"], now, by, text,
-         hashlib.sha256(text.encode()).hexdigest(),
-         by if unacked_p1 else None, override_reason if unacked_p1 else None),
-    )  # fmt: skip
-    handover_id = int(cur.lastrowid or 0)
+    handover_id = store.insert(conn, Handover, {
+        "shift": report["shift"], "shift_start": report["shift_start"], "created_at": now,
+        "created_by": by, "report": text,
+        "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "override_by": by if unacked_p1 else None,
+        "override_reason": override_reason if unacked_p1 else None,
+    })  # fmt: skip
     outbox.add(conn, None, "handover", str(handover_id), {"id": handover_id, "by": by,
                "report": report, "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
                "override_reason": override_reason if unacked_p1 else None}, now)  # fmt: skip

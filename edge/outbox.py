@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from edge import db
+from edge import db, store
+from edge.models import Outbox
 
 
 def add(
@@ -22,7 +23,6 @@ def add(
     if epoch is None:
         row = conn.execute("SELECT value FROM node_meta WHERE key = 'epoch'").fetchone()
         epoch = int(row[0]) if row else db.new_epoch(conn)
-    conn.execute(
-        "INSERT INTO outbox (epoch, kind, ref, payload, created_at) VALUES (?,?,?,?,?)",
-        (epoch, kind, ref, to_json(payload).decode(), now),
-    )
+    row = {"epoch": epoch, "kind": kind, "ref": ref, "payload": to_json(payload).decode(),
+           "created_at": now}  # fmt: skip
+    store.insert(conn, Outbox, row)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import db, dutylog, outbox
+from edge import db, dutylog, outbox, store
 from edge.cards import CardId, mask_key, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
 from edge.errors import Conflict, NotFound
+from edge.models import Confiscation
 from edge.passes import PassError, parse_time, resolve_validity
 from edge.privacy import IdHasher, mask_name
 
@@ -163,12 +164,8 @@ def confiscate(
         "updated_by = ?, version = version + 1 WHERE id = ?",
         (reason, now, by, pass_id),
     )
-    cur = conn.execute(
-        "INSERT INTO confiscations (pass_id, gate, reason, by, at) VALUES (?,?,?,?,?)",
-        (pass_id, gate, reason, by, now),
-    )
-    record = {"id": cur.lastrowid, "pass_id": pass_id, "gate": gate, "reason": reason,
-              "by": by, "at": now}  # fmt: skip
+    row = {"pass_id": pass_id, "gate": gate, "reason": reason, "by": by, "at": now}
+    record = {"id": store.insert(conn, Confiscation, row), **row}
     outbox.add(conn, epoch, "confiscation", str(record["id"]), record, now)
     dutylog.add(conn, now, by, "gate", f"pass {pass_id} confiscated at {gate or '-'}: {reason}")
     return record

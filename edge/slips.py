@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import db, outbox
+from edge import db, outbox, store
 from edge.decision import Reason
 from edge.errors import Conflict, DomainError, NotFound
+from edge.models import GoodsSlip
 from edge.snapshots import JOIN_COLUMNS
 
 AUTHORISATIONS = ("in_person", "written", "company")
@@ -118,16 +119,14 @@ def issue(conn: sqlite3.Connection, req: SlipRequest, by: str, now: float, tz: Z
     start, end = validate(req, now)
     number = next_number(conn, now, tz)
     items = [{"name": i.name, "qty": i.qty, "hazard": i.hazard} for i in req.items]
-    conn.execute(
-        "INSERT INTO goods_slips (number, unit, owner, bearer, authorisation, "
-        "authorisation_detail, items, hazard_allowed, valid_from, valid_until, approver, "
-        "status, issued_by, issued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'issued',?,?)",
-        (
-            number, req.unit.strip(), req.owner.strip(), req.bearer.strip(), req.authorisation,
-            json.dumps(req.detail, ensure_ascii=False), json.dumps(items, ensure_ascii=False),
-            req.hazard_allowed, start, end, req.approver, by, now,
-        ),
-    )  # fmt: skip
+    store.insert(conn, GoodsSlip, {
+        "number": number, "unit": req.unit.strip(), "owner": req.owner.strip(),
+        "bearer": req.bearer.strip(), "authorisation": req.authorisation,
+        "authorisation_detail": json.dumps(req.detail, ensure_ascii=False),
+        "items": json.dumps(items, ensure_ascii=False), "hazard_allowed": req.hazard_allowed,
+        "valid_from": start, "valid_until": end, "approver": req.approver, "status": "issued",
+        "issued_by": by, "issued_at": now,
+    })  # fmt: skip
     return number
 
 

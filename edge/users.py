@@ -7,7 +7,9 @@ import hashlib
 import secrets
 import sqlite3
 
+from edge import store
 from edge.errors import Conflict, DomainError, NotFound
+from edge.models import User
 
 ROLES = ("guard", "control", "admin")
 
@@ -26,9 +28,8 @@ def add(conn: sqlite3.Connection, name: str, role: str, now: float) -> str:
     if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
         raise Conflict(f"a user named {name!r} exists already")
     token = secrets.token_urlsafe(32)
-    conn.execute(
-        "INSERT INTO users (name, role, token_hash, created_at) VALUES (?,?,?,?)",
-        (name, role, hash_token(token), now),
+    store.insert(
+        conn, User, {"name": name, "role": role, "token_hash": hash_token(token), "created_at": now}
     )
     return token
 

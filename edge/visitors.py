@@ -7,9 +7,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from edge import db, outbox
+from edge import db, outbox, store
 from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
+from edge.models import Visitor
 from edge.pass_ops import issue_row
 from edge.privacy import IdHasher
 
@@ -45,13 +46,11 @@ def register(
             card_key = parse_card(req.card).key
         except ValueError as e:
             raise DomainError(f"card: {e}") from None
-    cur = conn.execute(
-        "INSERT INTO visitors (name, id_hash, id_last4, host_unit, purpose, plate, card_key, "
-        "gate, registered_by, registered_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (req.name.strip(), id_hash, id_last4, req.host_unit.strip(), req.purpose, req.plate,
-         card_key, req.gate, by, now),
-    )  # fmt: skip
-    return int(cur.lastrowid or 0)
+    return store.insert(conn, Visitor, {
+        "name": req.name.strip(), "id_hash": id_hash, "id_last4": id_last4,
+        "host_unit": req.host_unit.strip(), "purpose": req.purpose, "plate": req.plate,
+        "card_key": card_key, "gate": req.gate, "registered_by": by, "registered_at": now,
+    })  # fmt: skip
 
 
 def get(conn: sqlite3.Connection, visitor_id: int) -> dict[str, Any]:
