@@ -19,7 +19,7 @@ run: $(BIN)/gatehouse
 	$(BIN)/gatehouse --config $(CONFIG) run
 
 test: $(BIN)/gatehouse
-	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat ffmpeg postgresql
+	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat ffmpeg postgresql chromium
 	sh scripts/start-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +42,7 @@ LONG_POLL_MAX_S = 25.0
 
 def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
-    app = FastAPI(title="Gatehouse office", version="0.1.0")
+    app = FastAPIOffline(title="Gatehouse office", version="0.1.0")  # docs without a CDN
     hasher = IdHasher.from_data_dir(cfg.data_dir)
     signer = Signer.from_data_dir(cfg.data_dir)
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="Gatehouse edge", version="0.2.0")
+    # /docs and /redoc with their scripts served from the package, not a CDN: the
+    # guard-room PC is often offline
+    app = FastAPIOffline(title="Gatehouse edge", version="0.2.0")
     app.state.service = service
     for module in (passes, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
