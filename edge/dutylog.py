@@ -28,8 +28,7 @@ def add(
         raise DomainError("text: must not be empty")
     row = {"at": now, "by": by, "category": category, "text": text.strip(), "alarm_id": alarm_id}
     entry_id = store.insert(conn, DutyLogEntry, row)
-    outbox.add(conn, None, "duty_log", str(entry_id), {"id": entry_id, "at": now, "by": by,
-               "category": category, "text": text.strip(), "alarm_id": alarm_id}, now)  # fmt: skip
+    outbox.add(conn, None, "duty_log", str(entry_id), {"id": entry_id, **row}, now)
     return entry_id
 
 

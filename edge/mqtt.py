@@ -84,7 +84,6 @@ class MqttLink:
     ) -> None:
         self.cfg = cfg
         self.base = f"{cfg.prefix}/{node_id}/"
-        self.routes: list[str] = []
         self._handlers: list[tuple[str, Callable[..., None]]] = []  # (full pattern, callback)
         # topic → its route's callback: paho's own matcher walks a trie in Python for every
         # message; the node sees a handful of distinct topics, so remember each one's answer
@@ -206,8 +205,8 @@ class MqttLink:
         self.counts["connects"] += 1
         log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
         client.publish(self.base + "status", "online", qos=1, retain=True)
-        if self.routes:
-            client.subscribe([(self.base + pattern, 1) for pattern in self.routes])
+        if self._handlers:
+            client.subscribe([(pattern, 1) for pattern, _cb in self._handlers])
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self._connected and not self._stopping:
@@ -226,7 +225,6 @@ class MqttLink:
         """Deliver messages on ``pattern`` (below the node's prefix) to ``handler``, which
         acknowledges each once it is done with it (after its commit). ``name`` is what the
         input is counted as."""
-        self.routes.append(pattern)
 
         def on_message(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             mid, qos = msg.mid, msg.qos

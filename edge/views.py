@@ -22,11 +22,18 @@ def iso(t: float | None, tz: ZoneInfo) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
 
 
+def _card(r: dict[str, Any], unmask: bool) -> str | None:
+    """A row's card: as printed for an admin who asked, else masked."""
+    if r["card_key"] is None:
+        return None
+    return (r["card_hex"] or f"{r['card_key']:08X}") if unmask else mask_key(r["card_key"])
+
+
 def pass_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) -> dict[str, Any]:
     return {
         "id": r["id"],
         "kind": r["kind"],
-        "card": (r["card_hex"] or f"{r['card_key']:08X}") if unmask else mask_key(r["card_key"]),
+        "card": _card(r, unmask),
         "name": r["name"] if unmask else mask_name(r["name"], name_mask),
         "unit": r["unit"],
         "id_last4": r["id_last4"],
@@ -42,9 +49,6 @@ def pass_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) -> 
 
 def event_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) -> dict[str, Any]:
     holder = r["holder"]
-    card = None
-    if r["card_key"] is not None:
-        card = (r["card_hex"] or f"{r['card_key']:08X}") if unmask else mask_key(r["card_key"])
     return {
         "id": r["id"],
         "event_id": r["event_id"],
@@ -56,7 +60,7 @@ def event_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) ->
         "reason": r["reason"],
         "pass_id": r["pass_id"],
         "pass_kind": r["pass_kind"],
-        "card": card,
+        "card": _card(r, unmask),
         "holder": holder if unmask or not holder else mask_name(holder, name_mask),
         "source": r["source"],
         "stale": bool(r["stale"]),
