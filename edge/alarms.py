@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from typing import Any
 
 from edge import db, dutylog, outbox, store
@@ -210,7 +209,7 @@ def raise_alarm(
     if kind in HELP_TYPES and source == "manual":
         route_to = "director" if kind in SPECIAL_HELP else "service_supervisor"
     alarm_id = store.insert(conn, Alarm, {
-        "uid": uuid.uuid4().hex, "type": kind, "priority": priority or priority_of(kind, cfg),
+        "uid": store.new_id(), "type": kind, "priority": priority or priority_of(kind, cfg),
         "source": source, "location": location, "floor": floor, "room": room, "gate": gate,
         "notes": notes, "route_to": route_to, "raised_by": by, "active": 1, "count": 1,
         "raised_at": now, "last_active_at": now, "state": "new", "escalation_level": 0,

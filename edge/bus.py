@@ -7,9 +7,10 @@ The core never imports paho: it publishes ``(topic, payload)`` to the bus, and e
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 
@@ -21,6 +22,8 @@ class Sink(Protocol):
         self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int = 1
     ) -> bool: ...
 
+    def batch(self) -> contextlib.AbstractContextManager[None]: ...
+
 
 class Bus:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -30,6 +33,15 @@ class Bus:
 
     def attach(self, sink: Sink) -> None:
         self.sinks.append(sink)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """What is published inside may be sent together when it ends (a sink's choice):
+        the writer applies a committed batch's effects inside one."""
+        with contextlib.ExitStack() as stack:
+            for sink in self.sinks:
+                stack.enter_context(sink.batch())
+            yield
 
     def publish(self, topic: str, payload: dict[str, Any], retain: bool = False) -> None:
         """A record of what happened: a sink that is down may deliver it later."""

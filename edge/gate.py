@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -256,7 +255,7 @@ class GatePipeline:
         decision, holder, card = self._decide(conn, read, now)
         p = decision.pass_
         event = Event(
-            event_id=uuid.uuid4().hex, ts=now, gate=read.reader.gate, reader=read.reader.id,
+            event_id=store.new_id(), ts=now, gate=read.reader.gate, reader=read.reader.id,
             direction=read.reader.direction, granted=decision.granted,
             reason=decision.reason.value, pass_id=p.id if p else None,
             pass_kind=p.kind if p else None, card=card, holder=holder, source=read.source,
@@ -308,7 +307,7 @@ class GatePipeline:
         if not reason.strip():
             raise DomainError("reason: a manual opening needs its reason")
         event = Event(
-            event_id=uuid.uuid4().hex, ts=self.clock(), gate=gate, reader=None, direction=None,
+            event_id=store.new_id(), ts=self.clock(), gate=gate, reader=None, direction=None,
             granted=True, reason=Reason.MANUAL_OVERRIDE.value, pass_id=None, pass_kind=None,
             card=card, holder=holder, source="override", by=by, notes=reason.strip(),
         )  # fmt: skip

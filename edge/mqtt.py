@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,25 +35,31 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[str], bytes, bool, Callable[[], None]], None]
 
 STALL_AFTER_S = 2.0  # a publish the broker has not acknowledged for this long: stalled
+WRITE_BUFFER = 256 * 1024  # bytes gathered for the broker before paho is told to wait
 
 
-class _ReadBuffered:
-    """The broker's socket, read in large chunks.
+class _Buffered:
+    """The broker's socket, read and written in large chunks.
 
     paho reads each packet with three or more ``recv`` calls (its type byte, each length
-    byte, then the body). Every call gives up the GIL and waits to take it back from the
-    writer, so in a burst the network thread spends most of its time waiting. Reading 64 KiB
-    at a time and serving paho from that buffer makes it one system call for many packets.
-    ``pending()`` is paho's own hook (it asks an SSL socket the same): with bytes still
-    buffered it reads on instead of sleeping in ``select``.
+    byte, then the body) and writes each packet with a ``send`` of its own. Every call gives
+    up the interpreter lock and waits to take it back from the writer, so in a burst the
+    network thread spends most of its time waiting. Here reads are served from 64 KiB
+    chunks, and the packets paho writes in one pass go out in one ``send`` when the pass
+    ends (``_Client._packet_write``). ``pending()`` is paho's own hook (it asks an SSL
+    socket the same): with bytes still buffered it reads on instead of sleeping in
+    ``select``. Writes to a TLS socket are not gathered: OpenSSL wants a write it refused
+    retried with the same buffer, which a growing one is not.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_gather", "_out", "_pos", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._out = bytearray()
+        self._gather = not isinstance(sock, ssl.SSLSocket)
 
     def recv(self, size: int) -> bytes:
         if self._pos >= len(self._buf):
@@ -67,15 +73,99 @@ class _ReadBuffered:
         inner = getattr(self._sock, "pending", None)
         return len(self._buf) - self._pos + (inner() if inner else 0)
 
+    def send(self, data: bytes) -> int:
+        if not self._gather:
+            return self._sock.send(data)  # type: ignore[no-any-return]
+        if len(self._out) >= WRITE_BUFFER:
+            self.flush()  # a broker that does not read: BlockingIOError, and paho keeps
+            if len(self._out) >= WRITE_BUFFER:  # the packet queued (its backpressure)
+                raise BlockingIOError
+        self._out += data
+        return len(data)
+
+    def flush(self) -> None:
+        """Send what was gathered; BlockingIOError if the socket takes no more for now."""
+        while self._out:
+            sent = self._sock.send(self._out)
+            del self._out[:sent]
+
+    def unsent(self) -> int:
+        return len(self._out)
+
+    def close(self) -> None:
+        # paho closes right after writing DISCONNECT (or its last will's trigger): send it
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Wake:
+    """paho's wake-up socket: every publish or ack from another thread writes one byte to
+    it, to break paho's ``select``. That is one system call (and one hand-over of the
+    interpreter lock) per packet; inside ``held()`` a thread's bytes are owed instead, and
+    one is sent when it leaves."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._local = threading.local()
+
+    def send(self, data: bytes) -> int:
+        if getattr(self._local, "holding", False):
+            self._local.owed = True
+            return len(data)
+        return self._sock.send(data)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._local.holding, self._local.owed = True, False
+        try:
+            yield
+        finally:
+            self._local.holding = False
+            if self._local.owed:
+                with contextlib.suppress(OSError):  # full: paho has a wake-up to read already
+                    self._sock.send(b"\0")
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
 class _Client(mqtt.Client):
+    """paho's client with the two sockets above. The hooks are paho's private methods; if
+    one is ever renamed, paho's own unbuffered calls are used: correct, and slower."""
+
     def _create_socket(self) -> Any:
-        # paho's socket factory (private; if it is ever renamed, paho's unbuffered reads
-        # are used, correct and slower)
-        return _ReadBuffered(super()._create_socket())
+        return _Buffered(super()._create_socket())
+
+    def _packet_write(self) -> Any:
+        rc = super()._packet_write()
+        sock = self._sock
+        if isinstance(sock, _Buffered):
+            try:
+                sock.flush()
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass  # the rest when the socket is writable (want_write says so)
+            except OSError:
+                return mqtt.MQTT_ERR_CONN_LOST  # paho closes and reconnects
+        return rc
+
+    def want_write(self) -> bool:
+        sock = self._sock
+        return super().want_write() or (isinstance(sock, _Buffered) and sock.unsent() > 0)
+
+    def loop_start(self) -> Any:
+        rc = super().loop_start()
+        if self._sockpairW is not None and not isinstance(self._sockpairW, _Wake):
+            self._sockpairW = _Wake(self._sockpairW)
+        return rc
+
+    def held(self) -> contextlib.AbstractContextManager[None]:
+        """Publishes and acks from this thread wake paho once, on leaving."""
+        wake = self._sockpairW
+        return wake.held() if isinstance(wake, _Wake) else contextlib.nullcontext()
 
 
 class MqttLink:
@@ -175,6 +265,11 @@ class MqttLink:
                 info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Publishes and acks made inside go out together when it ends (the writer applies
+        a committed batch's effects inside one)."""
+        return self.client.held()
 
     def publish(
         self, topic: str, payload: dict[str, Any], retain: bool = False, qos: int = 1

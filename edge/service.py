@@ -56,8 +56,10 @@ class Service:
         db.migrate(cfg.db_path)
         self.conn = db.connect(cfg.db_path)
         self.epoch = db.ensure_epoch(self.conn)
-        self.writer = Writer(self.conn, apply=self.apply, monotonic=self.clock.monotonic)
         self.bus = Bus(self.clock.monotonic)
+        self.writer = Writer(
+            self.conn, apply=self.apply, effects=self.bus.batch, monotonic=self.clock.monotonic
+        )
         self.control = ControlRoom(cfg, self.writer, self.bus, self.clock)
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control, self.clock)
         self.cameras = Cameras(cfg, self.writer, self.epoch, self.clock)

@@ -11,12 +11,23 @@ fails the build, not a swipe.)
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from sqlmodel import SQLModel
+
+# Row ids need to be unique across nodes, not secret: 128 bits from a generator seeded once
+# from the OS. uuid4 asks the kernel on every call, and on the swipe path that system call
+# hands the interpreter lock to the MQTT thread and waits to get it back.
+_ids = random.Random()
+
+
+def new_id() -> str:
+    """A fresh 32-hex-digit id for an event or an alarm."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 @cache

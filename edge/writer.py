@@ -183,6 +183,7 @@ class Writer:
         self,
         conn: sqlite3.Connection,
         apply: Callable[[Outcome], None] | None = None,
+        effects: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         checkpoint_every_s: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -194,6 +195,7 @@ class Writer:
         # and retries inside LOCKED_RETRY_S rather than blocking for the whole of it.
         conn.execute("PRAGMA busy_timeout=200")
         self.apply = apply or apply_acks_only
+        self.effects = effects  # entered around a committed batch's effects (Bus.batch)
         self.checkpoint_every_s = checkpoint_every_s
         self.monotonic = monotonic
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -363,11 +365,12 @@ class Writer:
                     and self.last_commit - self.last_failure >= RECOVERED_AFTER_S
                 ):
                     self.failing_since = None  # fmt: skip
-            for job, outcome, job_error in ended:
-                if job_error is not None:
-                    self._fail(job, job_error)
-                elif outcome is not None:
-                    self._finish(job, outcome)
+            with self.effects():
+                for job, outcome, job_error in ended:
+                    if job_error is not None:
+                        self._fail(job, job_error)
+                    elif outcome is not None:
+                        self._finish(job, outcome)
             return None
 
     def _transaction(

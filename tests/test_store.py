@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from edge import db
+from edge import db, store
 from edge.models import SQLModel
 from edge.writer import CallJob, Writer
 
@@ -175,3 +175,9 @@ def test_insert_builds_from_the_models_columns_and_names_a_wrong_one(tmp_path: P
     assert store.select_list(models.Pass, "id", "kind") == "id, kind"
     with pytest.raises(ValueError, match="passes has no column holder"):
         store.select_list(models.Pass, "id", "holder")
+
+
+def test_new_ids_are_32_hex_digits_and_do_not_repeat() -> None:
+    ids = [store.new_id() for _ in range(100_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -141,3 +141,33 @@ def test_a_job_after_the_writer_stopped_is_failed_as_not_its_own_fault(writer: W
     with pytest.raises(writer_mod.WriterStopped) as stopped:
         job.future.result(1)
     assert not writer_mod.job_level(stopped.value)  # so an input is delivered again
+
+
+def test_a_committed_batch_s_effects_are_applied_inside_one_effects_context(path: Path):
+    """The MQTT link sends a batch's acks and publishes together when the context ends."""
+    inside: list[bool] = []
+    entered: list[str] = []
+    depth = 0
+
+    class Effects:
+        def __enter__(self) -> None:
+            nonlocal depth
+            depth += 1
+            entered.append("enter")
+
+        def __exit__(self, *_exc: object) -> None:
+            nonlocal depth
+            depth -= 1
+
+    w = Writer(db.connect(path), apply=lambda _o: inside.append(depth == 1), effects=Effects)
+    jobs = [CallJob(put(f"k{i}")) for i in range(50)]
+    for job in jobs:
+        w.submit(job)  # queued before the writer starts: one batch
+    w.start()
+    try:
+        for job in jobs:
+            job.future.result(10)
+    finally:
+        w.stop()
+    assert inside == [True] * 50
+    assert entered == ["enter"]
