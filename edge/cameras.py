@@ -469,6 +469,21 @@ class Cameras:
             OPEN_STATES,
         )}  # fmt: skip
 
+    @staticmethod
+    def _kept_among(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
+        """Which of ``ids`` open alarms refer to: one look-up each on ix_alarms_snapshot.
+        (All of them, as ``_kept`` reads, is thousands of rows on a busy estate: done in
+        every retention chunk it held the writer, and the swipes queued behind it, for
+        milliseconds.)"""
+        if not ids:
+            return set()
+        rows = conn.execute(
+            f"SELECT snapshot_id FROM alarms WHERE snapshot_id IN ({','.join('?' * len(ids))})"
+            f" AND state IN ({','.join('?' * len(OPEN_STATES))})",
+            (*ids, *OPEN_STATES),
+        )
+        return {r[0] for r in rows}
+
     def retention_step(self, sweep: Sweep) -> None:
         """One chunk in the writer; its files are removed only once it is committed."""
         chunk: Chunk = self.writer.call(
@@ -497,12 +512,12 @@ class Cameras:
         never one an open alarm refers to. Returns their paths (to be removed after the
         commit) and where the sweep stands; ``sweep`` itself is not touched, so a job run
         again after a rollback does the same. The rows (and hashes) stay."""
-        keep = self._kept(conn)
         rows = conn.execute(
             "SELECT id, path, bytes, event_ts FROM snapshots "
             "WHERE deleted_at IS NULL AND path IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
             (sweep.after, RETENTION_CHUNK),
         ).fetchall()
+        keep = self._kept_among(conn, [r[0] for r in rows])
         total, after = sweep.total, sweep.after
         finished = len(rows) < RETENTION_CHUNK
         gone: list[tuple[int, str]] = []

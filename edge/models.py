@@ -204,6 +204,8 @@ class Alarm(SQLModel, table=True):
             "raised_at",
             sqlite_where=text("acked_at IS NULL AND state != 'closed'"),
         ),
+        # snapshot retention: is this picture kept by an alarm? (edge.cameras)
+        Index("ix_alarms_snapshot", "snapshot_id", sqlite_where=text("snapshot_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

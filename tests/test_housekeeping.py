@@ -200,3 +200,20 @@ def test_escalation_reads_only_the_alarms_that_may_be_due(path: Path):
     conn.execute("BEGIN")
     assert alarms.escalate_due(conn, cfg, NOW + 0.5) == []
     conn.execute("COMMIT")
+
+
+def test_a_retention_chunk_asks_only_about_its_own_pictures_on_an_index(path: Path):
+    """Reading every open alarm in each chunk held the writer for milliseconds on an estate
+    with thousands of them; the chunk's look-up is one index search per picture."""
+    from edge.cameras import Cameras
+
+    conn = db.connect(path)
+    conn.execute("ANALYZE")
+    traced: list[str] = []
+    conn.set_trace_callback(traced.append)
+    assert Cameras._kept_among(conn, [3, 5, 8]) == set()
+    conn.set_trace_callback(None)
+    (lookup,) = [s for s in traced if s.startswith("SELECT")]
+    steps = plan(conn, lookup)
+    assert any("INDEX ix_alarms_snapshot" in s for s in steps), steps
+    assert not any(s.startswith("SCAN") for s in steps), steps
