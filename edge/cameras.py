@@ -51,7 +51,7 @@ TURN_S = 0.2  # the thread turns (and beats) at least this often when idle
 RETENTION_EVERY_S = 600.0
 RETENTION_RETRY_S = 60.0  # after a sweep the writer could not take
 RETENTION_PAUSE_S = 0.05  # between two chunks of a sweep
-RETENTION_CHUNK = 100  # snapshot rows looked at per writer job: about a millisecond
+RETENTION_CHUNK = 25  # pictures per writer job: one or two milliseconds with its commit
 RETENTION_CALL_TIMEOUT_S = 2.0  # a chunk not begun by then waits for the next sweep
 REF_TABLES = {"event": ("access_events", "event_id"), "alarm": ("alarms", "id"),
               "slip": ("goods_slips", "number")}  # fmt: skip
