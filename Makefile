@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gatehouse.example.toml
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 $(BIN)/gatehouse: pyproject.toml
 	@$(PYTHON) -c 'import venv' 2>/dev/null && $(PYTHON) -m ensurepip --version >/dev/null 2>&1 \
@@ -19,10 +19,15 @@ run: $(BIN)/gatehouse
 	$(BIN)/gatehouse --config $(CONFIG) run
 
 test: $(BIN)/gatehouse
-	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat ffmpeg postgresql chromium
+	sh scripts/debian-deps.sh mosquitto mosquitto-clients socat ffmpeg postgresql chromium fonts-wqy-microhei
 	sh scripts/start-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+screenshots: $(BIN)/gatehouse  ## the console's pictures in docs/, taken by its browser tests
+	sh scripts/debian-deps.sh mosquitto socat chromium fonts-wqy-microhei
+	mkdir -p docs/screenshots
+	GATEHOUSE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_console.py
 
 lint: $(BIN)/gatehouse
 	$(BIN)/ruff check .

@@ -28,6 +28,8 @@ class Sink(Protocol):
 class Bus:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.sinks: list[Sink] = []
+        # in-process listeners to the records (the console's live pages); never commands
+        self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
         self.counts: Counter[str] = Counter()
         self.monotonic = monotonic
 
@@ -47,6 +49,8 @@ class Bus:
         """A record of what happened: a sink that is down may deliver it later."""
         for sink in self.sinks:
             sink.publish(topic, payload, retain)
+        for watch in self.watchers:
+            watch(topic, payload)
 
     def command(self, topic: str, payload: dict[str, Any], expires: float) -> bool:
         """An actuation (open the barrier): now or never, so never queued while a sink is down

@@ -85,6 +85,12 @@ def build_parser() -> Parser:
     uadd.add_argument("--role", required=True, choices=["guard", "control", "admin", "clerk"])
     urev = usr.add_parser("revoke", help="revoke a user's token")
     urev.add_argument("name")
+    upw = usr.add_parser(
+        "passwd",
+        help="set a person's console password (asked twice on a terminal; else read from "
+        "the first line of standard input)",
+    )
+    upw.add_argument("name")
 
     rep = sub.add_parser("report", help="reports").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -205,9 +211,12 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
     db.migrate(cfg.db_path)
     conn = db.connect(cfg.db_path)
     try:
+        password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")
         if args.action == "add":
             token = users.add(conn, args.name, args.role, CLOCK.now())
+        elif args.action == "passwd":
+            users.set_password(conn, args.name, password, CLOCK.now())
         else:
             users.revoke(conn, args.name, CLOCK.now())
         conn.execute("COMMIT")
@@ -218,9 +227,24 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
         conn.close()
     if args.action == "add":
         _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+    elif args.action == "passwd":
+        _print(args, {"name": args.name, "password_set": True}, f"password set for {args.name}")
     else:
         _print(args, {"name": args.name, "revoked": True}, f"revoked {args.name}")
     return 0
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal (not echoed); else the first line of standard input, so a
+    script or a test can set one."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("password: the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def cmd_office(path: str, args: argparse.Namespace) -> int:
@@ -259,7 +283,7 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
         with eng.begin() as c:
             if args.command == "user":
                 if args.action != "add":
-                    raise UsageError("user revoke: not available on the office yet")
+                    raise UsageError(f"user {args.action}: not available on the office yet")
                 token = office.add_user(c, args.name, args.role, CLOCK.now())
                 _print(args, {"name": args.name, "role": args.role, "token": token}, token)
             else:

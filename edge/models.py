@@ -105,6 +105,9 @@ class User(SQLModel, table=True):
     token_hash: str = Field(index=True)
     created_at: float
     revoked_at: float | None = None
+    # argon2id, for the console's login; None: this user has only the bearer token
+    password_hash: str | None = None
+    password_set_at: float | None = None
 
 
 class GoodsSlip(SQLModel, table=True):

@@ -30,8 +30,10 @@ from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline
 from edge.housekeeping import Housekeeper
 from edge.inputs import Refused, SwipeIn
+from edge.live import LiveFeed
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
+from edge.sessions import Sessions
 from edge.writer import Outcome, Writer, apply_state
 from sync import qr
 from sync.client import SyncClient
@@ -95,6 +97,9 @@ class Service:
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()
+        self.sessions = Sessions(self.clock.monotonic)
+        self.live = LiveFeed()
+        self.bus.watchers.append(self.live.on_record)
         self._local = threading.local()  # one read connection per API worker thread
         self.stop_event = threading.Event()
         self._server: uvicorn.Server | None = None
@@ -265,6 +270,7 @@ class Service:
         systemd's stop timeout."""
         for sr in self.serial.values():
             sr.stop()
+        self.live.close()  # open pages' streams end, or the HTTP server waits for them
         if self._server is not None:
             self._server.should_exit = True
         with contextlib.suppress(Exception):  # every read queued so far is on disk, and out

@@ -1,5 +1,9 @@
-"""API users and their bearer tokens. A token is shown once; only its SHA-256 is kept
-(tokens are 256 random bits, so a fast hash is as good as a slow one)."""
+"""Users: a bearer token for devices and scripts, a password for people at the console.
+
+A token is shown once; only its SHA-256 is kept (tokens are 256 random bits, so a fast hash
+is as good as a slow one). A password is chosen by a person, so it is kept as an argon2id
+hash (argon2-cffi's defaults, RFC 9106's second recommendation).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,19 @@ import hashlib
 import secrets
 import sqlite3
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
 from edge import store
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import User
 
 ROLES = ("guard", "control", "admin")
+MIN_PASSWORD = 8  # characters
+
+_hasher = PasswordHasher()
+# verified against when the name is unknown, so a wrong name costs what a wrong password does
+_DUMMY = _hasher.hash("not a password anyone has")
 
 
 def hash_token(token: str) -> str:
@@ -49,3 +61,37 @@ def authenticate(conn: sqlite3.Connection, token: str) -> tuple[str, str] | None
         (hash_token(token),),
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+def active(conn: sqlite3.Connection, name: str) -> tuple[str, str] | None:
+    """(name, role) of the active user of that name, or None."""
+    row = conn.execute(
+        "SELECT name, role FROM users WHERE name = ? AND revoked_at IS NULL", (name,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def set_password(conn: sqlite3.Connection, name: str, password: str, now: float) -> None:
+    """Set (or change) an active user's console password."""
+    if len(password) < MIN_PASSWORD:
+        raise DomainError(f"password: at least {MIN_PASSWORD} characters")
+    cur = conn.execute(
+        "UPDATE users SET password_hash = ?, password_set_at = ? "
+        "WHERE name = ? AND revoked_at IS NULL",
+        (_hasher.hash(password), now, name),
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no active user named {name!r}")
+
+
+def check_password(conn: sqlite3.Connection, name: str, password: str) -> tuple[str, str] | None:
+    """(name, role) if ``password`` is this active user's, else None."""
+    row = conn.execute(
+        "SELECT name, role, password_hash FROM users WHERE name = ? AND revoked_at IS NULL",
+        (name,),
+    ).fetchone()
+    try:
+        _hasher.verify(row[2] if row and row[2] else _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return (row[0], row[1]) if row and row[2] else None

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from edge import db
 from edge.writer import Writer
 from tests.helpers import Broker, Listener, Pty
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -60,3 +64,16 @@ def writer(path: Path) -> Iterator[Writer]:
     w.start()
     yield w
     w.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (make test installs it where missing)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()

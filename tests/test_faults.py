@@ -189,11 +189,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with filler.open("wb") as f:
+    # unbuffered: a buffered file would try its last partial chunk again on close, and
+    # raise ENOSPC there, outside the loop that expects it
+    with filler.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler

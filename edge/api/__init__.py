@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from edge import health
+from edge import console, health
 from edge.api import control, gate, passes, slips, snapshots, visitors
 from edge.errors import DomainError
 
@@ -31,6 +31,8 @@ def create_app(service: Service) -> FastAPI:
     for module in (passes, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
         app.include_router(module.router)
+    app.include_router(console.router)  # the pages: each checks its session itself
+    app.mount("/static", console.static, name="static")
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_r: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,7 +1,10 @@
 """Authentication and roles: a dependency every /api/ route declares.
 
-401 without a valid token, 403 for a role the route does not allow (an admin may do
-everything), 429 for a client that keeps presenting bad tokens.
+A caller is a device or script with a bearer token, or a person logged in at the console
+with a session cookie; a cookie's request that changes anything must carry the session's
+CSRF token in ``X-CSRF-Token``. 401 without a valid token or session, 403 for a role the
+route does not allow (an admin may do everything) or a missing CSRF token, 429 for a
+client that keeps presenting bad tokens.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge import audit, users
+from edge.sessions import COOKIE
 
 if TYPE_CHECKING:
     from edge.service import Service
 
 FAILURE_WINDOW_S = 60.0
 MAX_FAILURES = 20  # per client address in the window, then 429 until it passes
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -91,11 +97,23 @@ def roles(*allowed: str) -> Any:
         found = None
         if cred is not None and cred.scheme.lower() == "bearer":
             found = svc.read(lambda c: users.authenticate(c, cred.credentials))
+        elif cred is None and (session := svc.sessions.get(request.cookies.get(COOKIE))):
+            # the person's current role, and revoked means logged out, whatever the session
+            found = svc.read(lambda c: users.active(c, session.name))
+            changes = request.method not in SAFE_METHODS
+            if (
+                found is not None
+                and changes
+                and not session.csrf_ok(request.headers.get("x-csrf-token"))
+            ):
+                raise HTTPException(403, "this change needs the page's CSRF token")
         if found is None:
             if cred is not None:
                 svc.throttle.fail(client, now)
             raise HTTPException(
-                401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
+                401,
+                "a valid bearer token (or a console login) is required",
+                {"WWW-Authenticate": "Bearer"},
             )
         who = Caller(*found)
         if who.role not in allowed and not who.admin:

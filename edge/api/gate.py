@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from edge import db, gate, pass_ops, slips
+from edge import db, gate, pass_ops, screen, slips
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
 from edge.cards import parse_card
@@ -122,6 +122,16 @@ def events(
     shown, after = page(found, limit)
     items = [event_view(r, svc.cfg.tz, whole, svc.cfg.rules.name_mask) for r in shown]
     return {"items": items, "next": after}
+
+
+@router.get("/events/{event_id}")
+def event_detail(
+    request: Request, event_id: str = Path(max_length=64), who: Caller = roles("guard")
+) -> dict[str, Any]:
+    """One decision as the guard's screen shows it: the event, the pass and its holder's
+    name (to compare with the person at the gate), the camera's picture of the moment."""
+    svc = service(request)
+    return svc.read(lambda c: screen.decision_detail(c, svc.cfg, event_id))  # type: ignore[no-any-return]
 
 
 @router.post("/overrides", status_code=201)

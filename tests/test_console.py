@@ -1,0 +1,345 @@
+"""The console: people log in as themselves, and the guard's screen shows each decision as
+it happens, in Chinese, in a real browser (Debian's Chromium) with the outside world cut
+off, against a real service, a real pty and a real broker."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from drivers.rdm6300 import Rdm6300
+from edge import db, users
+from edge.cards import parse_card
+from edge.console.text import EN, ZH
+from edge.sessions import Sessions
+from tests.helpers import GATEHOUSE, Broker, Node, Pty, cli, free_port, node_for, wait_for
+
+PASSWORD = "night-shift-42"
+# `make screenshots` sets this: the browser tests keep their pictures there (docs/)
+SHOTS = os.environ.get("GATEHOUSE_SCREENSHOTS")
+
+
+def keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(Path(SHOTS) / name if SHOTS else tmp_path / name))
+
+
+def frame(card: str) -> bytes:
+    return Rdm6300.encode(parse_card(card))
+
+
+def add_user(node: Node, name: str, role: str, password: str = PASSWORD) -> None:
+    assert cli(node.config, "user", "add", name, "--role", role).returncode == 0
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(node.config), "user", "passwd", name],
+        input=password + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def login(base: str, name: str, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=base, follow_redirects=False, timeout=10)
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, page.text
+    r = client.post("/login", data={"username": name, "password": password, "csrf": token[1]})
+    assert r.status_code == 303
+    return client
+
+
+# -- sessions and passwords, in process ------------------------------------------------
+
+
+def test_a_session_ends_after_its_idle_time_and_each_has_its_own_csrf_token():
+    now = [100.0]
+    sessions = Sessions(lambda: now[0], idle_s=60)
+    a, b = sessions.start("li", "guard"), sessions.start("wang", "control")
+    assert a.csrf != b.csrf and a.sid != b.sid
+    assert a.csrf_ok(a.csrf) and not a.csrf_ok(b.csrf) and not a.csrf_ok(None)
+    now[0] += 59
+    assert sessions.get(a.sid) is a  # in use: its idle clock starts again
+    now[0] += 59
+    assert sessions.get(a.sid) is a
+    assert sessions.get(b.sid) is None  # 118 s untouched
+    now[0] += 61
+    assert sessions.get(a.sid) is None
+    assert sessions.get("made-up") is None and sessions.get(None) is None
+
+
+def test_passwords_are_argon2id_and_a_wrong_name_or_password_or_revoked_user_gets_nothing(
+    path: Path,
+):
+    conn = db.connect(path)
+    users.add(conn, "li", "guard", 1.0)
+    with pytest.raises(users.DomainError, match="at least 8"):
+        users.set_password(conn, "li", "short", 2.0)
+    with pytest.raises(users.NotFound):
+        users.set_password(conn, "nobody", PASSWORD, 2.0)
+    users.set_password(conn, "li", PASSWORD, 2.0)
+    stored = conn.execute("SELECT password_hash FROM users WHERE name = 'li'").fetchone()[0]
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert users.check_password(conn, "li", PASSWORD) == ("li", "guard")
+    assert users.check_password(conn, "li", PASSWORD + "x") is None
+    assert users.check_password(conn, "nobody", PASSWORD) is None
+    users.add(conn, "token-only", "guard", 1.0)  # a device's user has no password
+    assert users.check_password(conn, "token-only", "") is None
+    users.revoke(conn, "li", 3.0)
+    assert users.check_password(conn, "li", PASSWORD) is None
+
+
+def test_both_languages_have_every_word():
+    assert set(EN) == set(ZH)
+
+
+# -- logging in, against a real service ------------------------------------------------
+
+
+@pytest.fixture
+def node(tmp_path: Path, broker: Broker, pty: Pty) -> Iterator[Node]:
+    readers = [{"id": "main-in", "gate": "main", "port": pty.path, "protocol": "rdm6300"}]
+    n = node_for(tmp_path, readers, broker.port).start(wait_ready=True)
+    yield n
+    n.stop()
+
+
+def test_a_person_logs_in_with_a_cookie_the_page_cannot_read_and_changes_need_its_csrf(
+    node: Node,
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    assert httpx.get(base + "/").headers["location"] == "/login"
+    # a wrong password and a login form without its token both send the person back
+    wrong = login(base, "li", "not-the-password")
+    assert wrong.cookies.get("gh_session") is None
+    with httpx.Client(base_url=base) as forged:
+        r = forged.post("/login", data={"username": "li", "password": PASSWORD, "csrf": "x"})
+        assert r.headers["location"] == "/login?error=expired"
+    assert "用户名或密码错误" in httpx.get(base + "/login?error=failed").text
+
+    client = login(base, "li")
+    page = client.get("/guard")
+    assert page.status_code == 200 and "门岗" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    csrf = re.search(r'"csrf": "([^"]+)"', page.text)
+    assert csrf
+    r = client.get("/")
+    assert r.headers["location"] == "/guard"
+    # the API with the session: reads need nothing more, changes need the CSRF header
+    check = {"card": "01026F6C3A"}
+    assert client.post("/api/v1/check", json=check).status_code == 403
+    r = client.post("/api/v1/check", json=check, headers={"X-CSRF-Token": csrf[1]})
+    assert r.status_code == 200 and r.json()["reason"] == "unknown_credential"
+    # revoked at the command line: the session is worth nothing from then on
+    cli(node.config, "user", "revoke", "li")
+    assert client.get("/api/v1/events").status_code == 401
+    assert client.get("/guard").headers["location"] == "/login"
+
+
+def test_the_login_cookie_is_http_only_and_same_site_strict(node: Node):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    with httpx.Client(base_url=base) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+        assert token
+        r = client.post("/login", data={"username": "li", "password": PASSWORD, "csrf": token[1]})
+        cookie = next(v for k, v in r.headers.multi_items() if k == "set-cookie"
+                      and v.startswith("gh_session="))  # fmt: skip
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+def test_user_passwd_refuses_a_short_password_and_an_unknown_user(node: Node):
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(node.config), "user", "passwd", "ghost"],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no active user named 'ghost'" in proc.stderr
+    assert cli(node.config, "user", "add", "li", "--role", "guard").returncode == 0
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(node.config), "user", "passwd", "li"],
+        input="abc\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "at least 8 characters" in proc.stderr
+
+
+# -- the guard's screen in a real browser ----------------------------------------------
+
+
+def offline_page(browser: Any, base: str) -> tuple[Any, list[str]]:
+    """A 1366x768 page (a guard-room PC) that can reach the node and nothing else."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    outside: list[str] = []
+
+    def only_the_node(route: Any) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_node)
+    return page, outside
+
+
+def browser_login(page: Any, base: str, name: str) -> None:
+    page.goto(base + "/")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-live='1']")  # the stream sent its state
+
+
+def test_a_guard_sees_each_swipe_with_name_photo_and_reason_in_chinese(
+    tmp_path: Path, node: Node, pty: Pty, browser: Any
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    photo = tmp_path / "photo.jpg"
+    picture = np.zeros((160, 120, 3), np.uint8)
+    picture[:, :, 2] = 200  # a red square: the holder
+    cv2.imwrite(str(photo), picture)
+    out = cli(node.config, "pass", "add", "--kind", "resident", "--card", "01026F6C3A",
+              "--name", "张三丰", "--unit", "3-1-502", "--photo", str(photo))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    pass_id = out.stdout.strip()
+
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+    assert page.inner_text("#live") == ZH["live.ok"]
+
+    pty.write(frame("01026F6C3A"))
+    page.wait_for_selector("#verdict.grant")
+    assert page.inner_text("#verdict-word") == "通行"
+    assert page.inner_text("#verdict-reason") == ZH["reason.ok"]
+    assert page.inner_text("#f-name") == "张三丰"  # whole: the guard compares it
+    assert page.inner_text("#f-unit") == "3-1-502"
+    assert page.inner_text("#f-kind") == "住户卡"
+    keep_screenshot(page, tmp_path, "guard-grant.png")
+    # the photo came through the session cookie (a browser cannot send a bearer header)
+    img = page.locator("#photo")
+    img.wait_for(state="visible")
+    assert img.get_attribute("src") == f"/api/v1/passes/{pass_id}/photo"
+    assert img.evaluate("i => i.complete && i.naturalWidth") == 120
+
+    pty.write(frame("0099999999"))  # no pass for this card
+    page.wait_for_selector("#verdict.deny")
+    assert page.inner_text("#verdict-word") == "禁止通行"
+    assert page.inner_text("#verdict-reason") == "此卡未登记"
+    assert page.locator("#recent li").count() == 2
+    keep_screenshot(page, tmp_path, "guard-deny.png")
+    assert outside == []
+
+
+def test_a_guard_checks_a_card_by_typing_then_confiscates_it_and_opens_by_hand(
+    node: Node, pty: Pty, browser: Any
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    out = cli(node.config, "pass", "add", "--kind", "resident", "--card", "0A0B0C0D0E",
+              "--name", "李四", "--unit", "5-2-101")  # fmt: skip
+    pass_id = out.stdout.strip()
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+
+    # a scanner types the number and Enter into the one field that always has the focus
+    page.keyboard.type("0A0B0C0D0E")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#verdict.grant.checked")
+    assert page.inner_text("#f-name") == "李四"
+    assert page.evaluate("() => document.activeElement.id") == "check-input"
+
+    page.once("dialog", lambda d: d.accept("冒用他人证件"))
+    page.click("#confiscate")
+    page.wait_for_selector("#notice.good")
+    assert page.inner_text("#notice") == ZH["guard.confiscated"]
+    conn = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    status = conn.execute("SELECT status FROM passes WHERE id = ?", (pass_id,)).fetchone()
+    assert status == ("confiscated",)
+    pty.write(frame("0A0B0C0D0E"))
+    page.wait_for_selector("#verdict.deny:not(.checked)")
+    assert page.inner_text("#verdict-reason") == "证件已被没收"
+
+    page.once("dialog", lambda d: d.accept("救护车进入"))
+    page.click("#open")
+    # the broker took it: the screen says the open really went out
+    page.locator("#notice.good", has_text=ZH["guard.open.sent"]).wait_for()
+    page.locator("#recent li", has_text=ZH["reason.manual_override"]).wait_for()
+    assert page.locator("#recent li").count() == 2  # the check was not recorded
+    assert outside == []
+
+
+class Proxy:
+    """The LAN between the guard-room PC and the node: socat forwarding a port. Stopping it
+    (the whole process group, every forwarded connection with it) is pulling the cable."""
+
+    def __init__(self, target: int) -> None:
+        self.port, self.target = free_port(), target
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proxy:
+        self.proc = subprocess.Popen(
+            [shutil.which("socat") or "/usr/bin/socat",
+             f"TCP-LISTEN:{self.port},fork,reuseaddr,bind=127.0.0.1",
+             f"TCP:127.0.0.1:{self.target}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: _answers(self.port), 5, "the proxy")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_a_page_that_loses_its_stream_catches_up_and_a_restart_asks_for_the_login(
+    node: Node, pty: Pty, browser: Any
+):
+    add_user(node, "li", "guard")
+    lan = Proxy(node.api_port).start()
+    base = f"http://127.0.0.1:{lan.port}"
+    try:
+        page, _outside = offline_page(browser, base)
+        browser_login(page, base, "li")
+        # the cable is pulled: the page says so, and what happened meanwhile is there when
+        # it is back
+        lan.stop()
+        page.wait_for_selector("#live.lost")
+        pty.write(frame("0099999999"))
+        wait_for(lambda: node.ready()[1].get("counts", {}).get("deny:unknown_credential"),
+                 what="the swipe decided while the page was away")  # fmt: skip
+        lan.start()
+        page.wait_for_selector("#live.ok", timeout=15_000)
+        page.locator("#recent li").first.wait_for()
+        assert "此卡未登记" in page.inner_text("#recent li")
+
+        # sessions live in memory: after a restart the guard logs in again, and the page
+        # takes them there itself when its stream is refused
+        node.stop()
+        page.wait_for_selector("#live.lost")
+        node.start(wait_ready=True)
+        page.wait_for_url(base + "/login", timeout=15_000)
+        browser_login(page, base, "li")
+        pty.write(frame("0099999999"))
+        wait_for(lambda: page.locator("#recent li").count() == 2, what="the new swipe listed")
+    finally:
+        lan.stop()
