@@ -190,7 +190,10 @@ async def stream(request: Request) -> Response:
                 try:
                     item = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
                 except TimeoutError:
-                    if svc.sessions.get(s.sid) is None:
+                    still = svc.sessions.get(s.sid) is not None and await asyncio.to_thread(
+                        svc.read, partial(users.active, name=s.name)
+                    )
+                    if not still:  # logged out, idle elsewhere, or revoked
                         yield _sse("logout", {})
                         return
                     yield ": keepalive\n\n"
