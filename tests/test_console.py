@@ -4,6 +4,7 @@ off, against a real service, a real pty and a real broker."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,12 +19,13 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
+import paho.mqtt.publish as publish
 import pytest
 
 from drivers.rdm6300 import Rdm6300
-from edge import db, users
+from edge import alarms, db, users
 from edge.cards import parse_card
-from edge.console.text import EN, ZH
+from edge.console.text import EN, OWN_NAMES, ZH, words
 from edge.sessions import Sessions
 from tests.helpers import GATEHOUSE, Broker, Node, Pty, cli, free_port, node_for, wait_for
 
@@ -100,7 +102,17 @@ def test_passwords_are_argon2id_and_a_wrong_name_or_password_or_revoked_user_get
 
 
 def test_both_languages_have_every_word():
-    assert set(EN) == set(ZH)
+    assert set(EN) == {k for k in ZH if not k.startswith(OWN_NAMES)}
+    english = words("en")
+    assert english["alarm.first_aid"] == "first aid" and english["step.call 120"] == "call 120"
+
+
+def test_every_alarm_type_resolution_and_default_step_has_chinese_words():
+    named = {f"alarm.{t}" for t in (*alarms.DEVICE_TYPES, *alarms.HELP_TYPES)}
+    named |= {f"resolution.{r}" for r in alarms.RESOLUTIONS}
+    steps = {s for c in alarms.DEFAULT_CHECKLISTS.values() for s in c}
+    named |= {f"step.{s}" for s in (*steps, *alarms.GENERIC_CHECKLIST)}
+    assert named - set(ZH) == set()
 
 
 # -- logging in, against a real service ------------------------------------------------
@@ -343,3 +355,51 @@ def test_a_page_that_loses_its_stream_catches_up_and_a_restart_asks_for_the_logi
         wait_for(lambda: page.locator("#recent li").count() == 2, what="the new swipe listed")
     finally:
         lan.stop()
+
+
+# -- the control room's board ----------------------------------------------------------
+
+
+def test_an_alarm_on_mqtt_appears_on_the_board_sounds_and_is_worked_to_resolved(
+    tmp_path: Path, node: Node, broker: Broker, browser: Any
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "wang", "control")
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "wang")
+    assert page.url == base + "/control"
+    page.click("#sound")  # browsers make sound only after a click on the page
+    page.locator("#sound.on").wait_for()
+    assert page.get_attribute("body", "data-sounding") == "0"
+
+    publish.single("gatehouse/gate-test/alarm-input/smoke-7", json.dumps(
+        {"type": "fire", "state": "active", "location": "3号楼大堂"}), qos=1,
+        port=broker.port)  # fmt: skip
+    row = page.locator("#queue li.unacked", has_text="火警")  # no reload: pushed
+    row.wait_for()
+    assert "3号楼大堂" in row.inner_text() and "未确认" in row.inner_text()
+    page.locator("body[data-sounding='1']").wait_for()  # P1, unacknowledged: it beeps
+
+    row.click()
+    page.locator("#d-title", has_text="P1 火警").wait_for()
+    steps = page.locator("#d-steps li button")
+    assert steps.nth(2).inner_text().startswith("拨打119")
+    page.click("#d-ack")
+    page.locator("body[data-sounding='0']").wait_for()
+    page.locator("#queue li:not(.unacked)", has_text="火警").wait_for()
+    steps.nth(2).click()  # any order: 119 first
+    page.locator("#d-steps li.done").first.wait_for()
+    page.select_option("#d-code", "genuine_external")
+    page.fill("#d-notes", "消防已到场")
+    page.click("#d-resolve button")
+    page.locator("#d-state", has_text="已处理").wait_for()
+
+    # a help request entered by type, floor and room goes into the same queue
+    page.select_option("#help-type", "first_aid")
+    page.fill("#help-floor", "12")
+    page.fill("#help-room", "1203")
+    page.click("#help-form button")
+    page.locator("#queue li", has_text="急救").wait_for()
+    page.locator("#d-title", has_text="急救").wait_for()
+    keep_screenshot(page, tmp_path, "control.png")
+    assert outside == []

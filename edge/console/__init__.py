@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from edge import screen, users
+from edge import alarms, screen, users, views
 from edge.console.text import LANGS, words
 from edge.sessions import COOKIE, Session
 
@@ -34,7 +36,7 @@ HERE = Path(__file__).parent
 LOGIN_CSRF = "gh_login"  # before a session exists, the login form's token (double submit)
 LANG = "gh_lang"
 KEEPALIVE_S = 15.0  # a comment line on a quiet stream, and the session checked again
-HOME = {"guard": "/guard", "admin": "/guard"}
+HOME = {"guard": "/guard", "control": "/control", "admin": "/guard"}
 
 templates = Jinja2Templates(directory=HERE / "templates")
 static = StaticFiles(directory=HERE / "static")
@@ -162,30 +164,76 @@ def guard_page(request: Request) -> Response:
         return RedirectResponse("/login", 303)
     svc = _svc(request)
     config = {"csrf": s.csrf, "gates": list(svc.cfg.gates), "t": words(_lang(request))}
-    # JSON inside <script>: "</" escaped so no value can end the element
-    data = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
-    return _page(request, "guard.html", user=s, config=data)
+    return _page(request, "guard.html", user=s, config=_json_for_script(config))
+
+
+@router.get("/control")
+def control_page(request: Request) -> Response:
+    s = _session(request)
+    if s is None or s.role not in ("control", "admin"):
+        return RedirectResponse("/login", 303)
+    svc = _svc(request)
+    config = {
+        "csrf": s.csrf,
+        "t": words(_lang(request)),
+        "help_types": list(alarms.HELP_TYPES),
+        "resolutions": list(alarms.RESOLUTIONS),
+    }
+    return _page(request, "control.html", user=s, config=_json_for_script(config),
+                 gates=list(svc.cfg.gates))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class View:
+    """What one page's stream carries: who may open it, which records, the state first."""
+
+    roles: tuple[str, ...]
+    wants: Callable[[str], bool]
+    state: Callable[[Service, sqlite3.Connection], dict[str, Any]]
+    record: str  # the event name each record is sent as
+
+
+def _guard_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
+    return {"recent": screen.recent(conn, svc.cfg, list(svc.cfg.gates))}
+
+
+def _control_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
+    now = svc.clock.now()
+    found = alarms.listing(conn, False, True, now, QUEUE_SHOWN + 1, None)
+    shown = [views.alarm_view(a, now, svc.cfg.tz) for a in found[:QUEUE_SHOWN]]
+    total = conn.execute("SELECT count(*) FROM alarms WHERE state != 'closed'").fetchone()[0]
+    return {"alarms": shown, "total": total}
+
+
+QUEUE_SHOWN = 500  # open alarms sent to the board; the board says how many there are
+VIEWS = {
+    "guard": View(("guard", "admin"), lambda t: t.startswith("gate/") and t.endswith(
+        "/decision"), _guard_state, "decision"),
+    "control": View(("control", "admin"), lambda t: t.startswith("alarm/"), _control_state,
+                    "alarm"),
+}  # fmt: skip
 
 
 @router.get("/console/stream")
-async def stream(request: Request) -> Response:
-    """Server-sent events for the guard's screen: first ``state`` (the last decisions, so a
-    page that reconnects is whole again), then each ``decision`` as it is committed."""
+async def stream(request: Request, view: str = "guard") -> Response:
+    """Server-sent events for a page: first ``state`` (so a page that reconnects is whole
+    again), then each record as it is committed: ``decision`` for the guard's screen (with
+    the holder, as ``GET /api/v1/events/{event_id}``), ``alarm`` for the board (as
+    ``GET /api/v1/alarms``' items)."""
     svc = _svc(request)
+    shown = VIEWS.get(view)
+    if shown is None:
+        return Response(f"view: one of {', '.join(VIEWS)}", 422, media_type="text/plain")
     s = await asyncio.to_thread(_session, request)
-    if s is None or s.role not in ("guard", "admin"):
+    if s is None or s.role not in shown.roles:
         return Response("log in first", 401, media_type="text/plain")
-    gates = list(svc.cfg.gates)
-    listener = svc.live.listen(
-        asyncio.get_running_loop(),
-        lambda topic: topic.startswith("gate/") and topic.endswith("/decision"),
-    )
+    listener = svc.live.listen(asyncio.get_running_loop(), shown.wants)
 
     async def events() -> AsyncIterator[str]:
         try:
             yield "retry: 1000\n\n"
-            recent = await asyncio.to_thread(svc.read, lambda c: screen.recent(c, svc.cfg, gates))
-            yield _sse("state", {"recent": recent})
+            state = await asyncio.to_thread(svc.read, partial(shown.state, svc))
+            yield _sse("state", state)
             while True:
                 try:
                     item = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
@@ -203,9 +251,11 @@ async def stream(request: Request) -> Response:
                     yield _sse("resync", {})
                     return
                 _topic, payload = item
-                show = partial(screen.decision_detail, cfg=svc.cfg, event_id=payload["event_id"])
-                detail = await asyncio.to_thread(svc.read, show)
-                yield _sse("decision", detail)
+                if shown.record == "decision":
+                    detail = partial(screen.decision_detail, cfg=svc.cfg,
+                                     event_id=payload["event_id"])  # fmt: skip
+                    payload = await asyncio.to_thread(svc.read, detail)
+                yield _sse(shown.record, payload)
         finally:
             svc.live.leave(listener)
 
@@ -214,6 +264,11 @@ async def stream(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _json_for_script(data: Any) -> str:
+    # JSON inside <script>: "</" escaped so no value can end the element
+    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
 def _sse(kind: str, data: Any) -> str:

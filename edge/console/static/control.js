@@ -1,0 +1,224 @@
+// The control room's board: the open alarms, pushed by the server as they change
+// (EventSource reconnects by itself; each connection starts with the whole queue).
+"use strict";
+(function () {
+  const config = JSON.parse(document.getElementById("config").textContent);
+  const t = config.t;
+  const $ = (id) => document.getElementById(id);
+  const open = new Map(); // id -> alarm, as GET /api/v1/alarms shows it
+  let total = 0;
+  let selected = null;
+  let audio = null;
+
+  function text(key, fallback) { return t[key] || fallback || key; }
+  function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : "—"; }
+  function kind(a) { return text("alarm." + a.type, a.type); }
+  function where(a) {
+    return [a.location, a.floor && a.floor + "F", a.room, a.gate].filter(Boolean).join(" · ") ||
+      a.source;
+  }
+  function unacked(a) { return !a.acked && a.isa_state !== "shelved"; }
+
+  async function api(method, path, body) {
+    const response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_e) { data = null; }
+    if (response.status === 401) { window.location.href = "/login"; }
+    if (!response.ok) {
+      throw new Error((data && data.detail) || (text("error") + " (" + response.status + ")"));
+    }
+    return data;
+  }
+
+  function notice(message, good) {
+    const n = $("notice");
+    n.textContent = message || "";
+    n.className = "notice " + (good ? "good" : "bad");
+  }
+
+  // -- the queue ---------------------------------------------------------------------
+  function item(a) {
+    const li = document.createElement("li");
+    li.dataset.id = a.id;
+    li.className = "p" + a.priority + (unacked(a) ? " unacked" : "") +
+      (a.id === selected ? " selected" : "");
+    const p = document.createElement("span");
+    p.className = "p";
+    p.textContent = a.priority;
+    const what = document.createElement("strong");
+    what.textContent = kind(a) + (a.count > 1 ? " ×" + a.count : "");
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = text("isa." + a.isa_state, a.isa_state) +
+      (a.escalation_level ? " · " + text("control.escalated") + " " + a.escalation_level : "");
+    const meta = document.createElement("small");
+    meta.textContent = when(a.raised_at) + " · " + where(a);
+    li.append(p, what, tag, meta);
+    li.addEventListener("click", () => select(a.id));
+    return li;
+  }
+
+  function render() {
+    const all = [...open.values()].sort((x, y) =>
+      x.priority - y.priority || (x.raised_at < y.raised_at ? -1 : 1) || x.id - y.id);
+    const lists = { queue: [], standing: [], shelved: [] };
+    for (const a of all) {
+      const list = a.isa_state === "shelved" ? "shelved" : a.standing ? "standing" : "queue";
+      lists[list].push(item(a));
+    }
+    for (const [id, items] of Object.entries(lists)) $(id).replaceChildren(...items);
+    $("queue-none").hidden = all.length > 0;
+    $("queue-count").textContent = text("control.shown_of")
+      .replace("{shown}", all.length).replace("{total}", Math.max(total, all.length));
+    sound(all.some((a) => a.priority === 1 && unacked(a)));
+  }
+
+  // -- the sound: a P1 alarm nobody has acknowledged beeps until someone does ----------
+  function sound(on) {
+    document.body.dataset.sounding = on ? "1" : "0";
+  }
+  setInterval(() => {
+    if (document.body.dataset.sounding !== "1" || !audio || audio.state !== "running") return;
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = 880;
+    gain.gain.value = 0.3;
+    tone.connect(gain).connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.35);
+  }, 1000);
+  // browsers start sound only after a click on the page: one click on this button
+  $("sound").addEventListener("click", async () => {
+    audio = audio || new AudioContext();
+    await audio.resume();
+    $("sound").textContent = text("control.sound.ready");
+    $("sound").classList.add("on");
+  });
+
+  // -- one alarm ----------------------------------------------------------------------
+  async function select(id) {
+    selected = id;
+    render();
+    let a;
+    try { a = await api("GET", "/api/v1/alarms/" + id); } catch (err) { notice(err.message); return; }
+    if (selected !== id) return;
+    $("detail-none").hidden = true;
+    $("detail-body").hidden = false;
+    $("d-title").textContent = "P" + a.priority + " " + kind(a) + (a.count > 1 ? " ×" + a.count : "");
+    $("d-where").textContent = where(a);
+    $("d-raised").textContent = when(a.raised_at);
+    $("d-state").textContent = text("state." + a.state, a.state) + " · " +
+      text("isa." + a.isa_state, a.isa_state) +
+      (a.dispatched_to ? " · " + text("control.dispatched") + " " + a.dispatched_to : "");
+    $("d-ack").disabled = a.acked || a.state === "closed";
+    $("d-steps").replaceChildren(...a.checklist.map((s, i) => {
+      const li = document.createElement("li");
+      li.className = s.done_at ? "done" : "";
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = text("step." + s.step, s.step) + (s.done_at ? "  (" + s.by + " " + when(s.done_at).slice(11) + ")" : "");
+      b.disabled = !!s.done_at || a.state === "closed";
+      b.addEventListener("click", () => act(() => api("POST", "/api/v1/alarms/" + id + "/steps/" + i)));
+      li.append(b);
+      return li;
+    }));
+    const snap = a.snapshot && a.snapshot.url;
+    const img = $("d-snapshot");
+    if (snap) { img.src = snap; img.hidden = false; } else { img.hidden = true; }
+    $("d-context").replaceChildren(...a.context.map((e) => {
+      const li = document.createElement("li");
+      li.textContent = when(e.ts) + " " + text(e.decision) + " · " + (e.holder || e.card || "—") +
+        " · " + text("reason." + e.reason, e.reason);
+      return li;
+    }));
+    $("d-history").replaceChildren(...a.history.map((h) => {
+      const li = document.createElement("li");
+      li.textContent = when(h.at) + " " + (h.by || "") + " " + h.action + (h.detail ? ": " + h.detail : "");
+      return li;
+    }));
+  }
+
+  async function act(fn) {
+    try { await fn(); notice(""); } catch (err) { notice(err.message); }
+    if (selected !== null) select(selected);
+  }
+
+  $("d-ack").addEventListener("click", () => act(() => api("POST", "/api/v1/alarms/" + selected + "/ack")));
+  $("d-dispatch").addEventListener("click", () => {
+    const to = window.prompt(text("control.dispatch.to"));
+    if (to) act(() => api("POST", "/api/v1/alarms/" + selected + "/dispatch", { to }));
+  });
+  $("d-shelve").addEventListener("click", () => {
+    const minutes = parseInt(window.prompt(text("control.shelve.minutes"), "30"), 10);
+    if (!minutes) return;
+    const reason = window.prompt(text("control.shelve.reason"));
+    if (reason) act(() => api("POST", "/api/v1/alarms/" + selected + "/shelve", { minutes, reason }));
+  });
+  const code = $("d-code");
+  code.replaceChildren(...config.resolutions.map((r) => new Option(text("resolution." + r, r), r)));
+  $("d-resolve").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const notes = $("d-notes").value.trim() || undefined;
+    act(() => api("POST", "/api/v1/alarms/" + selected + "/resolve", { resolution: code.value, notes }));
+    $("d-notes").value = "";
+  });
+
+  const helpType = $("help-type");
+  helpType.replaceChildren(...config.help_types.map((h) => new Option(text("alarm." + h, h), h)));
+  $("help-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { type: helpType.value };
+    for (const f of ["floor", "room", "notes"]) {
+      const v = $("help-" + f).value.trim();
+      if (v) body[f] = v;
+    }
+    try {
+      const a = await api("POST", "/api/v1/alarms", body);
+      for (const f of ["floor", "room", "notes"]) $("help-" + f).value = "";
+      select(a.id);
+    } catch (err) { notice(err.message); }
+  });
+
+  // -- the live stream ---------------------------------------------------------------
+  function connect() {
+    const source = new EventSource("/console/stream?view=control");
+    const live = $("live");
+    source.addEventListener("open", () => {
+      live.className = "live ok"; live.textContent = text("live.ok");
+    });
+    source.addEventListener("error", async () => {
+      live.className = "live lost"; live.textContent = text("live.lost");
+      if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
+      try {
+        const probe = await fetch("/api/v1/alarms?limit=1", { credentials: "same-origin" });
+        if (probe.status === 401) { window.location.href = "/login"; return; }
+      } catch (_e) { /* unreachable: try again below */ }
+      setTimeout(connect, 2000);
+    });
+    source.addEventListener("state", (m) => {
+      const state = JSON.parse(m.data);
+      open.clear();
+      for (const a of state.alarms) open.set(a.id, a);
+      total = state.total;
+      render();
+      document.body.dataset.live = "1";
+    });
+    source.addEventListener("alarm", (m) => {
+      const a = JSON.parse(m.data);
+      const known = open.has(a.id);
+      if (a.state === "closed") { open.delete(a.id); } else { open.set(a.id, a); }
+      if (!known && a.state !== "closed") total += 1;
+      if (known && a.state === "closed") total -= 1;
+      render();
+      if (a.id === selected) select(a.id);
+    });
+    source.addEventListener("resync", () => { source.close(); setTimeout(connect, 200); });
+    source.addEventListener("logout", () => { window.location.href = "/login"; });
+  }
+  connect();
+})();
