@@ -403,3 +403,65 @@ def test_an_alarm_on_mqtt_appears_on_the_board_sounds_and_is_worked_to_resolved(
     page.locator("#d-title", has_text="急救").wait_for()
     keep_screenshot(page, tmp_path, "control.png")
     assert outside == []
+
+
+def test_a_guard_releases_a_slip_once_and_the_second_scan_is_refused_on_screen(
+    node: Node, browser: Any
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    admin = cli(node.config, "user", "add", "office-admin", "--role", "admin").stdout.strip()
+    slip = httpx.post(
+        base + "/api/v1/slips", headers={"Authorization": f"Bearer {admin}"},
+        json={"unit": "3-1-502", "owner": "张三丰", "bearer": "搬家公司 刘师傅",
+              "authorisation": "in_person", "items": [{"name": "冰箱", "qty": 1},
+                                                       {"name": "纸箱", "qty": 12}]},
+    ).json()  # fmt: skip
+    number = slip["number"]
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+
+    page.keyboard.type(number.lower())  # a scanner or a person, either case
+    page.keyboard.press("Enter")
+    page.locator("#s-status.ok", has_text=ZH["slip.status.issued"]).wait_for()
+    assert "冰箱 × 1" in page.inner_text("#s-items")
+    assert page.inner_text("#s-bearer") == "搬家公司 刘师傅"
+    page.click("#s-release")
+    page.locator("#s-status.bad", has_text=ZH["slip.status.released"]).wait_for()
+    assert page.inner_text("#notice") == ZH["slip.released"]
+    assert "li" in page.inner_text("#s-closed")  # who let it out, and when
+
+    page.keyboard.type(number)  # the same slip again
+    page.keyboard.press("Enter")
+    page.locator("#s-status.bad", has_text=ZH["slip.status.released"]).wait_for()
+    assert page.locator("#s-release").is_disabled()
+    status = httpx.get(base + f"/api/v1/slips/{number}",
+                       headers={"Authorization": f"Bearer {admin}"}).json()["status"]  # fmt: skip
+    assert status == "released"
+    assert outside == []
+
+
+def test_a_guard_registers_a_visitor_records_the_host_s_yes_and_lets_them_out(
+    node: Node, browser: Any
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+    page.click("#visitors-open")
+    page.fill("#v-host", "5-2-101")  # whom they visit first
+    page.fill("#v-name", "赵六")
+    page.fill("#v-id", "110101199003071234")
+    page.click("#visitor-form button[type=submit]")
+    page.locator("#v-notice.good", has_text=ZH["visitor.registered"]).wait_for()
+    row = page.locator("#v-list li", has_text="5-2-101")  # names are masked in lists
+    row.locator("button", has_text=ZH["visitor.how.phone"]).click()
+    row.locator("button", has_text=ZH["visitor.exit"]).wait_for()  # inside now
+    row.locator("button", has_text=ZH["visitor.exit"]).click()
+    page.locator("#v-list li", has_text=ZH["visitor.none"]).wait_for()
+    conn = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    row_db = conn.execute(
+        "SELECT confirmed_how, exited_at IS NOT NULL, id_last4 FROM visitors"
+    ).fetchone()
+    assert row_db == ("phone", 1, "1234")  # the ID number itself is nowhere
+    assert outside == []

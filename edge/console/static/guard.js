@@ -104,6 +104,123 @@
     while (list.children.length > 12) list.lastChild.remove();
   }
 
+  // -- goods release slips: typed or scanned into the same field ----------------------
+  let slip = null; // the slip on screen, and its signed QR if it came by one
+  let slipQr = null;
+
+  function showSlip(s, qrText) {
+    slip = s; slipQr = qrText || null;
+    $("slip").hidden = false;
+    document.querySelector(".holder").hidden = true;
+    $("s-number").textContent = s.number;
+    $("s-signed").textContent = s.signed ? text("slip.signed") : "";
+    const status = $("s-status");
+    status.textContent = text("slip.status." + s.status, s.status);
+    status.className = "slip-status " + (s.status === "issued" ? "ok" : "bad");
+    $("s-unit").textContent = s.unit || "—";
+    $("s-owner").textContent = s.owner || "—";
+    $("s-bearer").textContent = s.bearer || "—";
+    $("s-auth").textContent = s.authorisation ? text("slip.auth." + s.authorisation) : "—";
+    $("s-valid").textContent = s.valid_from ? when(s.valid_from) + " — " + when(s.valid_until) : "—";
+    $("s-closed").textContent = s.closed_by ? s.closed_by + " · " + when(s.closed_at) +
+      (s.gate ? " · " + s.gate : "") : "—";
+    $("s-items").replaceChildren(...(s.items || []).map((i) => {
+      const li = document.createElement("li");
+      li.textContent = i.name + " × " + i.qty + (i.hazard ? " (" + i.hazard + ")" : "");
+      return li;
+    }));
+    const open = s.status === "issued";
+    $("s-release").disabled = !open;
+    $("s-reject").disabled = !open;
+  }
+
+  function hideSlip() {
+    slip = null; slipQr = null;
+    $("slip").hidden = true;
+    document.querySelector(".holder").hidden = false;
+  }
+
+  async function slipAction(action, body) {
+    try {
+      const s = await api("POST", "/api/v1/slips/" + encodeURIComponent(slip.number) + "/" + action, body);
+      showSlip(s, null);
+      notice(text(action === "release" ? "slip.released" : "slip.rejected"), true);
+    } catch (err) { notice(err.message, false); }
+    input.focus();
+  }
+
+  $("s-release").addEventListener("click", () => {
+    if (slip) slipAction("release", slipQr ? { qr: slipQr } : {});
+  });
+  $("s-reject").addEventListener("click", () => {
+    const reason = window.prompt(text("slip.reject.reason"));
+    if (slip && reason) slipAction("reject", { reason });
+    else input.focus();
+  });
+
+  // -- visitors ------------------------------------------------------------------------
+  const dialog = $("visitors");
+  async function listVisitors() {
+    let found;
+    try { found = await api("GET", "/api/v1/visitors?inside=true&limit=100"); } catch (err) {
+      $("v-notice").textContent = err.message; return;
+    }
+    const waiting = await api("GET", "/api/v1/visitors?limit=100").catch(() => ({ items: [] }));
+    const shown = [...waiting.items.filter((v) => v.state === "waiting"), ...found.items];
+    const list = $("v-list");
+    if (!shown.length) { list.replaceChildren(Object.assign(document.createElement("li"), { textContent: text("visitor.none") })); return; }
+    list.replaceChildren(...shown.map((v) => {
+      const li = document.createElement("li");
+      const who = document.createElement("span");
+      who.textContent = v.name + " → " + v.host_unit + (v.card ? " · " + v.card : "") + " · " +
+        (v.state === "waiting" ? text("visitor.waiting") : when(v.entered_at));
+      li.append(who);
+      if (v.state === "waiting") {
+        for (const how of ["intercom", "phone", "in_person"]) {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.textContent = text("visitor.confirm") + "（" + text("visitor.how." + how) + "）";
+          b.addEventListener("click", async () => {
+            try { await api("POST", "/api/v1/visitors/" + v.id + "/confirm", { how }); } catch (err) { $("v-notice").textContent = err.message; }
+            listVisitors();
+          });
+          li.append(b);
+        }
+      } else {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = text("visitor.exit");
+        b.addEventListener("click", async () => {
+          try { await api("POST", "/api/v1/visitors/" + v.id + "/exit"); } catch (err) { $("v-notice").textContent = err.message; }
+          listVisitors();
+        });
+        li.append(b);
+      }
+      return li;
+    }));
+  }
+  $("visitors-open").addEventListener("click", () => { dialog.showModal(); $("v-host").focus(); listVisitors(); });
+  $("visitors-close").addEventListener("click", () => { dialog.close(); input.focus(); });
+  $("visitor-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { host_unit: $("v-host").value.trim(), name: $("v-name").value.trim() };
+    for (const [field, id] of [["id_number", "v-id"], ["purpose", "v-purpose"], ["plate", "v-plate"], ["card", "v-card"]]) {
+      const v = $(id).value.trim();
+      if (v) body[field] = v;
+    }
+    try {
+      await api("POST", "/api/v1/visitors", body);
+      for (const id of ["v-host", "v-name", "v-id", "v-purpose", "v-plate", "v-card"]) $(id).value = "";
+      $("v-notice").textContent = text("visitor.registered");
+      $("v-notice").className = "notice good";
+    } catch (err) {
+      $("v-notice").textContent = err.message;
+      $("v-notice").className = "notice bad";
+    }
+    listVisitors();
+    $("v-host").focus();
+  });
+
   // -- the live stream ---------------------------------------------------------------
   function connect() {
     const source = new EventSource("/console/stream");
@@ -133,6 +250,7 @@
       // what the last action said was about the last person (an opening by hand comes back
       // as its own decision, and keeps its notice)
       if (!detail.event.by) notice("");
+      hideSlip();
       show(detail, false);
       addRecent(detail);
     });
@@ -147,9 +265,24 @@
     const value = input.value.trim();
     input.value = "";
     if (!value) return;
+    if (/^FX-/i.test(value)) { // a goods release slip's number
+      try {
+        showSlip(await api("GET", "/api/v1/slips/" + encodeURIComponent(value.toUpperCase())), null);
+        notice("");
+      } catch (err) { notice(err.message, false); }
+      input.focus();
+      return;
+    }
     const body = value.startsWith("GH1.") ? { qr: value } : { card: value };
     try {
       const r = await api("POST", "/api/v1/check", body);
+      if (r.slip) { // an office-signed slip's QR: its number and what it allows
+        showSlip(await api("GET", "/api/v1/slips/" + encodeURIComponent(r.slip.number))
+          .catch(() => ({ ...r.slip, status: r.reason === "ok" ? "issued" : r.reason })), value);
+        input.focus();
+        return;
+      }
+      hideSlip();
       show({
         event: { decision: r.decision, reason: r.reason, gate: r.gate, ts: r.at, card: r.card,
                  snapshot: null, holder: null },
@@ -186,6 +319,7 @@
   });
 
   document.addEventListener("click", (e) => {
+    if (dialog.open) return; // the visitors' form has fields of its own
     if (!(e.target instanceof HTMLButtonElement) && e.target !== input) input.focus();
   });
   connect();
