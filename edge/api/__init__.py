@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from edge import console, health
 from edge.api import control, gate, passes, slips, snapshots, visitors
+from edge.console import pages
 from edge.errors import DomainError
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ def create_app(service: Service) -> FastAPI:
     for module in (passes, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
         app.include_router(module.router)
-    app.include_router(console.router)  # the pages: each checks its session itself
+    # the pages: each checks its session itself
+    app.state.accounts = pages.EdgeAccounts(service)
+    app.include_router(console.router)
+    app.include_router(pages.router)
     app.mount("/static", console.static, name="static")
 
     @app.exception_handler(RequestValidationError)

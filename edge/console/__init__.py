@@ -1,42 +1,35 @@
-"""The console: the pages people use, served by the service itself.
+"""The console: the pages people use, served by the services themselves.
 
 Pages are rendered on the server (Jinja2) with a little plain JavaScript of our own; every
 asset is in the package, nothing is fetched from elsewhere. A person logs in with a name
 and password and gets a session cookie; the pages call the same /api/v1 routes as scripts
-do, with the session's CSRF token, and hear what happens through one server-sent-events
-stream fed by the same bus as MQTT (no broker needed).
+do, with the session's CSRF token.
+
+This module is what the edge and the office share: the login, the language switch, the
+templates and the assets. Each app puts an ``Accounts`` on ``app.state.accounts`` (its own
+users and sessions); the edge's pages are in ``edge.console.pages``, the office's in
+``sync.desk``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from edge import alarms, screen, users, views
 from edge.console.text import LANGS, words
-from edge.sessions import COOKIE, Session
-
-if TYPE_CHECKING:
-    from edge.service import Service
+from edge.sessions import COOKIE, Session, Sessions
 
 HERE = Path(__file__).parent
 LOGIN_CSRF = "gh_login"  # before a session exists, the login form's token (double submit)
 LANG = "gh_lang"
-KEEPALIVE_S = 15.0  # a comment line on a quiet stream, and the session checked again
-HOME = {"guard": "/guard", "control": "/control", "admin": "/guard"}
 
 templates = Jinja2Templates(directory=HERE / "templates")
 static = StaticFiles(directory=HERE / "static")
@@ -52,36 +45,61 @@ SECURITY_HEADERS = {
 }
 
 
-def _svc(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+class Throttle(Protocol):
+    def blocked(self, client: str, now: float) -> bool: ...
+
+    def fail(self, client: str, now: float) -> None: ...
 
 
-def _lang(request: Request) -> str:
+class Accounts(Protocol):
+    """An app's people: who may log in, and where each role's page is."""
+
+    sessions: Sessions
+    throttle: Throttle
+    homes: dict[str, str]  # role → its page
+
+    def check_password(self, name: str, password: str) -> tuple[str, str] | None: ...
+
+    def active(self, name: str) -> tuple[str, str] | None: ...
+
+    def count(self, what: str) -> None: ...
+
+
+def accounts(request: Request) -> Accounts:
+    return request.app.state.accounts  # type: ignore[no-any-return]
+
+
+def lang_of(request: Request) -> str:
     lang = request.cookies.get(LANG, "zh")
     return lang if lang in LANGS else "zh"
 
 
-def _session(request: Request) -> Session | None:
-    svc = _svc(request)
-    s = svc.sessions.get(request.cookies.get(COOKIE))
+def session(request: Request, *roles: str) -> Session | None:
+    """The logged-in person (their current role), if they have one of ``roles``."""
+    acc = accounts(request)
+    s = acc.sessions.get(request.cookies.get(COOKIE))
     if s is None:
         return None
-    found = svc.read(lambda c: users.active(c, s.name))
+    found = acc.active(s.name)
     if found is None:  # revoked since: logged out
-        svc.sessions.end(s.sid)
+        acc.sessions.end(s.sid)
         return None
     s.role = found[1]
-    return s
+    return s if not roles or s.role in roles else None
 
 
-def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    lang = _lang(request)
-    t = words(lang)
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    lang = lang_of(request)
     response = templates.TemplateResponse(
-        request, name, {"t": t, "lang": lang, **context}, status_code=status
+        request, name, {"t": words(lang), "lang": lang, **context}, status_code=status
     )
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def json_for_script(data: Any) -> str:
+    # JSON inside <script>: "</" escaped so no value can end the element
+    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
 def _cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
@@ -93,20 +111,21 @@ def _cookie(response: Response, name: str, value: str, max_age: int | None = Non
 
 @router.get("/")
 def home(request: Request) -> Response:
-    s = _session(request)
+    s = session(request)
     if s is None:
         return RedirectResponse("/login", 303)
-    return RedirectResponse(HOME.get(s.role, "/login?role=" + s.role), 303)
+    home = accounts(request).homes.get(s.role)
+    return RedirectResponse(home or "/login?role=" + s.role, 303)
 
 
 @router.get("/login")
 def login_page(request: Request, error: str | None = None, role: str | None = None) -> Response:
     token = secrets.token_urlsafe(24)
-    t = words(_lang(request))
+    t = words(lang_of(request))
     message = t.get(f"login.{error}") if error else None
     if role is not None and message is None:
-        message = f"{role}: 此角色的页面尚未提供 / no page for this role yet"
-    response = _page(request, "login.html", csrf=token, error=message)
+        message = f"{role}: {t['login.no_page']}"
+    response = page(request, "login.html", csrf=token, error=message)
     _cookie(response, LOGIN_CSRF, token, max_age=3600)
     return response
 
@@ -118,32 +137,32 @@ def login(
     password: str = Form(max_length=200),
     csrf: str = Form(max_length=100),
 ) -> Response:
-    svc = _svc(request)
+    acc = accounts(request)
     expected = request.cookies.get(LOGIN_CSRF)
     if not expected or not secrets.compare_digest(expected, csrf):
         return RedirectResponse("/login?error=expired", 303)
     client = request.client.host if request.client else "?"
     now = time.monotonic()
-    if svc.throttle.blocked(client, now):
+    if acc.throttle.blocked(client, now):
         return RedirectResponse("/login?error=throttled", 303)
-    found = svc.read(lambda c: users.check_password(c, username.strip(), password))
+    found = acc.check_password(username.strip(), password)
     if found is None:
-        svc.throttle.fail(client, now)
-        svc.count("refused:login")
+        acc.throttle.fail(client, now)
+        acc.count("refused:login")
         return RedirectResponse("/login?error=failed", 303)
-    session = svc.sessions.start(*found)
+    started = acc.sessions.start(*found)
     response = RedirectResponse("/", 303)
-    _cookie(response, COOKIE, session.sid)
+    _cookie(response, COOKIE, started.sid)
     response.delete_cookie(LOGIN_CSRF, path="/")
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form(max_length=100)) -> Response:
-    svc = _svc(request)
-    s = svc.sessions.get(request.cookies.get(COOKIE))
+    acc = accounts(request)
+    s = acc.sessions.get(request.cookies.get(COOKIE))
     if s is not None and s.csrf_ok(csrf):
-        svc.sessions.end(s.sid)
+        acc.sessions.end(s.sid)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -155,121 +174,3 @@ def switch_lang(request: Request, lang: str) -> Response:
     response = RedirectResponse(back if back.startswith(str(request.base_url)) else "/", 303)
     response.set_cookie(LANG, lang if lang in LANGS else "zh", samesite="strict", path="/")
     return response
-
-
-@router.get("/guard")
-def guard_page(request: Request) -> Response:
-    s = _session(request)
-    if s is None or s.role not in ("guard", "admin"):
-        return RedirectResponse("/login", 303)
-    svc = _svc(request)
-    config = {"csrf": s.csrf, "gates": list(svc.cfg.gates), "t": words(_lang(request))}
-    return _page(request, "guard.html", user=s, config=_json_for_script(config))
-
-
-@router.get("/control")
-def control_page(request: Request) -> Response:
-    s = _session(request)
-    if s is None or s.role not in ("control", "admin"):
-        return RedirectResponse("/login", 303)
-    svc = _svc(request)
-    config = {
-        "csrf": s.csrf,
-        "t": words(_lang(request)),
-        "help_types": list(alarms.HELP_TYPES),
-        "resolutions": list(alarms.RESOLUTIONS),
-    }
-    return _page(request, "control.html", user=s, config=_json_for_script(config),
-                 gates=list(svc.cfg.gates))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class View:
-    """What one page's stream carries: who may open it, which records, the state first."""
-
-    roles: tuple[str, ...]
-    wants: Callable[[str], bool]
-    state: Callable[[Service, sqlite3.Connection], dict[str, Any]]
-    record: str  # the event name each record is sent as
-
-
-def _guard_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
-    return {"recent": screen.recent(conn, svc.cfg, list(svc.cfg.gates))}
-
-
-def _control_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
-    now = svc.clock.now()
-    found = alarms.listing(conn, False, True, now, QUEUE_SHOWN + 1, None)
-    shown = [views.alarm_view(a, now, svc.cfg.tz) for a in found[:QUEUE_SHOWN]]
-    total = conn.execute("SELECT count(*) FROM alarms WHERE state != 'closed'").fetchone()[0]
-    return {"alarms": shown, "total": total}
-
-
-QUEUE_SHOWN = 500  # open alarms sent to the board; the board says how many there are
-VIEWS = {
-    "guard": View(("guard", "admin"), lambda t: t.startswith("gate/") and t.endswith(
-        "/decision"), _guard_state, "decision"),
-    "control": View(("control", "admin"), lambda t: t.startswith("alarm/"), _control_state,
-                    "alarm"),
-}  # fmt: skip
-
-
-@router.get("/console/stream")
-async def stream(request: Request, view: str = "guard") -> Response:
-    """Server-sent events for a page: first ``state`` (so a page that reconnects is whole
-    again), then each record as it is committed: ``decision`` for the guard's screen (with
-    the holder, as ``GET /api/v1/events/{event_id}``), ``alarm`` for the board (as
-    ``GET /api/v1/alarms``' items)."""
-    svc = _svc(request)
-    shown = VIEWS.get(view)
-    if shown is None:
-        return Response(f"view: one of {', '.join(VIEWS)}", 422, media_type="text/plain")
-    s = await asyncio.to_thread(_session, request)
-    if s is None or s.role not in shown.roles:
-        return Response("log in first", 401, media_type="text/plain")
-    listener = svc.live.listen(asyncio.get_running_loop(), shown.wants)
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            yield "retry: 1000\n\n"
-            state = await asyncio.to_thread(svc.read, partial(shown.state, svc))
-            yield _sse("state", state)
-            while True:
-                try:
-                    item = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    still = svc.sessions.get(s.sid) is not None and await asyncio.to_thread(
-                        svc.read, partial(users.active, name=s.name)
-                    )
-                    if not still:  # logged out, idle elsewhere, or revoked
-                        yield _sse("logout", {})
-                        return
-                    yield ": keepalive\n\n"
-                    continue
-                if item is None or listener.behind:
-                    # stopping, or this page fell behind: it reconnects and starts whole
-                    yield _sse("resync", {})
-                    return
-                _topic, payload = item
-                if shown.record == "decision":
-                    detail = partial(screen.decision_detail, cfg=svc.cfg,
-                                     event_id=payload["event_id"])  # fmt: skip
-                    payload = await asyncio.to_thread(svc.read, detail)
-                yield _sse(shown.record, payload)
-        finally:
-            svc.live.leave(listener)
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-
-
-def _json_for_script(data: Any) -> str:
-    # JSON inside <script>: "</" escaped so no value can end the element
-    return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-
-
-def _sse(kind: str, data: Any) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
