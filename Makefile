@@ -43,6 +43,8 @@ bench: $(BIN)/gatehouse
 	sh scripts/debian-deps.sh ffmpeg
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/sync_drain.py
+	sh scripts/debian-deps.sh chromium
+	$(BIN)/python bench/console_latency.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -16,7 +16,10 @@ Chromium (Debian's, driven by Playwright) and the guard's screen ``/guard`` stay
    machine's wall clock in ms; the script checks that the page's clock agrees with
    Python's and prints the offset. The same swipes are also timed to their decision at a
    QoS 1 subscriber on ``gatehouse/<node>/gate/+/decision`` (matched by the masked card;
-   the decision's ``event_id`` then names the page's ``li``).
+   the decision's ``event_id`` then names the page's ``li``). Headless Chromium begins a
+   frame as soon as one is asked for after idleness (a continuous rAF loop runs at 60 Hz),
+   so "painted" is the next frame's start, with no wait for a display's vsync (on a real
+   60 Hz screen up to ~17 ms more, for the bare push as much as for the guard's screen).
 2. Baseline, same run, same machine and browser: (a) that MQTT decision (pty -> paho
    subscriber), the part of the path the screen cannot be faster than; (b) a bare server
    push: a tiny Starlette app on uvicorn (as the node's API) in a thread, serving a tiny
@@ -49,7 +52,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -66,7 +68,14 @@ from common import (
     workspace,
     write_passes_csv,
 )
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Response,
+    StorageState,
+    ViewportSize,
+    sync_playwright,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, StreamingResponse
@@ -86,7 +95,7 @@ WARMUP = 5  # first swipes and pushes, not counted: connections, caches and JIT 
 LOADS = 5  # first loads counted, after one uncounted of each page
 TIMEOUT_S = 10.0
 GUARD, PASSWORD = "bench-guard", "bench-night-shift"
-VIEWPORT = {"width": 1366, "height": 768}  # a guard-room PC's screen
+VIEWPORT: ViewportSize = {"width": 1366, "height": 768}  # a guard-room PC's screen
 LOAD_TARGET_MS, BYTES_TARGET = 1000.0, 300 * 1024
 
 # Injected before any of the page's own scripts run, so it sees every change (the guard's
@@ -256,12 +265,12 @@ def clock_offset_ms(page: Page) -> tuple[float, float]:
     return best
 
 
-def new_page(browser: Browser, storage_state: Any = None) -> Page:
+def new_page(browser: Browser, storage_state: StorageState | None = None) -> Page:
     """A page with the probe in a context of its own (closed with the page's context)."""
     context = browser.new_context(
         bypass_csp=True,
         viewport=VIEWPORT,
-        storage_state=storage_state,  # type: ignore[arg-type]
+        storage_state=storage_state,
     )
     context.add_init_script(PROBE)
     return context.new_page()
@@ -278,10 +287,10 @@ def login(browser: Browser, base: str) -> Page:
     return page
 
 
-def swipe_all(page: Page, pty: Pty, sub: Subscriber, cards: list[str]) -> list[Swipe]:
-    """Swipe each card, wait for its MQTT decision, keep the cadence; then wait for the
-    page to have painted them all. The page is not touched while the swipes run: each
-    Playwright call would be work in the browser beside the one being timed."""
+def swipe_all(pty: Pty, sub: Subscriber, cards: list[str]) -> list[Swipe]:
+    """Swipe each card, wait for its MQTT decision, keep the cadence. The page is not
+    touched while the swipes run (its paint times are read afterwards): each Playwright
+    call would be work in the browser beside the one being timed."""
     out = []
     for card in cards:
         frame = Rdm6300.encode(parse_card(card))
@@ -321,7 +330,9 @@ class Load:
     requests: int
 
 
-def first_load(browser: Browser, url: str, stream: str, storage_state: Any = None) -> Load:
+def first_load(
+    browser: Browser, url: str, stream: str, storage_state: StorageState | None = None
+) -> Load:
     """Open ``url`` in a fresh context (empty cache) and time it to its live state."""
     page = new_page(browser, storage_state)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
@@ -342,7 +353,9 @@ def first_load(browser: Browser, url: str, stream: str, storage_state: Any = Non
         page.context.close()
 
 
-def loads(browser: Browser, url: str, stream: str, storage_state: Any = None) -> list[Load]:
+def loads(
+    browser: Browser, url: str, stream: str, storage_state: StorageState | None = None
+) -> list[Load]:
     first_load(browser, url, stream, storage_state)  # uncounted: the first context's cost
     return [first_load(browser, url, stream, storage_state) for _ in range(LOADS)]
 
@@ -352,19 +365,31 @@ def load_line(label: str, got: list[Load]) -> str:
     kb = [g.body_bytes / 1024 for g in got]
     return (
         f"  {label:<34} n={s.n:<5} p50={s.p50:8.3f}  max={s.max:8.3f} ms; "
-        f"{max(kb):7.1f} KB body in {max(g.requests for g in got)} responses"
+        f"max {max(kb):6.1f} KB body in {max(g.requests for g in got)} responses"
     )
 
 
-def measure(
-    base: str, pty: Pty, sub: Subscriber, bare: BarePush, cards: list[str]
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Figures:
+    """What one run measured, in seconds (but the clock check, in ms)."""
+
+    painted: list[float]  # swipe -> painted on the guard's screen
+    decision: list[float]  # swipe -> MQTT decision, the same swipes
+    after_decision: list[float]  # MQTT decision -> painted: the screen's own share
+    pushed: list[float]  # bare push -> painted
+    guard_loads: list[Load]
+    bare_loads: list[Load]
+    clock_offset_ms: tuple[float, float]  # page clock - Python clock, +- bound
+    chromium: str
+
+
+def measure(base: str, pty: Pty, sub: Subscriber, bare: BarePush, cards: list[str]) -> Figures:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = login(browser, base)
-            offset_ms, bound_ms = clock_offset_ms(page)
-            swiped = swipe_all(page, pty, sub, cards)
+            offset = clock_offset_ms(page)
+            swiped = swipe_all(pty, sub, cards)
             painted = painted_at(page, [s.event_id for s in swiped])
             storage_state = page.context.storage_state()
             page.context.close()  # one page at a time: the screen's stream ends here
@@ -381,17 +406,17 @@ def measure(
         finally:
             browser.close()
     counted = swiped[WARMUP:]
-    return {
-        "painted": [painted[s.event_id] - s.wall for s in counted],
-        "mqtt": [s.decided - s.sent for s in counted],
-        # the screen's own share: from the MQTT decision's arrival to the paint
-        "after_mqtt": [painted[s.event_id] - (s.wall + s.decided - s.sent) for s in counted],
-        "pushed": pushed,
-        "guard_loads": guard_loads,
-        "bare_loads": bare_loads,
-        "offset": (offset_ms, bound_ms),
-        "version": version,
-    }
+    return Figures(
+        painted=[painted[s.event_id] - s.wall for s in counted],
+        decision=[s.decided - s.sent for s in counted],
+        # the MQTT arrival on the wall clock: the swipe's wall time plus its MQTT latency
+        after_decision=[painted[s.event_id] - (s.wall + s.decided - s.sent) for s in counted],
+        pushed=pushed,
+        guard_loads=guard_loads,
+        bare_loads=bare_loads,
+        clock_offset_ms=offset,
+        chromium=version,
+    )
 
 
 def main() -> None:
@@ -418,27 +443,26 @@ def main() -> None:
         )
         got = measure(f"http://127.0.0.1:{api}", pty, sub, bare, cards[: WARMUP + SWIPES])
 
-        painted = Stats.of_seconds(got["painted"])
-        decision = Stats.of_seconds(got["mqtt"])
-        pushed = Stats.of_seconds(got["pushed"])
-        offset_ms, bound_ms = got["offset"]
-        print(f"  headless Chromium {got['version']}; page clock - Python clock: "
+        painted = Stats.of_seconds(got.painted)
+        decision = Stats.of_seconds(got.decision)
+        pushed = Stats.of_seconds(got.pushed)
+        offset_ms, bound_ms = got.clock_offset_ms
+        print(f"  headless Chromium {got.chromium}; page clock - Python clock: "
               f"{offset_ms:+.2f} ms (+- {bound_ms:.2f})")  # fmt: skip
         print("gatehouse (the same swipes):")
         print(painted.row("swipe -> painted on guard screen"))
         print(decision.row("swipe -> MQTT decision"))
-        print(Stats.of_seconds(got["after_mqtt"]).row("MQTT decision -> painted"))
+        print(Stats.of_seconds(got.after_decision).row("MQTT decision -> painted"))
         print("baseline (same run, same machine, broker and browser):")
         print(decision.row("(a) MQTT decision (above)"))
         print(pushed.row("(b) bare push -> painted (uvicorn)"))
         base = decision.p95 + pushed.p95
         print(f"  baseline p95 sum (a+b): {base:.3f} ms")
         print("first load (fresh context per load, session cookie copied, empty cache):")
-        guard_loads: list[Load] = got["guard_loads"]
-        print(load_line("guard screen: nav start -> live", guard_loads))
-        print(load_line("bare page: nav start -> live", got["bare_loads"]))
-        worst_ms = max(g.live_s for g in guard_loads) * 1000
-        worst_kb = max(g.body_bytes for g in guard_loads) / 1024
+        print(load_line("guard screen: nav start -> live", got.guard_loads))
+        print(load_line("bare page: nav start -> live", got.bare_loads))
+        worst_ms = max(g.live_s for g in got.guard_loads) * 1000
+        worst_kb = max(g.body_bytes for g in got.guard_loads) / 1024
         print(f"  guard screen worst: {worst_ms:.0f} ms (target <= {LOAD_TARGET_MS:.0f}), "
               f"{worst_kb:.1f} KB (target <= {BYTES_TARGET // 1024})")  # fmt: skip
         print(f"RATIO painted p95 / (MQTT decision p95 + bare push p95) = {painted.p95:.3f} / "

@@ -281,7 +281,11 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
         return 0
     try:
         with eng.begin() as c:
-            if args.command == "user":
+            if args.command == "user" and args.action == "passwd":
+                office.set_password(c, args.name, _read_password(), CLOCK.now())
+                _print(args, {"name": args.name, "password_set": True},
+                       f"password set for {args.name}")  # fmt: skip
+            elif args.command == "user":
                 if args.action != "add":
                     raise UsageError(f"user {args.action}: not available on the office yet")
                 token = office.add_user(c, args.name, args.role, CLOCK.now())

@@ -37,7 +37,7 @@ def decision_detail(conn: sqlite3.Connection, cfg: Config, event_id: str) -> dic
     return {"event": event, "pass": shown}
 
 
-def recent(conn: sqlite3.Connection, cfg: Config, gates: list[str], n: int = 8) -> list[dict]:
+def recent(conn: sqlite3.Connection, cfg: Config, gates: list[str], n: int = 12) -> list[dict]:
     """The last ``n`` decisions at these gates, newest first, as ``decision_detail``."""
     marks = ",".join("?" * len(gates))
     ids = [

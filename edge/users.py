@@ -71,14 +71,28 @@ def active(conn: sqlite3.Connection, name: str) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def set_password(conn: sqlite3.Connection, name: str, password: str, now: float) -> None:
-    """Set (or change) an active user's console password."""
+def hash_password(password: str) -> str:
+    """The argon2id hash of an acceptable password (the office keeps its users' the same)."""
     if len(password) < MIN_PASSWORD:
         raise DomainError(f"password: at least {MIN_PASSWORD} characters")
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether ``password`` is the one ``stored`` hashes; a user with none costs as much."""
+    try:
+        _hasher.verify(stored or _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return stored is not None
+
+
+def set_password(conn: sqlite3.Connection, name: str, password: str, now: float) -> None:
+    """Set (or change) an active user's console password."""
     cur = conn.execute(
         "UPDATE users SET password_hash = ?, password_set_at = ? "
         "WHERE name = ? AND revoked_at IS NULL",
-        (_hasher.hash(password), now, name),
+        (hash_password(password), now, name),
     )
     if cur.rowcount == 0:
         raise NotFound(f"no active user named {name!r}")
@@ -90,8 +104,5 @@ def check_password(conn: sqlite3.Connection, name: str, password: str) -> tuple[
         "SELECT name, role, password_hash FROM users WHERE name = ? AND revoked_at IS NULL",
         (name,),
     ).fetchone()
-    try:
-        _hasher.verify(row[2] if row and row[2] else _DUMMY, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return (row[0], row[1]) if row and row[2] else None
+    ok = verify_password(row[2] if row else None, password)
+    return (row[0], row[1]) if ok and row else None

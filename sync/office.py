@@ -14,6 +14,7 @@ import psycopg2.errors
 from sqlalchemy import Connection, Float, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from edge import users
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
 from edge.privacy import IdHasher
@@ -67,6 +68,50 @@ def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+def set_password(conn: Connection, name: str, password: str, now: float) -> None:
+    done = conn.execute(
+        t.users.update()
+        .where(t.users.c.name == name, t.users.c.revoked_at.is_(None))
+        .values(password_hash=users.hash_password(password), password_set_at=now)
+    )
+    if done.rowcount == 0:
+        raise NotFound(f"no active user named {name!r}")
+
+
+def check_password(conn: Connection, name: str, password: str) -> tuple[str, str] | None:
+    row = conn.execute(
+        select(t.users.c.name, t.users.c.role, t.users.c.password_hash).where(
+            t.users.c.name == name, t.users.c.revoked_at.is_(None)
+        )
+    ).first()
+    ok = users.verify_password(row[2] if row else None, password)
+    return (row[0], row[1]) if ok and row else None
+
+
+def active_user(conn: Connection, name: str) -> tuple[str, str] | None:
+    row = conn.execute(
+        select(t.users.c.name, t.users.c.role).where(
+            t.users.c.name == name, t.users.c.revoked_at.is_(None)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def recent_passes(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The passes issued last, newest first (the desk's list)."""
+    rows = conn.execute(
+        select(t.passes).order_by(t.passes.c.issued_at.desc()).limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def get_pass(conn: Connection, pass_id: str) -> dict[str, Any]:
+    row = conn.execute(select(t.passes).where(t.passes.c.id == pass_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no pass {pass_id!r}")
+    return dict(row)
 
 
 # -- what the office owns: passes, and the log the gates pull -----------------------------

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge import console
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
@@ -31,7 +32,7 @@ from edge.passes import parse_time
 from edge.privacy import IdHasher
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import office, wire
+from sync import desk, office, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -54,13 +55,30 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                 return found
         raise HTTPException(401, "a valid node token is required", {"WWW-Authenticate": "Bearer"})
 
-    def clerk(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
+    app.state.accounts = desk.OfficeAccounts(eng, clock)
+    app.include_router(console.router)  # the desk's pages: each checks its session itself
+    app.include_router(desk.router)
+    app.mount("/static", console.static, name="static")
+
+    def clerk(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> str:
         if cred is not None:
             with eng.connect() as c:
                 found = office.user_of(c, cred.credentials)
             if found:
                 return found[0]
-        raise HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        elif (s := console.session(request, *desk.ROLES)) is not None:
+            changes = request.method not in ("GET", "HEAD", "OPTIONS")
+            if changes and not s.csrf_ok(request.headers.get("x-csrf-token")):
+                raise HTTPException(403, "this change needs the page's CSRF token")
+            return s.name
+        raise HTTPException(
+            401,
+            "a valid bearer token (or a desk login) is required",
+            {"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _bad(_r: Request, exc: RequestValidationError) -> JSONResponse:

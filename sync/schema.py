@@ -35,6 +35,8 @@ users = Table(
     Column("token_hash", Text, nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    Column("password_hash", Text),  # argon2id, for the desk's login
+    Column("password_set_at", Float),
 )
 
 passes = Table(

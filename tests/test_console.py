@@ -27,7 +27,17 @@ from edge import alarms, db, users
 from edge.cards import parse_card
 from edge.console.text import EN, OWN_NAMES, ZH, words
 from edge.sessions import Sessions
-from tests.helpers import GATEHOUSE, Broker, Node, Pty, cli, free_port, node_for, wait_for
+from tests.helpers import (
+    GATEHOUSE,
+    Broker,
+    Node,
+    Office,
+    Pty,
+    cli,
+    free_port,
+    node_for,
+    wait_for,
+)
 
 PASSWORD = "night-shift-42"
 # `make screenshots` sets this: the browser tests keep their pictures there (docs/)
@@ -465,3 +475,60 @@ def test_a_guard_registers_a_visitor_records_the_host_s_yes_and_lets_them_out(
     ).fetchone()
     assert row_db == ("phone", 1, "1234")  # the ID number itself is nowhere
     assert outside == []
+
+
+# -- the office clerk's desk -----------------------------------------------------------
+
+
+def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
+    tmp_path: Path, broker: Broker, pg_url: str, browser: Any
+):
+    office = Office(tmp_path, pg_url)
+    office.token("user", "add", "客服小王", "--role", "clerk")
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "客服小王"],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    key = office.token("office", "key")
+    scanner = Pty()
+    node = node_for(tmp_path, [{"id": "scan", "gate": "main", "port": scanner.path,
+                                "protocol": "line"}], broker.port)  # fmt: skip
+    with node.config.open("a") as f:  # no sync: the gate knows the pass only by its QR
+        f.write(f'[qr]\noffice_public_keys = ["{key}"]\n')
+    office.start()
+    node.start(wait_ready=True)
+    try:
+        page, outside = offline_page(browser, office.url)
+        page.goto(office.url + "/")
+        page.fill("input[name=username]", "客服小王")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(office.url + "/desk")
+        page.select_option("#p-kind", "temporary")
+        page.fill("#p-card", "0040856634")
+        page.fill("#p-name", "访客乙")
+        page.fill("#p-unit", "7-3-1201")
+        page.click("#issue-form button[type=submit]")
+        page.wait_for_url(re.compile(r".*/desk/passes/.+/print$"))
+        assert page.inner_text("#pp-name") == "访客乙"
+        page.locator("#qr svg").wait_for()
+        keep_screenshot(page, tmp_path, "desk-print.png")
+        pdf = page.pdf(format="A5")  # what the clerk's printer gets
+        assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+        assert outside == []
+
+        # the QR on paper, read back from the page's own SVG, is what a guard scans
+        svg = page.inner_html("#qr")
+        picture = tmp_path / "qr.png"
+        png = page.locator("#qr svg").screenshot()
+        picture.write_bytes(png)
+        found, _points, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(str(picture)))
+        assert found.startswith("GH1."), svg[:200]
+        scanner.write(found.encode() + b"\r\n")
+        wait_for(lambda: node.ready()[1].get("counts", {}).get("grant:ok"),
+                 what="the gate to grant the printed pass")  # fmt: skip
+    finally:
+        node.stop()
+        office.stop()
+        scanner.close()

@@ -57,7 +57,12 @@ def guard_page(request: Request) -> Response:
     if s is None:
         return RedirectResponse("/login", 303)
     svc = _svc(request)
-    config = {"csrf": s.csrf, "gates": list(svc.cfg.gates), "t": words(lang_of(request))}
+    config = {
+        "csrf": s.csrf,
+        "gates": list(svc.cfg.gates),
+        "cameras": bool(svc.cfg.cameras),  # without one there is no picture to wait for
+        "t": words(lang_of(request)),
+    }
     return page(request, "guard.html", user=s, config=json_for_script(config))
 
 

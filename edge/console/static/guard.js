@@ -67,7 +67,7 @@
     $("confiscate").disabled = !(p && p.status === "active");
     // the camera's picture is taken just after the decision: ask again once it can be there
     clearTimeout(snapshotTimer);
-    if (!checked && !snap && event.event_id) {
+    if (config.cameras && !checked && !snap && event.event_id) {
       snapshotTimer = setTimeout(async () => {
         try {
           const again = await api("GET", "/api/v1/events/" + encodeURIComponent(event.event_id));

@@ -1,0 +1,43 @@
+// The office clerk's desk: issue a pass through the office API; a temporary pass goes
+// straight to its printable page.
+"use strict";
+(function () {
+  const config = JSON.parse(document.getElementById("config").textContent);
+  const t = config.t;
+  const $ = (id) => document.getElementById(id);
+
+  function notice(message, good) {
+    const n = $("notice");
+    n.textContent = message || "";
+    n.className = "notice " + (good ? "good" : "bad");
+  }
+
+  $("issue-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { kind: $("p-kind").value, card: $("p-card").value.trim(),
+                   name: $("p-name").value.trim() };
+    for (const [field, id] of [["unit", "p-unit"], ["id_number", "p-id"], ["permit_no", "p-permit"]]) {
+      const v = $(id).value.trim();
+      if (v) body[field] = v;
+    }
+    if ($("p-until").value) body.valid_until = $("p-until").value; // the office's time zone
+    const response = await fetch("/api/v1/passes", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
+      body: JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_e) { data = null; }
+    if (response.status === 401) { window.location.href = "/login"; return; }
+    if (!response.ok) {
+      notice((data && data.detail) || (t["error"] + " (" + response.status + ")"), false);
+      return;
+    }
+    if (data.kind === "temporary") {
+      window.location.href = "/desk/passes/" + encodeURIComponent(data.id) + "/print";
+    } else {
+      window.location.reload();
+    }
+  });
+})();

@@ -1,0 +1,3 @@
+// The print button (no inline script on these pages).
+"use strict";
+document.getElementById("print").addEventListener("click", () => window.print());
