@@ -143,3 +143,9 @@ def sign(conn: sqlite3.Connection, handover_id: int, by: str, now: float) -> dic
                "outgoing_by": signed["outgoing_by"], "incoming_by": signed["incoming_by"],
                "report_sha256": signed["report_sha256"]}, now)  # fmt: skip
     return signed
+
+
+def latest(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    ids = [r[0] for r in conn.execute("SELECT id FROM handovers ORDER BY id DESC LIMIT ?",
+                                      (limit,))]  # fmt: skip
+    return [get(conn, i) for i in ids]

@@ -532,3 +532,52 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
         node.stop()
         office.stop()
         scanner.close()
+
+
+# -- the duty log and the handover -----------------------------------------------------
+
+
+def test_a_handover_is_made_and_signed_by_the_outgoing_then_the_incoming_officer(
+    tmp_path: Path, node: Node, browser: Any
+):
+    with node.config.open("a") as f:
+        f.write('[handover]\nitems = { "对讲机" = 4, "钥匙" = 12 }\n')
+    node.stop()
+    node.start(wait_ready=True)
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "wang", "control")
+    add_user(node, "zhao", "control")
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "wang")
+    page.click("text=" + ZH["duty.page"])
+    page.wait_for_url(base + "/duty")
+    page.select_option("#log-category", "patrol")
+    page.fill("#log-text", "22:00 巡逻一圈，3号楼消防通道畅通")
+    page.click("#log-form button")
+    page.locator("#log li", has_text="巡逻一圈").wait_for()
+    assert "[巡逻]" in page.inner_text("#log")
+
+    page.locator("#items input").first.fill("3")  # a radio is missing
+    page.fill("#handover-notes", "3号对讲机送修")
+    page.click("#handover-form button")
+    page.locator("#sign", has_text=ZH["handover.sign_out"]).wait_for()
+    assert "对讲机: 4 → 3" in page.inner_text("#r-body")
+    page.click("#sign")
+    page.locator("#sign", has_text=ZH["handover.sign_in"]).wait_for()
+    assert page.locator("#sign").is_disabled()  # not by the same person
+
+    # the next shift: the quick user switch is logging out and in
+    page.click("text=" + ZH["logout"])
+    page.wait_for_url(base + "/login")
+    page.fill("input[name=username]", "zhao")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/control")
+    page.goto(base + "/duty")
+    page.locator("#sign:not([disabled])", has_text=ZH["handover.sign_in"]).click()
+    page.locator("#sign", has_text=ZH["handover.signed"]).wait_for()
+    assert "zhao" in page.inner_text("#r-facts") and "wang" in page.inner_text("#r-facts")
+    keep_screenshot(page, tmp_path, "handover.png")
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF")
+    assert outside == []

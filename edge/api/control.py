@@ -262,6 +262,19 @@ def make_handover(
     return handover_view(svc.write(job), svc.cfg.tz)
 
 
+@router.get("/handovers")
+def handovers(
+    request: Request,
+    who: Caller = roles("control", "guard"),
+    limit: int = Query(5, ge=1, le=100),
+) -> dict[str, Any]:
+    """The latest handovers, newest first: the one waiting for the incoming officer's
+    signature is at the top."""
+    svc = service(request)
+    found = svc.read(lambda c: handover.latest(c, limit))
+    return {"items": [handover_view(h, svc.cfg.tz) for h in found], "next": None}
+
+
 @router.get("/handovers/{handover_id}")
 def read_handover(
     request: Request, handover_id: Id, who: Caller = roles("control", "guard")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from edge import alarms, screen, users, views
+from edge import alarms, dutylog, screen, users, views
 from edge.console import json_for_script, lang_of, page, session
 from edge.console.text import words
 
@@ -80,6 +80,23 @@ def control_page(request: Request) -> Response:
     }
     return page(request, "control.html", user=s, config=json_for_script(config),
                  gates=list(svc.cfg.gates))  # fmt: skip
+
+
+@router.get("/duty")
+def duty_page(request: Request) -> Response:
+    """The day's duty log and the shift handover, for the guard and the control room."""
+    s = session(request, "guard", "control", "admin")
+    if s is None:
+        return RedirectResponse("/login", 303)
+    svc = _svc(request)
+    config = {
+        "csrf": s.csrf,
+        "user": s.name,
+        "categories": [c for c in dutylog.CATEGORIES if c != "handover"],
+        "post_items": svc.cfg.post_items,
+        "t": words(lang_of(request)),
+    }
+    return page(request, "duty.html", user=s, config=json_for_script(config))
 
 
 @dataclass(frozen=True)
