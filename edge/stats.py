@@ -27,6 +27,10 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+ACK_BANDS = (("<1m", 0, 60), ("1-5m", 60, 300), ("5-15m", 300, 900),
+             ("15-60m", 900, 3600), (">1h", 3600, math.inf))  # fmt: skip
+
+
 def workload(
     conn: sqlite3.Connection, start: float, end: float, now: float, tz: ZoneInfo
 ) -> dict[str, Any]:
@@ -88,6 +92,14 @@ def workload(
     unacked = conn.execute(
         "SELECT count(*) FROM alarms WHERE acked_at IS NULL AND state != 'closed'"
     ).fetchone()[0]
+    ack_times = [
+        r[0]
+        for r in conn.execute(
+            "SELECT acked_at - raised_at FROM alarms WHERE acked_at IS NOT NULL "
+            "AND raised_at >= ? AND raised_at < ?",
+            (start, end),
+        )
+    ]
     return {
         "from": iso(start),
         "until": iso(end),
@@ -108,4 +120,13 @@ def workload(
         "priorities": {p: priorities.get(p, 0) for p in ("1", "2", "3")},
         "max_unacked_s": round(slowest or 0.0, 1),
         "unacked_now": unacked,
+        # for the board's charts: alarms raised in each 10-minute window, and how long the
+        # acknowledged ones waited, in bands
+        "series_10min": [
+            {"at": iso(start + i * WINDOW_S), "raised": per_window.get(i, 0)}
+            for i in range(windows)
+        ],
+        "time_to_ack": {
+            band: sum(1 for d in ack_times if lo <= d < hi) for band, lo, hi in ACK_BANDS
+        },
     }

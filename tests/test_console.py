@@ -403,6 +403,20 @@ def test_an_alarm_on_mqtt_appears_on_the_board_sounds_and_is_worked_to_resolved(
     page.fill("#d-notes", "消防已到场")
     page.click("#d-resolve button")
     page.locator("#d-state", has_text="已处理").wait_for()
+    # 紧急事件处理记录表 for it
+    page.click("#d-emergency")
+    page.fill("#e-cause", "3号楼大堂垃圾桶烟头引燃")
+    page.fill("#e-responsible", "保洁主管")
+    page.fill("#e-remedial", "灭火器扑灭，通风")
+    page.fill("#e-preventive", "大堂禁烟提示，垃圾桶换阻燃型")
+    page.click("#emergency-form button[type=submit]")
+    page.locator("#e-notice.good").wait_for()
+    page.click("#emergency-close")
+    conn = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    assert conn.execute("SELECT cause, by FROM emergency_records").fetchone() == (
+        "3号楼大堂垃圾桶烟头引燃",
+        "wang",
+    )
 
     # a help request entered by type, floor and room goes into the same queue
     page.select_option("#help-type", "first_aid")
@@ -412,6 +426,13 @@ def test_an_alarm_on_mqtt_appears_on_the_board_sounds_and_is_worked_to_resolved(
     page.locator("#queue li", has_text="急救").wait_for()
     page.locator("#d-title", has_text="急救").wait_for()
     keep_screenshot(page, tmp_path, "control.png")
+
+    # the workload as charts: 144 ten-minute bars for the day, the fire acknowledged fast
+    page.click("text=" + ZH["stats.page"])
+    page.locator("body[data-drawn='1']").wait_for()
+    assert page.locator("#chart-10min rect").count() == 144
+    first_band = page.locator("#chart-ack rect").first.locator("title").text_content()
+    assert first_band == "<1m: 1"
     assert outside == []
 
 

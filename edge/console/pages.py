@@ -99,6 +99,16 @@ def duty_page(request: Request) -> Response:
     return page(request, "duty.html", user=s, config=json_for_script(config))
 
 
+@router.get("/stats")
+def stats_page(request: Request) -> Response:
+    """The control room's workload (EEMUA 191 / ISA-18.2 measures) as charts."""
+    s = session(request, "control", "admin")
+    if s is None:
+        return RedirectResponse("/login", 303)
+    config = {"t": words(lang_of(request))}
+    return page(request, "stats.html", user=s, config=json_for_script(config))
+
+
 @dataclass(frozen=True)
 class View:
     """What one page's stream carries: who may open it, which records, the state first."""

@@ -286,6 +286,24 @@ ZH: dict[str, str] = {
     "category.handover": "交接班",
     "category.intercom": "对讲",
     "category.gate": "门岗",
+    # -- workload charts and the emergency record --
+    "stats.page": "报警统计",
+    "stats.per_10min": "每10分钟报警数（近24小时）",
+    "stats.ack": "确认用时",
+    "stats.raised": "报警总数",
+    "stats.avg": "平均每10分钟",
+    "stats.flood": "报警泛滥时间占比",
+    "stats.slowest": "最长未确认（秒）",
+    "stats.unacked": "当前未确认",
+    "stats.operator": "值班员确认数",
+    "emergency.open": "紧急事件处理记录表",
+    "emergency.cause": "事件原因",
+    "emergency.responsible": "责任人",
+    "emergency.remedial": "补救措施",
+    "emergency.preventive": "预防措施",
+    "emergency.results": "处理结果",
+    "emergency.save": "保存",
+    "emergency.saved": "已保存",
 }
 
 EN: dict[str, str] = {
@@ -506,6 +524,24 @@ EN: dict[str, str] = {
     "category.handover": "handover",
     "category.intercom": "intercom",
     "category.gate": "gate",
+    # -- workload charts and the emergency record --
+    "stats.page": "Alarm workload",
+    "stats.per_10min": "Alarms per 10 minutes (last 24 h)",
+    "stats.ack": "Time to acknowledge",
+    "stats.raised": "Alarms raised",
+    "stats.avg": "Average per 10 minutes",
+    "stats.flood": "Time in alarm flood",
+    "stats.slowest": "Longest unacknowledged (s)",
+    "stats.unacked": "Unacknowledged now",
+    "stats.operator": "Acknowledged per operator",
+    "emergency.open": "Emergency record",
+    "emergency.cause": "Cause",
+    "emergency.responsible": "Person responsible",
+    "emergency.remedial": "Remedial measures",
+    "emergency.preventive": "Preventive measures",
+    "emergency.results": "Results",
+    "emergency.save": "Save",
+    "emergency.saved": "Saved",
 }
 
 CATALOGUES = {"zh": ZH, "en": EN}

@@ -168,6 +168,31 @@
     $("d-notes").value = "";
   });
 
+  // -- 紧急事件处理记录表: the emergency record of the selected alarm ----------------------
+  const emergency = $("emergency");
+  $("d-emergency").addEventListener("click", () => {
+    $("e-alarm").textContent = "#" + selected;
+    $("e-notice").textContent = "";
+    emergency.showModal();
+  });
+  $("emergency-close").addEventListener("click", () => emergency.close());
+  $("emergency-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {};
+    for (const f of ["cause", "responsible", "remedial", "preventive", "results"]) {
+      const v = $("e-" + f).value.trim();
+      if (v) body[f] = v;
+    }
+    try {
+      await api("POST", "/api/v1/alarms/" + selected + "/emergency-record", body);
+      $("e-notice").textContent = text("emergency.saved");
+      $("e-notice").className = "notice good";
+    } catch (err) {
+      $("e-notice").textContent = err.message;
+      $("e-notice").className = "notice bad";
+    }
+  });
+
   const helpType = $("help-type");
   helpType.replaceChildren(...config.help_types.map((h) => new Option(text("alarm." + h, h), h)));
   $("help-form").addEventListener("submit", async (e) => {
