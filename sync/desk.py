@@ -4,11 +4,14 @@ office's /api/v1 routes with the session's CSRF token."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import segno
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 
@@ -64,16 +67,70 @@ def _shown(p: dict[str, Any], cfg: OfficeCfg) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _when(ts: float | None, cfg: OfficeCfg) -> str:
+    return (iso(ts, cfg.tz) or "—")[:16].replace("T", " ")
+
+
 @router.get("/desk")
-def desk(request: Request) -> Response:
+def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
     s = session(request, *ROLES)
     if s is None:
         return RedirectResponse("/login", 303)
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
-        recent = [_shown(p, cfg) for p in office.recent_passes(c)]
+        found = [_shown(p, cfg) for p in office.recent_passes(c, 50 if q else 20, q)]
+        gates = [g | {"last_seen": _when(g["last_seen_at"], cfg)} for g in office.sync_state(c)]
+        anomalies = [a | {"when": _when(a["at"], cfg)} for a in office.recent_anomalies(c)]
     config = {"csrf": s.csrf, "t": words(lang_of(request))}
-    return page(request, "desk.html", user=s, passes=recent, config=json_for_script(config))
+    return page(
+        request, "desk.html", user=s, passes=found, q=q, gates=gates, anomalies=anomalies,
+        month=datetime.now(cfg.tz).strftime("%Y-%m"), config=json_for_script(config),
+    )  # fmt: skip
+
+
+@router.get("/desk/report")
+def report(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -> Response:
+    """The month at every gate, as tables; ``/desk/report.csv`` is the same for Excel."""
+    s = session(request, *ROLES)
+    if s is None:
+        return RedirectResponse("/login", 303)
+    cfg, eng, _signer = _state(request)
+    with eng.connect() as c:
+        found = office.monthly_report(c, month, cfg.tz)
+    return page(request, "report.html", user=s, month=month, sections=_sections(found))
+
+
+@router.get("/desk/report.csv")
+def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -> Response:
+    """UTF-8 with a byte-order mark: Excel on a Chinese Windows opens it as UTF-8 (without
+    the mark it guesses GBK and the Chinese comes out garbled)."""
+    s = session(request, *ROLES)
+    if s is None:
+        return Response("log in first", 401, media_type="text/plain")
+    cfg, eng, _signer = _state(request)
+    with eng.connect() as c:
+        found = office.monthly_report(c, month, cfg.tz)
+    t = words(lang_of(request))
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow([t["report.section"], t["report.item"], t["report.count"]])
+    for section, rows in _sections(found):
+        for key, n in rows:
+            w.writerow([t.get(f"report.{section}", section), key, n])
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="gatehouse-{month}.csv"'},
+    )
+
+
+REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_type",
+                   "alarms_by_shift", "decisions")  # fmt: skip
+
+
+def _sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """The report's count tables, in order, each as (key, count) rows."""
+    return [(name, sorted(report[name].items())) for name in REPORT_SECTIONS]
 
 
 @router.get("/desk/passes/{pass_id}/print")

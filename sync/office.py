@@ -3,6 +3,7 @@ records applied exactly once. Every function takes a connection inside a transac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Float, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from edge import users
+from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
 from edge.privacy import IdHasher
@@ -99,12 +101,35 @@ def active_user(conn: Connection, name: str) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def recent_passes(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
-    """The passes issued last, newest first (the desk's list)."""
-    rows = conn.execute(
-        select(t.passes).order_by(t.passes.c.issued_at.desc()).limit(limit)
-    ).mappings()
-    return [dict(r) for r in rows]
+def recent_passes(conn: Connection, limit: int = 20, q: str = "") -> list[dict[str, Any]]:
+    """The passes issued last, newest first (the desk's list); with ``q``, the passes of
+    that card, or whose holder's name or unit contains it."""
+    query = select(t.passes).order_by(t.passes.c.issued_at.desc()).limit(limit)
+    q = q.strip()
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = t.passes.c.name.like(like, escape="\\") | t.passes.c.unit.like(like, escape="\\")
+        with contextlib.suppress(ValueError):  # not a card number: names and units only
+            found = found | (t.passes.c.card_key == parse_card(q).key)
+        query = query.where(found)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def sync_state(conn: Connection) -> list[dict[str, Any]]:
+    """Each gate: when it was last heard from, and per epoch how far its records are in."""
+    seen = conn.execute(
+        select(t.nodes.c.node_id, t.nodes.c.last_seen_at).order_by(t.nodes.c.node_id)
+    ).all()
+    cursors = [dict(r) for r in conn.execute(select(t.edge_cursors)).mappings()]
+    return [
+        {"node": n, "last_seen_at": at, "epochs": [c for c in cursors if c["node_id"] == n]}
+        for n, at in seen
+    ]
+
+
+def recent_anomalies(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute(select(t.anomalies).order_by(t.anomalies.c.id.desc()).limit(limit))
+    return [dict(r) for r in rows.mappings()]
 
 
 def get_pass(conn: Connection, pass_id: str) -> dict[str, Any]:

@@ -549,6 +549,28 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
         scanner.write(found.encode() + b"\r\n")
         wait_for(lambda: node.ready()[1].get("counts", {}).get("grant:ok"),
                  what="the gate to grant the printed pass")  # fmt: skip
+
+        # back at the desk: find the pass by its unit, revoke it (reported lost)
+        page.goto(office.url + "/desk")
+        page.fill("#search", "7-3-1201")
+        page.click("#search + button")
+        row = page.locator("#passes tr", has_text="访客乙")
+        row.wait_for()
+        assert page.locator("#passes tr").count() == 1
+        page.once("dialog", lambda d: d.accept("挂失"))
+        row.locator("button.revoke").click()
+        page.locator("#passes tr", has_text=ZH["desk.status.revoked"]).wait_for()
+
+        # the month as tables, and as a CSV that Excel on a Chinese Windows reads as UTF-8
+        page.click("text=" + ZH["desk.report.go"])
+        page.wait_for_url(re.compile(r".*/desk/report\?month=\d{4}-\d{2}$"))
+        assert "管理处放行条" in page.inner_text("main")
+        with page.expect_download() as download:
+            page.click("#csv")
+        data = Path(download.value.path()).read_bytes()
+        assert data.startswith(b"\xef\xbb\xbf")  # the byte-order mark
+        lines = data.decode("utf-8-sig").splitlines()
+        assert lines[0] == "项目,明细,数量"
     finally:
         node.stop()
         office.stop()

@@ -12,6 +12,21 @@
     n.className = "notice " + (good ? "good" : "bad");
   }
 
+  for (const button of document.querySelectorAll("button.revoke")) {
+    button.addEventListener("click", async () => {
+      const reason = window.prompt(t["desk.revoke.reason"]);
+      if (!reason) return;
+      const response = await fetch("/api/v1/passes/" + encodeURIComponent(button.dataset.id) + "/revoke", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
+        body: JSON.stringify({ reason }),
+      });
+      if (response.ok) { window.location.reload(); return; }
+      const data = await response.json().catch(() => null);
+      notice((data && data.detail) || t["error"], false);
+    });
+  }
+
   $("issue-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const body = { kind: $("p-kind").value, card: $("p-card").value.trim(),
