@@ -212,6 +212,13 @@ def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any)
     return record
 
 
+def get_slip(conn: Connection, number: str) -> dict[str, Any]:
+    row = conn.execute(select(t.slips).where(t.slips.c.number == number)).mappings().first()
+    if row is None:
+        raise NotFound(f"no slip {number!r}")
+    return dict(row)
+
+
 def cancel_slip(conn: Connection, number: str, reason: str, by: str, now: float) -> dict[str, Any]:
     row = conn.execute(select(t.slips).where(t.slips.c.number == number)).mappings().first()
     if row is None:

@@ -328,6 +328,15 @@ ZH: dict[str, str] = {
     "report.alarms_by_type": "报警（按类型）",
     "report.alarms_by_shift": "报警（按班次）",
     "report.decisions": "通行记录",
+    # -- slips at the desk --
+    "desk.slip": "开物品放行条",
+    "desk.slip.items": "物品（每行一件：名称 数量）",
+    "desk.slip.moving_time": "搬运时间（书面授权需填）",
+    "desk.slip.signer": "公司盖章或签字人（公司证明需填）",
+    "desk.slip.go": "开具",
+    "print.slip": "物品放行条",
+    "print.slip.scan": "门岗扫码核对后放行，一次有效",
+    "print.slip.closed": "此放行条已不能使用",
 }
 
 EN: dict[str, str] = {
@@ -590,6 +599,15 @@ EN: dict[str, str] = {
     "report.alarms_by_type": "Alarms by type",
     "report.alarms_by_shift": "Alarms by shift",
     "report.decisions": "Decisions",
+    # -- slips at the desk --
+    "desk.slip": "Issue a goods release slip",
+    "desk.slip.items": "Items (one per line: name quantity)",
+    "desk.slip.moving_time": "Moving time (written authorisation)",
+    "desk.slip.signer": "Company seal or signer (company letter)",
+    "desk.slip.go": "Issue",
+    "print.slip": "Goods release slip",
+    "print.slip.scan": "The gate scans it and releases the goods once",
+    "print.slip.closed": "This slip can no longer be used",
 }
 
 CATALOGUES = {"zh": ZH, "en": EN}

@@ -27,6 +27,34 @@
     });
   }
 
+  // a slip: items one per line, "name quantity" (a quantity of 1 may be left out)
+  $("slip-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const items = $("sl-items").value.split("\n").map((line) => line.trim()).filter(Boolean)
+      .map((line) => {
+        const m = line.match(/^(.*?)[\s×x*]+(\d+)$/);
+        return m ? { name: m[1].trim(), qty: parseInt(m[2], 10) } : { name: line, qty: 1 };
+      });
+    const bearer = $("sl-bearer").value.trim();
+    const body = { unit: $("sl-unit").value.trim(), owner: $("sl-owner").value.trim(), bearer,
+                   authorisation: $("sl-auth").value, items };
+    if (body.authorisation === "written") {
+      body.authorisation_detail = { delegate: bearer, moving_time: $("sl-moving").value.trim(),
+                                    goods_list: $("sl-items").value.trim() };
+    } else if (body.authorisation === "company") {
+      body.authorisation_detail = { signer: $("sl-signer").value.trim() };
+    }
+    const response = await fetch("/api/v1/slips", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
+      body: JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => null);
+    if (response.status === 401) { window.location.href = "/login"; return; }
+    if (!response.ok) { notice((data && data.detail) || t["error"], false); return; }
+    window.location.href = "/desk/slips/" + encodeURIComponent(data.number) + "/print";
+  });
+
   $("issue-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const body = { kind: $("p-kind").value, card: $("p-card").value.trim(),

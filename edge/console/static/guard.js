@@ -265,7 +265,7 @@
     const value = input.value.trim();
     input.value = "";
     if (!value) return;
-    if (/^FX-/i.test(value)) { // a goods release slip's number
+    if (/^F[XO]-/i.test(value)) { // a goods release slip's number (gate's or office's)
       try {
         showSlip(await api("GET", "/api/v1/slips/" + encodeURIComponent(value.toUpperCase())), null);
         notice("");
