@@ -651,3 +651,45 @@ def test_a_handover_is_made_and_signed_by_the_outgoing_then_the_incoming_officer
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF")
     assert outside == []
+
+
+def test_the_guard_s_screen_is_live_with_no_broker_at_all(tmp_path: Path, pty: Pty, browser: Any):
+    readers = [{"id": "main-in", "gate": "main", "port": pty.path, "protocol": "rdm6300"}]
+    node = node_for(tmp_path, readers).start(wait_ready=True)  # no [mqtt] in its config
+    try:
+        base = f"http://127.0.0.1:{node.api_port}"
+        add_user(node, "li", "guard")
+        page, outside = offline_page(browser, base)
+        browser_login(page, base, "li")
+        pty.write(frame("0099999999"))
+        page.locator("#verdict.deny").wait_for()
+        assert page.inner_text("#verdict-reason") == "此卡未登记"
+        assert outside == []
+    finally:
+        node.stop()
+
+
+def test_a_page_that_falls_behind_is_told_to_start_over_and_the_stop_ends_every_stream():
+    import asyncio
+
+    from edge import live
+
+    async def run() -> tuple[bool, list[Any], bool]:
+        feed = live.LiveFeed()
+        loop = asyncio.get_running_loop()
+        slow = feed.listen(loop, lambda topic: topic.startswith("gate/"))
+        other = feed.listen(loop, lambda topic: topic.startswith("alarm/"))
+        for i in range(live.QUEUE + 5):  # the writer's thread, a burst the page never reads
+            feed.on_record("gate/main/decision", {"n": i})
+        await asyncio.sleep(0.05)
+        feed.close()
+        await asyncio.sleep(0.05)
+        drained = []
+        while not other.queue.empty():
+            drained.append(other.queue.get_nowait())
+        feed.leave(slow)
+        return slow.behind, drained, feed.counts["fell_behind"] == 1
+
+    behind, other_got, counted = asyncio.run(run())
+    assert behind and counted  # it reconnects and gets the whole state again
+    assert other_got == [None]  # an alarm page heard no decisions, then the stop
