@@ -2,44 +2,18 @@
 // (EventSource reconnects by itself; each connection starts with the whole queue).
 "use strict";
 (function () {
-  const config = JSON.parse(document.getElementById("config").textContent);
-  const t = config.t;
-  const $ = (id) => document.getElementById(id);
+  const { config, $, text, when, api, notice } = window.Gatehouse;
   const open = new Map(); // id -> alarm, as GET /api/v1/alarms shows it
   let total = 0;
   let selected = null;
   let audio = null;
 
-  function text(key, fallback) { return t[key] || fallback || key; }
-  function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : "—"; }
   function kind(a) { return text("alarm." + a.type, a.type); }
   function where(a) {
     return [a.location, a.floor && a.floor + "F", a.room, a.gate].filter(Boolean).join(" · ") ||
       a.source;
   }
   function unacked(a) { return !a.acked && a.isa_state !== "shelved"; }
-
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_e) { data = null; }
-    if (response.status === 401) { window.location.href = "/login"; }
-    if (!response.ok) {
-      throw new Error((data && data.detail) || (text("error") + " (" + response.status + ")"));
-    }
-    return data;
-  }
-
-  function notice(message, good) {
-    const n = $("notice");
-    n.textContent = message || "";
-    n.className = "notice " + (good ? "good" : "bad");
-  }
 
   // -- the queue ---------------------------------------------------------------------
   function item(a) {

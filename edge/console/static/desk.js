@@ -2,28 +2,16 @@
 // straight to its printable page.
 "use strict";
 (function () {
-  const config = JSON.parse(document.getElementById("config").textContent);
-  const t = config.t;
-  const $ = (id) => document.getElementById(id);
-
-  function notice(message, good) {
-    const n = $("notice");
-    n.textContent = message || "";
-    n.className = "notice " + (good ? "good" : "bad");
-  }
+  const { $, text, api, notice } = window.Gatehouse;
 
   for (const button of document.querySelectorAll("button.revoke")) {
     button.addEventListener("click", async () => {
-      const reason = window.prompt(t["desk.revoke.reason"]);
+      const reason = window.prompt(text("desk.revoke.reason"));
       if (!reason) return;
-      const response = await fetch("/api/v1/passes/" + encodeURIComponent(button.dataset.id) + "/revoke", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-        body: JSON.stringify({ reason }),
-      });
-      if (response.ok) { window.location.reload(); return; }
-      const data = await response.json().catch(() => null);
-      notice((data && data.detail) || t["error"], false);
+      try {
+        await api("POST", "/api/v1/passes/" + encodeURIComponent(button.dataset.id) + "/revoke", { reason });
+        window.location.reload();
+      } catch (err) { notice(err.message, false); }
     });
   }
 
@@ -44,14 +32,8 @@
     } else if (body.authorisation === "company") {
       body.authorisation_detail = { signer: $("sl-signer").value.trim() };
     }
-    const response = await fetch("/api/v1/slips", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-      body: JSON.stringify(body),
-    });
-    const data = await response.json().catch(() => null);
-    if (response.status === 401) { window.location.href = "/login"; return; }
-    if (!response.ok) { notice((data && data.detail) || t["error"], false); return; }
+    let data;
+    try { data = await api("POST", "/api/v1/slips", body); } catch (err) { notice(err.message, false); return; }
     window.location.href = "/desk/slips/" + encodeURIComponent(data.number) + "/print";
   });
 
@@ -64,19 +46,8 @@
       if (v) body[field] = v;
     }
     if ($("p-until").value) body.valid_until = $("p-until").value; // the office's time zone
-    const response = await fetch("/api/v1/passes", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-      body: JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_e) { data = null; }
-    if (response.status === 401) { window.location.href = "/login"; return; }
-    if (!response.ok) {
-      notice((data && data.detail) || (t["error"] + " (" + response.status + ")"), false);
-      return;
-    }
+    let data;
+    try { data = await api("POST", "/api/v1/passes", body); } catch (err) { notice(err.message, false); return; }
     if (data.kind === "temporary") {
       window.location.href = "/desk/passes/" + encodeURIComponent(data.id) + "/print";
     } else {

@@ -2,29 +2,10 @@
 // officer, signed by them, then by the incoming officer (another login).
 "use strict";
 (function () {
-  const config = JSON.parse(document.getElementById("config").textContent);
-  const t = config.t;
-  const $ = (id) => document.getElementById(id);
+  const { config, $, text, api, notice } = window.Gatehouse;
   let current = null; // the handover shown
 
-  function text(key, fallback) { return t[key] || fallback || key; }
   function when(iso) { return iso ? iso.replace("T", " ").slice(0, 16) : "—"; }
-  function notice(message, good) {
-    $("notice").textContent = message || "";
-    $("notice").className = "notice " + (good ? "good" : "bad");
-  }
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_e) { data = null; }
-    if (response.status === 401) { window.location.href = "/login"; }
-    if (!response.ok) throw new Error((data && data.detail) || text("error"));
-    return data;
-  }
   function li(content) { return Object.assign(document.createElement("li"), { textContent: content }); }
 
   // -- the duty log --------------------------------------------------------------------

@@ -2,37 +2,11 @@
 // server (EventSource reconnects by itself; each connection starts with the whole state).
 "use strict";
 (function () {
-  const config = JSON.parse(document.getElementById("config").textContent);
-  const t = config.t;
-  const $ = (id) => document.getElementById(id);
+  const { config, $, text, when, api, notice } = window.Gatehouse;
   let shown = null; // the decision on the big panel: {event, pass}
   let snapshotTimer = null;
 
-  function text(key, fallback) { return t[key] || fallback || key; }
-  function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : "—"; }
   function day(iso) { return iso ? iso.slice(0, 10) : text("valid.open"); }
-
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_e) { data = null; }
-    if (response.status === 401) { window.location.href = "/login"; }
-    if (!response.ok) {
-      throw new Error((data && data.detail) || (text("error") + " (" + response.status + ")"));
-    }
-    return data;
-  }
-
-  function notice(message, good) {
-    const n = $("notice");
-    n.textContent = message || "";
-    n.className = "notice " + (good ? "good" : "bad");
-  }
 
   function setImage(img, caption, url, noneText) {
     if (url) {

@@ -1,9 +1,7 @@
 // Alarm workload as charts: bars drawn as SVG here (no chart library to fetch or ship).
 "use strict";
 (function () {
-  const config = JSON.parse(document.getElementById("config").textContent);
-  const t = config.t;
-  const $ = (id) => document.getElementById(id);
+  const { t, $ } = window.Gatehouse;
   const SVG = "http://www.w3.org/2000/svg";
 
   function el(name, attrs, content) {
