@@ -12,14 +12,14 @@ from typing import Any
 
 import segno
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from edge.api.deps import Throttle
 from edge.cards import mask_key
 from edge.clock import Clock
 from edge.config import OfficeCfg
-from edge.console import json_for_script, lang_of, page, session
+from edge.console import json_for_script, lang_of, page, require, session
 from edge.console.text import words
 from edge.sessions import Sessions
 from edge.views import iso
@@ -73,9 +73,9 @@ def _when(ts: float | None, cfg: OfficeCfg) -> str:
 
 @router.get("/desk")
 def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
-    s = session(request, *ROLES)
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
         found = [_shown(p, cfg) for p in office.recent_passes(c, 50 if q else 20, q)]
@@ -91,9 +91,9 @@ def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
 @router.get("/desk/report")
 def report(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -> Response:
     """The month at every gate, as tables; ``/desk/report.csv`` is the same for Excel."""
-    s = session(request, *ROLES)
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
         found = office.monthly_report(c, month, cfg.tz)
@@ -137,9 +137,9 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]
 def print_pass(request: Request, pass_id: str) -> Response:
     """A temporary pass to print and hand over: its holder, its validity and the QR code
     the gates verify offline (signed anew here, from the pass as it stands)."""
-    s = session(request, *ROLES)
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
     cfg, eng, signer = _state(request)
     with eng.connect() as c:
         p = office.get_pass(c, pass_id)
@@ -154,9 +154,9 @@ def print_pass(request: Request, pass_id: str) -> Response:
 def print_slip(request: Request, number: str) -> Response:
     """A goods release slip for the mover's copy: the goods, the bearer, the authorisation
     and the QR code the gates verify offline."""
-    s = session(request, *ROLES)
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
     cfg, eng, signer = _state(request)
     with eng.connect() as c:
         slip = office.get_slip(c, number)

@@ -158,6 +158,8 @@ def test_a_person_logs_in_with_a_cookie_the_page_cannot_read_and_changes_need_it
     assert csrf
     r = client.get("/")
     assert r.headers["location"] == "/guard"
+    # another role's page sends the guard home, not to a second login
+    assert client.get("/control").headers["location"] == "/"
     # the API with the session: reads need nothing more, changes need the CSRF header
     check = {"card": "01026F6C3A"}
     assert client.post("/api/v1/check", json=check).status_code == 403

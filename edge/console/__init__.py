@@ -88,6 +88,15 @@ def session(request: Request, *roles: str) -> Session | None:
     return s if not roles or s.role in roles else None
 
 
+def require(request: Request, *roles: str) -> Session | Response:
+    """The person, if logged in with one of ``roles``; else where to send them: to log in,
+    or, logged in with another role, to their own page."""
+    s = session(request)
+    if s is None:
+        return RedirectResponse("/login", 303)
+    return s if s.role in roles else RedirectResponse("/", 303)
+
+
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     lang = lang_of(request)
     response = templates.TemplateResponse(

@@ -12,10 +12,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from edge import alarms, dutylog, screen, users, views
-from edge.console import json_for_script, lang_of, page, session
+from edge.console import json_for_script, lang_of, page, require, session
 from edge.console.text import words
 
 if TYPE_CHECKING:
@@ -53,9 +53,9 @@ class EdgeAccounts:
 
 @router.get("/guard")
 def guard_page(request: Request) -> Response:
-    s = session(request, "guard", "admin")
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, "guard", "admin")
+    if isinstance(s, Response):
+        return s
     svc = _svc(request)
     config = {
         "csrf": s.csrf,
@@ -68,9 +68,9 @@ def guard_page(request: Request) -> Response:
 
 @router.get("/control")
 def control_page(request: Request) -> Response:
-    s = session(request, "control", "admin")
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, "control", "admin")
+    if isinstance(s, Response):
+        return s
     svc = _svc(request)
     config = {
         "csrf": s.csrf,
@@ -85,9 +85,9 @@ def control_page(request: Request) -> Response:
 @router.get("/duty")
 def duty_page(request: Request) -> Response:
     """The day's duty log and the shift handover, for the guard and the control room."""
-    s = session(request, "guard", "control", "admin")
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, "guard", "control", "admin")
+    if isinstance(s, Response):
+        return s
     svc = _svc(request)
     config = {
         "csrf": s.csrf,
@@ -102,9 +102,9 @@ def duty_page(request: Request) -> Response:
 @router.get("/stats")
 def stats_page(request: Request) -> Response:
     """The control room's workload (EEMUA 191 / ISA-18.2 measures) as charts."""
-    s = session(request, "control", "admin")
-    if s is None:
-        return RedirectResponse("/login", 303)
+    s = require(request, "control", "admin")
+    if isinstance(s, Response):
+        return s
     config = {"t": words(lang_of(request))}
     return page(request, "stats.html", user=s, config=json_for_script(config))
 
