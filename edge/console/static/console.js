@@ -32,5 +32,37 @@ window.Gatehouse = (function () {
     n.className = "notice " + (good ? "good" : "bad");
   }
 
-  return { config, t, $, text, when, api, notice };
+  // The page's live stream: `handlers` take each named event's data. The badge `#live`
+  // says whether it is up; the browser reconnects by itself, and every connection starts
+  // with the whole state. A refused stream (logged out, or the service restarted) goes to
+  // the login; `probe` is a GET the page's role may make, to tell refused from unreachable.
+  function live(url, probe, handlers) {
+    function connect() {
+      const source = new EventSource(url);
+      const badge = $("live");
+      source.addEventListener("open", () => {
+        badge.className = "live ok"; badge.textContent = text("live.ok");
+      });
+      source.addEventListener("error", async () => {
+        badge.className = "live lost"; badge.textContent = text("live.lost");
+        if (source.readyState !== EventSource.CLOSED) return; // the browser retries
+        try {
+          const answer = await fetch(probe, { credentials: "same-origin" });
+          if (answer.status === 401) { window.location.href = "/login"; return; }
+        } catch (_e) { /* unreachable: try again below */ }
+        setTimeout(connect, 2000);
+      });
+      for (const [name, handle] of Object.entries(handlers)) {
+        source.addEventListener(name, (m) => {
+          handle(JSON.parse(m.data));
+          if (name === "state") document.body.dataset.live = "1";
+        });
+      }
+      source.addEventListener("resync", () => { source.close(); setTimeout(connect, 200); });
+      source.addEventListener("logout", () => { window.location.href = "/login"; });
+    }
+    connect();
+  }
+
+  return { config, t, $, text, when, api, notice, live };
 })();

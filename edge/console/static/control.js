@@ -2,7 +2,7 @@
 // (EventSource reconnects by itself; each connection starts with the whole queue).
 "use strict";
 (function () {
-  const { config, $, text, when, api, notice } = window.Gatehouse;
+  const { config, $, text, when, api, notice, live } = window.Gatehouse;
   const open = new Map(); // id -> alarm, as GET /api/v1/alarms shows it
   let total = 0;
   let selected = null;
@@ -185,39 +185,22 @@
 
   // -- the live stream ---------------------------------------------------------------
   function connect() {
-    const source = new EventSource("/console/stream?view=control");
-    const live = $("live");
-    source.addEventListener("open", () => {
-      live.className = "live ok"; live.textContent = text("live.ok");
+    live("/console/stream?view=control", "/api/v1/alarms?limit=1", {
+      state: (state) => {
+        open.clear();
+        for (const a of state.alarms) open.set(a.id, a);
+        total = state.total;
+        render();
+      },
+      alarm: (a) => {
+        const known = open.has(a.id);
+        if (a.state === "closed") { open.delete(a.id); } else { open.set(a.id, a); }
+        if (!known && a.state !== "closed") total += 1;
+        if (known && a.state === "closed") total -= 1;
+        render();
+        if (a.id === selected) select(a.id);
+      },
     });
-    source.addEventListener("error", async () => {
-      live.className = "live lost"; live.textContent = text("live.lost");
-      if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
-      try {
-        const probe = await fetch("/api/v1/alarms?limit=1", { credentials: "same-origin" });
-        if (probe.status === 401) { window.location.href = "/login"; return; }
-      } catch (_e) { /* unreachable: try again below */ }
-      setTimeout(connect, 2000);
-    });
-    source.addEventListener("state", (m) => {
-      const state = JSON.parse(m.data);
-      open.clear();
-      for (const a of state.alarms) open.set(a.id, a);
-      total = state.total;
-      render();
-      document.body.dataset.live = "1";
-    });
-    source.addEventListener("alarm", (m) => {
-      const a = JSON.parse(m.data);
-      const known = open.has(a.id);
-      if (a.state === "closed") { open.delete(a.id); } else { open.set(a.id, a); }
-      if (!known && a.state !== "closed") total += 1;
-      if (known && a.state === "closed") total -= 1;
-      render();
-      if (a.id === selected) select(a.id);
-    });
-    source.addEventListener("resync", () => { source.close(); setTimeout(connect, 200); });
-    source.addEventListener("logout", () => { window.location.href = "/login"; });
   }
   connect();
 })();

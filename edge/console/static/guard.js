@@ -2,7 +2,7 @@
 // server (EventSource reconnects by itself; each connection starts with the whole state).
 "use strict";
 (function () {
-  const { config, $, text, when, api, notice } = window.Gatehouse;
+  const { config, $, text, when, api, notice, live } = window.Gatehouse;
   let shown = null; // the decision on the big panel: {event, pass}
   let snapshotTimer = null;
 
@@ -197,39 +197,20 @@
 
   // -- the live stream ---------------------------------------------------------------
   function connect() {
-    const source = new EventSource("/console/stream");
-    const live = $("live");
-    source.addEventListener("open", () => {
-      live.className = "live ok"; live.textContent = text("live.ok");
+    live("/console/stream?view=guard", "/api/v1/events?limit=1", {
+      state: (state) => {
+        $("recent").replaceChildren(...state.recent.map(recentItem));
+        if (state.recent.length && !shown) show(state.recent[0], false);
+      },
+      decision: (detail) => {
+        // what the last action said was about the last person (an opening by hand comes
+        // back as its own decision, and keeps its notice)
+        if (!detail.event.by) notice("");
+        hideSlip();
+        show(detail, false);
+        addRecent(detail);
+      },
     });
-    source.addEventListener("error", async () => {
-      live.className = "live lost"; live.textContent = text("live.lost");
-      if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
-      // refused (not unreachable): logged out, or the service restarted; else try again
-      try {
-        const probe = await fetch("/api/v1/events?limit=1", { credentials: "same-origin" });
-        if (probe.status === 401) { window.location.href = "/login"; return; }
-      } catch (_e) { /* unreachable: try again below */ }
-      setTimeout(connect, 2000);
-    });
-    source.addEventListener("state", (m) => {
-      const state = JSON.parse(m.data);
-      const list = $("recent");
-      list.replaceChildren(...state.recent.map(recentItem));
-      if (state.recent.length && !shown) show(state.recent[0], false);
-      document.body.dataset.live = "1";
-    });
-    source.addEventListener("decision", (m) => {
-      const detail = JSON.parse(m.data);
-      // what the last action said was about the last person (an opening by hand comes back
-      // as its own decision, and keeps its notice)
-      if (!detail.event.by) notice("");
-      hideSlip();
-      show(detail, false);
-      addRecent(detail);
-    });
-    source.addEventListener("resync", () => { source.close(); setTimeout(connect, 200); });
-    source.addEventListener("logout", () => { window.location.href = "/login"; });
   }
 
   // -- checking by hand or with a scanner: one field, focus always back in it --------
