@@ -702,3 +702,21 @@ def test_a_page_that_falls_behind_is_told_to_start_over_and_the_stop_ends_every_
     behind, other_got, counted = asyncio.run(run())
     assert behind and counted  # it reconnects and gets the whole state again
     assert other_got == [None]  # an alarm page heard no decisions, then the stop
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (800, 1280)])
+def test_the_guard_s_screen_fits_a_guard_room_pc_and_a_tablet_without_sideways_scrolling(
+    node: Node, pty: Pty, browser: Any, width: int, height: int
+):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    page = browser.new_page(viewport={"width": width, "height": height})
+    browser_login(page, base, "li")
+    pty.write(frame("0099999999"))
+    page.locator("#verdict.deny").wait_for()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    # the verdict, the check field and its buttons are on the first screen, and big
+    for target in ("#verdict-word", "#check-input", "#open", "#confiscate"):
+        box = page.locator(target).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= height, target
+    assert page.locator("#open").bounding_box()["height"] >= 44  # a finger's target
