@@ -468,6 +468,9 @@ def test_a_guard_releases_a_slip_once_and_the_second_scan_is_refused_on_screen(
     page.keyboard.press("Enter")
     page.locator("#s-status.bad", has_text=ZH["slip.status.released"]).wait_for()
     assert page.locator("#s-release").is_disabled()
+    page.keyboard.type("FX-2026-99999")  # a number nobody issued: refused in words
+    page.keyboard.press("Enter")
+    page.locator("#notice.bad", has_text=ZH["error.404"] + "：").wait_for()
     status = httpx.get(base + f"/api/v1/slips/{number}",
                        headers={"Authorization": f"Bearer {admin}"}).json()["status"]  # fmt: skip
     assert status == "released"

@@ -21,7 +21,9 @@ window.Gatehouse = (function () {
     try { data = await response.json(); } catch (_e) { data = null; }
     if (response.status === 401) { window.location.href = "/login"; }
     if (!response.ok) {
-      throw new Error((data && data.detail) || (text("error") + " (" + response.status + ")"));
+      // the kind of refusal in the reader's words; the service's own detail after it
+      const kind = text("error." + response.status, text("error"));
+      throw new Error(kind + (data && data.detail ? "：" + data.detail : " (" + response.status + ")"));
     }
     return data;
   }
