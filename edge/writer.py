@@ -365,13 +365,26 @@ class Writer:
                     and self.last_commit - self.last_failure >= RECOVERED_AFTER_S
                 ):
                     self.failing_since = None  # fmt: skip
-            with self.effects():
-                for job, outcome, job_error in ended:
+            self._end(ended)
+            return None
+
+    def _end(self, ended: list[tuple[Job, Outcome | None, BaseException | None]]) -> None:
+        """Finish every job of a committed batch, inside the effects context if it can be
+        had. The jobs are on disk: a context that fails (to open or to close) costs the
+        batching of their effects, never their completion, and never fails them twice."""
+        try:
+            with contextlib.ExitStack() as stack:
+                try:
+                    stack.enter_context(self.effects())
+                except Exception:
+                    log.exception("writer: no effects context; each effect goes alone")
+                for job, outcome, job_error in ended:  # neither step raises
                     if job_error is not None:
                         self._fail(job, job_error)
                     elif outcome is not None:
                         self._finish(job, outcome)
-            return None
+        except Exception:
+            log.exception("writer: closing the effects context failed")
 
     def _transaction(
         self, jobs: list[Job]

@@ -61,14 +61,15 @@ def _shown(p: dict[str, Any], cfg: OfficeCfg) -> dict[str, Any]:
     return {
         "id": p["id"], "kind": p["kind"], "name": p["name"], "unit": p["unit"],
         "card": mask_key(p["card_key"]), "status": p["status"],
-        "valid_from": (iso(p["valid_from"], cfg.tz) or "")[:16].replace("T", " "),
-        "valid_until": (iso(p["valid_until"], cfg.tz) or "")[:16].replace("T", " "),
+        "valid_from": _when(p["valid_from"], cfg, ""),
+        "valid_until": _when(p["valid_until"], cfg, ""),  # "": open-ended, said in words
         "issued_by": p["issued_by"],
     }  # fmt: skip
 
 
-def _when(ts: float | None, cfg: OfficeCfg) -> str:
-    return (iso(ts, cfg.tz) or "—")[:16].replace("T", " ")
+def _when(ts: float | None, cfg: OfficeCfg, none: str = "—") -> str:
+    """To the minute, in the office's time zone."""
+    return (iso(ts, cfg.tz) or none)[:16].replace("T", " ")
 
 
 @router.get("/desk")

@@ -171,3 +171,41 @@ def test_a_committed_batch_s_effects_are_applied_inside_one_effects_context(path
         w.stop()
     assert inside == [True] * 50
     assert entered == ["enter"]
+
+
+@pytest.mark.parametrize("breaks", ["__enter__", "__exit__"])
+def test_an_effects_context_that_fails_costs_no_committed_job_its_completion(
+    path: Path, breaks: str
+):
+    ends: Counter[str] = Counter()
+
+    class Broken:
+        def __enter__(self) -> None:
+            if breaks == "__enter__":
+                raise RuntimeError("no context")
+
+        def __exit__(self, *_exc: object) -> None:
+            if breaks == "__exit__":
+                raise RuntimeError("cannot close")
+
+    class Counted(CallJob):
+        def done(self, outcome: Outcome) -> None:
+            ends["done"] += 1
+            super().done(outcome)
+
+        def failed(self, error: BaseException) -> None:
+            ends["failed"] += 1
+            super().failed(error)
+
+    w = Writer(db.connect(path), effects=Broken)
+    jobs = [Counted(put(f"k{i}")) for i in range(10)]
+    for job in jobs:
+        w.submit(job)
+    w.start()
+    try:
+        for job in jobs:
+            assert job.future.result(10) is None
+        assert w.call(put("after")) is None  # and the writer goes on
+    finally:
+        w.stop()
+    assert ends == {"done": 10}  # each once, none failed
