@@ -52,7 +52,7 @@ def build_parser() -> Parser:
     add.add_argument("--gates", help="comma-separated gate ids (default: every gate)")
     add.add_argument("--hours", help="daily entry window, e.g. 08:00-18:00")
     add.add_argument("--permit", help="worker: the unit's renovation permit number")
-    add.add_argument("--photo", help="path of the holder's photo")
+    add.add_argument("--photo", help="the holder's photo (JPEG or PNG), kept as data")
     imp = pp.add_parser("import", help="bulk-issue passes from a CSV (all or none)")
     imp.add_argument("file")
     rev = pp.add_parser("revoke", help="revoke a pass")
@@ -144,6 +144,7 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     from edge import db, pass_ops
     from edge.cards import parse_card
     from edge.passes import PassError
+    from edge.photos import store_for
     from edge.privacy import IdHasher
 
     db.migrate(cfg.db_path)
@@ -151,11 +152,18 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     hasher = IdHasher.from_data_dir(cfg.data_dir)
     try:
         if args.action == "add":
+            photo = None
+            if args.photo:  # kept as data now; a file that is not there is refused now
+                try:
+                    picture = Path(args.photo).read_bytes()
+                except OSError as e:
+                    raise PassError(f"photo: {args.photo}: {e.strerror}") from None
+                photo = store_for(cfg.data_dir).put(picture)
             req = pass_ops.PassRequest(
                 kind=args.kind, card=args.card, name=args.name, unit=args.unit,
                 id_number=args.id_number, valid_from=args.valid_from,
                 valid_until=args.valid_until, gates=args.gates, daily_window=args.hours,
-                permit_no=args.permit, photo_path=args.photo,
+                permit_no=args.permit, photo=photo,
             )  # fmt: skip
             for g in (req.gates or "").split(","):
                 if g.strip():

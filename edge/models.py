@@ -31,7 +31,8 @@ class Pass(SQLModel, table=True):
     permit_no: str | None = None  # worker: the unit's renovation permit (装修许可证)
     deposit_fen: int | None = None  # worker: ¥50 deposit, in fen
     fee_fen: int | None = None  # worker: ¥5 fee, in fen
-    photo_path: str | None = None
+    photo_path: str | None = None  # before photos were data: a file named by the CLI
+    photo_sha256: str | None = None  # the holder's photo in edge.photos' store
     issued_at: float
     updated_at: float
     version: int = 1  # bumped on every change; sync's version guard

@@ -26,6 +26,7 @@ from edge.decision import KINDS
 from edge.errors import Conflict, NotFound
 from edge.models import Confiscation
 from edge.passes import PassError, parse_time, resolve_validity
+from edge.photos import SHA256
 from edge.privacy import IdHasher, mask_name
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ WORKER_FEE_FEN = 500  # ¥5
 _INSERT = (
     "INSERT INTO passes (id, kind, card_key, card_hex, name, unit, id_hash, id_last4, "
     "valid_from, valid_until, status, gates, daily_window, permit_no, deposit_fen, fee_fen, "
-    "photo_path, issued_at, updated_at, version, issued_by) "
+    "photo_sha256, issued_at, updated_at, version, issued_by) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,?,?,?,?,?,?,1,?)"
 )
 
@@ -53,7 +54,7 @@ class PassRequest:
     gates: str | None = None
     daily_window: str | None = None
     permit_no: str | None = None
-    photo_path: str | None = None
+    photo: str | None = None  # the SHA-256 of a photo in the store (edge.photos)
 
 
 def new_pass_id() -> str:
@@ -99,12 +100,14 @@ def build_row(
         except ConfigError as e:
             raise PassError(str(e)) from None
         window = req.daily_window.strip()
+    if req.photo is not None and not SHA256.match(req.photo):
+        raise PassError("photo: give the SHA-256 an upload of the photo answered")
     worker = req.kind == "worker"
     return (
         pass_id or new_pass_id(), req.kind, card.key, card.hex, name, unit, id_hash, id_last4,
         validity.valid_from, validity.valid_until, gates or None, window, req.permit_no,
         WORKER_DEPOSIT_FEN if worker else None, WORKER_FEE_FEN if worker else None,
-        req.photo_path, now, now, by,
+        req.photo, now, now, by,
     )  # fmt: skip
 
 
@@ -204,7 +207,7 @@ _TEMP_CACHE_KIB = 32 * 1024  # the TEMP tables' page cache: the rest spills to t
 # the columns a checked line fills (build_row's order, without the id: given when copied)
 _STAGED_COLUMNS = (
     "kind, card_key, card_hex, name, unit, id_hash, id_last4, valid_from, valid_until, "
-    "gates, daily_window, permit_no, deposit_fen, fee_fen, photo_path, issued_at, "
+    "gates, daily_window, permit_no, deposit_fen, fee_fen, photo_sha256, issued_at, "
     "updated_at, issued_by"
 )
 _ID_PLACEHOLDER = "-"  # build_row's id for a staged line: not drawn, never stored

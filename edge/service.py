@@ -17,7 +17,7 @@ import uvicorn
 from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, health, inputs, slips, systemd
+from edge import db, health, inputs, photos, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.bus import Bus
@@ -91,9 +91,11 @@ class Service:
         self.housekeeper = Housekeeper(
             self.writer, self.clock.now, monotonic=self.clock.monotonic, run_at_start=True
         )
+        self.photos = photos.store_for(cfg.data_dir)
         self.sync: SyncClient | None = None
         if cfg.sync is not None:
-            self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.clock)
+            self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.photos,
+                                   self.clock)  # fmt: skip
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()

@@ -43,7 +43,9 @@ def pass_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) -> 
         "status_reason": r["status_reason"],
         "gates": r["gates"].split(",") if r["gates"] else None,
         "daily_window": r["daily_window"],
-        "photo_url": f"/api/v1/passes/{r['id']}/photo" if r["photo_path"] else None,
+        "photo_url": (
+            f"/api/v1/passes/{r['id']}/photo" if r["photo_sha256"] or r["photo_path"] else None
+        ),
     }
 
 

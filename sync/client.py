@@ -26,6 +26,7 @@ import httpx
 from edge import db
 from edge.clock import Clock, SystemClock
 from edge.config import SyncCfg
+from edge.photos import PhotoStore
 from edge.writer import Writer
 from sync import schema, wire
 
@@ -83,8 +84,9 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 class SyncClient:
     def __init__(self, cfg: SyncCfg, writer: Writer, read: Callable[[Callable[..., Any]], Any],
-                 epoch: int, clock: Clock | None = None) -> None:  # fmt: skip
+                 epoch: int, photos: PhotoStore, clock: Clock | None = None) -> None:  # fmt: skip
         self.clock = clock or SystemClock()
+        self.photos = photos
         self.cfg = cfg
         self.writer = writer
         self.read = read
@@ -171,6 +173,17 @@ class SyncClient:
         r = self.http.get("/sync/v1/pull", params={"since": cursor, "wait": wait})
         r.raise_for_status()
         body = r.json()
+        # the photos a page's passes name, before the page: a pass does not arrive without
+        # its photo (a fetch that fails fails the pull, which is tried again) unless the
+        # office no longer has it (purged): the pass is not held back for a picture
+        for sha in {ch["payload"].get("photo_sha256") for ch in body["changes"]} - {None}:
+            if not self.photos.has(sha):
+                got = self.http.get(f"/sync/v1/photos/{sha}")
+                if got.status_code == 404:
+                    log.warning("sync: the office has no photo %s any more", sha)
+                    continue
+                got.raise_for_status()
+                self.photos.put_exact(sha, got.content)
         if body["changes"]:
             self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"]))
             self.status["pulled"] += len(body["changes"])

@@ -57,13 +57,24 @@ def _state(request: Request) -> tuple[OfficeCfg, Engine, Signer]:
     return st.cfg, st.eng, st.signer
 
 
-def _shown(p: dict[str, Any], cfg: OfficeCfg) -> dict[str, Any]:
+def _shown(p: dict[str, Any], cfg: OfficeCfg, now: float) -> dict[str, Any]:
+    ended = p["status"] == "active" and p["valid_until"] is not None and p["valid_until"] <= now
     return {
         "id": p["id"], "kind": p["kind"], "name": p["name"], "unit": p["unit"],
         "card": mask_key(p["card_key"]), "status": p["status"],
+        "shown_status": "expired" if ended else p["status"], "photo": p["photo_sha256"],
         "valid_from": _when(p["valid_from"], cfg, ""),
         "valid_until": _when(p["valid_until"], cfg, ""),  # "": open-ended, said in words
         "issued_by": p["issued_by"],
+    }  # fmt: skip
+
+
+def _slip_shown(slip: dict[str, Any], cfg: OfficeCfg, now: float) -> dict[str, Any]:
+    ended = slip["status"] == "issued" and slip["valid_until"] <= now
+    return slip | {
+        "shown_status": "expired" if ended else slip["status"],
+        "from": _when(slip["valid_from"], cfg), "until": _when(slip["valid_until"], cfg),
+        "closed": _when(slip["closed_at"], cfg, ""),
     }  # fmt: skip
 
 
@@ -78,13 +89,16 @@ def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
     if isinstance(s, Response):
         return s
     cfg, eng, _signer = _state(request)
+    now = request.app.state.clock.now()
     with eng.connect() as c:
-        found = [_shown(p, cfg) for p in office.recent_passes(c, 50 if q else 20, q)]
+        found = [_shown(p, cfg, now) for p in office.recent_passes(c, 50 if q else 20, q)]
+        slips = [_slip_shown(s, cfg, now) for s in office.recent_slips(c, 50 if q else 20, q)]
         gates = [g | {"last_seen": _when(g["last_seen_at"], cfg)} for g in office.sync_state(c)]
         anomalies = [a | {"when": _when(a["at"], cfg)} for a in office.recent_anomalies(c)]
     config = {"csrf": s.csrf, "t": words(lang_of(request))}
     return page(
-        request, "desk.html", user=s, passes=found, q=q, gates=gates, anomalies=anomalies,
+        request, "desk.html", user=s, passes=found, slips=slips, q=q, gates=gates,
+        anomalies=anomalies,
         month=datetime.now(cfg.tz).strftime("%Y-%m"), config=json_for_script(config),
     )  # fmt: skip
 
@@ -143,12 +157,13 @@ def print_pass(request: Request, pass_id: str) -> Response:
         return s
     cfg, eng, signer = _state(request)
     with eng.connect() as c:
-        p = office.get_pass(c, pass_id)
+        record = office.get_pass(c, pass_id)
+    p = _shown(record, cfg, request.app.state.clock.now())
     qr_svg = None
-    if p["kind"] == "temporary" and p["status"] == "active":
-        code = segno.make(signer.sign(pass_payload(p)), error="m")
+    if p["kind"] == "temporary" and p["shown_status"] == "active":
+        code = segno.make(signer.sign(pass_payload(record)), error="m")
         qr_svg = code.svg_inline(scale=4, border=4)  # the quiet zone the standard asks
-    return page(request, "pass_print.html", user=s, p=_shown(p, cfg), qr_svg=qr_svg)
+    return page(request, "pass_print.html", user=s, p=p, qr_svg=qr_svg)
 
 
 @router.get("/desk/slips/{number}/print")
@@ -161,12 +176,9 @@ def print_slip(request: Request, number: str) -> Response:
     cfg, eng, signer = _state(request)
     with eng.connect() as c:
         slip = office.get_slip(c, number)
+    shown = _slip_shown(slip, cfg, request.app.state.clock.now())
     qr_svg = None
-    if slip["status"] == "issued":
+    if shown["shown_status"] == "issued":
         code = segno.make(signer.sign(slip_payload(slip)), error="m")
         qr_svg = code.svg_inline(scale=3, border=4)
-    shown = slip | {
-        "from": _when(slip["valid_from"], cfg),
-        "until": _when(slip["valid_until"], cfg),
-    }
     return page(request, "slip_print.html", user=s, slip=shown, qr_svg=qr_svg)

@@ -15,10 +15,11 @@ import psycopg2.errors
 from sqlalchemy import Connection, Float, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from edge import users
+from edge import photos, users
 from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
+from edge.passes import resolve_validity
 from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
@@ -30,7 +31,7 @@ OFFICE_ROLES = ("clerk", "admin")
 PASS_COLUMNS = (
     "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
     "valid_until", "gates", "daily_window", "permit_no", "deposit_fen", "fee_fen",
-    "photo_path", "issued_at", "updated_at", "issued_by",
+    "photo_sha256", "issued_at", "updated_at", "issued_by",
 )  # fmt: skip  # the order of edge.pass_ops.build_row
 
 
@@ -107,12 +108,17 @@ def recent_passes(conn: Connection, limit: int = 20, q: str = "") -> list[dict[s
     query = select(t.passes).order_by(t.passes.c.issued_at.desc()).limit(limit)
     q = q.strip()
     if q:
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        found = t.passes.c.name.like(like, escape="\\") | t.passes.c.unit.like(like, escape="\\")
+        found = _like(t.passes.c.name, q) | _like(t.passes.c.unit, q)
         with contextlib.suppress(ValueError):  # not a card number: names and units only
             found = found | (t.passes.c.card_key == parse_card(q).key)
         query = query.where(found)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _like(column: Any, q: str) -> Any:
+    """``column`` contains ``q`` as typed (LIKE's wildcards in it match themselves)."""
+    pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"%{pattern}%", escape="\\")
 
 
 def sync_state(conn: Connection) -> list[dict[str, Any]]:
@@ -168,7 +174,8 @@ def issue_pass(
     conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str, now: float
 ) -> dict:
     row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
-    row.pop("photo_path")
+    if req.photo is not None and not has_photo(conn, req.photo):
+        raise NotFound(f"photo {req.photo}: upload it first (POST /api/v1/photos)")
     record = row | {"status": "active", "version": 1, "updated_by": by}
     conn.execute(t.passes.insert().values(**record))
     log_change(conn, "pass", record["id"], 1, "upsert", record, now)
@@ -186,6 +193,46 @@ def revoke_pass(
     conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
     log_change(conn, "pass", pass_id, record["version"], "revoke", record, now)
     return record
+
+
+def renew_pass(conn: Connection, pass_id: str, valid_until: float | None, tz: Any, by: str,
+               now: float) -> dict[str, Any]:  # fmt: skip
+    """A new period for an active pass, from now to ``valid_until`` (default: as long as its
+    kind allows): the same card, holder and photo; a temporary pass is printed again."""
+    current = pass_record(conn, pass_id)
+    if current["status"] != "active":
+        raise Conflict(f"pass {pass_id} is {current['status']}; issue a new one instead")
+    period = resolve_validity(current["kind"], now, tz, None, valid_until)
+    record = current | {"valid_from": period.valid_from, "valid_until": period.valid_until,
+                        "updated_by": by, "updated_at": now,
+                        "version": current["version"] + 1}  # fmt: skip
+    conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
+    log_change(conn, "pass", pass_id, record["version"], "upsert", record, now)
+    return record
+
+
+# -- photos ---------------------------------------------------------------------------------
+
+
+def put_photo(conn: Connection, data: bytes, by: str, now: float) -> str:
+    """Keep an uploaded picture, normalised as every gate keeps it; its SHA-256."""
+    jpeg = photos.normalise(data)
+    sha = photos.digest(jpeg)
+    conn.execute(insert(t.photos).values(sha256=sha, jpeg=jpeg, created_at=now, created_by=by)
+                 .on_conflict_do_nothing())  # fmt: skip
+    return sha
+
+
+def has_photo(conn: Connection, sha: str) -> bool:
+    found = conn.execute(select(t.photos.c.sha256).where(t.photos.c.sha256 == sha)).first()
+    return found is not None
+
+
+def get_photo(conn: Connection, sha: str) -> bytes:
+    found = conn.execute(select(t.photos.c.jpeg).where(t.photos.c.sha256 == sha)).first()
+    if found is None:
+        raise NotFound(f"no photo {sha}")
+    return bytes(found[0])
 
 
 def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any) -> dict:
@@ -210,6 +257,18 @@ def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any)
     conn.execute(t.slips.insert().values(**record))
     log_change(conn, "slip", number, 1, "upsert", record, now)
     return record
+
+
+def recent_slips(conn: Connection, limit: int = 20, q: str = "") -> list[dict[str, Any]]:
+    """The office's slips issued last, newest first; with ``q``, those of that number,
+    unit, owner or bearer."""
+    query = select(t.slips).order_by(t.slips.c.issued_at.desc()).limit(limit)
+    q = q.strip()
+    if q:
+        c = t.slips.c
+        query = query.where(_like(c.number, q) | _like(c.unit, q) | _like(c.owner, q)
+                            | _like(c.bearer, q))  # fmt: skip
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def get_slip(conn: Connection, number: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine, func, select
@@ -21,8 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge import console
-from edge.api.schemas import CancelIn, PassIn, ReasonIn, SlipIn
+from edge import console, photos
+from edge.api.deps import body_upto
+from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
 from edge.config import OfficeCfg
@@ -56,6 +57,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         raise HTTPException(401, "a valid node token is required", {"WWW-Authenticate": "Bearer"})
 
     app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
+    app.state.clock = clock
     app.state.accounts = desk.OfficeAccounts(eng, clock)
     app.include_router(console.router)  # the desk's pages: each checks its session itself
     app.include_router(desk.router)
@@ -148,6 +150,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             "has_more": more,
         }
 
+    @app.get("/sync/v1/photos/{sha}")
+    def sync_photo(sha: str, node_id: str = Depends(node)) -> Response:
+        """A photo a pulled pass names; the gate checks its SHA-256 before keeping it."""
+        return _jpeg(sha)
+
     # -- the clerks' API ------------------------------------------------------------------
 
     @app.post("/api/v1/passes", status_code=201)
@@ -156,7 +163,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             kind=body.kind, card=body.card, name=body.name, unit=body.unit,
             id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
             gates=",".join(body.gates) if body.gates else None, daily_window=body.daily_window,
-            permit_no=body.permit_no,
+            permit_no=body.permit_no, photo=body.photo,
         )  # fmt: skip
         with eng.begin() as c:
             record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now())
@@ -171,6 +178,44 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             reason = body.reason if body else None
             record = office.revoke_pass(c, pass_id, reason, who, clock.now())
         return _pass_view(record)
+
+    @app.post("/api/v1/passes/{pass_id}/renew")
+    def renew(pass_id: str, body: RenewIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        """A new period from now for an active pass (default: its kind's longest); the
+        gates pull it like any change, and a temporary pass comes back with its new ``qr``."""
+        until = parse_time(body.valid_until, cfg.tz) if body.valid_until else None
+        with eng.begin() as c:
+            record = office.renew_pass(c, pass_id, until, cfg.tz, who, clock.now())
+        shown = _pass_view(record)
+        if record["kind"] == "temporary":
+            shown["qr"] = signer.sign(pass_payload(record))
+        return shown
+
+    @app.post("/api/v1/photos", status_code=201)
+    async def upload_photo(request: Request, who: str = Depends(clerk)) -> dict[str, Any]:
+        """The body is the picture itself (JPEG or PNG, at most 8 MiB), taken at the desk
+        or uploaded; kept upright, at most 640 px, without its metadata. A pass names it by
+        the ``photo`` answered."""
+        data = await body_upto(request, photos.MAX_UPLOAD)
+
+        def keep() -> str:
+            with eng.begin() as c:
+                return office.put_photo(c, data, who, clock.now())
+
+        return {"photo": await run_in_threadpool(keep)}
+
+    @app.get("/api/v1/photos/{sha}")
+    def photo(sha: str, who: str = Depends(clerk)) -> Response:
+        return _jpeg(sha)
+
+    def _jpeg(sha: str) -> Response:
+        if not photos.SHA256.match(sha):
+            raise DomainError(f"photo: {sha!r} is not a photo's SHA-256")
+        with eng.connect() as c:
+            data = office.get_photo(c, sha)
+        # named by its content: it can never change, so a gate or browser keeps it
+        forever = {"Cache-Control": "private, max-age=31536000, immutable"}
+        return Response(data, media_type="image/jpeg", headers=forever)
 
     @app.post("/api/v1/slips", status_code=201)
     def issue_slip(body: SlipIn, who: str = Depends(clerk)) -> dict[str, Any]:

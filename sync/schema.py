@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -64,6 +65,18 @@ passes = Table(
     Column("updated_by", Text),
     Column("issued_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("photo_sha256", Text),  # in ``photos``; the gates pull it with the pass
+)
+
+# Holders' photos, by the SHA-256 of the stored JPEG (edge.photos): in the database, so the
+# office's backup (pg_dump) has them, and a gate fetches each one once.
+photos = Table(
+    "photos",
+    metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("jpeg", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", Text, nullable=False),
 )
 
 # Every change to what the office owns, in commit order: ids are allocated under a

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import paho.mqtt.publish as publish
 import pytest
+from PIL import Image
 
 from drivers.rdm6300 import Rdm6300
 from edge import alarms, db, users
@@ -33,6 +34,7 @@ from tests.helpers import (
     Node,
     Office,
     Pty,
+    add_sync,
     cli,
     free_port,
     node_for,
@@ -589,6 +591,23 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
                              json={"qr": slip_qr}).json()  # fmt: skip
         assert checked["decision"] == "grant" and checked["slip"]["number"] == number
 
+        # the desk lists it; a slip written out wrong is cancelled there
+        page.goto(office.url + "/desk")
+        slip_row = page.locator(f"#slips tr[data-number='{number}']")
+        assert ZH["slip.status.issued"] in slip_row.inner_text()
+        page.once("dialog", lambda d: d.accept("物品填错"))
+        slip_row.locator("button.cancel-slip").click()
+        page.locator(f"#slips tr[data-number='{number}']",
+                     has_text=ZH["slip.status.cancelled"]).wait_for()  # fmt: skip
+
+        # the visitor stays another day: renewed from now, printed again with a new code
+        page.once("dialog", lambda d: d.accept(""))  # empty: the longest a temporary pass may
+        page.locator("#passes tr", has_text="访客乙").locator("button.renew").click()
+        page.wait_for_url(re.compile(r".*/desk/passes/.+/print$"))
+        picture.write_bytes(page.locator("#qr svg").screenshot())
+        renewed = read_qr(picture)
+        assert renewed.startswith("GH1.") and renewed != found
+
         # back at the desk: find the pass by its unit, revoke it (reported lost)
         page.goto(office.url + "/desk")
         page.fill("#search", "7-3-1201")
@@ -610,6 +629,89 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
         assert data.startswith(b"\xef\xbb\xbf")  # the byte-order mark
         lines = data.decode("utf-8-sig").splitlines()
         assert lines[0] == "项目,明细,数量"
+    finally:
+        node.stop()
+        office.stop()
+        scanner.close()
+
+
+def test_a_clerk_takes_the_holder_s_photo_and_the_gate_shows_it_when_the_pass_is_scanned(
+    tmp_path: Path, broker: Broker, pg_url: str, browser: Any
+):
+    office = Office(tmp_path, pg_url)
+    office.token("user", "add", "客服小王", "--role", "clerk")
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "客服小王"],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    key = office.token("office", "key")
+    scanner = Pty()
+    node = node_for(tmp_path, [{"id": "scan", "gate": "main", "port": scanner.path,
+                                "protocol": "line"}], broker.port)  # fmt: skip
+    with node.config.open("a") as f:
+        f.write(f'[qr]\noffice_public_keys = ["{key}"]\n')
+    add_sync(node, office, office.token("office", "node", "add", "gate-test"))
+    add_user(node, "li", "guard")
+    guard = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
+    # a phone's picture, held upright: its pixels lie on their side, EXIF says so
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "holder.jpg"
+    Image.new("RGB", (1600, 1200), (40, 160, 40)).save(photo, "JPEG", exif=exif.tobytes())
+    office.start()
+    node.start(wait_ready=True)
+    try:
+        page, outside = offline_page(browser, office.url)
+        page.goto(office.url + "/")
+        page.fill("input[name=username]", "客服小王")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(office.url + "/desk")
+        page.select_option("#p-kind", "temporary")
+        page.fill("#p-card", "0040856634")
+        page.fill("#p-name", "访客丙")
+        page.set_input_files("#p-photo-file", str(photo))
+        page.locator("#p-photo-state", has_text=ZH["desk.photo.ready"]).wait_for()
+        preview = page.locator("#p-photo-img")
+        preview.wait_for(state="visible")
+        assert page.evaluate("() => document.getElementById('p-photo-img').naturalWidth") == 480
+        page.click("#issue-form button[type=submit]")
+        page.wait_for_url(re.compile(r".*/desk/passes/.+/print$"))
+        pass_id = page.url.rsplit("/", 2)[-2]
+        page.locator("#pp-photo").wait_for()
+        assert page.evaluate("() => document.getElementById('pp-photo').naturalHeight") == 640
+        picture = tmp_path / "qr.png"
+        picture.write_bytes(page.locator("#qr svg").screenshot())
+        code = read_qr(picture)
+        assert code.startswith("GH1.")
+        keep_screenshot(page, tmp_path, "desk-print-photo.png")
+        assert outside == []
+
+        # the gate pulls the pass and its photo, and shows both when the code is scanned
+        edge = f"http://127.0.0.1:{node.api_port}"
+
+        def pulled() -> bool:
+            r = httpx.get(f"{edge}/api/v1/passes", params={"card": "0040856634"},
+                          headers={"Authorization": f"Bearer {guard}"})  # fmt: skip
+            return any(p["photo_url"] for p in r.json()["items"])
+
+        wait_for(pulled, 20, "the gate to pull the pass with its photo")
+        desk_photo = page.request.get(office.url + str(page.get_attribute("#pp-photo", "src")))
+        assert desk_photo.ok
+        screen, cut_off = offline_page(browser, edge)
+        browser_login(screen, edge, "li")
+        scanner.write(code.encode() + b"\r\n")
+        screen.wait_for_selector("#verdict.grant")
+        assert screen.inner_text("#f-name") == "访客丙"
+        img = screen.locator("#photo")
+        img.wait_for(state="visible")
+        assert img.get_attribute("src") == f"/api/v1/passes/{pass_id}/photo"
+        assert img.evaluate("i => i.complete && i.naturalWidth") == 480
+        at_gate = screen.request.get(edge + f"/api/v1/passes/{pass_id}/photo")
+        assert at_gate.body() == desk_photo.body()  # the same bytes: checked by their SHA-256
+        keep_screenshot(screen, tmp_path, "guard-grant-office-photo.png")
+        assert cut_off == []
     finally:
         node.stop()
         office.stop()

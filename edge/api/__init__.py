@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from edge import console, health
-from edge.api import control, gate, passes, slips, snapshots, visitors
+from edge.api import control, gate, passes, photos, slips, snapshots, visitors
 from edge.console import pages
 from edge.errors import DomainError
 
@@ -29,7 +29,7 @@ def create_app(service: Service) -> FastAPI:
     # guard-room PC is often offline
     app = FastAPIOffline(title="Gatehouse edge", version="0.2.0")
     app.state.service = service
-    for module in (passes, gate, slips, visitors, control, snapshots):
+    for module in (passes, photos, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
         app.include_router(module.router)
     # the pages: each checks its session itself

@@ -122,3 +122,19 @@ def roles(*allowed: str) -> Any:
 
     caller.roles = tuple(dict.fromkeys((*allowed, "admin")))  # type: ignore[attr-defined]
     return Depends(caller)
+
+
+async def body_upto(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 once it passes ``limit`` bytes: an upload is
+    never held whole before it is known to be small enough (routes read it only after
+    their caller was authenticated)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is {declared} bytes; at most {limit} are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is more than the {limit} bytes accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -12,7 +12,7 @@ from edge import audit, db, pass_ops
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn
 from edge.cards import parse_card
-from edge.errors import DomainError
+from edge.errors import DomainError, NotFound
 from edge.views import pass_view
 
 router = APIRouter(prefix="/api/v1/passes", tags=["passes"])
@@ -65,8 +65,10 @@ def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[
         kind=body.kind, card=body.card, name=body.name, unit=body.unit,
         id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
         gates=",".join(body.gates) if body.gates else None, daily_window=body.daily_window,
-        permit_no=body.permit_no,
+        permit_no=body.permit_no, photo=body.photo,
     )  # fmt: skip
+    if body.photo is not None and not svc.photos.has(body.photo):
+        raise NotFound(f"photo {body.photo}: upload it first (POST /api/v1/photos)")
 
     def job(conn: Any) -> dict[str, Any]:
         now = svc.clock.now()
@@ -98,7 +100,10 @@ def photo(request: Request, pass_id: str, who: Caller = roles("guard")) -> FileR
     """The holder's photo, for matching the pass to the person (证件与人是否相符)."""
     svc = service(request)
     r = svc.read(lambda c: dict(pass_ops.get_pass(c, pass_id)))
-    path = Path(r["photo_path"]) if r["photo_path"] else None
+    if r["photo_sha256"]:
+        path: Path | None = svc.photos.path(r["photo_sha256"])
+    else:  # issued before photos were data: the file the CLI was given
+        path = Path(r["photo_path"]) if r["photo_path"] else None
     if path is None or not path.is_file():
         raise HTTPException(404, f"pass {pass_id} has no photo on file")
     return FileResponse(path, headers={"Cache-Control": "no-store"})

@@ -24,6 +24,15 @@ class PassIn(Body):
     gates: list[str] | None = Field(None, max_length=50)
     daily_window: str | None = Field(None, max_length=20, description="HH:MM-HH:MM")
     permit_no: str | None = Field(None, max_length=50)
+    photo: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="what POST /api/v1/photos answered"
+    )
+
+
+class RenewIn(Body):
+    valid_until: str | None = Field(
+        None, max_length=40, description="ISO 8601; default: the longest the kind allows"
+    )
 
 
 class ReasonIn(Body):

@@ -9,7 +9,16 @@ window.Gatehouse = (function () {
   function text(key, fallback) { return t[key] || fallback || key; }
   function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : "—"; }
 
-  // JSON in and out; a refusal throws with the service's own words (its `detail`)
+  // A refusal in the reader's words: its kind, then the service's detail (in Chinese where
+  // the service has it: `detail_zh`; `detail` is the API's English contract)
+  const chinese = document.documentElement.lang.startsWith("zh");
+  function refusal(status, data) {
+    const kind = text("error." + status, text("error"));
+    const detail = data && ((chinese && data.detail_zh) || data.detail);
+    return kind + (detail ? "：" + detail : " (" + status + ")");
+  }
+
+  // JSON in and out; a refusal throws with the service's own words
   async function api(method, path, body) {
     const response = await fetch(path, {
       method,
@@ -20,11 +29,7 @@ window.Gatehouse = (function () {
     let data = null;
     try { data = await response.json(); } catch (_e) { data = null; }
     if (response.status === 401) { window.location.href = "/login"; }
-    if (!response.ok) {
-      // the kind of refusal in the reader's words; the service's own detail after it
-      const kind = text("error." + response.status, text("error"));
-      throw new Error(kind + (data && data.detail ? "：" + data.detail : " (" + response.status + ")"));
-    }
+    if (!response.ok) throw new Error(refusal(response.status, data));
     return data;
   }
 
@@ -66,5 +71,5 @@ window.Gatehouse = (function () {
     connect();
   }
 
-  return { config, t, $, text, when, api, notice, live };
+  return { config, t, $, text, when, api, refusal, notice, live };
 })();

@@ -1,8 +1,88 @@
-// The office clerk's desk: issue a pass through the office API; a temporary pass goes
-// straight to its printable page.
+// The office clerk's desk: issue a pass (with the holder's photo, from a file or the desk's
+// camera) through the office API; a temporary pass goes straight to its printable page.
+// Renew or revoke a pass, cancel a slip.
 "use strict";
 (function () {
-  const { $, text, api, notice } = window.Gatehouse;
+  const { $, config, text, api, refusal, notice } = window.Gatehouse;
+
+  // -- the holder's photo: uploaded as soon as it is picked; the pass names what came back
+  async function upload(blob) {
+    $("p-photo").value = "";
+    $("p-photo-state").textContent = text("desk.photo.uploading");
+    const response = await fetch("/api/v1/photos", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": blob.type || "application/octet-stream", "X-CSRF-Token": config.csrf },
+      body: blob,
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_e) { data = null; }
+    if (!response.ok) {
+      $("p-photo-state").textContent = text("desk.photo.none");
+      notice(refusal(response.status, data), false);
+      return;
+    }
+    $("p-photo").value = data.photo;
+    const img = $("p-photo-img");
+    img.src = "/api/v1/photos/" + data.photo; // as it is kept: upright, scaled, no metadata
+    img.hidden = false;
+    $("p-photo-state").textContent = text("desk.photo.ready");
+    notice("", true);
+  }
+
+  $("p-photo-file").addEventListener("change", () => {
+    const file = $("p-photo-file").files[0];
+    if (file) upload(file);
+  });
+
+  // a webcam at the desk: offered where the browser allows one (HTTPS, or this machine)
+  let stream = null;
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) $("p-camera").hidden = false;
+  $("p-camera").addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    } catch (_e) { notice(text("desk.photo.no_camera"), false); return; }
+    const video = $("p-video");
+    video.srcObject = stream;
+    video.hidden = false;
+    $("p-snap").hidden = false;
+  });
+  $("p-snap").addEventListener("click", () => {
+    const video = $("p-video");
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    for (const track of stream.getTracks()) track.stop();
+    video.hidden = true; $("p-snap").hidden = true;
+    canvas.toBlob((blob) => { if (blob) upload(blob); }, "image/jpeg", 0.92);
+  });
+
+  for (const button of document.querySelectorAll("button.renew")) {
+    button.addEventListener("click", async () => {
+      const until = window.prompt(text("desk.renew.until"), "");
+      if (until === null) return;
+      const body = until.trim() ? { valid_until: until.trim().replace(" ", "T") } : {};
+      let data;
+      try {
+        data = await api("POST", "/api/v1/passes/" + encodeURIComponent(button.dataset.id) + "/renew", body);
+      } catch (err) { notice(err.message, false); return; }
+      if (data.kind === "temporary") {
+        window.location.href = "/desk/passes/" + encodeURIComponent(data.id) + "/print";
+      } else {
+        window.location.reload();
+      }
+    });
+  }
+
+  for (const button of document.querySelectorAll("button.cancel-slip")) {
+    button.addEventListener("click", async () => {
+      const reason = window.prompt(text("desk.slip.cancel.reason"));
+      if (!reason) return;
+      try {
+        await api("POST", "/api/v1/slips/" + encodeURIComponent(button.dataset.number) + "/cancel", { reason });
+        window.location.reload();
+      } catch (err) { notice(err.message, false); }
+    });
+  }
 
   for (const button of document.querySelectorAll("button.revoke")) {
     button.addEventListener("click", async () => {
@@ -46,6 +126,7 @@
       if (v) body[field] = v;
     }
     if ($("p-until").value) body.valid_until = $("p-until").value; // the office's time zone
+    if ($("p-photo").value) body.photo = $("p-photo").value;
     let data;
     try { data = await api("POST", "/api/v1/passes", body); } catch (err) { notice(err.message, false); return; }
     if (data.kind === "temporary") {

@@ -1,0 +1,30 @@
+"""Holders' photos: uploaded once, then named by a pass (``photo`` in ``POST /passes``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from edge import audit
+from edge.api.deps import Caller, body_upto, roles, service
+from edge.photos import MAX_UPLOAD
+
+router = APIRouter(prefix="/api/v1/photos", tags=["passes"])
+
+
+@router.post("", status_code=201)
+async def upload(request: Request, who: Caller = roles("admin")) -> dict[str, Any]:
+    """The body is the picture itself (JPEG or PNG, at most 8 MiB). It is checked, turned
+    upright, scaled to 640 px at most and kept without its metadata; the answer's
+    ``photo`` is what a new pass names."""
+    svc = service(request)
+    data = await body_upto(request, MAX_UPLOAD)
+
+    def keep() -> str:  # decoding takes a few ms, and the audit entry waits for its commit
+        sha = svc.photos.put(data)
+        svc.write(lambda c: audit.record(c, who.name, "photo:upload", sha, svc.clock.now()))
+        return sha
+
+    return {"photo": await run_in_threadpool(keep)}
