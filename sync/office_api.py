@@ -28,6 +28,7 @@ from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
 from edge.config import OfficeCfg
 from edge.errors import DomainError
+from edge.messages import refusal
 from edge.pass_ops import PassRequest
 from edge.passes import parse_time
 from edge.privacy import IdHasher
@@ -87,20 +88,20 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         detail = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        return JSONResponse({"detail": detail or "bad request"}, 422)
+        return JSONResponse(refusal(detail or "bad request", exc.errors()), 422)
 
     @app.exception_handler(DomainError)
     async def _refused(_r: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, exc.status)
+        return JSONResponse(refusal(str(exc)), exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return JSONResponse(refusal(exc.detail), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def _db(_r: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("database: %s", exc)
-        return JSONResponse({"detail": "the office database is unavailable; try again"}, 503)
+        return JSONResponse(refusal("the office database is unavailable; try again"), 503)
 
     @app.get("/health/live")
     def live() -> dict[str, str]:

@@ -473,6 +473,8 @@ def test_a_guard_releases_a_slip_once_and_the_second_scan_is_refused_on_screen(
     page.keyboard.type("FX-2026-99999")  # a number nobody issued: refused in words
     page.keyboard.press("Enter")
     page.locator("#notice.bad", has_text=ZH["error.404"] + "：").wait_for()
+    said = page.inner_text("#notice").replace("FX-2026-99999", "")
+    assert not re.search("[A-Za-z]", said), said  # the service's detail in Chinese too
     status = httpx.get(base + f"/api/v1/slips/{number}",
                        headers={"Authorization": f"Bearer {admin}"}).json()["status"]  # fmt: skip
     assert status == "released"

@@ -108,6 +108,7 @@ def test_an_admin_uploads_a_photo_a_pass_names_it_and_a_guard_sees_it(svc: Servi
     assert client.post("/api/v1/photos", content=b"x", headers=guard | jpeg).status_code == 403
     refused = client.post("/api/v1/photos", content=picture(200, 200, "GIF"), headers=admin)
     assert refused.status_code == 422 and "GIF" in refused.json()["detail"]
+    assert refused.json()["detail_zh"].startswith("照片：")  # what the console shows
 
     r = client.post("/api/v1/photos", content=picture(800, 1000), headers=admin | jpeg)
     assert r.status_code == 201, r.text

@@ -17,6 +17,7 @@ from edge import console, health
 from edge.api import control, gate, passes, photos, slips, snapshots, visitors
 from edge.console import pages
 from edge.errors import DomainError
+from edge.messages import refusal
 
 if TYPE_CHECKING:
     from edge.service import Service
@@ -44,23 +45,23 @@ def create_app(service: Service) -> FastAPI:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         service.count("refused:api")
-        return JSONResponse({"detail": problems or "bad request"}, status_code=422)
+        return JSONResponse(refusal(problems or "bad request", exc.errors()), status_code=422)
 
     @app.exception_handler(DomainError)
     async def _refused(_r: Request, exc: DomainError) -> JSONResponse:
         service.count("refused:api")
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse(refusal(str(exc)), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return JSONResponse(refusal(exc.detail), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
         log.exception("API request failed", exc_info=exc)
         service.count("api_errors")
         # no stack trace in the answer; 503 says "try again", which is what is true
-        return JSONResponse({"detail": "the service could not complete this request"}, 503)
+        return JSONResponse(refusal("the service could not complete this request"), 503)
 
     @app.get("/health/live", tags=["health"])
     def live() -> dict[str, str]:

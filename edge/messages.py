@@ -1,0 +1,670 @@
+"""Chinese for the API's refusals.
+
+The API's contract is an English ``detail``: scripts, the sync peer and the logs read it, and
+the raise sites in ``edge/`` and ``sync/`` name each problem in English. The guards and clerks
+who see a refusal in the console read Chinese, so the console shows ``detail_zh``, made here
+from the English text without touching any raise site.
+
+``zh`` walks an ordered catalogue of (anchored regex, Chinese template) pairs. A catalogue
+entry is written the way its raise site writes the message: ``{name}`` stands for a variable
+part, ``{name!r}`` for a quoted one, ``{name:shape}`` for one of a given shape (``_SHAPES``).
+The variable parts are carried into the template as they are (ids, numbers, names), except
+where the group's name says they are words to translate too (``_CONVERTERS``: a status, a
+role, a field, the list of allowed values, the problem after ``field:``...). A converter that
+cannot translate its part makes the entry not apply, and the next one is tried; when none
+applies ``zh`` answers None, and the console shows the English.
+
+``validation_zh`` does the same for the 422 that FastAPI answers on a malformed body or
+query (pydantic's ``errors()``). The words follow the console's own (``edge.console.text``):
+a guard sees 注销, not another word for revoked, in both places. A test walks every raise site
+and checks each message has its Chinese here (tests/test_messages.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# -- words that stand in messages as variables ------------------------------------------------
+
+STATUS_ZH: dict[str, str] = {
+    # passes
+    "active": "有效",
+    "revoked": "已注销",
+    "confiscated": "已没收",
+    "expired": "已过期",
+    "staged": "导入中（未生效）",
+    # goods release slips
+    "issued": "已开具",
+    "released": "已放行",
+    "rejected": "已拒绝放行",
+    "cancelled": "已作废",
+    "used": "已使用",
+    # alarms
+    "new": "新报警",
+    "acknowledged": "已确认",
+    "dispatched": "已派人",
+    "resolved": "已处理",
+    "closed": "已关闭",
+}
+
+# what a slip is asked to become, as a verb: "slip N cannot be released"
+ACTION_ZH: dict[str, str] = {
+    "released": "放行",
+    "rejected": "拒绝放行",
+    "cancelled": "作废",
+}
+
+ROLE_ZH: dict[str, str] = {
+    "guard": "门岗保安",
+    "control": "监控中心值班员",
+    "admin": "管理员",
+    "clerk": "管理处文员",
+}
+
+FIELD_ZH: dict[str, str] = {
+    # passes
+    "pass_id": "通行证编号",
+    "card": "卡号",
+    "name": "姓名",
+    "unit": "单位/房号",
+    "kind": "证件类别",
+    "id_number": "证件号",
+    "valid_from": "生效时间",
+    "valid_until": "有效期至",
+    "gates": "可通行门岗",
+    "daily_window": "每日通行时段",
+    "permit_no": "装修许可证号",
+    "photo": "照片",
+    "status": "状态",
+    "qr": "二维码",
+    # the gate
+    "gate": "门岗",
+    "reason": "原因",
+    "at": "时间",
+    "since": "开始时间",
+    "until": "结束时间",
+    "day": "日期",
+    "month": "月份",
+    "shift": "班次",
+    "limit": "条数",
+    "cursor": "翻页位置",
+    "decision": "通行结果",
+    # goods release slips
+    "number": "放行条编号",
+    "owner": "业主/租户",
+    "bearer": "携带人",
+    "authorisation": "授权方式",
+    "authorisation_detail": "授权信息",
+    "delegate": "受托人",
+    "moving_time": "搬运时间",
+    "goods_list": "物品清单",
+    "seal": "公司盖章",
+    "signer": "签字人",
+    "items": "物品",
+    "qty": "数量",
+    "hazard": "危险品类别",
+    "hazard_allowed": "允许危险品",
+    "approver": "审批人",
+    "notes": "备注",
+    # visitors
+    "host_unit": "被访单元",
+    "purpose": "来访事由",
+    "plate": "车牌",
+    "how": "确认方式",
+    # alarms, duty log, handover
+    "type": "类型",
+    "location": "位置",
+    "floor": "楼层",
+    "room": "房号",
+    "priority": "优先级",
+    "to": "派往",
+    "step": "处置步骤",
+    "resolution": "处理结果",
+    "minutes": "搁置分钟数",
+    "cause": "事件原因",
+    "responsible": "责任人",
+    "remedial": "补救措施",
+    "preventive": "预防措施",
+    "results": "处理结果",
+    "text": "内容",
+    "category": "类别",
+    "override_reason": "强制交班原因",
+    # users and sync
+    "role": "角色",
+    "password": "密码",
+    "push": "同步数据",
+}
+
+KIND_ZH: dict[str, str] = {
+    "temporary": "临时出入证",
+    "worker": "施工人员出入证",
+    "resident": "住户卡",
+    "staff": "员工卡",
+}
+
+# the other values a message lists as allowed (resolutions, categories, hazards...)
+VALUE_ZH: dict[str, str] = {
+    **STATUS_ZH,
+    **ROLE_ZH,
+    **KIND_ZH,
+    "genuine_handled": "真实报警，已现场处理",
+    "genuine_external": "真实报警，已由110/119/120接手",
+    "false_device": "误报：设备故障",
+    "false_user": "误报：人为误操作",
+    "false_environment": "误报：环境因素",
+    "test": "测试",
+    "duplicate": "重复报警",
+    "general": "一般",
+    "patrol": "巡逻",
+    "alarm": "报警",
+    "complaint": "投诉",
+    "repair": "报修",
+    "visitor": "访客",
+    "equipment": "设备",
+    "handover": "交接班",
+    "intercom": "对讲",
+    "gate": "门岗",
+    "flammable": "易燃",
+    "explosive": "易爆",
+    "toxic": "有毒",
+    "corrosive": "腐蚀性",
+    "in_person": "业主本人到场",
+    "written": "书面授权委托书",
+    "company": "公司证明",
+    "phone": "电话",
+    "grant": "通行",
+    "deny": "禁止通行",
+}
+
+ALARM_ZH: dict[str, str] = {
+    "fire": "火警",
+    "smoke": "烟感报警",
+    "intercom_emergency": "对讲紧急呼叫",
+    "first_aid": "急救",
+    "robbery": "抢劫",
+    "intrusion": "入侵报警",
+    "theft": "盗窃",
+    "fight": "打架斗殴",
+    "flood": "水浸",
+}
+
+# why a slip cannot be closed (edge.decision.Reason), said of the slip
+SLIP_REASON_ZH: dict[str, str] = {
+    "slip_used": "已经放行过，一张放行条只能用一次",
+    "slip_rejected": "已被拒绝放行",
+    "slip_cancelled": "已被管理处作废",
+    "not_yet_valid": "还没到搬运时间",
+    "expired": "已过搬运时间",
+}
+
+# what a pass import reports for a file it cannot open (OSError.strerror)
+OS_ERROR_ZH: dict[str, str] = {
+    "No such file or directory": "文件不存在",
+    "Permission denied": "没有读取权限",
+    "Is a directory": "这是文件夹，不是文件",
+}
+
+
+def _word(words: Mapping[str, str]) -> Callable[[str], str]:
+    return lambda value: words.get(value, value)
+
+
+def _choices(text: str) -> str:
+    """``a, b, c`` (a list the message names) in Chinese, each word translated if known."""
+    return "、".join(VALUE_ZH.get(w, w) for w in text.split(", "))
+
+
+def _path_zh(parts: Sequence[str | int]) -> str:
+    """A field's place, ``("items", 0, "qty")``, as 物品第 1 项的数量; unknown names stay."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int) or (part.isascii() and part.isdigit()):  # not "²"
+            out += f"第 {int(part) + 1} 项"
+        elif part.startswith("["):  # an index that is not a number: shown as it is
+            out += part
+        else:
+            out += ("的" if out else "") + FIELD_ZH.get(part, part)
+    return out
+
+
+_INDEX = re.compile(r"\[(\w*)\]")
+
+
+def field_zh(path: str) -> str:
+    """A field as a message names it (``card``, ``items[0].hazard``) in Chinese."""
+    parts: list[str | int] = []
+    for name in path.split("."):
+        head, *_ = name.split("[", 1)
+        parts.append(head)
+        for index in _INDEX.findall(name):
+            parts.append(int(index) if index.isdigit() else f"[{index}]")
+    return _path_zh(parts)
+
+
+def _target(what: str) -> str:
+    return "通行证" if what == "a pass" else f"放行条 {what}"
+
+
+# a group's name, less trailing digits, picks how its text is carried into the template;
+# a converter answering None makes its catalogue entry not apply
+_CONVERTERS: dict[str, Callable[[str], str | None]] = {
+    "field": field_zh,
+    "problem": lambda text: zh(text),
+    "what": lambda text: zh(text) or text,
+    "status": _word(STATUS_ZH),
+    "action": _word(ACTION_ZH),
+    "role": _word(ROLE_ZH),
+    "roles": _choices,
+    "choices": _choices,
+    "kind": _word(KIND_ZH),
+    "hazard": _word(VALUE_ZH),
+    "alarm_type": _word(ALARM_ZH),
+    "slip_reason": _word(SLIP_REASON_ZH),
+    "target": _target,
+    "strerror": OS_ERROR_ZH.get,
+}
+
+# -- the catalogue ---------------------------------------------------------------------------
+#
+# In order: the first entry that matches (and whose converters all answer) wins, so a
+# specific entry comes before a general one of the same shape. Entries that are only the
+# problem part of "field: problem" are found through the "{field:path}: {problem}" entry
+# near the end.
+
+_CATALOGUE: tuple[tuple[str, str], ...] = (
+    # passes
+    ("no pass with id {pass_id!r}", "没有这张通行证：{pass_id}"),
+    ("no pass {pass_id!r}", "没有这张通行证：{pass_id}"),
+    ("no pass to confiscate for card {card}", "卡号 {card} 没有可没收的通行证"),
+    ("pass {pass_id} was confiscated already", "通行证 {pass_id} 已经被没收"),
+    ("pass {pass_id} is already {status}", "通行证 {pass_id} 已经是{status}状态"),
+    (
+        "pass {pass_id} is {status}; issue a new one instead",
+        "通行证 {pass_id} 已经是{status}状态，不能续期，请重新办理一张",
+    ),
+    ("pass {pass_id} has no photo on file", "通行证 {pass_id} 没有登记照片"),
+    ("pass_id or card: one is required", "通行证编号或卡号：必须填写其中一项"),
+    ("another pass import into this database is running", "另一个通行证导入正在进行，请稍后再试"),
+    ("unknown pass kind {kind!r} (one of {choices})", "未知的证件类别 {kind}（可选：{choices}）"),
+    ("valid_until must be after valid_from", "有效期至必须晚于生效时间"),
+    (
+        "a temporary pass is valid for at most 3 days (72 hours)",
+        "临时出入证最长有效 3 天（72 小时）",
+    ),
+    ("a worker pass is valid for at most 3 months", "施工人员出入证最长有效 3 个月"),
+    ("{what}: valid_until may be at most {shown}", "{what}：有效期至最晚为 {shown}"),
+    ("{text!r} is not an ISO 8601 time", "{text} 不是有效的时间（应如 2026-05-01T08:00）"),
+    (
+        "a worker pass is tied to the unit being renovated",
+        "施工人员出入证必须填写所装修的单位/房号",
+    ),
+    ("give the SHA-256 an upload of the photo answered", "请填写上传照片后返回的 SHA-256 值"),
+    ("a confiscation needs its reason", "没收时必须填写"),
+    # the card number and the ID number: what parse_card and the ID hasher refuse, always
+    # said after "card: " or "id_number: ", so the field is not named again
+    ("card number is empty", "未填写"),
+    (
+        "card number {card!r} is not a decimal card number (up to 10 digits)",
+        "{card} 不是十进制卡号（最多 10 位数字）",
+    ),
+    ("card number {card!r} is larger than 32 bits", "{card} 超出范围（大于 32 位）"),
+    (
+        "unknown card format {fmt!r} (hex, dec or auto)",
+        "未知的卡号格式 {fmt}（应为 hex、dec 或 auto）",
+    ),
+    (
+        "card number {card!r} is neither hex nor a 10-digit decimal",
+        "{card} 既不是十六进制卡号，也不是 10 位十进制卡号",
+    ),
+    (
+        "card number {card!r} has {n} hex digits (8, 10 or 14 expected)",
+        "{card} 有 {n} 位十六进制数字（应为 8、10 或 14 位）",
+    ),
+    ("id number must be 6 to 32 letters or digits", "必须是 6 到 32 位字母或数字"),
+    # a daily window (the config's check, reported for a pass's daily_window)
+    ("{value!r} is not a window like '07:00-19:00'", "{value} 不是时段格式（应如 07:00-19:00）"),
+    ("{value!r}: minutes run from 00 to 59", "{value}：分钟应在 00 到 59 之间"),
+    (
+        "{value!r}: a window starts at 00:00-23:59 (24:00 is an end)",
+        "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
+    ),
+    ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # photos
+    ("photo {sha}: upload it first (POST /api/v1/photos)", "照片 {sha} 还没有上传，请先上传照片"),
+    ("no photo {sha}", "没有这张照片：{sha}"),
+    ("the upload is empty", "上传的内容为空"),
+    (
+        "{size:token} bytes is more than the {limit} allowed",
+        "{size} 字节，超过了允许的 {limit} 字节",
+    ),
+    ("not a picture this service can read (JPEG or PNG)", "无法识别的图片（请上传 JPEG 或 PNG）"),
+    ("the picture is damaged ({error})", "图片已损坏（{error}）"),
+    ("{sha!r} is not a photo's SHA-256", "{sha} 不是照片的 SHA-256 值"),
+    ("the bytes received are not photo {sha}", "收到的内容与照片 {sha} 不符"),
+    (
+        "{fmt:token} is not accepted; send a JPEG or PNG",
+        "不接受 {fmt} 格式的图片，请上传 JPEG 或 PNG",
+    ),
+    ("{width:token}×{height:token} is too large a picture", "图片 {width}×{height} 太大"),
+    (
+        "{width:token}×{height:token} is too small to show a face",
+        "图片 {width}×{height} 太小，看不清面部",
+    ),
+    (
+        "the body is {size} bytes; at most {limit} are accepted",
+        "上传内容为 {size} 字节，最多只接受 {limit} 字节",
+    ),
+    ("the body is more than the {limit} bytes accepted", "上传内容超过了允许的 {limit} 字节"),
+    # the gate: checks, QR codes, snapshots, access events
+    (
+        "give exactly one of {field:word} or {field2:word}",
+        "{field}和{field2}请填写其中一项（只填一项）",
+    ),
+    ("this code is for {target}, not {number}", "这个二维码属于{target}，不是放行条 {number}"),
+    ("not a Gatehouse pass (GH1.…)", "不是本系统的通行证二维码（应以 GH1. 开头）"),
+    ("the code is damaged", "已损坏，无法识别"),
+    ("signed with a key this gate does not hold", "签名所用的密钥不是本门岗持有的密钥"),
+    (
+        "the signature does not match: a forged or altered pass",
+        "签名不符：通行证可能是伪造或被改动过的",
+    ),
+    ("a manual opening needs its reason", "人工开闸时必须填写"),
+    ("{gate!r} has no camera", "{gate} 没有配置摄像机"),
+    ("{gate!r} is not one of this node's gates", "{gate} 不是本机的门岗"),
+    ("camera {camera} gave no picture in time", "摄像机 {camera} 未能及时返回画面"),
+    ("no snapshot with id {snapshot_id}", "没有编号为 {snapshot_id} 的抓拍"),
+    (
+        "snapshot {snapshot_id} has no picture: the camera gave none",
+        "抓拍 {snapshot_id} 没有图像：摄像机未返回画面",
+    ),
+    (
+        "snapshot {snapshot_id} was removed by retention",
+        "抓拍 {snapshot_id} 已超过保存期限，已被删除",
+    ),
+    ("no access event {event_id!r}", "没有这条通行记录：{event_id}"),
+    # goods release slips
+    ("no slip numbered {number!r}", "没有编号为 {number} 的放行条"),
+    ("no slip {number!r}", "没有这张放行条：{number}"),
+    ("slip {number} is {status} already", "放行条 {number} 已经是{status}状态"),
+    (
+        "slip {number} cannot be {action}: {slip_reason:word} (by {by})",
+        "放行条 {number} 不能{action}：{slip_reason}（经办：{by}）",
+    ),
+    (
+        "slip {number} cannot be {action}: {slip_reason:word}",
+        "放行条 {number} 不能{action}：{slip_reason}",
+    ),
+    ("a rejection needs its reason", "拒绝放行时必须填写"),
+    ("a company needs its seal or an authorised signer", "公司证明须有公司盖章或授权签字人"),
+    ("at least one item is required", "至少要有一件"),
+    (
+        "a written authorisation (授权委托书) names the delegate, the moving time and the goods;"
+        " a phone call is not enough",
+        "书面授权委托书须写明受托人、搬运时间和物品，电话授权无效",
+    ),
+    ("must be the delegate the written authorisation names", "必须是书面授权委托书上写明的受托人"),
+    ("needs a name and a quantity of at least 1", "须填写物品名称，数量至少为 1"),
+    (
+        "{name!r} is {hazard}; such goods are refused unless hazard_allowed is set by the approver",
+        "「{name}」属于{hazard}物品，除非审批人允许危险品（hazard_allowed），否则不予放行",
+    ),
+    # visitors
+    ("no visitor with id {visitor_id}", "没有编号为 {visitor_id} 的访客记录"),
+    ("visitor {visitor_id} was admitted already", "访客 {visitor_id} 已经确认放行"),
+    ("visitor {visitor_id} left already", "访客 {visitor_id} 已经离开"),
+    (
+        "{field:word} and {field2:word}: both are required (ask whom they visit first)",
+        "{field}和{field2}：都必须填写（先问清访问谁）",
+    ),
+    # alarms
+    ("no alarm with id {alarm_id}", "没有编号为 {alarm_id} 的报警"),
+    ("alarm {alarm_id} is closed", "报警 {alarm_id} 已关闭"),
+    ("alarm {alarm_id} is resolved", "报警 {alarm_id} 已处理完毕"),
+    ("alarm {alarm_id} was acknowledged by {by} already", "报警 {alarm_id} 已由 {by} 确认过"),
+    ("alarm {alarm_id} was resolved by {by} already", "报警 {alarm_id} 已由 {by} 处理完毕"),
+    ("alarm {alarm_id} has steps 0 to {last}", "报警 {alarm_id} 的步骤编号只有 0 到 {last}"),
+    ("step {step} was ticked by {by} already", "步骤 {step} 已由 {by} 勾选过"),
+    (
+        "alarm {alarm_id} has its emergency record; only results may follow",
+        "报警 {alarm_id} 已有紧急事件处理记录，之后只能补填处理结果",
+    ),
+    (
+        "a {alarm_type:word} alarm may be shelved only by a supervisor (admin)",
+        "「{alarm_type}」类报警只能由主管（管理员）搁置",
+    ),
+    ("whom was sent", "请填写派往的人员或单位"),
+    ("shelving needs its reason", "搁置时必须填写"),
+    (
+        "must be in the future and no later than the end of this shift",
+        "必须是将来的时间，且不能晚于本班结束",
+    ),
+    ("the emergency record needs it", "紧急事件处理记录表必须填写此项"),
+    # duty log and handover
+    (
+        "cannot hand over with priority-1 alarms unacknowledged: {alarms}; acknowledge them,"
+        " or a supervisor (admin) may override with override_reason",
+        "还有未确认的一级报警，不能交班：{alarms}；请先确认这些报警，"
+        "或由主管（管理员）填写强制交班原因（override_reason）",
+    ),
+    ("no handover with id {handover_id}", "没有编号为 {handover_id} 的交接班报告"),
+    ("the outgoing officer ({by}) signs first", "须由交班人（{by}）先签字"),
+    (
+        "handover {handover_id} is signed by both shifts already",
+        "交接班报告 {handover_id} 双方都已签字",
+    ),
+    (
+        "the incoming officer must be someone other than the outgoing one",
+        "接班人不能与交班人是同一人",
+    ),
+    ("{value!r} is not one of the configured shifts", "{value} 不是已设置的班次"),
+    ("{value!r} is not a date", "{value} 不是有效的日期"),
+    ("{value!r} is not YYYY-MM", "{value} 不是“年-月”格式（YYYY-MM）"),
+    # users, logins and roles
+    ("a user named {name!r} exists already", "用户 {name} 已存在"),
+    ("no active user named {name!r}", "没有名为 {name} 的在用账号"),
+    ("at least {n} characters", "至少 {n} 个字符"),
+    (
+        "role {role!r} may not do this ({roles})",
+        "角色“{role}”无权进行此操作（允许的角色：{roles}）",
+    ),
+    ("only an admin may see personal data unmasked", "只有管理员可以查看未遮挡的个人信息"),
+    (
+        "too many bad tokens from this address; wait a minute",
+        "此地址的错误令牌次数过多，请一分钟后再试",
+    ),
+    ("a valid bearer token (or a console login) is required", "请先登录（或提供有效的令牌）"),
+    (
+        "a valid bearer token (or a desk login) is required",
+        "请先登录管理处页面（或提供有效的令牌）",
+    ),
+    ("a valid node token is required", "需要有效的门岗节点令牌"),
+    (
+        "this change needs the page's CSRF token",
+        "此操作缺少页面的安全令牌（CSRF），请刷新页面后重试",
+    ),
+    # sync
+    ("node {node_id!r} is registered already", "门岗节点 {node_id} 已经登记过"),
+    ("seq {seq}: payload does not match its sha256", "第 {seq} 条同步记录：内容与其 SHA-256 不符"),
+    ("not a batch of the sync protocol ({error})", "不是同步协议的数据批次（{error}）"),
+    # backup and restore
+    ("{path} exists already; choose a new file", "{path} 已存在，请换一个文件名"),
+    ("the copy failed its integrity check: {error}", "备份副本未通过完整性检查：{error}"),
+    ("{path} failed its integrity check: {error}", "{path} 未通过完整性检查：{error}"),
+    ("{path} is not a file", "{path} 不是文件"),
+    ("{path} is not a Gatehouse database: {error}", "{path} 不是门岗系统的数据库：{error}"),
+    (
+        "{command} is not installed (Debian package postgresql-client)",
+        "{command} 未安装（Debian 软件包 postgresql-client）",
+    ),
+    (
+        "the service is running on {path}: stop it first (systemctl stop gatehouse-edge),"
+        " then restore",
+        "服务正在使用 {path}：请先停止服务（systemctl stop gatehouse-edge），再恢复",
+    ),
+    # answers that are not refusals of a rule
+    ("the service could not complete this request", "系统暂时无法完成此请求，请稍后再试"),
+    ("the office database is unavailable; try again", "管理处数据库暂时不可用，请稍后再试"),
+    ("bad request", "请求有误"),
+    ("Not Found", "未找到"),
+    ("Method Not Allowed", "不支持此操作方式"),
+    # the problem part of "field: problem"
+    ("must not be empty", "不能为空"),
+    ("required, one of {choices}", "必填，可选：{choices}"),
+    ("must be one of {choices}", "必须是以下之一：{choices}"),
+    (
+        "{value!r} is not one of {choices} (office)",
+        "{value} 不是管理处可用的角色（可选：{choices}）",
+    ),
+    ("{value!r} is not one of {choices}", "{value} 不在可选范围内（可选：{choices}）"),
+    ("must be after {field:word}", "必须晚于{field}"),
+    # a file and a line of a pass import
+    ("header lacks column {column!r}", "表头缺少列 {column}"),
+    ("unknown column {column!r}", "未知的列 {column}"),
+    ("{path}: {strerror}", "{path}：{strerror}"),
+    ("line {line:token}: {problem}", "第 {line} 行：{problem}"),
+    ("line {line:token}: {error}", "第 {line} 行无法读取：{error}"),
+    ("{what} failed: {error}", "{what} 执行失败：{error}"),
+    # "field: problem": the problem through the catalogue, the field through FIELD_ZH
+    ("{field:path}: {problem}", "{field}：{problem}"),
+    # and a file's: "/srv/import.csv: header lacks column 'kind'"
+    ("{path}: {problem}", "{path}：{problem}"),
+)
+
+_SHAPES: dict[str, str] = {
+    "": r".+?",
+    "word": r"\w+",
+    "token": r"\S+",
+    "path": r"[A-Za-z_][\w.\[\]]*",  # card, items[0].hazard, authorisation_detail.seal
+}
+_SLOT = re.compile(r"\{(\w+)(!r)?(?::(\w+))?\}")
+
+
+def _compile(source: str) -> re.Pattern[str]:
+    """A catalogue entry's English as an anchored regex with a named group for each slot."""
+    out, at = [], 0
+    for slot in _SLOT.finditer(source):
+        out.append(re.escape(source[at : slot.start()]))
+        name, quoted, shape = slot.groups()
+        if quoted:  # repr(): in single quotes, or in double ones when the text holds a '
+            out.append(f"['\"](?P<{name}>.*?)['\"]")
+        else:
+            out.append(f"(?P<{name}>{_SHAPES[shape or '']})")
+        at = slot.end()
+    out.append(re.escape(source[at:]))
+    return re.compile("^" + "".join(out) + "$", re.DOTALL)
+
+
+RULES: list[tuple[re.Pattern[str], str]] = [(_compile(en), text) for en, text in _CATALOGUE]
+
+
+def zh(detail: str) -> str | None:
+    """The Chinese for an API refusal's English ``detail``, or None when no entry matches."""
+    for pattern, template in RULES:
+        found = pattern.match(detail)
+        if found is None:
+            continue
+        values: dict[str, str] = {}
+        for name, part in found.groupdict().items():
+            convert = _CONVERTERS.get(name.rstrip("0123456789"))
+            value = part if convert is None else convert(part)
+            if value is None:
+                break  # this entry cannot say it: try the next
+            values[name] = value
+        else:
+            return template.format(**values)
+    return None
+
+
+# -- request validation (FastAPI's 422 on a malformed body or query) ----------------------------
+
+_LOC_ROOTS = frozenset({"body", "query", "path", "header", "cookie"})
+_OBJECT = "必须是一个对象（键值对）"
+_VALIDATION_ZH: dict[str, str] = {
+    "missing": "必填",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "最多 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不正确",
+    "string_type": "必须是文字",
+    "int_parsing": "必须是整数",
+    "int_type": "必须是整数",
+    "int_from_float": "必须是整数",
+    "float_parsing": "必须是数字",
+    "float_type": "必须是数字",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than_equal": "不能大于 {le}",
+    "greater_than": "必须大于 {gt}",
+    "less_than": "必须小于 {lt}",
+    "literal_error": "必须是以下之一：{expected}",
+    "enum": "必须是以下之一：{expected}",
+    "json_invalid": "请求内容不是有效的 JSON",
+    "json_type": "请求内容不是有效的 JSON",
+    "model_attributes_type": _OBJECT,
+    "model_type": _OBJECT,
+    "dict_type": _OBJECT,
+    "extra_forbidden": "不接受此字段",
+    "bool_parsing": "必须是 true 或 false",
+    "bool_type": "必须是 true 或 false",
+    "list_type": "必须是列表",
+    "too_long": "最多 {max_length} 项",
+    "too_short": "至少 {min_length} 项",
+}
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _expected(text: str) -> str:
+    """pydantic's ``'a', 'b' or 'c'`` as 甲、乙、丙."""
+    words = _QUOTED.findall(text)
+    return "、".join(VALUE_ZH.get(w, w) for w in words) if words else text
+
+
+def _problem_zh(error: Mapping[str, Any]) -> str:
+    kind, msg = error.get("type", ""), str(error.get("msg", ""))
+    if kind in ("value_error", "assertion_error"):
+        said = re.sub(r"^(Value|Assertion) error, ", "", msg)
+        return zh(said) or said
+    template = _VALIDATION_ZH.get(kind)
+    if template is None:
+        return msg  # a kind not listed: pydantic's English
+    ctx = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+    if "expected" in ctx:
+        ctx["expected"] = _expected(ctx["expected"])
+    try:
+        return template.format(**ctx)
+    except (KeyError, IndexError):
+        return msg
+
+
+def validation_zh(errors: Sequence[Mapping[str, Any]]) -> str:
+    """pydantic's ``errors()`` as one Chinese line: 卡号：至少 1 个字符；姓名：必填."""
+    lines = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in _LOC_ROOTS:
+            loc = loc[1:]
+        if error.get("type") in ("json_invalid", "json_type"):
+            loc = []  # the place is a position in the text, not a field
+        problem = _problem_zh(error)
+        lines.append(f"{_path_zh(loc)}：{problem}" if loc else problem)
+    return "；".join(lines) or "请求有误"
+
+
+def refusal(detail: Any, errors: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """An error answer's body: ``detail`` as the API says it, and ``detail_zh`` where there
+    is Chinese for it (``errors``: pydantic's, for a malformed request)."""
+    body: dict[str, Any] = {"detail": detail}
+    try:
+        if errors:
+            chinese: str | None = validation_zh(errors)
+        else:
+            chinese = zh(detail) if isinstance(detail, str) else None
+    except Exception:  # a request's odd field name must never turn its 422 into a 503
+        log.exception("no Chinese for %r", detail)
+        chinese = None
+    if chinese:
+        body["detail_zh"] = chinese
+    return body
