@@ -112,7 +112,8 @@ def report(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -> Re
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
         found = office.monthly_report(c, month, cfg.tz)
-    return page(request, "report.html", user=s, month=month, sections=_sections(found))
+    t = words(lang_of(request))
+    return page(request, "report.html", user=s, month=month, sections=_sections(found, t))
 
 
 @router.get("/desk/report.csv")
@@ -129,7 +130,7 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow([t["report.section"], t["report.item"], t["report.count"]])
-    for section, rows in _sections(found):
+    for section, rows in _sections(found, t):
         for key, n in rows:
             w.writerow([t.get(f"report.{section}", section), key, n])
     return Response(
@@ -143,9 +144,20 @@ REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_typ
                    "alarms_by_shift", "decisions")  # fmt: skip
 
 
-def _sections(report: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
-    """The report's count tables, in order, each as (key, count) rows."""
-    return [(name, sorted(report[name].items())) for name in REPORT_SECTIONS]
+def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """The report's count tables, in order, each as (what, count) rows in the reader's
+    words: a gate's id stays as it is, the words after it are translated."""
+
+    def label(section: str, key: str) -> str:
+        node, _, what = key.rpartition(":")
+        prefix = {"office_slips": "slip.status.", "gate_slips": "report.", "decisions": "",
+                  "alarms_by_type": "alarm.", "alarms_by_shift": "shift."}.get(section)  # fmt: skip
+        if prefix is None:  # confiscations: node and gate, both ids
+            return key
+        return (f"{node}:" if node else "") + t.get(prefix + what, what)
+
+    return [(name, sorted((label(name, k), n) for k, n in report[name].items()))
+            for name in REPORT_SECTIONS]  # fmt: skip
 
 
 @router.get("/desk/passes/{pass_id}/print")

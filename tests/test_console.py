@@ -47,6 +47,7 @@ SHOTS = os.environ.get("GATEHOUSE_SCREENSHOTS")
 
 
 def keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    """A page's picture (or a part's: ``page`` may be a locator)."""
     page.screenshot(path=str(Path(SHOTS) / name if SHOTS else tmp_path / name))
 
 
@@ -204,7 +205,7 @@ def test_user_passwd_refuses_a_short_password_and_an_unknown_user(node: Node):
 
 def offline_page(browser: Any, base: str) -> tuple[Any, list[str]]:
     """A 1366x768 page (a guard-room PC) that can reach the node and nothing else."""
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
     outside: list[str] = []
 
     def only_the_node(route: Any) -> None:
@@ -558,7 +559,6 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
         page.wait_for_url(re.compile(r".*/desk/passes/.+/print$"))
         assert page.inner_text("#pp-name") == "访客乙"
         page.locator("#qr svg").wait_for()
-        keep_screenshot(page, tmp_path, "desk-print.png")
         pdf = page.pdf(format="A5")  # what the clerk's printer gets
         assert pdf.startswith(b"%PDF") and len(pdf) > 1000
         assert outside == []
@@ -625,12 +625,14 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
         page.click("text=" + ZH["desk.report.go"])
         page.wait_for_url(re.compile(r".*/desk/report\?month=\d{4}-\d{2}$"))
         assert "管理处放行条" in page.inner_text("main")
+        assert ZH["slip.status.cancelled"] + "\t1" in page.inner_text("main")  # in words
         with page.expect_download() as download:
             page.click("#csv")
         data = Path(download.value.path()).read_bytes()
         assert data.startswith(b"\xef\xbb\xbf")  # the byte-order mark
         lines = data.decode("utf-8-sig").splitlines()
         assert lines[0] == "项目,明细,数量"
+        assert f"管理处放行条,{ZH['slip.status.cancelled']},1" in lines
     finally:
         node.stop()
         office.stop()
@@ -678,6 +680,7 @@ def test_a_clerk_takes_the_holder_s_photo_and_the_gate_shows_it_when_the_pass_is
         preview = page.locator("#p-photo-img")
         preview.wait_for(state="visible")
         assert page.evaluate("() => document.getElementById('p-photo-img').naturalWidth") == 480
+        keep_screenshot(page.locator("#issue-form"), tmp_path, "desk.png")
         page.click("#issue-form button[type=submit]")
         page.wait_for_url(re.compile(r".*/desk/passes/.+/print$"))
         pass_id = page.url.rsplit("/", 2)[-2]
@@ -687,7 +690,7 @@ def test_a_clerk_takes_the_holder_s_photo_and_the_gate_shows_it_when_the_pass_is
         picture.write_bytes(page.locator("#qr svg").screenshot())
         code = read_qr(picture)
         assert code.startswith("GH1.")
-        keep_screenshot(page, tmp_path, "desk-print-photo.png")
+        keep_screenshot(page, tmp_path, "desk-print.png")
         assert outside == []
 
         # the gate pulls the pass and its photo, and shows both when the code is scanned

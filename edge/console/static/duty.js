@@ -48,7 +48,7 @@
     current = h;
     const r = h.report;
     $("report").hidden = false;
-    $("r-title").textContent = text("handover.title") + " #" + h.id + " · " + text("handover.shift") + " " + h.shift;
+    $("r-title").textContent = text("handover.title") + " #" + h.id + " · " + text("handover.shift") + " " + text("shift." + h.shift, h.shift);
     const facts = [
       [text("handover.made"), when(h.created_at) + " " + h.created_by],
       [text("handover.outgoing"), h.outgoing_by ? h.outgoing_by + " " + when(h.outgoing_at) : text("handover.waiting")],
