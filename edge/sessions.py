@@ -25,7 +25,6 @@ class Session:
     name: str
     role: str
     csrf: str
-    started: float
     seen: float = field(default=0.0)
 
     def csrf_ok(self, token: str | None) -> bool:
@@ -41,7 +40,7 @@ class Sessions:
 
     def start(self, name: str, role: str) -> Session:
         now = self.monotonic()
-        s = Session(secrets.token_urlsafe(32), name, role, secrets.token_urlsafe(32), now, now)
+        s = Session(secrets.token_urlsafe(32), name, role, secrets.token_urlsafe(32), now)
         with self._lock:
             self._expire(now)
             if len(self._by_sid) >= MAX_SESSIONS:  # the longest idle goes first

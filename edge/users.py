@@ -7,6 +7,7 @@ hash (argon2-cffi's defaults, RFC 9106's second recommendation).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import sqlite3
@@ -22,8 +23,13 @@ ROLES = ("guard", "control", "admin")
 MIN_PASSWORD = 8  # characters
 
 _hasher = PasswordHasher()
-# verified against when the name is unknown, so a wrong name costs what a wrong password does
-_DUMMY = _hasher.hash("not a password anyone has")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the name is unknown, so a wrong name costs what a wrong
+    password does (made at the first login, not at import: every CLI call imports this)."""
+    return _hasher.hash("not a password anyone has")
 
 
 def hash_token(token: str) -> str:
@@ -81,7 +87,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored: str | None, password: str) -> bool:
     """Whether ``password`` is the one ``stored`` hashes; a user with none costs as much."""
     try:
-        _hasher.verify(stored or _DUMMY, password)
+        _hasher.verify(stored or _dummy(), password)
     except (VerificationError, InvalidHashError):
         return False
     return stored is not None
