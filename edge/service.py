@@ -20,6 +20,7 @@ from drivers.serial_port import SerialReader
 from edge import db, health, inputs, photos, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
+from edge.api.limits import server_config
 from edge.bus import Bus
 from edge.cameras import Cameras
 from edge.cards import parse_card
@@ -232,10 +233,7 @@ class Service:
         self.cameras.start()
         if self.sync is not None:
             self.sync.start()
-        config = uvicorn.Config(
-            create_app(self), log_level="warning", lifespan="off", access_log=False
-        )
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(server_config(create_app(self), lifespan="off"))
         self.api_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
         )

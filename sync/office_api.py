@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import console, photos
-from edge.api.deps import body_upto
+from edge.api.limits import MAX_BODY, CredentialsFirst
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
@@ -41,25 +41,40 @@ from sync.qr import Signer, pass_payload, slip_payload
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
 LONG_POLL_MAX_S = 25.0
+PUSH_MAX_BODY = 64 * 1024 * 1024  # push_batch is at most 10,000 rows of a few KB
 
 
 def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
-    app = FastAPIOffline(title="Gatehouse office", version="0.1.0")  # docs without a CDN
+    app = FastAPIOffline(title="Gatehouse office", version="0.1.0",  # docs without a CDN
+                         max_body_size=MAX_BODY)  # fmt: skip
+    app.add_middleware(CredentialsFirst)
     hasher = IdHasher.from_data_dir(cfg.data_dir)
     signer = Signer.from_data_dir(cfg.data_dir)
 
-    def node(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
+    app.state.clock = clock
+    accounts = app.state.accounts = desk.OfficeAccounts(eng, clock)
+
+    def wrong_token(request: Request) -> None:
+        """A wrong token: counted per address; past the limit, 429 (never for a valid one)."""
+        client = request.client.host if request.client else "?"
+        now = clock.monotonic()
+        if accounts.throttle.blocked(client, now):
+            accounts.count("refused:throttled")
+            raise HTTPException(429, "too many bad tokens from this address; wait a minute")
+        accounts.throttle.fail(client, now)
+        accounts.count("refused:token")
+
+    def node(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if cred is not None:
             with eng.connect() as c:
                 found = office.node_of(c, cred.credentials)
             if found:
                 return found
+            wrong_token(request)
         raise HTTPException(401, "a valid node token is required", {"WWW-Authenticate": "Bearer"})
 
-    app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
-    app.state.clock = clock
-    app.state.accounts = desk.OfficeAccounts(eng, clock)
     app.include_router(console.router)  # the desk's pages: each checks its session itself
     app.include_router(desk.router)
     app.mount("/static", console.static, name="static")
@@ -72,6 +87,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                 found = office.user_of(c, cred.credentials)
             if found:
                 return found[0]
+            wrong_token(request)
         elif (s := console.session(request, *desk.ROLES)) is not None:
             changes = request.method not in ("GET", "HEAD", "OPTIONS")
             if changes and not s.csrf_ok(request.headers.get("x-csrf-token")):
@@ -109,7 +125,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     # -- sync ---------------------------------------------------------------------------
 
-    @app.post("/sync/v1/push")
+    @app.post("/sync/v1/push", max_body_size=PUSH_MAX_BODY)
     async def push(
         request: Request,
         node_id: str = Depends(node),
@@ -192,12 +208,12 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             shown["qr"] = signer.sign(pass_payload(record))
         return shown
 
-    @app.post("/api/v1/photos", status_code=201)
+    @app.post("/api/v1/photos", status_code=201, max_body_size=photos.MAX_UPLOAD)
     async def upload_photo(request: Request, who: str = Depends(clerk)) -> dict[str, Any]:
         """The body is the picture itself (JPEG or PNG, at most 8 MiB), taken at the desk
         or uploaded; kept upright, at most 640 px, without its metadata. A pass names it by
         the ``photo`` answered."""
-        data = await body_upto(request, photos.MAX_UPLOAD)
+        data = await request.body()
 
         def keep() -> str:
             with eng.begin() as c:

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from edge import console, health
 from edge.api import control, gate, passes, photos, slips, snapshots, visitors
+from edge.api.limits import MAX_BODY, CredentialsFirst
 from edge.console import pages
 from edge.errors import DomainError
 from edge.messages import refusal
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 def create_app(service: Service) -> FastAPI:
     # /docs and /redoc with their scripts served from the package, not a CDN: the
     # guard-room PC is often offline
-    app = FastAPIOffline(title="Gatehouse edge", version="0.2.0")
+    app = FastAPIOffline(title="Gatehouse edge", version="0.2.0", max_body_size=MAX_BODY)
+    app.add_middleware(CredentialsFirst)
     app.state.service = service
     for module in (passes, photos, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)

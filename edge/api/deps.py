@@ -9,8 +9,9 @@ client that keeps presenting bad tokens.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from edge.service import Service
 
 FAILURE_WINDOW_S = 60.0
-MAX_FAILURES = 20  # per client address in the window, then 429 until it passes
+MAX_FAILURES = 20  # wrong ones per key in the window, then 429 for wrong ones until it passes
+MAX_KEYS = 10_000  # addresses (and address, name pairs) remembered at most
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -42,20 +44,36 @@ class Caller:
 
 
 class Throttle:
-    """Counts wrong tokens per client address; a missing token is no guess and not counted."""
+    """Wrong credentials per key in a sliding window: a token's key is the client's
+    address, a password's the address and the name tried (so one person's typos, or one
+    attacker, never lock out everyone at the same guard-room PC). It only ever refuses
+    wrong credentials: a valid token or password is checked first and always accepted.
+    Its memory is bounded: past ``max_keys`` the key that failed longest ago is forgotten."""
 
-    def __init__(self, limit: int = MAX_FAILURES) -> None:
+    def __init__(self, limit: int = MAX_FAILURES, max_keys: int = MAX_KEYS) -> None:
         self.limit = limit
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
+        self.max_keys = max_keys
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()  # the API's worker threads
 
-    def blocked(self, client: str, now: float) -> bool:
-        q = self.failures[client]
-        while q and q[0] < now - FAILURE_WINDOW_S:
-            q.popleft()
-        return len(q) >= self.limit
+    def blocked(self, key: str, now: float) -> bool:
+        with self._lock:
+            q = self.failures.get(key)
+            if q is None:
+                return False
+            while q and q[0] < now - FAILURE_WINDOW_S:
+                q.popleft()
+            if not q:
+                del self.failures[key]
+            return len(q) >= self.limit
 
-    def fail(self, client: str, now: float) -> None:
-        self.failures[client].append(now)
+    def fail(self, key: str, now: float) -> None:
+        with self._lock:
+            q = self.failures.pop(key, None) or deque(maxlen=self.limit)
+            q.append(now)
+            self.failures[key] = q  # the most recent failure last
+            while len(self.failures) > self.max_keys:
+                self.failures.popitem(last=False)
 
 
 # Lists page by the id of their last row: `next` goes back as `cursor`.
@@ -92,8 +110,6 @@ def roles(*allowed: str) -> Any:
         svc = service(request)
         client = request.client.host if request.client else "?"
         now = time.monotonic()
-        if svc.throttle.blocked(client, now):
-            raise HTTPException(429, "too many bad tokens from this address; wait a minute")
         found = None
         if cred is not None and cred.scheme.lower() == "bearer":
             found = svc.read(lambda c: users.authenticate(c, cred.credentials))
@@ -108,7 +124,10 @@ def roles(*allowed: str) -> Any:
             ):
                 raise HTTPException(403, "this change needs the page's CSRF token")
         if found is None:
-            if cred is not None:
+            if cred is not None:  # a wrong token (a missing one is no guess)
+                if svc.throttle.blocked(client, now):
+                    svc.count("refused:throttled")
+                    raise HTTPException(429, "too many bad tokens from this address; wait a minute")
                 svc.throttle.fail(client, now)
             raise HTTPException(
                 401,
@@ -122,19 +141,3 @@ def roles(*allowed: str) -> Any:
 
     caller.roles = tuple(dict.fromkeys((*allowed, "admin")))  # type: ignore[attr-defined]
     return Depends(caller)
-
-
-async def body_upto(request: Request, limit: int) -> bytes:
-    """The request's body, refused with 413 once it passes ``limit`` bytes: an upload is
-    never held whole before it is known to be small enough (routes read it only after
-    their caller was authenticated)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the body is {declared} bytes; at most {limit} are accepted")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the body is more than the {limit} bytes accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)

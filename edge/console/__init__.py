@@ -152,11 +152,14 @@ def login(
         return RedirectResponse("/login?error=expired", 303)
     client = request.client.host if request.client else "?"
     now = time.monotonic()
-    if acc.throttle.blocked(client, now):
+    # per address and name: one person's typos never lock out the others at the same PC
+    key = f"{client} {username.strip()}"
+    if acc.throttle.blocked(key, now):
+        acc.count("refused:throttled")
         return RedirectResponse("/login?error=throttled", 303)
     found = acc.check_password(username.strip(), password)
     if found is None:
-        acc.throttle.fail(client, now)
+        acc.throttle.fail(key, now)
         acc.count("refused:login")
         return RedirectResponse("/login?error=failed", 303)
     started = acc.sessions.start(*found)

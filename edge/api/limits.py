@@ -1,0 +1,170 @@
+"""Limits that hold before a route runs: how much of a body is read, and from whom.
+
+FastAPI reads a request's body before it runs the route's dependencies, the token check
+among them, so without these anyone on the LAN could make the process that opens the
+barrier hold hundreds of megabytes. Every app has a small default body limit
+(``MAX_BODY``; FastAPI's own ``max_body_size``: a ``Content-Length`` over it is refused
+unread, a longer stream is cut off when it passes it); the few routes that take more say
+so on their decorator. And a change to ``/api/`` or ``/sync/`` that carries no credentials
+at all is refused before a byte of its body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import resource
+import threading
+from typing import Any
+
+import h11
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from edge.messages import refusal
+from edge.sessions import COOKIE
+
+MAX_BODY = 256 * 1024  # the largest JSON body a person or device sends is a few KB
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+GUARDED = ("/api/", "/sync/")
+
+
+class CredentialsFirst:
+    """401 for a change to the API that carries neither a bearer token nor a session
+    cookie, before its body is read (the route still checks what it carries)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in SAFE_METHODS
+            and scope["path"].startswith(GUARDED)
+            and not _credentials(scope)
+        ):
+            body = json.dumps(refusal("a valid bearer token is required")).encode()
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+                (b"connection", b"close"),  # the unread body is not waited for
+            ]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _credentials(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization" and value.strip():
+            return True
+        if name == b"cookie" and f"{COOKIE}=".encode() in value:
+            return True
+    return False
+
+
+# -- connections ------------------------------------------------------------------------------
+
+HEADER_TIMEOUT_S = 10.0  # a request's line and headers arrive within this, or it is closed
+BODY_TIMEOUT_S = 60.0  # and its body within this (an 8 MiB photo over a slow office link)
+MAX_CONNECTIONS = 2000  # past this a request gets 503 at once (a flood: closed within seconds)
+OPEN_FILES = 16_384  # the soft limit raised to (systemd's unit says the same)
+
+
+class DeadlineH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the deadline it lacks: a connection that opens and
+    sends a request slowly or never (a half-open flood) is closed, instead of holding a
+    file descriptor until the process has none left for the barrier's serial port."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._since = self.loop.time()
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(
+            HEADER_TIMEOUT_S, self._check
+        )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._since = self.loop.time()  # the next request on this connection starts now
+        self._rearm(HEADER_TIMEOUT_S)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def _rearm(self, after: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(after, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        state = self.conn.their_state
+        waited = self.loop.time() - self._since
+        # (an idle keep-alive connection may go too: uvicorn would close it after 5 s)
+        if state is h11.IDLE or (state is h11.SEND_BODY and waited >= BODY_TIMEOUT_S):
+            FLOOD_LOG.warning("closed a connection from %s that sent no whole request in "
+                              "%.0f s", self.client[0] if self.client else "?", waited)  # fmt: skip
+            self.transport.close()
+        elif state is h11.SEND_BODY:
+            self._rearm(HEADER_TIMEOUT_S)
+
+
+FLOOD_LOG = logging.getLogger("edge.api.flood")
+
+
+class OncePerMinute(logging.Filter):
+    """Passes the first record of each kind a minute, then says how many it held back: a
+    flood of bad requests is one line a minute, not 140 MB of tracebacks."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))  # the template: a flood varies only its args
+        now = record.created
+        with self._lock:
+            since, held = self._seen.get(key, (-self.window_s, 0))
+            if now - since < self.window_s:
+                self._seen[key] = (since, held + 1)
+                return False
+            if len(self._seen) > 1000:  # bounded: forget the kinds of an old flood
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+        if held:  # the count, without another traceback
+            record.msg = f"{record.msg} (and {held} more like it in the last minute)"
+            record.exc_info = None
+        return True
+
+
+def server_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
+    """How both services serve HTTP: bounded connections and deadlines, no trust in
+    forwarded headers (a client on this machine could otherwise claim any address and
+    dodge or aim the throttle), and repeated errors logged once a minute."""
+    _raise_open_files()
+    for name in ("uvicorn.error", "asyncio", FLOOD_LOG.name):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OncePerMinute) for f in logger.filters):
+            logger.addFilter(OncePerMinute())
+    return uvicorn.Config(
+        app, http=DeadlineH11, proxy_headers=False, limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=5, log_level="warning", access_log=False, **options,
+    )  # fmt: skip
+
+
+def _raise_open_files() -> None:
+    """1,024 open files (the usual default) is a flood's ceiling: raise the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

@@ -1,0 +1,166 @@
+"""Attacks on the HTTP side of a running node, from the LAN or the guard-room PC: bodies too
+big to hold, guessing tokens and passwords, and floods of connections that never finish a
+request. Each runs against a real ``gatehouse run`` on a real pty."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drivers.rdm6300 import Rdm6300
+from edge.api.deps import Throttle
+from edge.api.limits import HEADER_TIMEOUT_S
+from edge.cards import parse_card
+from tests.helpers import GATEHOUSE, Node, Pty, cli, node_for, wait_for
+
+PASSWORD = "night-shift-42"
+
+
+@pytest.fixture
+def node(tmp_path: Path, pty: Pty) -> Iterator[Node]:
+    n = node_for(tmp_path, [{"id": "r1", "gate": "main", "port": pty.path}])
+    n.start(wait_ready=True)
+    yield n
+    n.stop()
+
+
+def rss_kib(node: Node) -> int:
+    assert node.proc is not None
+    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_files(node: Node) -> int:
+    assert node.proc is not None
+    return len(list(Path(f"/proc/{node.proc.pid}/fd").iterdir()))
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"", timeout: float = 30) -> bytes:
+    """Send a request's head (and maybe a little of its body) and read whatever answer
+    comes, without sending the rest of the body the head promised."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head + body)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer:
+                    break
+        return answer
+
+
+def test_a_huge_body_is_refused_unread_and_the_process_does_not_grow(node: Node):
+    admin = cli(node.config, "user", "add", "王主任", "--role", "admin").stdout.strip()
+    before = rss_kib(node)
+    for headers in (b"", b"Authorization: Bearer not-a-token\r\n",
+                    f"Authorization: Bearer {admin}\r\n".encode()):  # fmt: skip
+        head = (b"POST /api/v1/passes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 300000000\r\n" + headers + b"\r\n")  # fmt: skip
+        answer = raw_request(node.api_port, head, b"{" * 1000)
+        # without credentials 401, with any token 413: in both cases before the body came
+        assert answer.split(b" ", 2)[1] in (b"401", b"413"), answer[:200]
+
+    # a body streamed with no length given is cut off at the limit, token or not
+    def endless() -> Iterator[bytes]:
+        for _ in range(2000):  # up to 64 MB, if nobody stopped reading
+            yield b"x" * 32768
+
+    try:
+        status = httpx.post(f"http://127.0.0.1:{node.api_port}/api/v1/passes", content=endless(),
+                            headers={"Authorization": "Bearer not-a-token"},
+                            timeout=30).status_code  # fmt: skip
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        status = 413  # the answer came, and the connection closed, while we were still sending
+    assert status == 413
+    assert rss_kib(node) - before < 40 * 1024  # not the hundreds of MB sent at it
+    assert node.get("/health/live") == (200, {"status": "live"})
+
+
+def test_wrong_tokens_never_lock_out_a_valid_one_nor_a_forged_address(node: Node):
+    admin = cli(node.config, "user", "add", "王主任", "--role", "admin").stdout.strip()
+    base = f"http://127.0.0.1:{node.api_port}/api/v1/passes"
+    codes = [
+        httpx.get(base, headers={"Authorization": f"Bearer guess-{i}",
+                                 "X-Forwarded-For": f"10.9.{i // 250}.{i % 250}"}).status_code
+        for i in range(30)
+    ]  # fmt: skip
+    # rotating a forwarded address gets nothing: it is not trusted, the address is the peer's
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}
+    assert httpx.get(base, headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+def test_wrong_passwords_for_one_name_do_not_lock_out_another_person(node: Node):
+    for name in ("li", "zhao"):
+        assert cli(node.config, "user", "add", name, "--role", "guard").returncode == 0
+        out = subprocess.run([GATEHOUSE, "--config", str(node.config), "user", "passwd", name],
+                             input=PASSWORD + "\n", capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    base = f"http://127.0.0.1:{node.api_port}"
+
+    def log_in(name: str, password: str) -> str:
+        with httpx.Client(base_url=base) as c:
+            form = c.get("/login").text
+            token = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert token, form
+            r = c.post("/login", data={"username": name, "password": password,
+                                       "csrf": token[1]})  # fmt: skip
+            return r.headers["location"]
+
+    results = [log_in("li", f"wrong-{i}") for i in range(22)]
+    assert results[0].endswith("error=failed") and results[-1].endswith("error=throttled")
+    assert log_in("zhao", PASSWORD) == "/"  # the next guard at the same PC logs in
+
+
+def test_the_throttle_s_memory_is_bounded():
+    t = Throttle(limit=3, max_keys=100)
+    for i in range(10_000):
+        t.fail(f"10.0.{i // 256}.{i % 256}", float(i))
+    assert len(t.failures) == 100
+    assert all(len(q) <= 3 for q in t.failures.values())
+
+
+def test_a_flood_of_half_open_connections_neither_stops_the_gate_nor_fills_the_log(
+    node: Node, pty: Pty
+):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))  # ours, for the flood
+    cli(node.config, "pass", "add", "--kind", "resident", "--card", "01026F6C3A",
+        "--name", "张三丰", "--unit", "3-1-502")  # fmt: skip
+    logged = node.log.stat().st_size
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            s = socket.create_connection(("127.0.0.1", node.api_port), timeout=5)
+            s.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # and never the end
+            flood.append(s)
+        # the gate goes on deciding, and the API answers a whole request
+        pty.write(Rdm6300.encode(parse_card("01026F6C3A")))
+        wait_for(lambda: node.ready()[1].get("counts", {}).get("grant:ok"), 20,
+                 "a swipe to be decided during the flood")  # fmt: skip
+        assert node.get("/health/live") == (200, {"status": "live"})
+        assert open_files(node) < 16_384
+        # the server closes what never became a request
+        for s in flood[:50]:
+            s.settimeout(HEADER_TIMEOUT_S * 3)
+            assert s.recv(1024) == b""
+        wait_for(lambda: open_files(node) < 200, HEADER_TIMEOUT_S * 3,
+                 "the node to close the half-open connections")  # fmt: skip
+    finally:
+        for s in flood:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    time.sleep(0.5)  # the last lines reach the log file
+    grew = node.log.stat().st_size - logged
+    assert grew < 20_000, node.log.read_text()[-3000:]  # a line a minute, not one a socket
