@@ -14,6 +14,7 @@ from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
 from edge.inputs import AlarmInputIn, IntercomIn, Refused
+from edge.logs import scrub
 from edge.writer import CallJob, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class ControlRoom:
 
     def _refuse(self, what: str, why: str, ack: Callable[[], None]) -> None:
         self.counts[f"refused:{what}"] += 1
-        log.warning("%s refused: %s", what, why)
+        log.warning("%s refused: %s", what, scrub(why))
         ack()  # refused for good: redelivering it would not make it valid
 
     # -- MQTT inputs --------------------------------------------------------------------

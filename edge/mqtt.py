@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic_core import to_json
 
 from edge.config import MqttCfg
+from edge.logs import scrub
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +344,9 @@ class MqttLink:
                 handler(parts, msg.payload, replayed, ack)
             except Exception as e:
                 self.counts[f"failed:{name}"] += 1
-                self.last_error = f"{name} on {msg.topic}: {type(e).__name__}: {e}"
-                log.exception("mqtt: handling %s on %s failed; acknowledged", name, msg.topic)
+                self.last_error = scrub(f"{name} on {msg.topic}: {type(e).__name__}: {e}")
+                log.exception("mqtt: handling %s on %s failed; acknowledged", name,
+                              scrub(msg.topic))  # fmt: skip
                 ack()  # it would fail again: holding it would only block the window
 
         self._handlers.append((self.base + pattern, on_message))

@@ -32,6 +32,7 @@ from edge.gate import CardRead, GatePipeline
 from edge.housekeeping import Housekeeper
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
+from edge.logs import scrub
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
@@ -203,7 +204,7 @@ class Service:
                 raise Refused(f"card: {e}") from None
         except Refused as e:
             self.counts["refused:mqtt_swipe"] += 1
-            log.warning("swipe on reader %s refused: %s", reader_id, e)
+            log.warning("swipe on reader %s refused: %s", scrub(reader_id), scrub(e))
             ack()  # refused for good: redelivering it would not make it valid
             return
         self.last_mqtt_swipe[reader_id] = mono

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import console, photos
-from edge.api.limits import MAX_BODY, CredentialsFirst
+from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
@@ -49,6 +49,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     app = FastAPIOffline(title="Gatehouse office", version="0.1.0",  # docs without a CDN
                          max_body_size=MAX_BODY)  # fmt: skip
     app.add_middleware(CredentialsFirst)
+    app.add_middleware(PrivateDocs)
     hasher = IdHasher.from_data_dir(cfg.data_dir)
     signer = Signer.from_data_dir(cfg.data_dir)
 

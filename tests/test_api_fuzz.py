@@ -12,6 +12,7 @@ from edge import users
 from edge.api import create_app
 from edge.config import parse
 from edge.service import Service
+from edge.sessions import COOKIE
 
 _dir = Path(tempfile.mkdtemp(prefix="gatehouse-fuzz-"))
 _svc = Service(
@@ -27,7 +28,10 @@ _svc.writer.start()
 _svc.throttle.limit = 10**9
 # admin reaches every route
 TOKEN = _svc.write(lambda c: users.add(c, "fuzzer", "admin", _svc.clock.now()))
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_svc))
+_app = create_app(_svc)
+# the API's description is for people logged in (or this machine): the fuzzer logs in
+_session = _app.state.accounts.sessions.start("fuzzer", "admin")
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app, cookies={COOKIE: _session.sid})
 
 
 @schema.parametrize()

@@ -13,9 +13,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from edge import console, health
+from edge import console, health, users
 from edge.api import control, gate, passes, photos, slips, snapshots, visitors
-from edge.api.limits import MAX_BODY, CredentialsFirst
+from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
 from edge.console import pages
 from edge.errors import DomainError
 from edge.messages import refusal
@@ -31,6 +31,7 @@ def create_app(service: Service) -> FastAPI:
     # guard-room PC is often offline
     app = FastAPIOffline(title="Gatehouse edge", version="0.2.0", max_body_size=MAX_BODY)
     app.add_middleware(CredentialsFirst)
+    app.add_middleware(PrivateDocs)
     app.state.service = service
     for module in (passes, photos, gate, slips, visitors, control, snapshots):
         _declare_roles(module.router.routes)
@@ -71,10 +72,20 @@ def create_app(service: Service) -> FastAPI:
         return {"status": "live"}
 
     @app.get("/health/ready", tags=["health"])
-    def ready() -> JSONResponse:
-        """Database, broker and each reader; 503 while any is not ready."""
+    def ready(request: Request) -> JSONResponse:
+        """Database, broker and each reader; 503 while any is not ready. The whole report
+        (device paths, counters, the sync's last error) for this machine, a person logged
+        in or a valid token; anyone else on the LAN learns only ``{"ready": …}``."""
         ok, body = health.report(service)
+        if not trusted_peer(request.scope) and not _token_ok(request):
+            body = {"ready": ok}
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    def _token_ok(request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return service.read(lambda c: users.authenticate(c, token.strip())) is not None
 
     return app
 

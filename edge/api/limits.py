@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import resource
-import threading
 from typing import Any
 
 import h11
@@ -24,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from edge.logs import quiet_floods
 from edge.messages import refusal
 from edge.sessions import COOKIE
 
@@ -119,42 +119,12 @@ class DeadlineH11(H11Protocol):
 FLOOD_LOG = logging.getLogger("edge.api.flood")
 
 
-class OncePerMinute(logging.Filter):
-    """Passes the first record of each kind a minute, then says how many it held back: a
-    flood of bad requests is one line a minute, not 140 MB of tracebacks."""
-
-    def __init__(self, window_s: float = 60.0) -> None:
-        super().__init__()
-        self.window_s = window_s
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg))  # the template: a flood varies only its args
-        now = record.created
-        with self._lock:
-            since, held = self._seen.get(key, (-self.window_s, 0))
-            if now - since < self.window_s:
-                self._seen[key] = (since, held + 1)
-                return False
-            if len(self._seen) > 1000:  # bounded: forget the kinds of an old flood
-                self._seen.clear()
-            self._seen[key] = (now, 0)
-        if held:  # the count, without another traceback
-            record.msg = f"{record.msg} (and {held} more like it in the last minute)"
-            record.exc_info = None
-        return True
-
-
 def server_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
     """How both services serve HTTP: bounded connections and deadlines, no trust in
     forwarded headers (a client on this machine could otherwise claim any address and
     dodge or aim the throttle), and repeated errors logged once a minute."""
     _raise_open_files()
-    for name in ("uvicorn.error", "asyncio", FLOOD_LOG.name):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, OncePerMinute) for f in logger.filters):
-            logger.addFilter(OncePerMinute())
+    quiet_floods()
     return uvicorn.Config(
         app, http=DeadlineH11, proxy_headers=False, limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=5, log_level="warning", access_log=False, **options,
@@ -168,3 +138,40 @@ def _raise_open_files() -> None:
     if soft != resource.RLIM_INFINITY and soft < want:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# -- what the service says about itself --------------------------------------------------------
+
+LOOPBACK = ("127.0.0.1", "::1")
+DOCS = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
+
+
+def trusted_peer(scope: Scope) -> bool:
+    """This machine (forwarded headers are not trusted, so the peer is who it says), or a
+    person logged in to the console."""
+    client = scope.get("client")
+    if client and client[0] in LOOPBACK:
+        return True
+    cookie = next((v for k, v in scope["headers"] if k == b"cookie"), b"").decode("latin-1")
+    sid = next((c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith(f"{COOKIE}=")), None)
+    accounts = getattr(scope["app"].state, "accounts", None)
+    return sid is not None and accounts is not None and accounts.sessions.get(sid) is not None
+
+
+class PrivateDocs:
+    """The API's description (``/docs``, ``/openapi.json``) is a map of every route: for
+    this machine and for people logged in, not for anyone on the LAN."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(DOCS) and not trusted_peer(scope):
+            body = json.dumps(refusal("log in to read the API's description")).encode()
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

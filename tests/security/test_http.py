@@ -5,6 +5,7 @@ request. Each runs against a real ``gatehouse run`` on a real pty."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import resource
 import socket
@@ -14,13 +15,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import paho.mqtt.publish as publish
 import pytest
+from fastapi.testclient import TestClient
 
 from drivers.rdm6300 import Rdm6300
+from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.api.limits import HEADER_TIMEOUT_S
 from edge.cards import parse_card
-from tests.helpers import GATEHOUSE, Node, Pty, cli, node_for, wait_for
+from edge.sessions import COOKIE
+from tests.helpers import (
+    GATEHOUSE,
+    Broker,
+    Node,
+    Pty,
+    bearer,
+    cli,
+    in_process,
+    node_for,
+    wait_for,
+)
 
 PASSWORD = "night-shift-42"
 
@@ -164,3 +179,51 @@ def test_a_flood_of_half_open_connections_neither_stops_the_gate_nor_fills_the_l
     time.sleep(0.5)  # the last lines reach the log file
     grew = node.log.stat().st_size - logged
     assert grew < 20_000, node.log.read_text()[-3000:]  # a line a minute, not one a socket
+
+
+# -- what the service tells about itself, and what reaches its log (finding 14) -------------
+
+
+def test_anyone_on_the_lan_learns_only_ready_or_not_and_no_map_of_the_routes(tmp_path: Path):
+    with in_process(tmp_path) as svc:
+        app = create_app(svc)
+        admin = bearer(svc, "王主任", "admin")
+        lan = TestClient(app, client=("192.168.1.20", 50000))
+        here = TestClient(app, client=("127.0.0.1", 50000))
+
+        shown = lan.get("/health/ready")
+        assert set(shown.json()) == {"ready"}  # no device paths, counters or sync errors
+        assert "readers" in lan.get("/health/ready", headers=admin).json()
+        assert "readers" in here.get("/health/ready").json()  # this machine: the whole report
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert lan.get(path).status_code == 401, path
+            assert here.get(path).status_code == 200, path
+        # a person logged in reads the description from anywhere
+        person = app.state.accounts.sessions.start("王主任", "admin")
+        lan.cookies.set(COOKIE, person.sid)
+        assert "paths" in lan.get("/openapi.json").json()
+
+
+def test_a_device_cannot_flood_the_log_or_put_a_card_number_in_it(tmp_path: Path, broker: Broker):
+    node = node_for(tmp_path, [{"id": "net-in", "gate": "main", "transport": "mqtt"}],
+                    broker.port)  # fmt: skip
+    node.start(wait_ready=True)
+    try:
+        prefix = "gatehouse/gate-test/"
+        long_reader = "r" * 20_000
+        messages = [(prefix + f"reader/{long_reader}/swipe", b'{"card": "0040856634"}')]
+        messages += [
+            (prefix + "reader/net-in/swipe", json.dumps({"card": f"12345678901234{i:04d}"}))
+            for i in range(300)
+        ]  # fmt: skip
+        publish.multiple([{"topic": t, "payload": p, "qos": 1} for t, p in messages],
+                         port=broker.port)  # fmt: skip
+        wait_for(lambda: node.ready()[1]["counts"].get("refused:mqtt_swipe", 0) == 301, 20,
+                 "every poison swipe to be refused")  # fmt: skip
+    finally:
+        node.stop()
+    log = node.log.read_text()
+    assert "1234567890123" not in log  # masked to its last 4
+    assert max(len(line) for line in log.splitlines()) < 1000
+    refused = [line for line in log.splitlines() if "refused" in line]
+    assert 1 <= len(refused) <= 3, refused  # once a minute, with a count of the rest
