@@ -22,7 +22,7 @@ from edge.snapshots import JOIN_COLUMNS
 DEVICE_TYPES = (
     "fire", "smoke", "door_forced", "door_held", "intrusion", "tamper", "power_fail",
     "intercom_emergency", "reader_silent", "camera_offline", "camera_frozen",
-    "camera_covered", "repeated_denial", "manual_override",
+    "camera_covered", "repeated_denial", "manual_override", "lookup_enumeration",
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
 # 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13)

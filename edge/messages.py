@@ -478,6 +478,9 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "此地址的错误令牌次数过多，请一分钟后再试",
     ),
     ("a valid bearer token (or a console login) is required", "请先登录（或提供有效的令牌）"),
+    ("too many lookups by hand; wait a minute", "手工查询次数过多，请一分钟后再试"),
+    ("a valid bearer token is required", "需要有效的令牌，或先登录"),
+    ("log in to read the API's description", "登录后才能查看接口说明"),
     (
         "a valid bearer token (or a desk login) is required",
         "请先登录管理处页面（或提供有效的令牌）",

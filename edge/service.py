@@ -33,6 +33,7 @@ from edge.housekeeping import Housekeeper
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
 from edge.logs import scrub
+from edge.lookups import Lookups
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
@@ -101,6 +102,7 @@ class Service:
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()
+        self.lookups = Lookups()
         self.sessions = Sessions(self.clock.monotonic)
         self.live = LiveFeed()
         self.bus.watchers.append(self.live.on_record)

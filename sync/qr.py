@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.errors import DomainError
+from edge.privacy import mask_name
 
 PREFIX = "GH1."
 
@@ -72,9 +73,12 @@ class Signer:
 
 
 def pass_payload(p: dict[str, Any]) -> dict[str, Any]:
-    """What a printed pass carries: enough to decide, and to match the holder."""
+    """What a printed pass carries: enough to decide, and no more than the paper shows to
+    anyone who photographs it. No card number (a card of this kind is cloned from its
+    number), and the holder's name masked as it is printed to the LAN (张**); a gate that
+    has synced shows the whole name and the photo from its own copy of the pass."""
     return {
-        "p": p["id"], "k": p["kind"], "c": f"{p['card_key']:08X}", "n": p["name"],
+        "p": p["id"], "k": p["kind"], "n": mask_name(p["name"]),
         "u": p["unit"], "f": int(p["valid_from"]),
         "t": None if p["valid_until"] is None else int(p["valid_until"]),
         "g": p["gates"], "w": p["daily_window"], "v": p["version"],

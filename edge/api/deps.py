@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from edge import audit, users
+from edge import alarms, audit, lookups, users
 from edge.sessions import COOKIE
 
 if TYPE_CHECKING:
@@ -141,3 +141,28 @@ def roles(*allowed: str) -> Any:
 
     caller.roles = tuple(dict.fromkeys((*allowed, "admin")))  # type: ignore[attr-defined]
     return Depends(caller)
+
+
+def lookup_allowed(svc: Service, who: Caller) -> None:
+    """A lookup by hand (edge.lookups): 429 past the person's limit a minute."""
+    if not svc.lookups.allow(who.name, svc.clock.monotonic()):
+        svc.count("refused:lookups")
+        raise HTTPException(429, "too many lookups by hand; wait a minute")
+
+
+def lookup_done(svc: Service, who: Caller, what: str, subject: str, found: bool) -> None:
+    """Audit a lookup by hand, and raise ``lookup_enumeration`` when it ends a run of misses."""
+    now = svc.clock.now()
+    run = not found and svc.lookups.missed(who.name, svc.clock.monotonic())
+
+    def job(c: Any) -> list[int]:
+        audit.record(c, who.name, f"lookup:{what}", subject, now)
+        if not run:
+            return []
+        return [alarms.raise_alarm(
+            c, svc.cfg.alarms, "lookup_enumeration", f"user:{who.name}", now,
+            notes=f"{who.name}: {lookups.MISSES} lookups by hand found nothing within "
+                  f"{lookups.MISS_WINDOW_S / 60:.0f} minutes (last: {what} {subject})",
+        )]  # fmt: skip
+
+    svc.control.change(job)

@@ -7,7 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 
 from edge import db, gate, pass_ops, screen, slips
-from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
+from edge.api.deps import (
+    CURSOR,
+    UNMASK,
+    Caller,
+    lookup_allowed,
+    lookup_done,
+    page,
+    roles,
+    service,
+    unmasked,
+)
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
 from edge.cards import parse_card
 from edge.errors import DomainError
@@ -66,8 +76,11 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
                      "unit": payload.get("u"), "valid_from": iso(payload["f"], svc.cfg.tz),
                      "valid_until": iso(payload["t"], svc.cfg.tz), "signed": True},
         }  # fmt: skip
+    lookup_allowed(svc, who)  # a number typed: limited, audited, and a run of misses alarms
     card = _card(body.card or "")
     decision, _holder = svc.read(lambda c: gate.check(c, card, at, gate_id, rules))
+    lookup_done(svc, who, "card", f"{card.masked} {decision.reason.value}",
+                found=decision.pass_ is not None)  # fmt: skip
     shown = None
     if decision.pass_ is not None:
         r = svc.read(lambda c: dict(pass_ops.get_pass(c, decision.pass_.id)))

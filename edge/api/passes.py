@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
-from edge import audit, db, pass_ops
+from edge import audit, db, pass_ops, photos
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn
 from edge.cards import parse_card
@@ -95,15 +95,23 @@ def revoke(
     return pass_view(svc.write(job), svc.cfg.tz, False, svc.cfg.rules.name_mask)
 
 
-@router.get("/{pass_id}/photo", response_class=FileResponse)
-def photo(request: Request, pass_id: str, who: Caller = roles("guard")) -> FileResponse:
-    """The holder's photo, for matching the pass to the person (证件与人是否相符)."""
+@router.get("/{pass_id}/photo", response_class=Response)
+def photo(request: Request, pass_id: str, who: Caller = roles("guard")) -> Response:
+    """The holder's photo, for matching the pass to the person (证件与人是否相符): only ever
+    a picture from the photo store, or a legacy file that decodes as one."""
     svc = service(request)
     r = svc.read(lambda c: dict(pass_ops.get_pass(c, pass_id)))
-    if r["photo_sha256"]:
-        path: Path | None = svc.photos.path(r["photo_sha256"])
-    else:  # issued before photos were data: the file the CLI was given
-        path = Path(r["photo_path"]) if r["photo_path"] else None
-    if path is None or not path.is_file():
-        raise HTTPException(404, f"pass {pass_id} has no photo on file")
-    return FileResponse(path, headers={"Cache-Control": "no-store"})
+    if r["photo_sha256"] and svc.photos.has(r["photo_sha256"]):
+        return FileResponse(svc.photos.path(r["photo_sha256"]), media_type="image/jpeg",
+                            headers={"Cache-Control": "no-store"})  # fmt: skip
+    if r["photo_path"]:
+        # issued before photos were data, by a path the CLI took as given: served only as
+        # the picture it decodes to, so no other file the service can read (its keys) is
+        try:
+            with Path(r["photo_path"]).open("rb") as f:
+                picture = photos.normalise(f.read(photos.MAX_UPLOAD + 1))
+        except (OSError, photos.PhotoError):
+            picture = None
+        if picture is not None:
+            return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    raise HTTPException(404, f"pass {pass_id} has no photo on file")

@@ -151,6 +151,7 @@ ZH: dict[str, str] = {
     "alarm.camera_covered": "摄像机被遮挡",
     "alarm.repeated_denial": "同一张卡多次被拒",
     "alarm.manual_override": "人工开闸",
+    "alarm.lookup_enumeration": "门岗人工查询连续落空（疑似逐号试探）",
     "alarm.first_aid": "急救",
     "alarm.theft": "盗窃",
     "alarm.fight": "打架斗殴",
