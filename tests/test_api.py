@@ -246,11 +246,12 @@ def test_a_visitor_is_registered_confirmed_shown_inside_and_let_out(client, toke
     assert client.post("/api/v1/check", json=check, headers=guard).json()["decision"] == "deny"
     v = client.post(f"/api/v1/visitors/{v['id']}/confirm", json={"how": "intercom"}, headers=guard)
     assert v.json()["state"] == "inside" and v.json()["confirmed_by"] == "老张"
+    assert v.json()["name"] == "刘*"  # by a countable id: masked (issue 11, finding 5)
     inside = client.get("/api/v1/visitors?inside=true", headers=tokens["control"]).json()["items"]
     assert [x["name"] for x in inside] == ["刘*"]  # masked in lists
     assert client.post("/api/v1/check", json=check, headers=guard).json()["decision"] == "grant"
     out = client.post(f"/api/v1/visitors/{v.json()['id']}/exit", headers=guard).json()
-    assert out["state"] == "left"
+    assert out["state"] == "left" and out["name"] == "刘*"
     assert client.get("/api/v1/visitors?inside=true", headers=guard).json()["items"] == []
     assert client.post("/api/v1/check", json=check, headers=guard).json()["reason"] == "revoked"
     again = client.post(f"/api/v1/visitors/{out['id']}/exit", headers=guard)

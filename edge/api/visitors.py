@@ -56,12 +56,13 @@ def listing(
 def confirm(
     request: Request, visitor_id: VisitorId, body: ConfirmIn, who: Caller = roles("guard")
 ) -> dict[str, Any]:
-    """The host confirmed (by intercom or phone): the visitor is admitted."""
+    """The host confirmed (by intercom or phone): the visitor is admitted. The answer names
+    the visitor masked: an id is a number anyone can count through (the list shows them)."""
     svc = service(request)
     v = svc.write(
         lambda c: visitors.confirm(c, svc.epoch, visitor_id, body.how, who.name, svc.clock.now())
     )
-    return _view(svc, v)
+    return _view(svc, v, unmask=False)
 
 
 @router.post("/{visitor_id}/exit")
@@ -70,4 +71,5 @@ def exit_(request: Request, visitor_id: VisitorId, who: Caller = roles("guard"))
     return _view(
         svc,
         svc.write(lambda c: visitors.exit_(c, svc.epoch, visitor_id, who.name, svc.clock.now())),
+        unmask=False,  # as confirm: by a countable id, so masked
     )
