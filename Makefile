@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gatehouse.example.toml
 
-.PHONY: run test lint bench screenshots clean
+.PHONY: run test lint bench fuzz screenshots clean
 
 $(BIN)/gatehouse: pyproject.toml
 	@$(PYTHON) -c 'import venv' 2>/dev/null && $(PYTHON) -m ensurepip --version >/dev/null 2>&1 \
@@ -23,6 +23,9 @@ test: $(BIN)/gatehouse
 	sh scripts/start-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+fuzz: $(BIN)/gatehouse  ## the fuzz harnesses at length (make test runs them with a few examples)
+	GATEHOUSE_FUZZ_EXAMPLES=$${GATEHOUSE_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q --timeout=0 tests/security/test_fuzz_parsers.py tests/security/test_fuzz_inputs.py
 
 screenshots: $(BIN)/gatehouse  ## the console's pictures in docs/, taken by its browser tests
 	sh scripts/debian-deps.sh mosquitto socat chromium fonts-wqy-microhei
@@ -43,6 +46,7 @@ bench: $(BIN)/gatehouse
 	sh scripts/debian-deps.sh ffmpeg
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/sync_drain.py
+	$(BIN)/python bench/office_long_polls.py
 	sh scripts/debian-deps.sh chromium
 	$(BIN)/python bench/console_latency.py
 

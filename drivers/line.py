@@ -66,12 +66,14 @@ class Line(Parser):
                 break
             line = bytes(buf[: m.start()])
             del buf[: m.end()]
+            # measured as sent, like a line still arriving (above): a card padded with
+            # blanks past MAX_LINE must not be read when it comes in one read only
+            if len(line) > MAX_LINE:
+                self.reject("too_long")
+                continue
             text = line.strip()
             if not text:
                 continue  # the LF of a CRLF, or a blank line
-            if len(text) > MAX_LINE:
-                self.reject("too_long")
-                continue
             frame = self.read_line(text, line)
             if frame is not None:
                 out.append(frame)

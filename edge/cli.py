@@ -6,9 +6,12 @@ import argparse
 import getpass
 import json
 import logging
+import re
 import signal
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,6 +31,24 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one clear line, not a usage dump
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _bounded(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str], Any]:
+    """An argument type: a finite number from ``lo`` to ``hi``. Said by argparse as
+    "argument --limit: ...", one line, before anything is opened or written."""
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= value <= hi:  # NaN and infinities compare false: refused too
+            span = f"{int(lo)} to {int(hi)}"  # whole bounds, written out: not "4e+06"
+            raise argparse.ArgumentTypeError(f"{text!r}: must be from {span}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+    return convert
 
 
 def build_parser() -> Parser:
@@ -61,7 +82,7 @@ def build_parser() -> Parser:
     lst = pp.add_parser("list", help="list passes, personal data masked")
     lst.add_argument("--status", choices=["active", "revoked", "confiscated"])
     lst.add_argument("--card")
-    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--limit", type=_bounded(int, 1, 1_000_000), default=50)
 
     off = sub.add_parser("office", help="the office sync server (with an office config)")
     offsub = off.add_subparsers(dest="action", parser_class=Parser)
@@ -111,8 +132,10 @@ def build_parser() -> Parser:
     sw.add_argument("--port", required=True, help="serial port or pty to write to")
     sw.add_argument("--card", required=True)
     sw.add_argument("--protocol", default="rdm6300", choices=sorted(config_mod.PROTOCOLS))
-    sw.add_argument("--baudrate", type=int, default=9600)
-    sw.add_argument("--hold", type=float, default=0.0, help="seconds the card stays on the reader")
+    # the config's range for a reader; --hold is bounded so a typo cannot hold a card forever
+    sw.add_argument("--baudrate", type=_bounded(int, 300, 4_000_000), default=9600)
+    sw.add_argument("--hold", type=_bounded(float, 0, 600), default=0.0,
+                    help="seconds the card stays on the reader (up to 600)")  # fmt: skip
     sw.add_argument("--corrupt", action="store_true", help="send a frame with a bad checksum")
     return p
 
@@ -126,9 +149,27 @@ def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
     print(json.dumps(doc, ensure_ascii=False) if args.json else text)
 
 
+def open_db(cfg: Config) -> sqlite3.Connection:
+    """The node's database, migrated; one line naming it when it cannot be opened (a file
+    that is not a database, a directory, a disk that refuses), not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from edge import db
+
+    try:
+        db.migrate(cfg.db_path)
+        return db.connect(cfg.db_path)
+    except (sqlite3.Error, SQLAlchemyError, OSError) as e:
+        reason = getattr(e, "orig", None) or e  # SQLAlchemy's own text runs to lines
+        raise UsageError(
+            f"database {cfg.db_path}: cannot be opened: {str(reason).splitlines()[0]}"
+        ) from None
+
+
 def cmd_run(cfg: Config) -> int:
     from edge.service import Service
 
+    open_db(cfg).close()  # a database that cannot be opened: one line, before any thread
     service = Service(cfg)
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -141,15 +182,18 @@ def cmd_run(cfg: Config) -> int:
 
 
 def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
-    from edge import db, pass_ops
+    from edge import pass_ops
     from edge.cards import parse_card
     from edge.passes import PassError
     from edge.photos import store_for
     from edge.privacy import IdHasher
 
-    db.migrate(cfg.db_path)
-    conn = db.connect(cfg.db_path)
-    hasher = IdHasher.from_data_dir(cfg.data_dir)
+    conn = open_db(cfg)
+    try:
+        hasher = IdHasher.from_data_dir(cfg.data_dir)
+    except (OSError, ValueError) as e:  # unwritable, or a key file someone edited
+        conn.close()
+        raise UsageError(f"node.data_dir: the ID number key cannot be kept: {e}") from None
     try:
         if args.action == "add":
             photo = None
@@ -213,11 +257,10 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
-    from edge import db, users
+    from edge import users
     from edge.errors import DomainError
 
-    db.migrate(cfg.db_path)
-    conn = db.connect(cfg.db_path)
+    conn = open_db(cfg)
     try:
         password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")
@@ -259,6 +302,7 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
     """``gatehouse office`` serves; ``office node add`` and ``user add`` manage its tokens."""
     import uvicorn
 
+    from edge.api.limits import server_config
     from edge.config import load_office
     from edge.errors import DomainError
     from sync import office, officedb
@@ -274,18 +318,19 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
         signer = Signer.from_data_dir(cfg.data_dir)
         _print(args, {"public_key": signer.public_b64, "kid": signer.kid}, signer.public_b64)
         return 0
-    eng = officedb.engine(cfg.database_url)
     try:
+        eng = officedb.engine(cfg.database_url)
         officedb.migrate(eng)
     except Exception as e:  # the database is down or unreachable: say so in one line
         raise UsageError(
             f"office.database_url: cannot open the database: {str(e).splitlines()[0]}"
         ) from None
     if args.command == "office" and args.action is None:
-        uvicorn.run(
-            create_office_app(cfg, eng, CLOCK), host=cfg.host, port=cfg.port, log_level="warning",
+        # the gate's limits: deadlines, bounded connections, no trusted forwarded headers
+        uvicorn.Server(server_config(
+            create_office_app(cfg, eng, CLOCK), host=cfg.host, port=cfg.port,
             ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
-        )  # fmt: skip
+        )).run()  # fmt: skip
         return 0
     try:
         with eng.begin() as c:
@@ -328,15 +373,27 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
                    f"restored from {target}; new epoch {epoch}")  # fmt: skip
     except DomainError as e:
         raise UsageError(str(e)) from None
+    except (sqlite3.Error, OSError) as e:  # a target that cannot be written, a bad source
+        raise UsageError(f"{args.command}: {target}: {e}") from None
     return 0
 
 
-def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
-    from edge import db, slips
-    from edge.errors import DomainError
+MONTH = re.compile(r"(\d{4})-(\d{2})")
 
-    db.migrate(cfg.db_path)
-    conn = db.connect(cfg.db_path)
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import slips
+    from edge.errors import DomainError
+    from edge.passes import FIRST_YEAR, LAST_YEAR
+
+    # the same years as every time a gate takes (edge.passes): December 9999 has no end
+    # this calendar can say, and the report's bounds are computed from it
+    found = MONTH.fullmatch(args.month)
+    if found and not FIRST_YEAR <= int(found.group(1)) <= LAST_YEAR:
+        raise UsageError(
+            f"--month: {args.month!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}"
+        )
+    conn = open_db(cfg)
     try:
         rows = slips.monthly_report(conn, args.month, cfg.tz, CLOCK.now())
     except DomainError as e:
@@ -351,7 +408,7 @@ def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
-    from edge import db, gate
+    from edge import gate
     from edge.cards import parse_card
     from edge.passes import PassError, parse_time
 
@@ -364,8 +421,7 @@ def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
         gate_id = cfg.known_gate(args.gate or cfg.gates[0])
     except ValueError as e:
         raise UsageError(f"--{e}") from None
-    db.migrate(cfg.db_path)
-    conn = db.connect(cfg.db_path)
+    conn = open_db(cfg)
     decision, holder = gate.check(conn, card, at, gate_id, gate.site_rules(cfg))
     conn.close()
     verdict = "grant" if decision.granted else "deny"

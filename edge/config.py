@@ -164,17 +164,88 @@ def config_path(arg: str | None) -> str:
     return arg or os.environ.get("GATEHOUSE_CONFIG") or DEFAULT_CONFIG
 
 
-def _take(table: dict[str, Any], where: str, known: set[str]) -> None:
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _key(key: str) -> str:
+    """A key as an error names it: quoted when it is not a plain word (a key may hold a line
+    break or anything else in TOML, and the error must stay one line)."""
+    return key if _PLAIN_KEY.match(key) else repr(key)
+
+
+def _take(table: Any, where: str, known: set[str]) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table ([{where}] or {{ key = value }})")
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+        raise ConfigError(f"{where}.{_key(unknown[0])}: unknown key")
+
+
+def _table(raw: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """The table at ``key`` (an empty one when it is absent), or ConfigError."""
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        name = f"{where}.{key}" if where else key
+        raise ConfigError(f"{name}: must be a table ([{name}] or {{ key = value }})")
+    return value
+
+
+def _tables(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The array of tables at ``key`` (``[[key]]``; empty when absent), or ConfigError."""
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}[{i}]: must be a table ([[{key}]] with its keys)")
+    return value
 
 
 def _str(table: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.{key}: must be a non-empty string")
+    if "\x00" in value:  # no file, zone or device name holds one; the OS refuses it later
+        raise ConfigError(f"{where}.{key}: must not contain a NUL character")
     return value
+
+
+def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+    """An optional string: absent is None, anything else must be a string."""
+    return None if table.get(key) is None else _str(table, key, where)
+
+
+def _listen(value: str, where: str) -> tuple[str, int]:
+    """HOST:PORT, the port in ASCII digits from 0 to 65535 (``int`` would take "٨٠" and
+    throw on "8²" or 5,000 digits)."""
+    m = re.fullmatch(r"(.+):([0-9]{1,5})", value)
+    if not m or int(m.group(2)) > 65535:
+        raise ConfigError(f"{where}: {value!r} is not HOST:PORT")
+    return m.group(1), int(m.group(2))
+
+
+def _url(value: str, where: str, schemes: tuple[str, ...], example: str) -> None:
+    """A URL of one of ``schemes`` with a host and, if any, a port from 1 to 65535."""
+    try:
+        u = urlparse(value)
+        u.port  # noqa: B018 -- raises ValueError for a port that is not one
+    except ValueError as e:
+        raise ConfigError(f"{where}: {value!r} is not a URL ({e})") from None
+    if u.scheme not in schemes:
+        raise ConfigError(f"{where}: {value!r} must start with {example}")
+    if not u.hostname and schemes != ("postgresql",):  # postgresql:///db is a local socket
+        raise ConfigError(f"{where}: {value!r} names no host")
+
+
+def _dir_path(value: str, where: str) -> Path:
+    """A directory the program may create: not a file, and not under one."""
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{where}: {str(p)!r} is a file, not a directory")
+            break
+    return path
 
 
 def _num(table: dict[str, Any], key: str, where: str, default: float, lo: float, hi: float) -> Any:
@@ -192,9 +263,11 @@ def _secret(table: dict[str, Any], key: str, where: str) -> Any:
     if f"{key}_file" not in table:
         return table.get(key)
     try:
-        return Path(_str(table, f"{key}_file", where)).read_text().strip()
+        return Path(_str(table, f"{key}_file", where)).read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigError(f"{where}.{key}_file: cannot be read: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}.{key}_file: is not UTF-8 text") from None
 
 
 def _ident(table: dict[str, Any], key: str, where: str) -> str:
@@ -225,17 +298,21 @@ def parse_hours(text: str, where: str) -> tuple[time, time]:
     return time(h1, m1), time(h2 % 24, m2)
 
 
-def load(path: str | Path) -> Config:
-    p = Path(path)
+def _read(p: Path) -> dict[str, Any]:
+    """A config file's TOML, or ConfigError saying in one line why not."""
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {p} cannot be read: {e}") from None
-    return parse(raw, str(p))
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    return parse(_read(p), str(p))
 
 
 def parse(raw: dict[str, Any], source: str = "") -> Config:
@@ -265,45 +342,47 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         raise ConfigError("node: the [node] table is required")
     _take(node, "node", {"id", "timezone", "data_dir"})
     node_id = _ident(node, "id", "node")
-    tz_name = _str(node, "timezone", "node", "Asia/Shanghai")
-    try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"node.timezone: unknown time zone {tz_name!r}") from None
-    data_dir = Path(_str(node, "data_dir", "node", "./var"))
+    tz = _zone(_str(node, "timezone", "node", "Asia/Shanghai"), "node.timezone")
+    data_dir = _dir_path(_str(node, "data_dir", "node", "./var"), "node.data_dir")
 
-    db = raw.get("database", {})
+    db = _table(raw, "database")
     _take(db, "database", {"url"})
     url = _str(db, "url", "database", f"sqlite:///{data_dir / 'edge.db'}")
-    if not url.startswith("sqlite:///"):
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
         raise ConfigError("database.url: the edge keeps its records in SQLite (sqlite:///PATH)")
     db_path = Path(url.removeprefix("sqlite:///"))
+    if db_path.is_dir():
+        raise ConfigError(f"database.url: {str(db_path)!r} is a directory, not a database file")
+    _dir_path(str(db_path.parent), "database.url")
 
-    api = raw.get("api", {})
+    api = _table(raw, "api")
     _take(api, "api", {"listen"})
-    listen = _str(api, "listen", "api", "127.0.0.1:8080")
-    host, _, port_text = listen.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"api.listen: {listen!r} is not HOST:PORT")
+    host, api_port = _listen(_str(api, "listen", "api", "127.0.0.1:8080"), "api.listen")
 
     mqtt = None
     if "mqtt" in raw:
-        m = raw["mqtt"]
+        m = _table(raw, "mqtt")
         _take(m, "mqtt", {"url", "prefix", "username", "password", "password_file", "keepalive_s"})
         murl = _str(m, "url", "mqtt", MqttCfg.url)
-        if urlparse(murl).scheme not in ("mqtt", "mqtts"):
-            raise ConfigError(f"mqtt.url: {murl!r} must start with mqtt:// or mqtts://")
+        _url(murl, "mqtt.url", ("mqtt", "mqtts"), "mqtt:// or mqtts://")
         password = _secret(m, "password", "mqtt")
+        if password is not None and not isinstance(password, str):
+            raise ConfigError("mqtt.password: must be a string (or use password_file)")
+        prefix = _str(m, "prefix", "mqtt", "gatehouse").strip("/")
+        # every topic is <prefix>/<node>/...: a wildcard or an empty level there would make
+        # the node publish where it cannot, or subscribe to what it must not
+        if not prefix or any(c in prefix for c in "#+") or "//" in prefix:
+            raise ConfigError(f"mqtt.prefix: {prefix!r} must be topic levels without + or #")
         mqtt = MqttCfg(
             url=murl,
-            prefix=_str(m, "prefix", "mqtt", "gatehouse").strip("/"),
-            username=m.get("username"),
+            prefix=prefix,
+            username=_opt_str(m, "username", "mqtt"),
             password=password,
             keepalive_s=int(_num(m, "keepalive_s", "mqtt", 15, 5, 600)),
         )
 
-    gates_raw = raw.get("gates", [])
-    if not isinstance(gates_raw, list) or not gates_raw:
+    gates_raw = _tables(raw, "gates")
+    if not gates_raw:
         raise ConfigError("gates: at least one [[gates]] entry is required")
     gates: list[str] = []
     for i, g in enumerate(gates_raw):
@@ -311,10 +390,11 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         gid = _ident(g, "id", f"gates[{i}]")
         if gid in gates:
             raise ConfigError(f"gates[{i}].id: {gid!r} appears twice")
+        _opt_str(g, "name", f"gates[{i}]")
         gates.append(gid)
 
     readers: list[ReaderCfg] = []
-    for i, r in enumerate(raw.get("readers", [])):
+    for i, r in enumerate(_tables(raw, "readers")):
         where = f"readers[{i}]"
         _take(r, where, set(ReaderCfg.__dataclass_fields__))
         rid = _ident(r, "id", where)
@@ -361,14 +441,14 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             )
         )
 
-    rules_raw = raw.get("rules", {})
+    rules_raw = _table(raw, "rules")
     _take(rules_raw, "rules", {"worker_hours", "stale_after_s", "open_pulse_ms", "name_mask"})
     name_mask = rules_raw.get("name_mask", "surname")
     if name_mask not in NAME_MASKS:
         raise ConfigError(f"rules.name_mask: must be one of {', '.join(NAME_MASKS)}")
     rules = RulesCfg(
         worker_hours=parse_hours(
-            str(rules_raw.get("worker_hours", "07:00-19:00")), "rules.worker_hours"
+            _str(rules_raw, "worker_hours", "rules", "07:00-19:00"), "rules.worker_hours"
         ),
         stale_after_s=float(_num(rules_raw, "stale_after_s", "rules", 3.0, 0.1, 3600)),
         open_pulse_ms=int(_num(rules_raw, "open_pulse_ms", "rules", 1000, 50, 60_000)),
@@ -376,7 +456,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     )
 
     cameras: list[CameraCfg] = []
-    for i, c in enumerate(raw.get("cameras", [])):
+    for i, c in enumerate(_tables(raw, "cameras")):
         where = f"cameras[{i}]"
         _take(c, where, set(CameraCfg.__dataclass_fields__))
         cid = _ident(c, "id", where)
@@ -406,7 +486,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
                 decode=decode,
             )
         )  # fmt: skip
-    snaps = raw.get("snapshots", {})
+    snaps = _table(raw, "snapshots")
     _take(snaps, "snapshots", {"retention_days", "quota_mb", "jpeg_quality"})
     snapshots_cfg = SnapshotsCfg(
         retention_days=float(_num(snaps, "retention_days", "snapshots", 30, 0.01, 3650)),
@@ -415,26 +495,29 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     )
     sync = None
     if "sync" in raw:
-        sync = _sync(raw["sync"])
+        sync = _sync(_table(raw, "sync"))
 
     alarms = _alarms(raw, gates)
-    qr_raw = raw.get("qr", {})
+    qr_raw = _table(raw, "qr")
     _take(qr_raw, "qr", {"office_public_keys"})
     qr_keys = qr_raw.get("office_public_keys", [])
     if not isinstance(qr_keys, list) or not all(_is_key(k) for k in qr_keys):
         raise ConfigError("qr.office_public_keys: a list of keys from `gatehouse office key`")
     shifts = DEFAULT_SHIFTS
     if "shifts" in raw:
-        shifts_raw = raw["shifts"]
-        if not isinstance(shifts_raw, list) or not shifts_raw:
+        shifts_raw = _tables(raw, "shifts")
+        if not shifts_raw:
             raise ConfigError("shifts: give at least one [[shifts]] entry")
-        parsed = []
+        parsed: list[ShiftCfg] = []
         for i, sh in enumerate(shifts_raw):
             _take(sh, f"shifts[{i}]", {"name", "hours"})
             start, end = parse_hours(_str(sh, "hours", f"shifts[{i}]"), f"shifts[{i}].hours")
-            parsed.append(ShiftCfg(_ident(sh, "name", f"shifts[{i}]"), start, end))
+            name = _ident(sh, "name", f"shifts[{i}]")
+            if any(x.name == name for x in parsed):  # a handover names its shift by name
+                raise ConfigError(f"shifts[{i}].name: {name!r} appears twice")
+            parsed.append(ShiftCfg(name, start, end))
         shifts = tuple(parsed)
-    handover = raw.get("handover", {})
+    handover = _table(raw, "handover")
     _take(handover, "handover", {"items"})
     items = handover.get("items", {})
     if not isinstance(items, dict) or not all(
@@ -452,7 +535,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         data_dir=data_dir,
         db_path=db_path,
         api_host=host.strip("[]"),
-        api_port=int(port_text),
+        api_port=api_port,
         mqtt=mqtt,
         gates=tuple(gates),
         readers=tuple(readers),
@@ -465,36 +548,40 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
 
 
 def _alarms(raw: dict[str, Any], gates: list[str]) -> AlarmsCfg:
-    a = raw.get("alarms", {})
+    a = _table(raw, "alarms")
     _take(a, "alarms", {"escalate_after_s", "priorities", "checklists", "repeated_denials",
                         "repeated_denials_window_s"})  # fmt: skip
     escalate = dict(AlarmsCfg().escalate_after_s)
-    for key, value in a.get("escalate_after_s", {}).items():
+    for key, value in _table(a, "escalate_after_s", "alarms").items():
         if (
             key not in ("1", "2", "3")
             or isinstance(value, bool)
             or not isinstance(value, int | float)
             or value <= 0
         ):
-            raise ConfigError(f"alarms.escalate_after_s.{key}: priorities 1-3, seconds > 0")
+            raise ConfigError(f"alarms.escalate_after_s.{_key(key)}: priorities 1-3, seconds > 0")
         escalate[int(key)] = float(value)
     priorities = {}
-    for key, value in a.get("priorities", {}).items():
-        if value not in (1, 2, 3):
-            raise ConfigError(f"alarms.priorities.{key}: must be 1, 2 or 3")
+    for key, value in _table(a, "priorities", "alarms").items():
+        if isinstance(value, bool) or value not in (1, 2, 3):
+            raise ConfigError(f"alarms.priorities.{_key(key)}: must be 1, 2 or 3")
         priorities[key] = value
     checklists = {}
-    for key, steps in a.get("checklists", {}).items():
+    for key, steps in _table(a, "checklists", "alarms").items():
         if not isinstance(steps, list) or not all(isinstance(x, str) and x for x in steps):
-            raise ConfigError(f"alarms.checklists.{key}: a list of steps (text)")
+            raise ConfigError(f"alarms.checklists.{_key(key)}: a list of steps (text)")
         checklists[key] = tuple(steps)
     sources: dict[str, tuple[str | None, str | None]] = {}
-    for i, src in enumerate(raw.get("alarm_sources", [])):
-        _take(src, f"alarm_sources[{i}]", {"id", "gate", "location"})
+    for i, src in enumerate(_tables(raw, "alarm_sources")):
+        where = f"alarm_sources[{i}]"
+        _take(src, where, {"id", "gate", "location"})
         gate = src.get("gate")
         if gate is not None and gate not in gates:
-            raise ConfigError(f"alarm_sources[{i}].gate: {gate!r} is not one of the [[gates]]")
-        sources[_ident(src, "id", f"alarm_sources[{i}]")] = (gate, src.get("location"))
+            raise ConfigError(f"{where}.gate: {gate!r} is not one of the [[gates]]")
+        source_id = _ident(src, "id", where)
+        if source_id in sources:
+            raise ConfigError(f"{where}.id: {source_id!r} appears twice")
+        sources[source_id] = (gate, _opt_str(src, "location", where))
     return AlarmsCfg(
         escalate_after_s=escalate,
         priorities=priorities,
@@ -521,6 +608,9 @@ class OfficeCfg:
     tls_key: str | None = None
 
 
+OFFICE_KEYS = {"database_url", "listen", "data_dir", "timezone", "tls_cert", "tls_key"}
+
+
 def is_office(path: str | Path) -> bool:
     """Whether a config file is an office's (it has [office] and no [node])."""
     try:
@@ -532,34 +622,32 @@ def is_office(path: str | Path) -> bool:
 
 def load_office(path: str | Path) -> OfficeCfg:
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {p} cannot be read: {e}") from None
+    raw = _read(p)
     office = raw.get("office")
     if not isinstance(office, dict):
         raise ConfigError("office: the [office] table is required for the office server")
-    _take(office, "office", {"database_url", "listen", "data_dir", "timezone", "tls_cert",
-                             "tls_key"})  # fmt: skip
+    _take(raw, "config", {"office"})  # a typo'd table is an error here too, not ignored
+    _take(office, "office", OFFICE_KEYS)
     tls = [office.get("tls_cert"), office.get("tls_key")]
     if any(tls) and not all(isinstance(x, str) and Path(x).is_file() for x in tls):
         raise ConfigError("office.tls_cert, office.tls_key: both, as readable files")
     url = _str(office, "database_url", "office")
     if not url.startswith("postgresql://"):
         raise ConfigError("office.database_url: must be postgresql://...")
-    listen = _str(office, "listen", "office", "127.0.0.1:9090")
-    host, _, port_text = listen.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"office.listen: {listen!r} is not HOST:PORT")
-    tz_name = _str(office, "timezone", "office", "Asia/Shanghai")
+    _url(url, "office.database_url", ("postgresql",), "postgresql://")
+    host, port = _listen(_str(office, "listen", "office", "127.0.0.1:9090"), "office.listen")
+    tz = _zone(_str(office, "timezone", "office", "Asia/Shanghai"), "office.timezone")
+    data_dir = _dir_path(_str(office, "data_dir", "office", "./var/office"), "office.data_dir")
+    return OfficeCfg(url, host, port, data_dir, tz, str(p), tls[0], tls[1])
+
+
+def _zone(name: str, where: str) -> ZoneInfo:
+    """A time zone of the system's database, by its name (never a path: ZoneInfo refuses
+    those, and a name too long for the file system is as unknown)."""
     try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"office.timezone: unknown time zone {tz_name!r}") from None
-    data_dir = Path(_str(office, "data_dir", "office", "./var/office"))
-    return OfficeCfg(url, host, int(port_text), data_dir, tz, str(p), tls[0], tls[1])
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"{where}: unknown time zone {name!r}") from None
 
 
 def _sync(s: dict[str, Any]) -> SyncCfg:
@@ -568,8 +656,7 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
     if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
         raise ConfigError("sync.ca_file: must be a readable file")
     url = _str(s, "office_url", "sync")
-    if urlparse(url).scheme not in ("http", "https"):
-        raise ConfigError(f"sync.office_url: {url!r} must start with http:// or https://")
+    _url(url, "sync.office_url", ("http", "https"), "http:// or https://")
     token = _secret(s, "token", "sync")
     if not isinstance(token, str) or not token:
         raise ConfigError("sync.token: the node's token from `gatehouse office node add`")

@@ -300,6 +300,11 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("{what}: valid_until may be at most {shown}", "{what}：有效期至最晚为 {shown}"),
     ("{text!r} is not an ISO 8601 time", "{text} 不是有效的时间（应如 2026-05-01T08:00）"),
     (
+        "{text!r} is outside the years {first} to {last}",
+        "{text} 超出可接受的时间范围（{first} 年至 {last} 年）",
+    ),
+    ("must be within the years {first} to {last}", "必须在 {first} 年至 {last} 年之间"),
+    (
         "a worker pass is tied to the unit being renovated",
         "施工人员出入证必须填写所装修的单位/房号",
     ),
@@ -494,6 +499,42 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("node {node_id!r} is registered already", "门岗节点 {node_id} 已经登记过"),
     ("seq {seq}: payload does not match its sha256", "第 {seq} 条同步记录：内容与其 SHA-256 不符"),
     ("not a batch of the sync protocol ({error})", "不是同步协议的数据批次（{error}）"),
+    (
+        "seq {seq}: before the epoch's first seq {base}",
+        "第 {seq} 条同步记录：早于该纪元的第一条（第 {base} 条）",
+    ),
+    ("seq {seq}: twice in one batch", "第 {seq} 条同步记录：在同一批次中出现了两次"),
+    (
+        "seq {seq}: kind {record!r} is not a record the office knows",
+        "第 {seq} 条同步记录：管理处不认识记录类别 {record}",
+    ),
+    ("seq {seq}: payload is nested too deeply", "第 {seq} 条同步记录：内容嵌套层数过多"),
+    (
+        "seq {seq}: payload is not JSON the office can keep ({error})",
+        "第 {seq} 条同步记录：内容不是管理处能保存的 JSON（{error}）",
+    ),
+    ("seq {seq}: payload is not a JSON object", "第 {seq} 条同步记录：内容不是 JSON 对象"),
+    (
+        "seq {seq}: payload holds {char}, which the office cannot store",
+        "第 {seq} 条同步记录：内容含有 {char}，管理处无法保存",
+    ),
+    (
+        "seq {seq}: {record}.{name} must be a number",
+        "第 {seq} 条同步记录：{record} 的 {name} 必须是数字",
+    ),
+    (
+        "seq {seq}: {record}.{name} must be text",
+        "第 {seq} 条同步记录：{record} 的 {name} 必须是文字",
+    ),
+    (
+        "base {base}: this epoch began at seq {first} in earlier batches",
+        "base {base}：此前的批次中该纪元从第 {first} 条开始",
+    ),
+    ("the office's database refused the batch: {error}", "管理处数据库拒收了此批次：{error}"),
+    (
+        "seq {seq}: the office's database refused it: {error}",
+        "第 {seq} 条同步记录：管理处数据库拒收了这一条：{error}",
+    ),
     # backup and restore
     ("{path} exists already; choose a new file", "{path} 已存在，请换一个文件名"),
     ("the copy failed its integrity check: {error}", "备份副本未通过完整性检查：{error}"),
@@ -525,6 +566,15 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ),
     ("{value!r} is not one of {choices}", "{value} 不在可选范围内（可选：{choices}）"),
     ("must be after {field:word}", "必须晚于{field}"),
+    (
+        "{value!r} is not a time in the years 2000 to 2099 (ISO 8601)",
+        "{value} 不是 2000 年至 2099 年之间的有效时间（应如 2026-05-01T08:00）",
+    ),
+    ("must be a time in the years 2000 to 2099", "必须是 2000 年至 2099 年之间的时间"),
+    (
+        "{value!r} is not a month from 2000-01 to 2099-12 (YYYY-MM)",
+        "{value} 不是 2000-01 至 2099-12 之间的月份（格式为 YYYY-MM）",
+    ),
     # a file and a line of a pass import
     ("header lacks column {column!r}", "表头缺少列 {column}"),
     ("unknown column {column!r}", "未知的列 {column}"),

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +27,7 @@ from edge.models import Confiscation
 from edge.passes import PassError, parse_time, resolve_validity
 from edge.photos import SHA256
 from edge.privacy import IdHasher, mask_name
+from edge.views import iso
 
 log = logging.getLogger(__name__)
 
@@ -542,11 +542,8 @@ def set_status(
 
 
 def shown(row: dict[str, Any], tz: ZoneInfo, name_mask: str = "surname") -> dict[str, Any]:
-    """A pass as it may be shown outside the office: name and card masked."""
-
-    def iso(t: float | None) -> str | None:
-        return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
-
+    """A pass as it may be shown outside the office: name and card masked; a time no
+    calendar can show never stops the list (edge.views.iso)."""
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -554,8 +551,8 @@ def shown(row: dict[str, Any], tz: ZoneInfo, name_mask: str = "surname") -> dict
         "name": mask_name(row["name"], name_mask),
         "unit": row["unit"],
         "id_last4": row["id_last4"],
-        "valid_from": iso(row["valid_from"]),
-        "valid_until": iso(row["valid_until"]),
+        "valid_from": iso(row["valid_from"], tz),
+        "valid_until": iso(row["valid_until"], tz),
         "status": row["status"],
         "gates": row["gates"].split(",") if row["gates"] else None,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from edge.decision import KINDS
@@ -19,6 +19,16 @@ from edge.errors import DomainError
 
 TEMPORARY_MAX = timedelta(hours=72)  # elapsed time, never local calendar arithmetic
 WORKER_MAX_MONTHS = 3
+
+# The times a gate takes at any door (a pass's validity, a check's moment, a slip's window,
+# a list's bounds). Far outside them nothing is meant: year 9999 is "forever" typed by hand,
+# year 1 a default, and past year 9999 in the site's zone Python cannot show the time at all,
+# so such a pass broke every list it was in (issue 11, finding 7). The bounds are the
+# years' first and last moments in the earliest and latest zones on Earth (UTC+14, UTC-12),
+# so any local time from 2000 to 2099 is taken, wherever the site is.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+EARLIEST = (datetime(FIRST_YEAR, 1, 1, tzinfo=UTC) - timedelta(hours=14)).timestamp()
+LATEST = (datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC) + timedelta(hours=12)).timestamp()
 
 
 class PassError(DomainError):
@@ -39,6 +49,12 @@ class Validity:
     valid_until: float | None
 
 
+def in_range(t: float) -> bool:
+    """Whether a UNIX time is one a gate takes (FIRST_YEAR to LAST_YEAR). Comparisons
+    only: NaN compares false, and a huge int compares exactly where math.isfinite throws."""
+    return isinstance(t, int | float) and EARLIEST <= t <= LATEST
+
+
 def resolve_validity(
     kind: str,
     now: float,
@@ -49,6 +65,10 @@ def resolve_validity(
     """Fill in a kind's default validity and refuse anything beyond its limit."""
     if kind not in KINDS:
         raise PassError(f"unknown pass kind {kind!r} (one of {', '.join(KINDS)})")
+    # every caller's times, not only parse_time's: the office, a lent visitor's card
+    for field, t in (("valid_from", valid_from), ("valid_until", valid_until)):
+        if t is not None and not in_range(t):
+            raise PassError(f"{field}: must be within the years {FIRST_YEAR} to {LAST_YEAR}")
     start = now if valid_from is None else valid_from
     start_dt = datetime.fromtimestamp(start, tz)
     if kind == "temporary":
@@ -71,11 +91,16 @@ def resolve_validity(
 
 
 def parse_time(text: str, tz: ZoneInfo) -> float:
-    """ISO 8601; without an offset, in the node's time zone (CONTRACT.md)."""
+    """ISO 8601; without an offset, in the node's time zone (CONTRACT.md); only from
+    FIRST_YEAR to LAST_YEAR, the one check every door that takes a time shares."""
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
         raise PassError(f"{text!r} is not an ISO 8601 time") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=tz)
-    return t.timestamp()
+    # the year as written (2100-01-01T00:00+08:00 is 2100 to whoever typed it), and the
+    # instant inside the widest window (a long way from UTC, the year can still be fine)
+    if not FIRST_YEAR <= t.year <= LAST_YEAR or not in_range(stamp := t.timestamp()):
+        raise PassError(f"{text!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+    return stamp

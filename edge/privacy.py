@@ -7,6 +7,7 @@ import hmac
 import os
 import re
 import secrets
+import unicodedata
 from pathlib import Path
 
 _ID_RE = re.compile(r"^[0-9A-Z]{6,32}$")
@@ -43,13 +44,48 @@ class IdHasher:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest(), value[-4:]
 
 
+# Characters that take no room on a screen: zero-width spaces and joiners, direction
+# marks, byte-order marks, controls, lone surrogates. Dropped before masking, so 李\u200b四
+# is 李四 and no invisible character can make a word of a name look like two.
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs"))
+
+
+def _clusters(word: str) -> list[str]:
+    """A word as what a reader sees as characters: each base character with the combining
+    marks after it (é written e + U+0301, Tibetan and Arabic vowel signs), so a mask never
+    shows a base character's mark alone, nor hides half of what it shows."""
+    out: list[str] = []
+    for ch in word:
+        if out and unicodedata.category(ch).startswith("M"):
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
+def _words(name: str) -> list[list[str]]:
+    """The name's words, split on any Unicode space (U+3000, NBSP, thin space, tab...), each
+    as its clusters; the invisible characters gone."""
+    seen = "".join(c for c in name if unicodedata.category(c) not in _INVISIBLE)
+    return [_clusters(w) for w in seen.split()]
+
+
 def mask_name(name: str, style: str = "surname") -> str:
-    """A name fit to leave the box: ``张三丰`` → ``张**``, ``John Smith`` → ``J*** S****``."""
+    """A name fit to leave the box: ``张三丰`` → ``张**``, ``John Smith`` → ``J*** S****``.
+
+    What shows is the first character (the surname of a Chinese name) or, for a name of
+    several words each longer than one character, each word's initial. Never the whole name:
+    a name of one character shows none of it, and a name with a word of one character
+    (``李 四``, ``J S``, typed with any kind of space) is masked as one word, else each
+    "initial" would be the whole word (issue 11, finding 6)."""
     if style == "none":
         return name
-    if style == "hidden" or not name:
+    words = _words(name) if style != "hidden" else []
+    if not words:
         return "***"
-    words = name.split()
-    if len(words) > 1:  # Latin names: keep each initial
+    if len(words) > 1 and all(len(w) > 1 for w in words):  # Latin names: each initial
         return " ".join(w[0] + "*" * (len(w) - 1) for w in words)
-    return name[0] + "*" * max(len(name) - 1, 1)
+    clusters = [c for w in words for c in w]
+    if len(clusters) == 1:
+        return "**"
+    return clusters[0] + "*" * (len(clusters) - 1)

@@ -199,7 +199,7 @@ class Service:
             reader = self.readers_cfg.get(reader_id)
             if reader is None or reader.transport != "mqtt":
                 raise Refused(f"no MQTT reader {reader_id!r} is configured")
-            swipe = inputs.parse(SwipeIn, payload)
+            swipe = inputs.parse(SwipeIn, payload, now=wall)
             try:
                 card = parse_card(swipe.card, reader.card_format)
             except ValueError as e:

@@ -23,6 +23,7 @@ from edge import db, outbox, store
 from edge.decision import Reason
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import GoodsSlip
+from edge.passes import FIRST_YEAR, LAST_YEAR
 from edge.snapshots import JOIN_COLUMNS
 
 AUTHORISATIONS = ("in_person", "written", "company")
@@ -245,6 +246,8 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[float, float]:
         start = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
     except ValueError:
         raise DomainError(f"month: {month!r} is not YYYY-MM") from None
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise DomainError(f"month: {month!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
     return start.timestamp(), end.timestamp()
 

@@ -18,8 +18,22 @@ if TYPE_CHECKING:  # the record's type only: the gate imports this module, not t
     from edge.gate import Event
 
 
-def iso(t: float | None, tz: ZoneInfo) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, tz).isoformat(timespec="seconds")
+def iso(t: float | None, tz: ZoneInfo, timespec: str = "seconds") -> str | None:
+    """A stored UNIX time in the site's zone; never raises, so one bad row (a pass valid
+    until year 10000, stored before the doors checked, or by another program) cannot take
+    a whole list down with it (issue 11, finding 7). A time past either end of the calendar
+    shows as that end, 9999-12-31T23:59:59 or 0001-01-01T00:00:00, which reads as what it
+    means ("forever", "always") and still parses as a time; NaN or a non-number as null."""
+    if t is None:
+        return None
+    try:
+        return datetime.fromtimestamp(t, tz).isoformat(timespec=timespec)
+    except (OverflowError, ValueError, OSError, TypeError):
+        pass
+    if not isinstance(t, int | float) or t != t:  # NaN (math.isnan refuses a huge int)
+        return None
+    end = datetime.max if t > 0 else datetime.min
+    return end.replace(tzinfo=tz).isoformat(timespec=timespec)
 
 
 def _card(r: dict[str, Any], unmask: bool) -> str | None:
@@ -144,7 +158,7 @@ def decision_message(e: Event, tz: ZoneInfo, name_mask: str) -> dict[str, Any]:
     """A decision as published on ``gate/<gate>/decision`` and answered to a guard."""
     return {
         "event_id": e.event_id,
-        "ts": datetime.fromtimestamp(e.ts, tz).isoformat(timespec="milliseconds"),
+        "ts": iso(e.ts, tz, "milliseconds"),
         "gate": e.gate,
         "reader": e.reader,
         "direction": e.direction,

@@ -7,25 +7,34 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
+import math
+import re
 import secrets
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import psycopg2
 import psycopg2.errors
-from sqlalchemy import Connection, Float, func, select, text
+from sqlalchemy import Connection, Numeric, Text, case, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
 from edge import photos, users
 from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
-from edge.passes import resolve_validity
+from edge.passes import parse_time, resolve_validity
 from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
 from edge.users import hash_token
 from sync import schema as t
 from sync import wire
+
+log = logging.getLogger(__name__)
 
 OFFICE_ROLES = ("clerk", "admin")
 PASS_COLUMNS = (
@@ -145,6 +154,39 @@ def get_pass(conn: Connection, pass_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+# -- times the office takes ------------------------------------------------------------------
+#
+# A pass or slip issued here names its times for years: on the desk, on a printed QR code, in
+# every gate's comparisons. Outside 2000-2099 a time is a typo or an attack (year 10000 does
+# not fit Python's datetime, 1e300 no calendar at all), so the office refuses it where a
+# clerk gives one, after the shared parser (edge.passes.parse_time, which checks the years
+# too) has read it, and again on the numbers it keeps, whoever computed them. The bounds are
+# the gates' (edge.passes): the years' first and last moments in the earliest and latest
+# zones on Earth (UTC+14, UTC-12), so any local time in those years is taken anywhere.
+
+EARLIEST = (datetime(2000, 1, 1, tzinfo=UTC) - timedelta(hours=14)).timestamp()
+LATEST = (datetime(2100, 1, 1, tzinfo=UTC) + timedelta(hours=12)).timestamp()
+
+
+def check_time(field: str, when: float) -> float:
+    """``when`` if it falls in the years the office takes, else DomainError naming ``field``."""
+    if not EARLIEST <= when <= LATEST:  # NaN fails this too
+        raise DomainError(f"{field}: must be a time in the years 2000 to 2099")
+    return when
+
+
+def parse_field_time(field: str, value: str, tz: Any) -> float:
+    """A time a clerk typed into ``field``, read by the shared parser and kept to the years
+    the office takes; DomainError naming the field otherwise."""
+    try:
+        when = parse_time(value, tz)
+    except (ValueError, OverflowError):  # its PassError too: said again with the field
+        when = math.nan
+    if not EARLIEST <= when <= LATEST:
+        raise DomainError(f"{field}: {value!r} is not a time in the years 2000 to 2099 (ISO 8601)")
+    return when
+
+
 # -- what the office owns: passes, and the log the gates pull -----------------------------
 
 
@@ -173,6 +215,9 @@ def pass_record(conn: Connection, pass_id: str) -> dict[str, Any]:
 def issue_pass(
     conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str, now: float
 ) -> dict:
+    for field, value in (("valid_from", req.valid_from), ("valid_until", req.valid_until)):
+        if value:  # before build_row, whose arithmetic on a year-1 time fails unnamed
+            parse_field_time(field, value, tz)
     row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
     if req.photo is not None and not has_photo(conn, req.photo):
         raise NotFound(f"photo {req.photo}: upload it first (POST /api/v1/photos)")
@@ -202,6 +247,8 @@ def renew_pass(conn: Connection, pass_id: str, valid_until: float | None, tz: An
     current = pass_record(conn, pass_id)
     if current["status"] != "active":
         raise Conflict(f"pass {pass_id} is {current['status']}; issue a new one instead")
+    if valid_until is not None:
+        check_time("valid_until", valid_until)
     period = resolve_validity(current["kind"], now, tz, None, valid_until)
     record = current | {"valid_from": period.valid_from, "valid_until": period.valid_until,
                         "updated_by": by, "updated_at": now,
@@ -238,6 +285,8 @@ def get_photo(conn: Connection, sha: str) -> bytes:
 def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any) -> dict:
     """A slip issued by the service centre (numbered FO-<year>-<n>, apart from the gates')."""
     start, end = validate_slip(req, now)
+    check_time("valid_from", start)
+    check_time("valid_until", end)
     conn.execute(text("SELECT pg_advisory_xact_lock(7216)"))  # serial numbers, no gaps
     year = datetime.fromtimestamp(now, tz).year
     prefix = f"FO-{year}-"
@@ -300,17 +349,184 @@ def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, An
 
 
 # -- what the gates own: applied once, in order, checked ---------------------------------
+#
+# Every row of a batch must be a record the office knows, its payload the text its sha256
+# names and a JSON object that jsonb takes as it is; the rows the office acts on or counts
+# (a grant it checks against its revocations, a slip fact, an alarm, a confiscation) with
+# the fields it reads of their type. A refusal is a 422 naming the seq and the problem, in
+# the batch's one transaction: nothing of it stays.
+#
+# Parsing every payload in Python would cost a drain a third of its speed (bench/
+# sync_drain.py), so the bulk (denials, visitors, pictures, duty log...) is parsed once, by
+# PostgreSQL as COPY reads it into jsonb; when it refuses one, the batch is checked again
+# row by row in Python to name the seq. What jsonb takes that Python would not (1e400,
+# nesting past 1,000 levels) is kept: it is valid JSON, and the office's reads answer it.
+
+# every kind a gate sends (edge: the callers of outbox.add; tests/test_sync.py checks it)
+KINDS = frozenset({
+    "access_event", "alarm", "confiscation", "duty_log", "handover", "handover_signed",
+    "slip_released", "slip_rejected", "slip_cancelled", "snapshot", "visitor_in",
+    "visitor_out",
+})  # fmt: skip
+_SLIP_FACT = (("number", False, True), ("closed_at", True, False), ("closed_by", False, False),
+              ("gate", False, False), ("notes", False, False))  # fmt: skip
+# (field, a number (else text), required): what the office reads of each kind
+_FIELDS: dict[str, tuple[tuple[str, bool, bool], ...]] = {
+    "access_event": (("ts", True, True), ("decision", False, True), ("pass_id", False, False),
+                     ("gate", False, False)),
+    "alarm": (("at", True, True), ("action", False, True), ("type", False, True)),
+    "confiscation": (("at", True, True), ("gate", False, False)),
+    "slip_released": _SLIP_FACT,
+    "slip_rejected": _SLIP_FACT,
+    "slip_cancelled": _SLIP_FACT,
+}  # fmt: skip
+NUMBER_CHARS = 40  # a float's text at most (a gate writes its shortest repr, ~20 chars)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _float(token: str) -> float:
+    """A JSON number with a fraction or exponent that jsonb and Python read alike: Python
+    makes 1e400 infinite (which no answer can carry) and 1e-999999 zero (which PostgreSQL
+    refuses)."""
+    value = float(token)
+    underflow = value == 0 and any(c in "123456789" for c in token.partition("e")[0].lower())
+    if len(token) > NUMBER_CHARS or not math.isfinite(value) or underflow:
+        raise ValueError(f"number {token[:NUMBER_CHARS]} is out of range")
+    return value
+
+
+# made once: json.loads with hooks builds a decoder at every call (a fifth of the check's
+# time). Integers keep int()'s own limit (4,300 digits), which jsonb's numeric holds.
+_PAYLOAD = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float)
+
+
+def _unstorable(value: Any) -> str | None:
+    """What in a parsed payload jsonb refuses though JSON allows it: U+0000, and a lone
+    surrogate (an escape like \\ud800 without its pair)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            if "\x00" in v:
+                return "U+0000"
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return "a lone surrogate"
+    return None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _acted_on(kind: str, payload: str) -> bool:
+    """Whether the office reads this record's fields at once: a grant (the text says so,
+    or may through a \\u escape), a slip fact, an alarm, a confiscation."""
+    if kind == "access_event":
+        return "grant" in payload or "\\u" in payload
+    return kind in _FIELDS
+
+
+def checked_record(e: wire.Row, base: int, parse: bool = False) -> tuple[str, dict | None]:
+    """One row of a batch as the office will keep it: (kind, its payload parsed if the
+    office acts on it or ``parse``), or DomainError naming its seq and what is wrong."""
+    if e.seq < base:
+        raise DomainError(f"seq {e.seq}: before the epoch's first seq {base}")
+    kind = wire.unescape(e.kind)
+    if kind not in KINDS:
+        raise DomainError(f"seq {e.seq}: kind {kind!r} is not a record the office knows")
+    payload = wire.unescape(e.payload)
+    if hashlib.sha256(payload.encode()).hexdigest() != e.sha256:
+        raise DomainError(f"seq {e.seq}: payload does not match its sha256")
+    # jsonb checks the bulk as JSON; of valid JSON, only an object starts with "{" (what
+    # does not is parsed here, to say what it is)
+    looks_whole = payload.lstrip(" \t\n\r").startswith("{")
+    if not parse and looks_whole and not _acted_on(kind, payload):
+        return kind, None
+    try:
+        record = _PAYLOAD.decode(payload)
+    except RecursionError:
+        raise DomainError(f"seq {e.seq}: payload is nested too deeply") from None
+    except ValueError as err:
+        raise DomainError(f"seq {e.seq}: payload is not JSON the office can keep ({err})") from None
+    if not isinstance(record, dict):
+        raise DomainError(f"seq {e.seq}: payload is not a JSON object")
+    # U+0000 and lone surrogates reach a parsed string only through a \u escape
+    if "\\u" in payload and (found := _unstorable(record)) is not None:
+        raise DomainError(f"seq {e.seq}: payload holds {found}, which the office cannot store")
+    for name, number, required in _FIELDS.get(kind, ()):
+        value = record.get(name)
+        if value is None and not required:
+            continue
+        if number and not _is_number(value):
+            raise DomainError(f"seq {e.seq}: {kind}.{name} must be a number")
+        if not number and not isinstance(value, str):
+            raise DomainError(f"seq {e.seq}: {kind}.{name} must be text")
+    return kind, record
+
+
+class _Refused(DomainError):
+    """PostgreSQL refused a line of a COPY (``line``: 1-based, when it said which)."""
+
+    def __init__(self, message: str, said: str, line: int | None) -> None:
+        super().__init__(message)
+        self.said, self.line = said, line
+
+
+_COPY_LINE = re.compile(r"COPY \w+, line (\d+)")
+
+
+def _copy(cur: Any, sql: str, lines: Iterable[str]) -> None:
+    """COPY these lines; what PostgreSQL refuses in them is the batch's problem (422), the
+    database being away is not (503)."""
+    try:
+        cur.copy_expert(sql, io.StringIO("".join(lines)))
+    except (
+        psycopg2.DataError,
+        psycopg2.IntegrityError,
+        psycopg2.errors.ProgramLimitExceeded,
+        psycopg2.errors.StatementTooComplex,
+    ) as err:  # (too deep for its stack, too big)
+        if isinstance(err, psycopg2.errors.UniqueViolation):
+            raise
+        said = (err.diag.message_primary or str(err)).strip().splitlines()[0]
+        where = _COPY_LINE.search(err.diag.context or "")
+        raise _Refused(f"push: the office's database refused the batch: {said}", said,
+                       int(where[1]) if where else None) from None  # fmt: skip
+    except psycopg2.Error as err:  # raw DBAPI errors: the app's 503 handler knows these
+        raise DBAPIError(sql, None, err) from None
 
 
 def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
                batch: list[wire.Row], now: float) -> dict[str, Any]:  # fmt: skip
     """Apply one batch from a gate in one transaction, received at ``now``; answers the
     contiguous high-water mark. A sequence number seen before with other content is an
-    integrity anomaly."""
+    integrity anomaly. A refusal (DomainError) leaves nothing: the caller's transaction
+    is rolled back."""
+    records: dict[int, tuple[str, dict[str, Any] | None]] = {}
+    for e in batch:
+        if e.seq in records:
+            raise DomainError(f"seq {e.seq}: twice in one batch")
+        records[e.seq] = checked_record(e, base)
     cursor = conn.execute(
         select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
                                      t.edge_cursors.c.epoch == epoch).with_for_update()
     ).mappings().first()  # fmt: skip
+    if cursor is not None and cursor["base"] != base:
+        # the gate keeps its epoch's base once made (sync.client._base): another one means
+        # it counts differently from what the office holds; acknowledging would be a guess
+        raise DomainError(
+            f"base {base}: this epoch began at seq {cursor['base']} in earlier batches"
+        )
     if cursor is None:
         conn.execute(insert(t.edge_cursors).values(
             node_id=node_id, epoch=epoch, base=base, contiguous_hwm=base - 1, max_seen=base - 1,
@@ -321,15 +537,10 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
         ).mappings().first()  # fmt: skip
     assert cursor is not None
     # COPY straight in (the fastest way into PostgreSQL); if any row is there already (a
-    # batch sent again), fall back to staging it and moving across only the new rows.
-    lines = []
-    sent: dict[int, str] = {}
-    kinds: dict[int, str] = {}
-    for e in batch:
-        if hashlib.sha256(wire.unescape(e.payload).encode()).hexdigest() != e.sha256:
-            raise DomainError(f"seq {e.seq}: payload does not match its sha256")
-        sent[e.seq], kinds[e.seq] = e.sha256, wire.unescape(e.kind)
-        lines.append(f"{e.seq}\t{e.kind}\t{e.ref}\t{e.payload}\t{e.sha256}\n")
+    # batch sent again), fall back to staging it and moving across only the new rows. The
+    # fields go to COPY as they came: wire.decode took only those COPY reads as it did.
+    lines = [f"{e.seq}\t{e.kind}\t{e.ref}\t{e.payload}\t{e.sha256}\n" for e in batch]
+    sent = {e.seq: e.sha256 for e in batch}
     inserted: set[int] = set()
     if sent:
         raw = conn.connection.dbapi_connection
@@ -337,26 +548,38 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
         fixed = f"\t{wire.escape(node_id)}\t{epoch}\t{now}"
         columns = "(seq, kind, ref, payload, sha256, node_id, epoch, received_at)"
         with raw.cursor() as cur:
-            cur.execute("SAVEPOINT push_copy")
             try:
-                direct = io.StringIO("".join(line[:-1] + fixed + "\n" for line in lines))
-                cur.copy_expert(f"COPY edge_events {columns} FROM STDIN", direct)
-                cur.execute("RELEASE SAVEPOINT push_copy")
-                inserted = set(sent)
-            except psycopg2.errors.UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT push_copy")
-                cur.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS push_stage (seq bigint, kind text, "
-                    "ref text, payload jsonb, sha256 text) ON COMMIT DELETE ROWS"
-                )
-                cur.copy_expert("COPY push_stage FROM STDIN", io.StringIO("".join(lines)))
-                cur.execute(
-                    "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, sha256, "
-                    "received_at) SELECT %s, %s, seq, kind, ref, payload, sha256, %s "
-                    "FROM push_stage ON CONFLICT (node_id, epoch, seq) DO NOTHING RETURNING seq",
-                    (node_id, epoch, now),
-                )
-                inserted = {r[0] for r in cur.fetchall()}
+                cur.execute("SAVEPOINT push_copy")
+                try:
+                    _copy(cur, f"COPY edge_events {columns} FROM STDIN",
+                          (line[:-1] + fixed + "\n" for line in lines))  # fmt: skip
+                    cur.execute("RELEASE SAVEPOINT push_copy")
+                    inserted = set(sent)
+                except psycopg2.errors.UniqueViolation:
+                    cur.execute("ROLLBACK TO SAVEPOINT push_copy")
+                    cur.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS push_stage (seq bigint, kind text, "
+                        "ref text, payload jsonb, sha256 text) ON COMMIT DELETE ROWS"
+                    )
+                    _copy(cur, "COPY push_stage FROM STDIN", lines)
+                    cur.execute(
+                        "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, "
+                        "sha256, received_at) SELECT %s, %s, seq, kind, ref, payload, sha256, "
+                        "%s FROM push_stage ON CONFLICT (node_id, epoch, seq) DO NOTHING "
+                        "RETURNING seq",
+                        (node_id, epoch, now),
+                    )
+                    inserted = {r[0] for r in cur.fetchall()}
+            except _Refused as refused:
+                # PostgreSQL refused a row (the payload, as jsonb): name its seq and, where
+                # Python's reading of it says more, what is wrong with it
+                if refused.line is None or not 1 <= refused.line <= len(batch):
+                    raise
+                e = batch[refused.line - 1]
+                checked_record(e, base, parse=True)
+                raise DomainError(
+                    f"seq {e.seq}: the office's database refused it: {refused.said}"
+                ) from None
     duplicates = {seq: sha for seq, sha in sent.items() if seq not in inserted}
     if duplicates:
         stored = conn.execute(
@@ -371,16 +594,11 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
                     at=now, node_id=node_id, kind="integrity",
                     detail=f"epoch {epoch} seq {seq} sent again with other content",
                 ))  # fmt: skip
-    # only grants can conflict with the office's revocations: parse just those
-    _slip_facts(conn, node_id, [
-        json.loads(wire.unescape(e.payload)) | {"_kind": kinds[e.seq]} for e in batch
-        if e.seq in inserted and kinds[e.seq] in ("slip_released", "slip_rejected")
-    ], now)  # fmt: skip
-    new_events = [
-        json.loads(wire.unescape(e.payload)) for e in batch
-        if e.seq in inserted and kinds[e.seq] == "access_event" and '"grant"' in e.payload
-    ]  # fmt: skip
-    _check_facts(conn, node_id, new_events, now)
+    new = [(k, p) for k, p in (records[seq] for seq in sorted(inserted)) if p is not None]
+    _slip_facts(conn, node_id, [p | {"_kind": k} for k, p in new
+                                if k in ("slip_released", "slip_rejected")], now)  # fmt: skip
+    # only grants can conflict with the office's revocations (every grant was parsed)
+    _check_facts(conn, node_id, [p for k, p in new if k == "access_event"], now)
     hwm = cursor["contiguous_hwm"]
     for (seq,) in conn.execute(
         select(t.edge_events.c.seq).where(t.edge_events.c.node_id == node_id,
@@ -421,6 +639,13 @@ def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], n
             ))  # fmt: skip
 
 
+# the times a gate reports that the office copies into a row of its own (a slip's
+# closed_at) and shows on the desk: a clock gone wrong may say anything, but a year past
+# 9999 cannot be shown at all. The fact keeps its time as sent, in edge_events.
+_SHOWABLE = (datetime(1900, 1, 1, tzinfo=UTC).timestamp(),
+             datetime(9000, 1, 1, tzinfo=UTC).timestamp())  # fmt: skip
+
+
 def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]], now: float) -> None:
     """A gate released or rejected an office slip: the office's slip follows the fact, and a
     release of a slip the office had cancelled is an exception for a person."""
@@ -439,10 +664,61 @@ def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]], no
             ))  # fmt: skip
             continue
         if row["status"] == "issued":
+            closed_at = s.get("closed_at")
+            if closed_at is not None and not _SHOWABLE[0] <= closed_at < _SHOWABLE[1]:
+                log.warning("slip %s: gate %s closed it at %r; kept without the time",
+                            s["number"], node_id, closed_at)  # fmt: skip
+                closed_at = None
             conn.execute(t.slips.update().where(t.slips.c.number == s["number"]).values(
-                status=status, closed_at=s.get("closed_at"), closed_by=s.get("closed_by"),
+                status=status, closed_at=closed_at, closed_by=s.get("closed_by"),
                 gate=s.get("gate"), node_id=node_id, notes=s.get("notes"),
             ))  # fmt: skip
+
+
+# -- reading what the gates sent ---------------------------------------------------------
+#
+# Rows stored before the checks above (or by an office of another version) may hold
+# anything jsonb takes: a string where a time should be, 1e400, an array. The office's
+# reads must answer all the same, so they compare times in SQL only where they are numbers
+# (as numeric: 1e400 does not fit a float8 cast) and parse stored payloads leniently.
+
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
+def _month_bounds(month: str, tz: Any) -> tuple[float, float]:
+    from edge.slips import month_bounds
+
+    found = _MONTH.fullmatch(month)
+    if not found or not 2000 <= int(found[1]) <= 2099 or not 1 <= int(found[2]) <= 12:
+        # (9999-12 would end in the year 10000, which datetime cannot make)
+        raise DomainError(f"month: {month!r} is not a month from 2000-01 to 2099-12 (YYYY-MM)")
+    return month_bounds(month, tz)
+
+
+def _lenient_number(token: str) -> Any:
+    """A stored number as Python reads it, or its text when Python cannot carry it in an
+    answer (1e400 is infinite; 5,000 digits pass int()'s limit)."""
+    try:
+        value = float(token) if any(c in token for c in ".eE") else int(token)
+    except ValueError:
+        return token
+    return value if not isinstance(value, float) or math.isfinite(value) else token
+
+
+def stored_payload(text_: str) -> Any:
+    """A payload read back as text from edge_events, parsed so that any row answers (one
+    nested deeper than Python parses stays the text it is)."""
+    try:
+        return json.loads(text_, parse_float=_lenient_number, parse_int=_lenient_number)
+    except RecursionError:
+        return text_
+
+
+def _word(value: Any) -> str:
+    """A value counted in a report, as text whatever a gate stored (None as it always was)."""
+    if isinstance(value, str) or value is None:
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
@@ -452,24 +728,30 @@ def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
 
     from edge.config import DEFAULT_SHIFTS
     from edge.shifts import outgoing
-    from edge.slips import month_bounds
 
-    start, end = month_bounds(month, tz)
+    start, end = _month_bounds(month, tz)
     slips_by = Counter(
         r[0] for r in conn.execute(
             select(t.slips.c.status).where(t.slips.c.issued_at >= start, t.slips.c.issued_at < end)
         )
     )  # fmt: skip
+    # when each kind happened, in its payload (a slip's release or rejection: closed_at)
+    when = {"alarm": "at", "confiscation": "at", "slip_released": "closed_at",
+            "slip_rejected": "closed_at"}  # fmt: skip
 
     def events(kind: str) -> list[tuple[str, dict[str, Any]]]:
-        ts = t.edge_events.c.payload["at" if kind in ("alarm", "confiscation") else "ts"]
+        at = t.edge_events.c.payload[when.get(kind, "ts")]
+        # a number's value, else NULL (never a cast that fails on a string or 1e400)
+        number = case((func.jsonb_typeof(at) == "number", cast(at, Numeric)), else_=None)
         rows = conn.execute(
-            select(t.edge_events.c.node_id, t.edge_events.c.payload).where(
+            select(t.edge_events.c.node_id, cast(t.edge_events.c.payload, Text)).where(
                 t.edge_events.c.kind == kind,
-                ts.astext.cast(Float) >= start, ts.astext.cast(Float) < end,
+                number >= literal(Decimal(repr(start)), Numeric),
+                number < literal(Decimal(repr(end)), Numeric),
             )
         )  # fmt: skip
-        return [(n, p) for n, p in rows]
+        parsed = ((n, stored_payload(p)) for n, p in rows)
+        return [(n, p) for n, p in parsed if isinstance(p, dict)]
 
     raised = [(n, p) for n, p in events("alarm") if p.get("action") == "raised"]
     return {
@@ -480,10 +762,15 @@ def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
         "gate_slips": dict(
             Counter(f"{n}:{k}" for k in ("slip_released", "slip_rejected") for n, _ in events(k))
         ),
-        "confiscations": dict(Counter(f"{n}:{p.get('gate')}" for n, p in events("confiscation"))),
-        "alarms_by_type": dict(Counter(p["type"] for _, p in raised)),
-        "alarms_by_shift": dict(
-            Counter(outgoing(DEFAULT_SHIFTS, p["at"], tz).name for _, p in raised)
+        "confiscations": dict(
+            Counter(f"{n}:{_word(p.get('gate'))}" for n, p in events("confiscation"))
         ),
-        "decisions": dict(Counter(f"{n}:{p.get('decision')}" for n, p in events("access_event"))),
+        "alarms_by_type": dict(Counter(_word(p.get("type")) for _, p in raised)),
+        # the numeric filter kept "at" in the month, so it is a time the shifts can place
+        "alarms_by_shift": dict(
+            Counter(outgoing(DEFAULT_SHIFTS, float(p["at"]), tz).name for _, p in raised)
+        ),
+        "decisions": dict(
+            Counter(f"{n}:{_word(p.get('decision'))}" for n, p in events("access_event"))
+        ),
     }

@@ -7,8 +7,10 @@ Both authenticate the gate by its node token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -16,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Text, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,7 +32,6 @@ from edge.config import OfficeCfg
 from edge.errors import DomainError
 from edge.messages import refusal
 from edge.pass_ops import PassRequest
-from edge.passes import parse_time
 from edge.privacy import IdHasher
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
@@ -41,6 +42,7 @@ from sync.qr import Signer, pass_payload, slip_payload
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
 LONG_POLL_MAX_S = 25.0
+LONG_POLL_LOOK_S = 0.1  # how often the office looks at its change log for waiting gates
 PUSH_MAX_BODY = 64 * 1024 * 1024  # push_batch is at most 10,000 rows of a few KB
 
 
@@ -130,8 +132,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     async def push(
         request: Request,
         node_id: str = Depends(node),
-        epoch: int = Query(ge=0),
-        base: int = Query(ge=1, description="the epoch's first seq"),
+        epoch: int = Query(ge=0, le=wire.SEQ_MAX),  # bigint columns: beyond, PostgreSQL fails
+        base: int = Query(ge=1, le=wire.SEQ_MAX, description="the epoch's first seq"),
     ) -> dict[str, Any]:
         """A batch of a gate's outbox, one row a line (sync.wire): fed to COPY as it comes."""
         try:
@@ -145,28 +147,44 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
         return await run_in_threadpool(apply)
 
+    def latest_change() -> int:
+        with eng.connect() as c:
+            return int(c.execute(select(func.coalesce(func.max(t.change_log.c.change_id), 0)))
+                       .scalar_one())  # fmt: skip
+
+    polls = app.state.polls = LongPolls(latest_change, LONG_POLL_LOOK_S)
+
     @app.get("/sync/v1/pull")
-    def pull(
+    async def pull(
         node_id: str = Depends(node),
         since: int = Query(0, ge=0),
         limit: int = Query(1000, ge=1, le=5000),
         wait: float = Query(0.0, ge=0, le=LONG_POLL_MAX_S),
     ) -> dict[str, Any]:
-        """Changes after ``since`` in commit order; waits up to ``wait`` s for the first."""
-        deadline = time.monotonic() + wait
-        while True:
+        """Changes after ``since`` in commit order; waits up to ``wait`` s for the first.
+        The wait holds no thread (a sleeping thread each was the threadpool's 40, and the
+        clerks' requests queued behind them); and a node has one waiting poll: a newer one
+        answers its older one at once (``superseded``), as a gate that polls again has
+        given up on the older connection."""
+
+        def page() -> list[dict[str, Any]]:
             with eng.connect() as c:
-                changes = office.changes_after(c, since, limit + 1)
-            if changes or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
+                return office.changes_after(c, since, limit + 1)
+
+        changes = await run_in_threadpool(page)
+        superseded = False
+        if not changes and wait > 0:
+            ended = await polls.wait(node_id, since, wait)
+            superseded = ended == "superseded"
+            if ended == "changed" or ended == "timeout":  # superseded: the page it has
+                changes = await run_in_threadpool(page)
         more = len(changes) > limit
         changes = changes[:limit]
         return {
             "changes": changes,
             "next": changes[-1]["change_id"] if changes else since,
             "has_more": more,
-        }
+        } | ({"superseded": True} if superseded else {})
 
     @app.get("/sync/v1/photos/{sha}")
     def sync_photo(sha: str, node_id: str = Depends(node)) -> Response:
@@ -201,7 +219,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     def renew(pass_id: str, body: RenewIn, who: str = Depends(clerk)) -> dict[str, Any]:
         """A new period from now for an active pass (default: its kind's longest); the
         gates pull it like any change, and a temporary pass comes back with its new ``qr``."""
-        until = parse_time(body.valid_until, cfg.tz) if body.valid_until else None
+        until = (
+            office.parse_field_time("valid_until", body.valid_until, cfg.tz)
+            if body.valid_until
+            else None
+        )
         with eng.begin() as c:
             record = office.renew_pass(c, pass_id, until, cfg.tz, who, clock.now())
         shown = _pass_view(record)
@@ -243,12 +265,14 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             if body.authorisation_detail
             else {}
         )
+        times = {field: office.parse_field_time(field, value, cfg.tz) if value else None
+                 for field, value in (("valid_from", body.valid_from),
+                                      ("valid_until", body.valid_until))}  # fmt: skip
         req = SlipRequest(
             unit=body.unit, owner=body.owner, bearer=body.bearer,
             authorisation=body.authorisation,
             items=[SlipItem(i.name, i.qty, i.hazard) for i in body.items],
-            valid_from=parse_time(body.valid_from, cfg.tz) if body.valid_from else None,
-            valid_until=parse_time(body.valid_until, cfg.tz) if body.valid_until else None,
+            valid_from=times["valid_from"], valid_until=times["valid_until"],
             approver=body.approver, hazard_allowed=body.hazard_allowed, detail=detail,
         )  # fmt: skip
         with eng.begin() as c:
@@ -286,8 +310,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         cursor: str | None = Query(None, max_length=40, pattern=r"^\d+$"),
     ) -> dict[str, Any]:
         """Everything the gates recorded, newest first; each carries its ``node``."""
-        q = select(t.edge_events).order_by(t.edge_events.c.received_at.desc(),
-                                           t.edge_events.c.seq.desc())  # fmt: skip
+        e = t.edge_events.c
+        # the payload as text, parsed here: a row stored before the push's checks (1e400,
+        # an array) must not fail the whole page
+        q = select(e.node_id, e.kind, e.seq, e.epoch, cast(e.payload, Text).label("payload"))
+        q = q.order_by(e.received_at.desc(), e.seq.desc())
         if node_id:
             q = q.where(t.edge_events.c.node_id == node_id)
         if kind:
@@ -295,8 +322,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         offset = int(cursor) if cursor else 0
         with eng.connect() as c:
             rows = [dict(r) for r in c.execute(q.offset(offset).limit(limit + 1)).mappings()]
-        items = [r["payload"] | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"],
-                                 "epoch": r["epoch"]} for r in rows[:limit]]  # fmt: skip
+        items = [_as_object(office.stored_payload(r["payload"]))
+                 | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"], "epoch": r["epoch"]}
+                 for r in rows[:limit]]  # fmt: skip
         return {"items": items, "next": str(offset + limit) if len(rows) > limit else None}
 
     @app.get("/api/v1/nodes")
@@ -310,12 +338,80 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             anomalies = c.execute(select(func.count()).select_from(t.anomalies)).scalar_one()
         return {
             "items": [{"node": n, "last_seen_at": s,
-                       "epochs": [x for x in cursors if x["node_id"] == n]}
+                       "epochs": [x for x in cursors if x["node_id"] == n],
+                       "polling": polls.polling(n)}  # a long poll open now: connected
                       for n, s in sorted(seen.items())],
             "anomalies": anomalies,
         }  # fmt: skip
 
     return app
+
+
+def _as_object(payload: Any) -> dict[str, Any]:
+    return payload if isinstance(payload, dict) else {"payload": payload}
+
+
+class LongPolls:
+    """The gates' long polls, waiting on the event loop rather than in a thread each: one
+    look at the change log every ``every`` s for all of them (not one per gate), and at
+    most one waiting poll per node."""
+
+    def __init__(self, latest: Callable[[], int], every: float) -> None:
+        self._latest = latest  # the highest change_id committed (blocking: a thread's job)
+        self.every = every
+        self.seen = 0  # the highest change_id at the last look
+        self.looks = 0
+        self._waiting: dict[str, asyncio.Event] = {}  # node → its waiting poll's wake-up
+        self._watcher: asyncio.Task[None] | None = None
+        self._failing = False  # said once in the log, not every look
+
+    def polling(self, node_id: str) -> bool:
+        return node_id in self._waiting
+
+    async def wait(self, node_id: str, since: int, timeout: float) -> str:
+        """Until a change after ``since`` is committed ("changed"), ``timeout`` s pass
+        ("timeout") or a newer poll of the same node takes over ("superseded")."""
+        older = self._waiting.get(node_id)
+        if older is not None:
+            older.set()  # it sees it is no longer this node's waiting poll, and answers
+        wake = self._waiting[node_id] = asyncio.Event()
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # a change counts once a look made after this poll began saw it: ``seen`` may be
+        # from before (the log can shrink when the office is restored from a dump)
+        first_look = self.looks + 1
+        try:
+            while True:
+                if self.looks >= first_look and self.seen > since:
+                    return "changed"
+                if self._waiting.get(node_id) is not wake:
+                    return "superseded"
+                left = deadline - loop.time()
+                if left <= 0:
+                    return "timeout"
+                wake.clear()  # no await since the checks: nothing was missed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), left)
+        finally:
+            if self._waiting.get(node_id) is wake:
+                del self._waiting[node_id]
+
+    async def _watch(self) -> None:
+        """Look at the change log while any poll waits, and wake them all after each look."""
+        while self._waiting:
+            try:
+                self.seen = await run_in_threadpool(self._latest)
+                self.looks += 1  # (only a look that saw the log counts)
+                self._failing = False
+            except Exception as e:  # the database away: the polls time out and find out
+                if not self._failing:
+                    log.warning("long polls: cannot read the change log: %s", e)
+                self._failing = True
+            for wake in self._waiting.values():
+                wake.set()
+            await asyncio.sleep(self.every)
 
 
 def _pass_view(r: dict[str, Any]) -> dict[str, Any]:

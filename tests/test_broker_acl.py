@@ -6,6 +6,7 @@ renamed to the tests' node "gate-test"; the device logins are the file's worked 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MQTTException
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
@@ -33,6 +35,15 @@ ALARM_INPUT, INTERCOM = "east-fire-panel", "east-intercom"
 DEVICES = [READER, OTHER_READER, RELAY, ALARM_INPUT, INTERCOM]
 KNOWN, UNKNOWN = "0040856634", "99AABBCCDD"
 PANEL = "东门消防主机"  # where the fire panel is
+WEST_READER = "gate-west-in"  # west's reader "east-in": same id, its own login name
+# the tests' own read-only login on the node's tree: with client ids tied to logins
+# (auth.conf), a second connection of the service's own login would push the node off
+WATCH = "test-watch"
+TEST_LOGINS = (
+    f"\nuser gatehouse-{WEST}\ntopic readwrite gatehouse/{WEST}/#\n"
+    f"\nuser {WEST_READER}\ntopic write gatehouse/{WEST}/reader/{READER}/swipe\n"
+    f"\nuser {WATCH}\ntopic read gatehouse/{NODE}/#\n"
+)
 
 
 def shipped_acl() -> str:
@@ -43,30 +54,42 @@ def users_in(acl: str) -> list[str]:
     return [line.split(None, 1)[1].strip() for line in acl.splitlines() if line.startswith("user ")]
 
 
-@pytest.fixture
-def locked_broker(tmp_path: Path) -> Iterator[Broker]:
-    """Mosquitto with auth.conf and the shipped ACL; every login's password is pw-<login>.
-    The test adds one block of its own: the second node's service, so that another node's
-    tree has a real node listening on it."""
+@contextlib.contextmanager
+def shipped_broker(workdir: Path, extra_acl: str = "") -> Iterator[Broker]:
+    """Mosquitto with config/mosquitto/auth.conf and the shipped ACL (plus ``extra_acl``),
+    every login's password pw-<login>."""
     tool = shutil.which("mosquitto_passwd")
     if tool is None:
         pytest.fail("mosquitto_passwd is missing: make test installs the mosquitto package")
-    acl = shipped_acl() + f"\nuser gatehouse-{WEST}\ntopic readwrite gatehouse/{WEST}/#\n"
-    (tmp_path / "acl").write_text(acl)
-    passwd = tmp_path / "passwd"
+    acl = shipped_acl() + extra_acl
+    (workdir / "acl").write_text(acl)
+    passwd = workdir / "passwd"
     # the example's logins even if the ACL forgot them: a missing block must show as a
     # dropped message, not as a refused login
     for i, user in enumerate(dict.fromkeys([*users_in(acl), *DEVICES])):
         flags = ["-c"] if i == 0 else []
         subprocess.run([tool, *flags, "-b", str(passwd), user, f"pw-{user}"], check=True)
     auth = (ROOT / "config/mosquitto/auth.conf").read_text()
-    auth = auth.replace("allow_anonymous false\n", "")  # the harness's listener allows it:
-    # an anonymous client then gets what the ACL gives it (nothing), checked below
+    # the harness's listener allows anonymous clients: auth.conf's client ids tied to
+    # logins must refuse them all the same (checked below)
+    auth = auth.replace("allow_anonymous false\n", "")
     auth = auth.replace("/etc/mosquitto/gatehouse.passwd", str(passwd))
-    auth = auth.replace("/etc/mosquitto/gatehouse.acl", str(tmp_path / "acl"))
-    broker = Broker(tmp_path, extra=auth).start()
-    yield broker
-    broker.stop()
+    auth = auth.replace("/etc/mosquitto/gatehouse.acl", str(workdir / "acl"))
+    # after the harness's "listener" line, as auth.conf asks of its includer
+    broker = Broker(workdir, extra=auth).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def locked_broker(tmp_path: Path) -> Iterator[Broker]:
+    """The shipped broker. The test adds blocks of its own: the second node's service and
+    its reader, so that another node's tree has a real node listening on it, and a
+    read-only watcher of this node's tree."""
+    with shipped_broker(tmp_path, TEST_LOGINS) as broker:
+        yield broker
 
 
 def login(user: str) -> dict[str, str]:
@@ -83,10 +106,15 @@ def send(broker: Broker, user: str | None, topic: str, body: dict[str, Any]) -> 
 class Sub:
     """A client logged in as ``user`` subscribed to ``topic``; what it receives, in order."""
 
-    def __init__(self, broker: Broker, user: str, topic: str, client_id: str) -> None:
+    def __init__(
+        self, broker: Broker, user: str, topic: str, client_id: str, persistent: bool = False
+    ) -> None:
+        """``persistent``: a session the broker keeps (and queues for) while it is away."""
         self.got: list[tuple[str, Any]] = []
         self._subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent
+        )
         c.username_pw_set(user, f"pw-{user}")
         c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
         c.on_subscribe = lambda *_: self._subscribed.set()
@@ -105,6 +133,14 @@ class Sub:
 
     def topics(self) -> list[str]:
         return [t for t, _ in self.got]
+
+    def send(self, topic: str, body: dict[str, Any], retain: bool = False) -> None:
+        """Publish on this same connection (QoS 1) and wait for the broker's PUBACK, which
+        it sends for a message its ACL drops as well. A device has one connection: with
+        client ids tied to logins, a second one of the same login would push this one off."""
+        info = self.client.publish(topic, json.dumps(body), qos=1, retain=retain)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"{topic}: no PUBACK"
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -174,8 +210,8 @@ def test_each_device_does_its_job_logged_in_as_itself(tmp_path: Path, locked_bro
     prefix = f"gatehouse/{NODE}/"
     # the relay listens as widely as it may ask; the broker hands it only what it may read
     relay = Sub(broker, RELAY, "gatehouse/#", "relay-east-main")
-    # a second login of the node's service user: it may read the whole tree
-    watch = Sub(broker, SERVICE, prefix + "#", "test-watch")
+    # the tests' read-only login on the node's whole tree
+    watch = Sub(broker, WATCH, prefix + "#", "test-watch")
     try:
         # a reader's swipe gets a decision, and the gate's relay its open
         send(broker, READER, prefix + f"reader/{READER}/swipe", {"card": KNOWN})
@@ -232,9 +268,11 @@ def test_no_device_reaches_past_its_own_topics(tmp_path: Path, locked_broker: Br
     west.start(wait_ready=True)
     here, there = f"gatehouse/{NODE}/", f"gatehouse/{WEST}/"
     relay = Sub(broker, RELAY, "gatehouse/#", "relay-east-main")
-    # devices that try to read what is not theirs: decisions carry (masked) names
-    snoops = [Sub(broker, user, "#", f"snoop-{user}")
-              for user in (READER, ALARM_INPUT, INTERCOM)]  # fmt: skip
+    # devices that try to read what is not theirs (decisions carry masked names); each
+    # sends its forbidden messages on that same connection, as a device has only one
+    snoops = {user: Sub(broker, user, "#", f"snoop-{user}")
+              for user in (READER, ALARM_INPUT, INTERCOM)}  # fmt: skip
+    device = snoops | {RELAY: relay}
     swipe = {"card": KNOWN}  # each would be a grant, were it delivered
     fire = {"type": "fire", "state": "active"}  # each would be an alarm
     try:
@@ -249,7 +287,6 @@ def test_no_device_reaches_past_its_own_topics(tmp_path: Path, locked_broker: Br
             (ALARM_INPUT, here + f"reader/{READER}/swipe", swipe),
             (INTERCOM, here + f"reader/{READER}/swipe", swipe),
             (RELAY, here + f"reader/{READER}/swipe", swipe),
-            (None, here + f"reader/{READER}/swipe", swipe),  # anonymous
             # a reader raising alarms, or opening the barrier itself
             (READER, here + f"alarm-input/{READER}", fire),
             (READER, here + f"intercom/{READER}/event", {"event": "emergency"}),
@@ -263,26 +300,30 @@ def test_no_device_reaches_past_its_own_topics(tmp_path: Path, locked_broker: Br
             (RELAY, here + "gate/east-main/open", {"event_id": 998, "pulse_ms": 1000}),
         ]
         for user, topic, body in forbidden:
-            send(broker, user, topic, body)
+            device[user].send(topic, body)
+        # an anonymous client is not even let in: with client ids tied to logins, a client
+        # with no user name is refused at CONNECT (the harness's listener allows anonymous)
+        with pytest.raises(MQTTException):
+            send(broker, None, here + f"reader/{READER}/swipe", swipe)
         # then one allowed message per node, of a kind none of the above would give (an
         # unknown card: a deny); once it is decided, anything the broker let through before
         # it has been handled too (one broker, one subscriber each: delivered in order)
-        send(broker, READER, here + f"reader/{READER}/swipe", {"card": UNKNOWN})
-        send(broker, f"gatehouse-{WEST}", there + f"reader/{READER}/swipe", {"card": UNKNOWN})
+        device[READER].send(here + f"reader/{READER}/swipe", {"card": UNKNOWN})
+        send(broker, WEST_READER, there + f"reader/{READER}/swipe", {"card": UNKNOWN})
         wait_for(lambda: counts(node).get("deny:unknown_credential") == 1, 10, "the marker")
         wait_for(lambda: counts(west).get("deny:unknown_credential") == 1, 10, "west's marker")
         assert inputs_seen(node) == {"deny:unknown_credential": 1}, "this node took more"
         assert inputs_seen(west) == {"deny:unknown_credential": 1}, "the other node took more"
 
         # the relay's later message: a real grant's open, after the forged ones
-        send(broker, READER, here + f"reader/{READER}/swipe", swipe)
+        device[READER].send(here + f"reader/{READER}/swipe", swipe)
         wait_for(lambda: [b for _, b in relay.got if b.get("event_id") not in (998, 999)], 10,
                  "the real open")  # fmt: skip
         assert relay.topics() == [here + "gate/east-main/open"]  # that open, and nothing else
-        for snoop in snoops:
+        for snoop in snoops.values():
             assert snoop.got == [], snoop.got
     finally:
-        for sub in [relay, *snoops]:
+        for sub in [relay, *snoops.values()]:
             sub.close()
         node.stop()
         west.stop()

@@ -105,6 +105,16 @@ def test_the_example_config_is_valid():
     assert cfg.node_id == "gate-east" and cfg.api_port == 8080 and cfg.mqtt is None
 
 
+def test_the_demo_config_reads_every_value_as_written():
+    """A config with readers, MQTT and the listen address: each value where it belongs (a
+    reader's port is not the API's, the broker's port is the URL's)."""
+    cfg = load(Path(__file__).parent.parent / "config" / "gatehouse.demo.toml")
+    assert (cfg.api_host, cfg.api_port) == ("127.0.0.1", 8080)
+    assert cfg.mqtt is not None and (cfg.mqtt.host, cfg.mqtt.port) == ("127.0.0.1", 1883)
+    ports = {r.id: r.port for r in cfg.readers}
+    assert "./var/ttyREADER" in ports.values() and None in ports.values()  # serial, mqtt
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=free_port())

@@ -5,6 +5,7 @@ while), then a checker: per node, every outbox row arrived once, contiguously.""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import threading
@@ -223,7 +224,8 @@ def test_a_qr_pass_issued_while_a_gate_is_cut_off_is_granted_by_signature(
         from tests.test_desk_e2e import call
 
         _, got = call(node, "POST", "/api/v1/check", guard, {"qr": p["qr"]})
-        assert got["decision"] == "grant" and got["pass"]["name"] == "访客乙"
+        # the code carries only the masked name (finding 15): the whole one comes with a sync
+        assert got["decision"] == "grant" and got["pass"]["name"] == "访**"
 
         # once the gate can reach the office, the revocation is pulled and wins over the QR
         office.call("POST", f"/api/v1/passes/{p['id']}/revoke", clerk, {"reason": "lost"})
@@ -406,3 +408,32 @@ def test_connections_dropped_in_the_middle_of_batches_lose_and_duplicate_nothing
     assert proxy.cut == 12  # the faults happened
     remote, edge = at_office(pg_url, "gate-a"), outbox(gate)
     assert remote == edge
+
+
+def test_the_office_knows_every_kind_a_gate_sends():
+    """The office refuses a record of a kind it does not know (422, naming it): every kind
+    a gate's code hands to ``outbox.add`` must be one of ``sync.office.KINDS``, or that
+    gate's push would stop at its first such record."""
+    import ast
+
+    from sync.office import KINDS
+    from tests.helpers import ROOT
+
+    sent: set[str] = set()
+    for path in (ROOT / "edge").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "outbox" and len(node.args) > 2):  # fmt: skip
+                continue
+            kind = node.args[2]
+            if isinstance(kind, ast.Constant):
+                sent.add(kind.value)
+            else:  # f"slip_{status}": the statuses a slip is closed with
+                assert ast.unparse(kind) == "f'slip_{status}'", f"{path}: {ast.unparse(kind)}"
+                closes = ast.unparse(ast.parse((ROOT / "edge" / "slips.py").read_text()))
+                statuses = set(re.findall(r"_close\([^)]*?'(\w+)'", closes))
+                assert statuses == {"released", "rejected", "cancelled"}
+                sent |= {f"slip_{s}" for s in statuses}
+    assert len(sent) >= 10, f"the walk found only {sorted(sent)}"
+    assert sent <= KINDS, f"the office does not know {sorted(sent - KINDS)}"

@@ -20,7 +20,7 @@ from edge.api.schemas import (
     ShelveIn,
 )
 from edge.errors import DomainError
-from edge.passes import parse_time
+from edge.passes import FIRST_YEAR, LAST_YEAR, parse_time
 from edge.views import event_view, handover_view, iso
 
 router = APIRouter(prefix="/api/v1", tags=["control room"])
@@ -221,6 +221,8 @@ def duty_log(
             start_dt = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=tz)
         except ValueError:
             raise DomainError(f"day: {day!r} is not a date") from None
+        if not FIRST_YEAR <= start_dt.year <= LAST_YEAR:
+            raise DomainError(f"day: {day!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     else:
         now = datetime.fromtimestamp(svc.clock.now(), tz)
         start_dt = now.replace(hour=0, minute=0, second=0, microsecond=0)
