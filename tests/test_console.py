@@ -526,9 +526,11 @@ def read_qr(picture: Path) -> str:
     return ""
 
 
-def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
-    tmp_path: Path, broker: Broker, pg_url: str, browser: Any
-):
+def office_and_scanning_gate(
+    tmp_path: Path, pg_url: str, broker: Broker
+) -> tuple[Office, Node, Pty]:
+    """An office with a clerk who has a desk password, and a gate with a QR scanner that
+    trusts the office's signature (neither started)."""
     office = Office(tmp_path, pg_url)
     office.token("user", "add", "客服小王", "--role", "clerk")
     proc = subprocess.run(
@@ -540,8 +542,16 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
     scanner = Pty()
     node = node_for(tmp_path, [{"id": "scan", "gate": "main", "port": scanner.path,
                                 "protocol": "line"}], broker.port)  # fmt: skip
-    with node.config.open("a") as f:  # no sync: the gate knows the pass only by its QR
+    with node.config.open("a") as f:
         f.write(f'[qr]\noffice_public_keys = ["{key}"]\n')
+    return office, node, scanner
+
+
+def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
+    tmp_path: Path, broker: Broker, pg_url: str, browser: Any
+):
+    # no sync: the gate knows the pass only by its QR
+    office, node, scanner = office_and_scanning_gate(tmp_path, pg_url, broker)
     office.start()
     node.start(wait_ready=True)
     try:
@@ -642,19 +652,7 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
 def test_a_clerk_takes_the_holder_s_photo_and_the_gate_shows_it_when_the_pass_is_scanned(
     tmp_path: Path, broker: Broker, pg_url: str, browser: Any
 ):
-    office = Office(tmp_path, pg_url)
-    office.token("user", "add", "客服小王", "--role", "clerk")
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "客服小王"],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    key = office.token("office", "key")
-    scanner = Pty()
-    node = node_for(tmp_path, [{"id": "scan", "gate": "main", "port": scanner.path,
-                                "protocol": "line"}], broker.port)  # fmt: skip
-    with node.config.open("a") as f:
-        f.write(f'[qr]\noffice_public_keys = ["{key}"]\n')
+    office, node, scanner = office_and_scanning_gate(tmp_path, pg_url, broker)
     add_sync(node, office, office.token("office", "node", "add", "gate-test"))
     add_user(node, "li", "guard")
     guard = cli(node.config, "user", "add", "老张", "--role", "guard").stdout.strip()
