@@ -547,6 +547,17 @@ def office_and_scanning_gate(
     return office, node, scanner
 
 
+def desk_page(browser: Any, office: Office) -> tuple[Any, list[str]]:
+    """The clerk logged in at the desk, on a page that can reach only the office."""
+    page, outside = offline_page(browser, office.url)
+    page.goto(office.url + "/")
+    page.fill("input[name=username]", "客服小王")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(office.url + "/desk")
+    return page, outside
+
+
 def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
     tmp_path: Path, broker: Broker, pg_url: str, browser: Any
 ):
@@ -555,12 +566,7 @@ def test_a_clerk_issues_a_temporary_pass_prints_its_qr_and_the_gate_grants_it(
     office.start()
     node.start(wait_ready=True)
     try:
-        page, outside = offline_page(browser, office.url)
-        page.goto(office.url + "/")
-        page.fill("input[name=username]", "客服小王")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(office.url + "/desk")
+        page, outside = desk_page(browser, office)
         page.select_option("#p-kind", "temporary")
         page.fill("#p-card", "0040856634")
         page.fill("#p-name", "访客乙")
@@ -664,12 +670,7 @@ def test_a_clerk_takes_the_holder_s_photo_and_the_gate_shows_it_when_the_pass_is
     office.start()
     node.start(wait_ready=True)
     try:
-        page, outside = offline_page(browser, office.url)
-        page.goto(office.url + "/")
-        page.fill("input[name=username]", "客服小王")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(office.url + "/desk")
+        page, outside = desk_page(browser, office)
         page.select_option("#p-kind", "temporary")
         page.fill("#p-card", "0040856634")
         page.fill("#p-name", "访客丙")
