@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
+import psycopg2  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from tests.helpers import GATEHOUSE, Broker, Node, free_port, wait_for, write_config  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "backlog_line",
     "close_client",
     "count_rows",
+    "drop",
     "free_port",
     "import_passes",
     "main_guard",
@@ -58,6 +60,7 @@ __all__ = [
     "mqtt_client",
     "realistic_cards",
     "rss_kib",
+    "scratch_db",
     "seed_realistic",
     "wait_for",
     "workspace",
@@ -700,3 +703,20 @@ class Stats:
             f"  {label:<34} n={self.n:<5} p50={self.p50:8.3f}  p95={self.p95:8.3f}  "
             f"p99={self.p99:8.3f}  max={self.max:8.3f} ms"
         )
+
+
+def scratch_db() -> tuple[str, str]:
+    """A PostgreSQL database of the bench's own: (its name, its URL)."""
+    name = f"gh_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return name, f"postgresql:///{name}"
+
+
+def drop(name: str) -> None:
+    admin = psycopg2.connect(dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

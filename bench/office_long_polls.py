@@ -29,34 +29,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg2
-from common import Stats, main_guard, wait_for
+from common import Stats, drop, main_guard, scratch_db, wait_for
 
 from sync import office as office_db
 from sync import officedb
 from tests.helpers import Office, http_call
 
 POLLS = 45
-
-
-def scratch_db() -> tuple[str, str]:
-    name = f"gh_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return name, f"postgresql:///{name}"
-
-
-def drop(name: str) -> None:
-    admin = psycopg2.connect(dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def clerk_calls(office: Office, clerk: str, n: int) -> list[float]:

@@ -23,28 +23,12 @@ import uuid
 from pathlib import Path
 
 import psycopg2
-from common import Stats, main_guard, workspace
+from common import Stats, drop, main_guard, scratch_db, workspace
 
 from edge import db
 from tests.helpers import Office, add_sync, node_for, wait_for
 
 EVENTS = 100_000
-
-
-def scratch_db() -> tuple[str, str]:
-    name = f"gh_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return name, f"postgresql:///{name}"
-
-
-def drop(name: str) -> None:
-    admin = psycopg2.connect(dbname="postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def payloads(n: int) -> list[tuple[int, str]]:

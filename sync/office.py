@@ -12,7 +12,7 @@ import math
 import re
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +26,7 @@ from edge import photos, users
 from edge.cards import parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
-from edge.passes import parse_time, resolve_validity
+from edge.passes import in_range, parse_time, resolve_validity
 from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
@@ -164,13 +164,10 @@ def get_pass(conn: Connection, pass_id: str) -> dict[str, Any]:
 # the gates' (edge.passes): the years' first and last moments in the earliest and latest
 # zones on Earth (UTC+14, UTC-12), so any local time in those years is taken anywhere.
 
-EARLIEST = (datetime(2000, 1, 1, tzinfo=UTC) - timedelta(hours=14)).timestamp()
-LATEST = (datetime(2100, 1, 1, tzinfo=UTC) + timedelta(hours=12)).timestamp()
-
 
 def check_time(field: str, when: float) -> float:
     """``when`` if it falls in the years the office takes, else DomainError naming ``field``."""
-    if not EARLIEST <= when <= LATEST:  # NaN fails this too
+    if not in_range(when):  # NaN fails this too
         raise DomainError(f"{field}: must be a time in the years 2000 to 2099")
     return when
 
@@ -182,7 +179,7 @@ def parse_field_time(field: str, value: str, tz: Any) -> float:
         when = parse_time(value, tz)
     except (ValueError, OverflowError):  # its PassError too: said again with the field
         when = math.nan
-    if not EARLIEST <= when <= LATEST:
+    if not in_range(when):
         raise DomainError(f"{field}: {value!r} is not a time in the years 2000 to 2099 (ISO 8601)")
     return when
 
@@ -682,18 +679,6 @@ def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]], no
 # reads must answer all the same, so they compare times in SQL only where they are numbers
 # (as numeric: 1e400 does not fit a float8 cast) and parse stored payloads leniently.
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-
-
-def _month_bounds(month: str, tz: Any) -> tuple[float, float]:
-    from edge.slips import month_bounds
-
-    found = _MONTH.fullmatch(month)
-    if not found or not 2000 <= int(found[1]) <= 2099 or not 1 <= int(found[2]) <= 12:
-        # (9999-12 would end in the year 10000, which datetime cannot make)
-        raise DomainError(f"month: {month!r} is not a month from 2000-01 to 2099-12 (YYYY-MM)")
-    return month_bounds(month, tz)
-
 
 def _lenient_number(token: str) -> Any:
     """A stored number as Python reads it, or its text when Python cannot carry it in an
@@ -728,8 +713,9 @@ def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
 
     from edge.config import DEFAULT_SHIFTS
     from edge.shifts import outgoing
+    from edge.slips import month_bounds
 
-    start, end = _month_bounds(month, tz)
+    start, end = month_bounds(month, tz)  # refuses a month outside the years
     slips_by = Counter(
         r[0] for r in conn.execute(
             select(t.slips.c.status).where(t.slips.c.issued_at >= start, t.slips.c.issued_at < end)

@@ -63,10 +63,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         """A wrong token: counted per address; past the limit, 429 (never for a valid one)."""
         client = request.client.host if request.client else "?"
         now = clock.monotonic()
-        if accounts.throttle.blocked(client, now):
+        if accounts.throttle.wrong(client, now):
             accounts.count("refused:throttled")
             raise HTTPException(429, "too many bad tokens from this address; wait a minute")
-        accounts.throttle.fail(client, now)
         accounts.count("refused:token")
 
     def node(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:

@@ -464,3 +464,16 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop = True
         self._server.close()
+
+
+def pg_rows(pg_url: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one statement on a test's scratch database, committed; its rows, if any."""
+    import psycopg2
+
+    conn = psycopg2.connect(dbname=pg_url.rsplit("/", 1)[1])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

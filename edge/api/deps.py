@@ -67,6 +67,14 @@ class Throttle:
                 del self.failures[key]
             return len(q) >= self.limit
 
+    def wrong(self, key: str, now: float) -> bool:
+        """A wrong credential for ``key``: True if it is past its limit (answer 429), else
+        it is counted (answer 401)."""
+        if self.blocked(key, now):
+            return True
+        self.fail(key, now)
+        return False
+
     def fail(self, key: str, now: float) -> None:
         with self._lock:
             q = self.failures.pop(key, None) or deque(maxlen=self.limit)
@@ -124,11 +132,10 @@ def roles(*allowed: str) -> Any:
             ):
                 raise HTTPException(403, "this change needs the page's CSRF token")
         if found is None:
-            if cred is not None:  # a wrong token (a missing one is no guess)
-                if svc.throttle.blocked(client, now):
-                    svc.count("refused:throttled")
-                    raise HTTPException(429, "too many bad tokens from this address; wait a minute")
-                svc.throttle.fail(client, now)
+            # a wrong token (a missing one is no guess)
+            if cred is not None and svc.throttle.wrong(client, now):
+                svc.count("refused:throttled")
+                raise HTTPException(429, "too many bad tokens from this address; wait a minute")
             raise HTTPException(
                 401,
                 "a valid bearer token (or a console login) is required",

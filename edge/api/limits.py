@@ -20,6 +20,7 @@ from typing import Any
 
 import h11
 import uvicorn
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -59,12 +60,8 @@ class CredentialsFirst:
 
 
 def _credentials(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"authorization" and value.strip():
-            return True
-        if name == b"cookie" and f"{COOKIE}=".encode() in value:
-            return True
-    return False
+    request = Request(scope)  # reads headers only: the body stays unread
+    return bool(request.headers.get("authorization", "").strip() or request.cookies.get(COOKIE))
 
 
 # -- connections ------------------------------------------------------------------------------
@@ -152,8 +149,7 @@ def trusted_peer(scope: Scope) -> bool:
     client = scope.get("client")
     if client and client[0] in LOOPBACK:
         return True
-    cookie = next((v for k, v in scope["headers"] if k == b"cookie"), b"").decode("latin-1")
-    sid = next((c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith(f"{COOKIE}=")), None)
+    sid = Request(scope).cookies.get(COOKIE)
     accounts = getattr(scope["app"].state, "accounts", None)
     return sid is not None and accounts is not None and accounts.sessions.get(sid) is not None
 

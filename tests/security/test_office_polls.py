@@ -5,15 +5,9 @@ has one waiting poll at a time: a newer one answers the older at once."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sync import office as office_db
 from sync import officedb
@@ -47,18 +41,6 @@ class Polls:
             th.join(35)
 
 
-@pytest.fixture
-def office(tmp_path: Path, pg_url: str) -> Iterator[tuple[Office, str]]:
-    office = Office(tmp_path, pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    office.start()
-    yield office, clerk
-    try:
-        office.stop()
-    except subprocess.TimeoutExpired:  # a poll still waiting (a failed test): do not leak it
-        office.stop(signal.SIGKILL)
-
-
 def issue(office: Office, clerk: str, card: str) -> int:
     """A pass issued at the office: the change every waiting poll is told of."""
     status, _ = office.call("POST", "/api/v1/passes", clerk,
@@ -68,9 +50,9 @@ def issue(office: Office, clerk: str, card: str) -> int:
 
 
 def test_a_node_s_extra_long_polls_are_answered_at_once_and_a_clerk_is_served_meanwhile(
-    office: tuple[Office, str],
+    clerk_office: tuple[Office, str],
 ):
-    o, clerk = office
+    o, clerk = clerk_office
     token = o.token("office", "node", "add", "gate-x")
     polls = Polls(o, [token] * POLLS, since=0)
     try:
@@ -96,11 +78,11 @@ def test_a_node_s_extra_long_polls_are_answered_at_once_and_a_clerk_is_served_me
 
 
 def test_gates_waiting_in_long_polls_hold_no_thread_so_the_desk_answers_meanwhile(
-    office: tuple[Office, str], pg_url: str
+    clerk_office: tuple[Office, str], pg_url: str
 ):
     """45 gates each with its poll open (one each is allowed): a clerk is served while all
     45 still wait, and one commit answers them all."""
-    o, clerk = office
+    o, clerk = clerk_office
     eng = officedb.engine(pg_url)
     try:
         with eng.begin() as c:  # 45 node tokens at once, as `office node add` makes each

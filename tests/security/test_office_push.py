@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from sync import wire
-from tests.helpers import Office
+from tests.helpers import Office, pg_rows
 
 SEQ_MAX = 2**63 - 1
 
@@ -72,16 +72,6 @@ def office(tmp_path: Path, pg_url: str) -> Iterator[tuple[Office, str]]:
     office.start()
     yield office, token
     office.stop()
-
-
-def stored(pg_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dbname=pg_url.rsplit("/", 1)[1])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 # (what, the batch after a good first row, what the refusal must name)
@@ -159,7 +149,7 @@ def test_malformed_but_hash_consistent_batches_are_refused_by_name_and_leave_not
         detail = answer.get("detail", "") if isinstance(answer, dict) else answer
         if status != 422 or named not in detail:
             wrong.append(f"{what}: {status} {detail!r}")
-        elif stored(pg_url, "SELECT 1 FROM edge_events WHERE epoch = %s UNION ALL "
+        elif pg_rows(pg_url, "SELECT 1 FROM edge_events WHERE epoch = %s UNION ALL "
                     "SELECT 1 FROM edge_cursors WHERE epoch = %s", epoch, epoch):  # fmt: skip
             wrong.append(f"{what}: refused, but half applied")
     assert not wrong, "\n".join(wrong)
@@ -177,7 +167,7 @@ def test_malformed_but_hash_consistent_batches_are_refused_by_name_and_leave_not
     assert "detail_zh" in answer
     status, answer = push(o, token, line(2, "duty_log", "{}"), epoch=8, base=3)
     assert (status, answer["detail"]) == (422, "seq 2: before the epoch's first seq 3")
-    assert stored(pg_url, "SELECT seq FROM edge_events WHERE epoch = 7") == [(1,)]
+    assert pg_rows(pg_url, "SELECT seq FROM edge_events WHERE epoch = 7") == [(1,)]
     assert push(o, token, line(2, "duty_log", "{}"), epoch=7, base=1)[1]["acked_through"] == 2
 
 
@@ -190,7 +180,7 @@ def test_fields_with_tabs_newlines_backslashes_and_astral_characters_arrive_as_s
     payload = to_json({"id": 1, "text": tricky, tricky: [tricky, 1.5, None]}).decode()
     status, answer = push(o, token, wire.encode([(1, "duty_log", ref, payload)]), epoch=1)
     assert (status, answer["acked_through"]) == (200, 1)
-    [(got_ref, got_payload, got_sha)] = stored(
+    [(got_ref, got_payload, got_sha)] = pg_rows(
         pg_url, "SELECT ref, payload, sha256 FROM edge_events WHERE epoch = 1"
     )
     assert got_ref == ref
@@ -296,7 +286,7 @@ def test_what_the_office_stores_is_the_value_of_the_text_its_sha256_names(
         text = to_json(record).decode()  # as edge/outbox.py writes a payload
         status, answer = push(o, token, wire.encode([(seq, "duty_log", f"d{seq}", text)]), 1)
         assert status == 200, answer
-        [(value, sha)] = stored(
+        [(value, sha)] = pg_rows(
             pg_url,
             "SELECT payload::text, sha256 FROM edge_events WHERE epoch = 1 AND seq = %s",
             seq,

@@ -11,48 +11,17 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import psycopg2
-import pytest
 
 from sync import wire
-from tests.helpers import GATEHOUSE, Office
+from tests.helpers import GATEHOUSE, Office, pg_rows
 
 TZ = ZoneInfo("Asia/Shanghai")  # the office's default zone (the Office helper sets none)
-
-
-@pytest.fixture
-def office(tmp_path: Path, pg_url: str) -> Iterator[tuple[Office, str]]:
-    office = Office(tmp_path, pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    office.start()
-    yield office, clerk
-    office.stop()
-
-
-def sql(pg_url: str, statement: str, *args: Any) -> None:
-    conn = psycopg2.connect(dbname=pg_url.rsplit("/", 1)[1])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-    finally:
-        conn.close()
-
-
-def query(pg_url: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dbname=pg_url.rsplit("/", 1)[1])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 PASS = {"kind": "resident", "card": "0040856634", "name": "张三"}
@@ -60,8 +29,10 @@ SLIP = {"unit": "3-1-502", "owner": "张三丰", "bearer": "张三丰", "authori
         "items": [{"name": "冰箱", "qty": 1}]}  # fmt: skip
 
 
-def test_times_outside_the_years_are_refused_by_field_at_the_office(office: tuple[Office, str]):
-    o, clerk = office
+def test_times_outside_the_years_are_refused_by_field_at_the_office(
+    clerk_office: tuple[Office, str],
+):
+    o, clerk = clerk_office
     refused = [
         ("/api/v1/passes", PASS | {"valid_until": "10000-01-01"}, "valid_until"),
         ("/api/v1/passes", PASS | {"valid_until": "9999-12-31T23:59:59"}, "valid_until"),
@@ -111,9 +82,9 @@ def _desk(o: Office, tmp_path: Path) -> httpx.Client:
 
 
 def test_the_office_s_reads_answer_whatever_time_is_stored(
-    office: tuple[Office, str], pg_url: str, tmp_path: Path
+    clerk_office: tuple[Office, str], pg_url: str, tmp_path: Path
 ):
-    o, clerk = office
+    o, clerk = clerk_office
     token = o.token("office", "node", "add", "gate-x")
     now = time.time()
     month = datetime.fromtimestamp(now, TZ).strftime("%Y-%m")
@@ -141,12 +112,12 @@ def test_the_office_s_reads_answer_whatever_time_is_stored(
         ("duty_log", '{"n": 1e400, "big": ' + "9" * 5000 + "}"),
     ]
     for seq, (kind, payload) in enumerate(stored, 1):
-        sql(pg_url, "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, sha256, "
+        pg_rows(pg_url, "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, sha256, "
             "received_at) VALUES ('gate-x', 99, %s, %s, 'old', %s::jsonb, %s, %s)",
             seq, kind, payload, hashlib.sha256(payload.encode()).hexdigest(), now)  # fmt: skip
     # a pass stored before the office checked its times
-    sql(pg_url, "INSERT INTO passes (id, kind, card_key, name, valid_from, valid_until, status, "
-        "version, issued_at, updated_at) VALUES ('old', 'resident', 1, '李四', 0, 1e300, "
+    pg_rows(pg_url, "INSERT INTO passes (id, kind, card_key, name, valid_from, valid_until, "
+        "status, version, issued_at, updated_at) VALUES ('old', 'resident', 1, '李四', 0, 1e300, "
         "'active', 1, %s, %s)", now, now)  # fmt: skip
 
     status, report = o.call("GET", f"/api/v1/reports/monthly?month={month}", clerk)
@@ -163,7 +134,7 @@ def test_the_office_s_reads_answer_whatever_time_is_stored(
     assert status == 200 and len(events["items"]) == len(stored) + 7
 
     # the office's slip followed the gate's release; its impossible time was not copied
-    assert query(pg_url, "SELECT status, closed_at, closed_by FROM slips WHERE number = %s",
+    assert pg_rows(pg_url, "SELECT status, closed_at, closed_by FROM slips WHERE number = %s",
                  slip["number"]) == [("released", None, "老张")]  # fmt: skip
     desk = _desk(o, tmp_path)
     page = desk.get("/desk")
