@@ -10,6 +10,7 @@ import re
 import resource
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ from pathlib import Path
 import httpx
 import paho.mqtt.publish as publish
 import pytest
+import uvicorn
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from drivers.rdm6300 import Rdm6300
-from edge.api import create_app
+from edge.api import create_app, limits
 from edge.api.deps import Throttle
 from edge.api.limits import HEADER_TIMEOUT_S
 from edge.cards import parse_card
@@ -227,3 +230,41 @@ def test_a_device_cannot_flood_the_log_or_put_a_card_number_in_it(tmp_path: Path
     assert max(len(line) for line in log.splitlines()) < 1000
     refused = [line for line in log.splitlines() if "refused" in line]
     assert 1 <= len(refused) <= 3, refused  # once a minute, with a count of the rest
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline(monkeypatch):
+    """Finding 9's other half: headers sent whole, then a body that trickles. A real
+    uvicorn with the service's protocol, its deadlines shortened for the test."""
+    monkeypatch.setattr(limits, "HEADER_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(limits, "BODY_TIMEOUT_S", 2.0)
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"got": len(await request.body())}
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(limits.server_config(app, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "the server to start")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            sent = 0
+            with contextlib.suppress(OSError):  # the server closing mid-send is the point
+                while sent < 1000:
+                    s.sendall(b"x")  # a byte every 0.2 s: each read is "in time"
+                    sent += 1
+                    s.settimeout(0.2)
+                    with contextlib.suppress(TimeoutError):
+                        if s.recv(1024) == b"":
+                            break
+            assert sent < 1000  # cut off long before the body could finish
+        # a whole request on a new connection is still answered
+        assert httpx.post(f"http://127.0.0.1:{port}/upload", content=b"ab").json() == {"got": 2}
+    finally:
+        server.should_exit = True
+        thread.join(10)
