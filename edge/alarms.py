@@ -23,6 +23,7 @@ DEVICE_TYPES = (
     "fire", "smoke", "door_forced", "door_held", "intrusion", "tamper", "power_fail",
     "intercom_emergency", "reader_silent", "camera_offline", "camera_frozen",
     "camera_covered", "repeated_denial", "manual_override", "lookup_enumeration",
+    "sync_gap", "sync_conflict",  # the office sync found records lost or rewritten
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
 # 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13)
@@ -82,6 +83,16 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
     "fight": ("send at least two guards", "call 110 if weapons or injuries", "call 120 if injured"),
     "flood": ("close the valve", "call the engineer on duty", "check lifts and electrics"),
     "repair": ("record the request", "notify the customer-service supervisor", "confirm done"),
+    "sync_gap": (
+        "tell the estate's IT person: records of this gate are missing at the office",
+        "keep this PC and its backups as they are",
+        "record what was found",
+    ),
+    "sync_conflict": (
+        "tell the estate's IT person: this gate's database was rolled back or copied",
+        "keep this PC and its backups as they are",
+        "record what was found",
+    ),
     "complaint": (
         "record the complaint",
         "notify the customer-service supervisor",

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from edge import db
+from edge import db, outbox
 from edge.errors import DomainError
 
 
@@ -77,10 +77,10 @@ def _restore_edge(source: Path, db_path: Path) -> int:
     conn = db.connect(db_path)
     try:
         old = db.get_meta(conn, "epoch")
-        top = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+        first = outbox.next_seq(conn)  # (not max(seq)+1: pruned rows' seqs are used up)
         conn.execute("BEGIN IMMEDIATE")
         epoch = db.new_epoch(conn)
-        db.set_meta(conn, f"epoch_base:{epoch}", str(top + 1))
+        db.set_meta(conn, f"epoch_base:{epoch}", str(first))
         db.set_meta(conn, "restored_from_epoch", str(old))
         conn.execute("COMMIT")
     finally:

@@ -364,8 +364,19 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
             pages = backup.backup_edge(db_path, target)
             _print(args, {"file": str(target), "pages": pages}, f"backed up to {target} (checked)")
         elif office_url:
+            from sync import officedb, recovery
+
             backup.restore_office(target, office_url)
-            _print(args, {"restored": str(target)}, f"office restored from {target}")
+            # the restored change log reuses ids the gates have passed: a new identity
+            # makes every gate pull it from the start and tell what it holds
+            eng = officedb.engine(office_url)
+            officedb.migrate(eng)
+            with eng.begin() as c:
+                log_id = recovery.new_log_id(c)
+            eng.dispose()
+            _print(args, {"restored": str(target), "log": log_id},
+                   f"office restored from {target}; its change log is now {log_id}: the gates "
+                   "will pull it again from the start")  # fmt: skip
         elif db_path:
             epoch = backup.restore_edge(target, db_path)
             _print(args, {"restored": str(target), "epoch": epoch},

@@ -38,6 +38,9 @@ class Pass(SQLModel, table=True):
     version: int = 1  # bumped on every change; sync's version guard
     issued_by: str | None = None
     updated_by: str | None = None  # who last changed its status
+    # local | office. An office pass's version is the office's alone: the gate never bumps
+    # it, and a status the gate set (confiscated, revoked) an office change never undoes
+    origin: str = "local"
 
 
 class AccessEvent(SQLModel, table=True):

@@ -26,3 +26,11 @@ def add(
     row = {"epoch": epoch, "kind": kind, "ref": ref, "payload": to_json(payload).decode(),
            "created_at": now}  # fmt: skip
     store.insert(conn, Outbox, row)
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    """The seq the outbox hands out next: AUTOINCREMENT's counter, which outlives the rows
+    (pruned ones too), so an epoch's first seq is never below it."""
+    top = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+    counter = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    return max(int(top), int(counter[0]) if counter else 0) + 1

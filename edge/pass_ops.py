@@ -163,8 +163,9 @@ def confiscate(
     if found[0] == "confiscated":
         raise Conflict(f"pass {pass_id} was confiscated already")
     conn.execute(
+        # the version stays: it is the office's counter for its passes (sync.client)
         "UPDATE passes SET status = 'confiscated', status_reason = ?, updated_at = ?, "
-        "updated_by = ?, version = version + 1 WHERE id = ?",
+        "updated_by = ? WHERE id = ?",
         (reason, now, by, pass_id),
     )
     row = {"pass_id": pass_id, "gate": gate, "reason": reason, "by": by, "at": now}
@@ -529,16 +530,19 @@ def import_csv(
 def set_status(
     conn: sqlite3.Connection, pass_id: str, status: str, reason: str | None, by: str, now: float
 ) -> None:
-    row = conn.execute("SELECT status FROM passes WHERE id = ?", (pass_id,)).fetchone()
+    row = conn.execute("SELECT status, origin FROM passes WHERE id = ?", (pass_id,)).fetchone()
     if row is None:
         raise NotFound(f"no pass with id {pass_id!r}")
     if row[0] != "active":
         raise Conflict(f"pass {pass_id} is already {row[0]}")
     conn.execute(
-        "UPDATE passes SET status = ?, status_reason = ?, updated_at = ?, updated_by = ?, "
-        "version = version + 1 WHERE id = ?",
+        "UPDATE passes SET status = ?, status_reason = ?, updated_at = ?, updated_by = ? "
+        "WHERE id = ?",  # the version stays: the office's counter (see confiscate)
         (status, reason, now, by, pass_id),
     )
+    if row[1] == "office":  # the office owns it: it revokes it too, and every gate hears
+        fact = {"pass_id": pass_id, "status": status, "reason": reason, "by": by, "at": now}
+        outbox.add(conn, None, "pass_revoked", pass_id, fact, now)
 
 
 def shown(row: dict[str, Any], tz: ZoneInfo, name_mask: str = "surname") -> dict[str, Any]:

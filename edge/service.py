@@ -98,7 +98,7 @@ class Service:
         self.sync: SyncClient | None = None
         if cfg.sync is not None:
             self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.photos,
-                                   self.clock)  # fmt: skip
+                                   self.clock, cfg.alarms)  # fmt: skip
         self.last_mqtt_swipe: dict[str, float] = {}
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()

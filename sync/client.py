@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from edge import db
+from edge import alarms, db, outbox
 from edge.clock import Clock, SystemClock
-from edge.config import SyncCfg
+from edge.config import AlarmsCfg, SyncCfg
 from edge.photos import PhotoStore
 from edge.writer import Writer
 from sync import schema, wire
@@ -36,30 +36,48 @@ LONG_POLL_S = 10.0
 HELLO_EVERY_S = 10.0  # an empty push now and then: notices an office restored from backup
 
 PASS_COLUMNS = tuple(c.name for c in schema.passes.columns)  # what the office sends
+_CLOSED = "passes.status IN ('revoked', 'confiscated')"
+# A pass the gate confiscated or revoked stays so whatever the office sends (the office
+# hears of it by push, and follows with a version of its own); otherwise the office's
+# newer version wins. The version is the office's alone: the gate never bumps it.
 _UPSERT = (
-    f"INSERT INTO passes ({', '.join(PASS_COLUMNS)}) VALUES ({', '.join('?' * len(PASS_COLUMNS))}) "
+    f"INSERT INTO passes ({', '.join(PASS_COLUMNS)}, origin) "
+    f"VALUES ({', '.join('?' * len(PASS_COLUMNS))}, 'office') "
     "ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in PASS_COLUMNS if c != "id")
-    + " WHERE excluded.version > passes.version"
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in PASS_COLUMNS if c not in ("id", "status", "status_reason")
+    )
+    + f", status = CASE WHEN {_CLOSED} THEN passes.status ELSE excluded.status END"
+    + f", status_reason = CASE WHEN {_CLOSED} THEN passes.status_reason "
+    "ELSE excluded.status_reason END, origin = 'office'"
+    " WHERE excluded.version > passes.version"
 )
 
 
 SLIP_COLUMNS = (
     "number", "unit", "owner", "bearer", "authorisation", "authorisation_detail", "items",
     "hazard_allowed", "valid_from", "valid_until", "approver", "status", "issued_by",
-    "issued_at", "version",
+    "issued_at", "version", "closed_by", "closed_at", "gate", "notes",
 )  # fmt: skip
+_GATE_OWNS = ("status", "closed_by", "closed_at", "gate", "notes")
 # The office owns a slip's contents and its cancellation; the gate owns its release or
-# rejection, which an office change never undoes (the office learns of it by push).
+# rejection, which an office change never undoes (the office learns of it by push). A
+# release at another gate arrives as the office's change, with who released it and where.
 _SLIP_UPSERT = (
     f"INSERT INTO goods_slips ({', '.join(SLIP_COLUMNS)}, origin) "
     f"VALUES ({', '.join('?' * len(SLIP_COLUMNS))}, 'office') "
     "ON CONFLICT(number) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in SLIP_COLUMNS if c not in ("number", "status"))
-    + ", status = CASE WHEN goods_slips.status IN ('released', 'rejected') "
-    "THEN goods_slips.status ELSE excluded.status END"
-    " WHERE excluded.version > goods_slips.version"
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in SLIP_COLUMNS if c != "number" and c not in _GATE_OWNS
+    )
+    + "".join(
+        f", {c} = CASE WHEN goods_slips.status IN ('released', 'rejected') "
+        f"THEN goods_slips.{c} ELSE excluded.{c} END"
+        for c in _GATE_OWNS
+    )
+    + " WHERE excluded.version > goods_slips.version"
 )
+HOLDINGS_BATCH = 1000  # records per POST /sync/v1/holdings
 
 
 def slip_row(s: dict[str, Any]) -> tuple[Any, ...]:
@@ -69,8 +87,10 @@ def slip_row(s: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int) -> int:
-    """One page of the office's change log, and the cursor after it, in one transaction."""
+def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int,
+                  log_id: str | None = None) -> int:  # fmt: skip
+    """One page of the office's change log, and the cursor after it (with the log it is in
+    and its last change's stamp, which the next pull quotes), in one transaction."""
     applied = 0
     for ch in changes:
         p = ch["payload"]
@@ -79,13 +99,34 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
         elif ch["entity"] == "slip":
             applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
     db.set_meta(conn, "pull_cursor", str(cursor))
+    if changes:
+        db.set_meta(conn, "pull_stamp", changes[-1].get("stamp") or "")
+    if log_id:
+        db.set_meta(conn, "pull_log", log_id)
     return applied
+
+
+def holdings(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The office's passes and slips as this gate holds them (sync.recovery)."""
+    conn.row_factory = sqlite3.Row
+    try:
+        passes = [dict(r) for r in conn.execute("SELECT * FROM passes WHERE origin = 'office'")]
+        slips = [dict(r) for r in conn.execute("SELECT * FROM goods_slips WHERE origin = 'office'")]
+    finally:
+        conn.row_factory = None
+    for s in slips:
+        s["items"] = json.loads(s["items"])
+        s["authorisation_detail"] = json.loads(s["authorisation_detail"] or "{}")
+        s["hazard_allowed"] = bool(s["hazard_allowed"])
+    return passes, slips
 
 
 class SyncClient:
     def __init__(self, cfg: SyncCfg, writer: Writer, read: Callable[[Callable[..., Any]], Any],
-                 epoch: int, photos: PhotoStore, clock: Clock | None = None) -> None:  # fmt: skip
+                 epoch: int, photos: PhotoStore, clock: Clock | None = None,
+                 alarms_cfg: AlarmsCfg | None = None) -> None:  # fmt: skip
         self.clock = clock or SystemClock()
+        self.alarms_cfg = alarms_cfg or AlarmsCfg()  # for sync_gap and sync_conflict
         self.photos = photos
         self.cfg = cfg
         self.writer = writer
@@ -104,6 +145,7 @@ class SyncClient:
             "last_push_ok": None, "last_pull_ok": None, "last_error": None,
             "pushed": 0, "pulled": 0,
         }  # fmt: skip
+        self._errors: dict[str, str | None] = {"pull": None, "push": None}  # each one's last
         # two pushers: while the office applies one batch, the next is on its way
         self._claim_lock = threading.Lock()
         self._claimed: dict[int, int] = {}  # epoch → highest seq handed to a pusher
@@ -147,19 +189,27 @@ class SyncClient:
         }
 
     def _loop(self, once: Callable[[], bool]) -> None:
+        pulling = once == self._pull_once
+        worker = "pull" if pulling else "push"
         failures = 0
         while not self.stop_event.is_set():
             try:
                 more = once()
                 failures = 0
+                self._errors[worker] = None
+                self.status["last_error"] = self._errors["pull"] or self._errors["push"]
                 if not more:
                     self.stop_event.wait(0.2)
             except Exception as e:  # the office away, or a bad answer: never a dead worker
-                self.fresh.clear()
+                if pulling:
+                    # the office unreachable: revocations are pulled before any backlog is
+                    # pushed again. A push's own failure (one batch refused) pauses only
+                    # the pushers, which back off below.
+                    self.fresh.clear()
                 with self._claim_lock:
                     self._claimed.clear()  # what was in flight is sent again
                 failures += 1
-                self.status["last_error"] = f"{type(e).__name__}: {e}"
+                self._errors[worker] = self.status["last_error"] = f"{type(e).__name__}: {e}"
                 # full jitter: retries from many gates do not arrive together
                 delay = random.uniform(0, min(self.cfg.retry_max_s, 0.5 * 2**failures))
                 if failures == 1:
@@ -168,11 +218,17 @@ class SyncClient:
                 self.stop_event.wait(delay)
 
     def _pull_once(self) -> bool:
-        cursor = int(self.read(lambda c: db.get_meta(c, "pull_cursor")) or 0)
+        cursor, log_id, stamp = self.read(lambda c: [
+            db.get_meta(c, k) for k in ("pull_cursor", "pull_log", "pull_stamp")])  # fmt: skip
         wait = 0 if not self.fresh.is_set() else LONG_POLL_S
-        r = self.http.get("/sync/v1/pull", params={"since": cursor, "wait": wait})
+        params = {"since": int(cursor or 0), "wait": wait}
+        params |= ({"log": log_id} if log_id else {}) | ({"stamp": stamp} if stamp else {})
+        r = self.http.get("/sync/v1/pull", params=params)
         r.raise_for_status()
         body = r.json()
+        if body.get("reset"):
+            self._relearn(body["log"])
+            return True
         # the photos a page's passes name, before the page: a pass does not arrive without
         # its photo (a fetch that fails fails the pull, which is tried again) unless the
         # office no longer has it (purged): the pass is not held back for a picture
@@ -184,16 +240,38 @@ class SyncClient:
                     continue
                 got.raise_for_status()
                 self.photos.put_exact(sha, got.content)
-        if body["changes"]:
-            self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"]))
+        if body["changes"] or (body.get("log") and body["log"] != log_id):
+            self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"],
+                                                     body.get("log")))  # fmt: skip
             self.status["pulled"] += len(body["changes"])
         self.status["last_pull_ok"] = self.clock.now()
         self.fresh.set()
         return bool(body["has_more"])
 
+    def _relearn(self, log_id: str) -> None:
+        """The office's change log is another one (the office was restored or re-created):
+        tell it what this gate holds of its passes and slips, then pull it from the start
+        (the version guard keeps what is newer here)."""
+        passes, slips = self.read(holdings)
+        log.warning("sync: the office's change log is new (%s): it was restored or re-created; "
+                    "sending it the %d passes and %d slips held here, then pulling it again",
+                    log_id, len(passes), len(slips))  # fmt: skip
+        for i in range(0, max(len(passes), len(slips), 1), HOLDINGS_BATCH):
+            end = i + HOLDINGS_BATCH
+            part = {"passes": passes[i:end], "slips": slips[i:end]}
+            self.http.post("/sync/v1/holdings", json=part).raise_for_status()
+
+        def restart(c: sqlite3.Connection) -> None:
+            db.set_meta(c, "pull_cursor", "0")
+            db.set_meta(c, "pull_stamp", "")
+            db.set_meta(c, "pull_log", log_id)
+
+        self.writer.call(restart)
+
     def _push_once(self) -> bool:
         if not self.fresh.wait(0.5):
             return False  # after a failure, a pull must come first
+        self._move_closed()
         if time.monotonic() - self._last_hello >= HELLO_EVERY_S and self._hello():
             return True
         found = self.read(
@@ -220,35 +298,97 @@ class SyncClient:
             self._claimed[epoch] = rows[-1][0]
             self._inflight += 1
         try:
-            acked = self._send(epoch, base, rows)
+            answer = self._send(epoch, base, rows)
         finally:
             with self._claim_lock:
                 self._inflight -= 1
         now = self.clock.now()
+        acked = int(answer["acked_through"])
         self.writer.call(
             lambda c: c.execute(
                 "UPDATE outbox SET acked_at = ? WHERE epoch = ? AND seq <= ? AND acked_at IS NULL",
                 (now, epoch, acked),
             )
         )
+        if answer.get("closed_from") is not None:
+            self._close(epoch, int(answer["closed_from"]))
+            return True
         self.status["pushed"] += len(rows)
         self.status["last_push_ok"] = now
         return len(rows) == self.cfg.push_batch
 
-    def _send(self, epoch: int, base: int, rows: list[tuple[int, str, str, str]]) -> int:
+    def _send(self, epoch: int, base: int, rows: list[tuple[int, str, str, str]],
+              skip_to: int | None = None) -> dict[str, Any]:  # fmt: skip
+        params = {"epoch": epoch, "base": base, "now": self.clock.now()}
         r = self.http.post(
             "/sync/v1/push",
-            params={"epoch": epoch, "base": base},
+            params=params | ({"skip_to": skip_to} if skip_to else {}),
             content=wire.encode(rows).encode(),
             headers={"Content-Type": "text/tab-separated-values; charset=utf-8"},
         )
         r.raise_for_status()
-        return int(r.json()["acked_through"])
+        return dict(r.json())
+
+    def _close(self, epoch: int, first: int) -> None:
+        """The office holds other content under this epoch's seqs from ``first`` on (this
+        database was copied back, or its machine rolled back): it keeps both and takes
+        nothing more of the epoch. What is left of it here goes on under a new epoch from
+        ``first``, and so does everything this node records from now on."""
+
+        def close(c: sqlite3.Connection) -> int | None:
+            key = f"epoch_closed:{epoch}"
+            if db.get_meta(c, key) is not None:
+                return None  # the other pusher got the same answer
+            moved = db.new_epoch(c)  # the node's epoch from now on (and after a restart)
+            db.set_meta(c, key, f"{first}:{moved}")
+            db.set_meta(c, f"epoch_base:{moved}", str(first))
+            alarms.raise_alarm(
+                c, self.alarms_cfg, "sync_conflict", "sync", self.clock.now(),
+                notes=f"the office holds other records under epoch {epoch} from seq {first}: "
+                      f"this database was copied back or rolled back; records go on under "
+                      f"epoch {moved}",
+            )  # fmt: skip
+            return moved
+
+        moved = self.writer.call(close)
+        if moved is not None:
+            log.error("sync: the office holds other records under epoch %d from seq %d (this "
+                      "database was copied back or rolled back?); both are kept, and records "
+                      "go on under epoch %d", epoch, first, moved)  # fmt: skip
+        with self._claim_lock:
+            self._claimed.pop(epoch, None)
+        self._move_closed()
+
+    def _move_closed(self) -> None:
+        """Rows still recorded under a closed epoch (by parts of the service started before
+        it closed) move to the epoch that replaced it."""
+
+        def move(c: sqlite3.Connection) -> int:
+            n = 0
+            for key, value in c.execute(
+                "SELECT key, value FROM node_meta WHERE key LIKE 'epoch_closed:%'"
+            ).fetchall():
+                first, moved = (int(v) for v in value.split(":"))
+                n += c.execute(
+                    "UPDATE outbox SET epoch = ? WHERE epoch = ? AND seq >= ? AND acked_at IS NULL",
+                    (moved, int(key.split(":")[1]), first),
+                ).rowcount
+            return n
+
+        if self.read(
+            lambda c: c.execute(
+                "SELECT 1 FROM node_meta WHERE key LIKE 'epoch_closed:%' LIMIT 1"
+            ).fetchone()
+        ):
+            self.writer.call(move)
 
     def _hello(self) -> bool:
         """An empty push with nothing else in flight: the office's answer is then exactly how
         far it has each epoch. Less than it once acknowledged means it was restored from a
-        backup; the rows are still here, so they are sent again."""
+        backup; the rows are still here, so they are sent again. Less than the oldest row
+        still here (pruned: the office's dump is older than 30 days, or this database came
+        from a backup) is a gap nobody can fill: the office is told to move past it, and
+        both sides raise it for a person."""
         with self._claim_lock:
             if self._inflight or self._hello_running:
                 return False
@@ -256,8 +396,14 @@ class SyncClient:
         try:
             epochs = self.read(lambda c: [r[0] for r in c.execute(
                 "SELECT DISTINCT epoch FROM outbox WHERE acked_at IS NOT NULL")])  # fmt: skip
-            for epoch in sorted(set(epochs) | {self.epoch}):
-                acked = self._send(epoch, self._base(epoch), [])
+            current = int(self.read(lambda c: db.get_meta(c, "epoch")) or self.epoch)
+            for epoch in sorted(set(epochs) | {self.epoch, current}):
+                base = self._base(epoch)
+                answer = self._send(epoch, base, [])
+                acked = int(answer["acked_through"])
+                if answer.get("closed_from") is not None:
+                    self._close(epoch, int(answer["closed_from"]))
+                    continue
 
                 def reset(c: sqlite3.Connection, epoch: int = epoch, acked: int = acked) -> int:
                     return c.execute(
@@ -272,11 +418,27 @@ class SyncClient:
                                 lost, epoch)  # fmt: skip
                     with self._claim_lock:
                         self._claimed.pop(epoch, None)
+                lowest = self.read(lambda c, epoch=epoch, acked=acked: c.execute(
+                    "SELECT min(seq) FROM outbox WHERE epoch = ? AND seq > ?",
+                    (epoch, acked)).fetchone()[0])  # fmt: skip
+                if lowest is not None and lowest > acked + 1:
+                    self._skip(epoch, base, acked, lowest)
             self._last_hello = time.monotonic()
             return True
         finally:
             with self._claim_lock:
                 self._hello_running = False
+
+    def _skip(self, epoch: int, base: int, acked: int, lowest: int) -> None:
+        log.error("sync: the office has epoch %d only up to seq %d and this gate no longer has "
+                  "seq %d..%d (pruned, or restored from an older backup): they are lost; "
+                  "moving on", epoch, acked, acked + 1, lowest - 1)  # fmt: skip
+        self._send(epoch, base, [], skip_to=lowest)
+        self.writer.call(lambda c: alarms.raise_alarm(
+            c, self.alarms_cfg, "sync_gap", "sync", self.clock.now(),
+            notes=f"epoch {epoch}: records {acked + 1}..{lowest - 1} never reached the office "
+                  "and are no longer on this gate",
+        ))  # fmt: skip
 
     def _base(self, epoch: int) -> int:
         """The epoch's first sequence number, as the office counts from it."""
@@ -290,7 +452,7 @@ class SyncClient:
             if first[0] is not None:
                 return int(first[0])
             # nothing recorded in this epoch yet: it starts after everything before it
-            return int(c.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]) + 1
+            return outbox.next_seq(c)
 
         base = self.read(first_seq)
         self.writer.call(lambda c: db.set_meta(c, key, str(base)))

@@ -13,12 +13,11 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg2
 import psycopg2.errors
-from sqlalchemy import Connection, Numeric, Text, case, cast, func, literal, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
@@ -31,8 +30,8 @@ from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
 from edge.users import hash_token
+from sync import reports, wire
 from sync import schema as t
-from sync import wire
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +196,11 @@ def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: 
     )
     conn.execute(t.change_log.insert().values(
         change_id=change_id, entity=entity, entity_id=entity_id, version=version, op=op,
-        payload=payload, committed_at=now,
+        payload=payload, committed_at=now, stamp=secrets.token_hex(8),
     ))  # fmt: skip
+    # every office process's listener (sync.notify) hears it at commit, in commit order, and
+    # wakes its waiting gates; not at all if this transaction rolls back
+    conn.execute(text("SELECT pg_notify('gatehouse_changes', :id)"), {"id": str(change_id)})
     return change_id
 
 
@@ -362,8 +364,8 @@ def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, An
 # every kind a gate sends (edge: the callers of outbox.add; tests/test_sync.py checks it)
 KINDS = frozenset({
     "access_event", "alarm", "confiscation", "duty_log", "handover", "handover_signed",
-    "slip_released", "slip_rejected", "slip_cancelled", "snapshot", "visitor_in",
-    "visitor_out",
+    "pass_revoked", "slip_released", "slip_rejected", "slip_cancelled", "snapshot",
+    "visitor_in", "visitor_out",
 })  # fmt: skip
 _SLIP_FACT = (("number", False, True), ("closed_at", True, False), ("closed_by", False, False),
               ("gate", False, False), ("notes", False, False))  # fmt: skip
@@ -372,7 +374,8 @@ _FIELDS: dict[str, tuple[tuple[str, bool, bool], ...]] = {
     "access_event": (("ts", True, True), ("decision", False, True), ("pass_id", False, False),
                      ("gate", False, False)),
     "alarm": (("at", True, True), ("action", False, True), ("type", False, True)),
-    "confiscation": (("at", True, True), ("gate", False, False)),
+    "confiscation": (("at", True, True), ("pass_id", False, True), ("gate", False, False)),
+    "pass_revoked": (("at", True, True), ("pass_id", False, True)),
     "slip_released": _SLIP_FACT,
     "slip_rejected": _SLIP_FACT,
     "slip_cancelled": _SLIP_FACT,
@@ -483,7 +486,7 @@ _COPY_LINE = re.compile(r"COPY \w+, line (\d+)")
 
 
 def _copy(cur: Any, sql: str, lines: Iterable[str]) -> None:
-    """COPY these lines; what PostgreSQL refuses in them is the batch's problem (422), the
+    """COPY these lines; what PostgreSQL refuses in them is the batch's problem, the
     database being away is not (503)."""
     try:
         cur.copy_expert(sql, io.StringIO("".join(lines)))
@@ -493,8 +496,6 @@ def _copy(cur: Any, sql: str, lines: Iterable[str]) -> None:
         psycopg2.errors.ProgramLimitExceeded,
         psycopg2.errors.StatementTooComplex,
     ) as err:  # (too deep for its stack, too big)
-        if isinstance(err, psycopg2.errors.UniqueViolation):
-            raise
         said = (err.diag.message_primary or str(err)).strip().splitlines()[0]
         where = _COPY_LINE.search(err.diag.context or "")
         raise _Refused(f"push: the office's database refused the batch: {said}", said,
@@ -503,100 +504,109 @@ def _copy(cur: Any, sql: str, lines: Iterable[str]) -> None:
         raise DBAPIError(sql, None, err) from None
 
 
-def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
-               batch: list[wire.Row], now: float) -> dict[str, Any]:  # fmt: skip
-    """Apply one batch from a gate in one transaction, received at ``now``; answers the
-    contiguous high-water mark. A sequence number seen before with other content is an
-    integrity anomaly. A refusal (DomainError) leaves nothing: the caller's transaction
-    is rolled back."""
+def _set_aside_line(e: wire.Row, kind: str, reason: str) -> str:
+    """The stand-in ``edge_events`` keeps for a row set aside: its seq is accounted for (the
+    high-water mark moves past it), a resend of the same row is a harmless duplicate (the
+    gate's sha256 is kept), and the row itself is in ``set_aside``."""
+    stand_in = json.dumps({"kind": kind, "reason": reason[:500]})  # ASCII, no NUL: storable
+    return f"{e.seq}\tset_aside\t{e.ref}\t{stand_in}\t{e.sha256}"
+
+
+def _raw(e: wire.Row) -> bytes:
+    """The row as it came on the wire (fields still escaped)."""
+    return f"{e.seq}\t{e.kind}\t{e.ref}\t{e.sha256}\t{e.payload}\n".encode()
+
+
+def apply_push(conn: Connection, node_id: str, epoch: int, base: int, batch: list[wire.Row],
+               now: float, gate_now: float | None = None,
+               skip_to: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Apply one batch from a gate in one transaction, received at ``now`` (``gate_now``:
+    the gate's clock when it sent it); answers the contiguous high-water mark.
+
+    Nothing a gate sends can hold up what comes after it: a row the office can never store
+    or apply (U+0000 in a text, a kind it does not know, a field of the wrong type) is set
+    aside byte for byte, with an anomaly; a seq that comes again with other content (a
+    database copied back, a VM rolled back) keeps both, flags the node and closes the epoch
+    from that seq, which the gate answers by sending the rest under a new epoch; and
+    ``skip_to`` is the gate saying it no longer has the seqs before it (a pruned backup
+    restored), so the office records the gap and moves on. What is refused whole (422,
+    nothing kept) is a batch that breaks the protocol itself: its lines, a seq twice or
+    below the epoch's base, a base that disagrees with earlier batches."""
     records: dict[int, tuple[str, dict[str, Any] | None]] = {}
+    aside: dict[int, tuple[str, str]] = {}  # seq → (kind, why it is set aside)
     for e in batch:
-        if e.seq in records:
+        if e.seq in records or e.seq in aside:
             raise DomainError(f"seq {e.seq}: twice in one batch")
-        records[e.seq] = checked_record(e, base)
-    cursor = conn.execute(
-        select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
-                                     t.edge_cursors.c.epoch == epoch).with_for_update()
-    ).mappings().first()  # fmt: skip
-    if cursor is not None and cursor["base"] != base:
-        # the gate keeps its epoch's base once made (sync.client._base): another one means
-        # it counts differently from what the office holds; acknowledging would be a guess
-        raise DomainError(
-            f"base {base}: this epoch began at seq {cursor['base']} in earlier batches"
-        )
-    if cursor is None:
-        conn.execute(insert(t.edge_cursors).values(
-            node_id=node_id, epoch=epoch, base=base, contiguous_hwm=base - 1, max_seen=base - 1,
-        ).on_conflict_do_nothing())  # fmt: skip
-        cursor = conn.execute(
-            select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
-                                         t.edge_cursors.c.epoch == epoch).with_for_update()
-        ).mappings().first()  # fmt: skip
-    assert cursor is not None
-    # COPY straight in (the fastest way into PostgreSQL); if any row is there already (a
-    # batch sent again), fall back to staging it and moving across only the new rows. The
-    # fields go to COPY as they came: wire.decode took only those COPY reads as it did.
-    lines = [f"{e.seq}\t{e.kind}\t{e.ref}\t{e.payload}\t{e.sha256}\n" for e in batch]
-    sent = {e.seq: e.sha256 for e in batch}
-    inserted: set[int] = set()
-    if sent:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        fixed = f"\t{wire.escape(node_id)}\t{epoch}\t{now}"
-        columns = "(seq, kind, ref, payload, sha256, node_id, epoch, received_at)"
-        with raw.cursor() as cur:
-            try:
-                cur.execute("SAVEPOINT push_copy")
-                try:
-                    _copy(cur, f"COPY edge_events {columns} FROM STDIN",
-                          (line[:-1] + fixed + "\n" for line in lines))  # fmt: skip
-                    cur.execute("RELEASE SAVEPOINT push_copy")
-                    inserted = set(sent)
-                except psycopg2.errors.UniqueViolation:
-                    cur.execute("ROLLBACK TO SAVEPOINT push_copy")
-                    cur.execute(
-                        "CREATE TEMP TABLE IF NOT EXISTS push_stage (seq bigint, kind text, "
-                        "ref text, payload jsonb, sha256 text) ON COMMIT DELETE ROWS"
-                    )
-                    _copy(cur, "COPY push_stage FROM STDIN", lines)
-                    cur.execute(
-                        "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, "
-                        "sha256, received_at) SELECT %s, %s, seq, kind, ref, payload, sha256, "
-                        "%s FROM push_stage ON CONFLICT (node_id, epoch, seq) DO NOTHING "
-                        "RETURNING seq",
-                        (node_id, epoch, now),
-                    )
-                    inserted = {r[0] for r in cur.fetchall()}
-            except _Refused as refused:
-                # PostgreSQL refused a row (the payload, as jsonb): name its seq and, where
-                # Python's reading of it says more, what is wrong with it
-                if refused.line is None or not 1 <= refused.line <= len(batch):
-                    raise
-                e = batch[refused.line - 1]
-                checked_record(e, base, parse=True)
-                raise DomainError(
-                    f"seq {e.seq}: the office's database refused it: {refused.said}"
-                ) from None
-    duplicates = {seq: sha for seq, sha in sent.items() if seq not in inserted}
-    if duplicates:
-        stored = conn.execute(
-            select(t.edge_events.c.seq, t.edge_events.c.sha256).where(
-                t.edge_events.c.node_id == node_id, t.edge_events.c.epoch == epoch,
-                t.edge_events.c.seq.in_(list(duplicates)),
-            )
-        ).all()  # fmt: skip
-        for seq, sha in stored:
-            if sha != duplicates[seq]:
-                conn.execute(t.anomalies.insert().values(
-                    at=now, node_id=node_id, kind="integrity",
-                    detail=f"epoch {epoch} seq {seq} sent again with other content",
-                ))  # fmt: skip
-    new = [(k, p) for k, p in (records[seq] for seq in sorted(inserted)) if p is not None]
-    _slip_facts(conn, node_id, [p | {"_kind": k} for k, p in new
-                                if k in ("slip_released", "slip_rejected")], now)  # fmt: skip
+        if e.seq < base:
+            raise DomainError(f"seq {e.seq}: before the epoch's first seq {base}")
+        try:
+            records[e.seq] = checked_record(e, base)
+        except DomainError as err:
+            aside[e.seq] = (wire.unescape(e.kind), str(err))
+    cursor = _epoch_cursor(conn, node_id, epoch, base)
+    if gate_now is not None and math.isfinite(gate_now):
+        conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id)
+                     .values(clock_offset_s=gate_now - now))  # fmt: skip
+    closed = cursor["closed_from"]
+    stored: dict[int, str] = {}
+    if batch:  # what of this batch the office has already (a resend), by the primary key
+        e_ = t.edge_events.c
+        stored = dict(conn.execute(
+            select(e_.seq, e_.sha256).where(
+                e_.node_id == node_id, e_.epoch == epoch,
+                e_.seq.between(min(e.seq for e in batch), max(e.seq for e in batch)))
+        ).all())  # fmt: skip
+    conflicts = [e for e in batch if e.seq in stored and stored[e.seq] != e.sha256]
+    for e in conflicts:
+        conn.execute(t.set_aside.insert().values(
+            received_at=now, node_id=node_id, epoch=epoch, seq=e.seq, kind=wire.unescape(e.kind),
+            reason=f"sent again with other content (the office keeps sha256 {stored[e.seq]})",
+            raw=_raw(e),
+        ))  # fmt: skip
+    if conflicts:
+        first = min(e.seq for e in conflicts)
+        closed = first if closed is None else min(closed, first)
+        conn.execute(t.anomalies.insert().values(
+            at=now, node_id=node_id, kind="integrity",
+            detail=f"epoch {epoch}: {len(conflicts)} records from seq {first} sent again with "
+                   "other content (a database copied back or rolled back?); both kept, the "
+                   f"epoch is closed from seq {closed} and the gate goes on in a new one",
+        ))  # fmt: skip
+        conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id)
+                     .values(flagged_at=now))  # fmt: skip
+        conn.execute(t.edge_cursors.update().where(
+            t.edge_cursors.c.node_id == node_id, t.edge_cursors.c.epoch == epoch
+        ).values(closed_from=closed))  # fmt: skip
+    new = [e for e in batch if e.seq not in stored and (closed is None or e.seq < closed)]
+    inserted = _insert_events(conn, node_id, epoch, base, new, aside, now)
+    for e in new:
+        if e.seq in aside:
+            kind, reason = aside[e.seq]
+            conn.execute(t.set_aside.insert().values(
+                received_at=now, node_id=node_id, epoch=epoch, seq=e.seq, kind=kind,
+                reason=reason, raw=_raw(e),
+            ))  # fmt: skip
+            conn.execute(t.anomalies.insert().values(
+                at=now, node_id=node_id, kind="set_aside",
+                detail=f"epoch {epoch} seq {e.seq} ({kind}) set aside: {reason}"[:2000],
+            ))  # fmt: skip
+    facts = [(k, p) for k, p in (records[e.seq] for e in new if e.seq in records)
+             if p is not None]  # fmt: skip
+    _slip_facts(conn, node_id, [p | {"_kind": k} for k, p in facts
+                                if k in ("slip_released", "slip_rejected", "slip_cancelled")],
+                now)  # fmt: skip
+    _pass_facts(conn, node_id, [(k, p) for k, p in facts
+                                if k in ("confiscation", "pass_revoked")], now)  # fmt: skip
     # only grants can conflict with the office's revocations (every grant was parsed)
-    _check_facts(conn, node_id, [p for k, p in new if k == "access_event"], now)
+    _check_facts(conn, node_id, [p for k, p in facts if k == "access_event"], now)
     hwm = cursor["contiguous_hwm"]
+    if skip_to is not None and hwm < skip_to - 1:
+        conn.execute(t.anomalies.insert().values(
+            at=now, node_id=node_id, kind="gap",
+            detail=f"epoch {epoch}: seq {hwm + 1}..{skip_to - 1} never arrived and the gate "
+                   "no longer has them (restored from a backup older than they were?)",
+        ))  # fmt: skip
+        hwm = skip_to - 1
     for (seq,) in conn.execute(
         select(t.edge_events.c.seq).where(t.edge_events.c.node_id == node_id,
                                           t.edge_events.c.epoch == epoch,
@@ -606,22 +616,99 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int,
         if seq != hwm + 1:
             break
         hwm = seq
-    max_seen = max([cursor["max_seen"], *sent])
+    max_seen = max([cursor["max_seen"], *(e.seq for e in batch)])
     conn.execute(
         t.edge_cursors.update()
         .where(t.edge_cursors.c.node_id == node_id, t.edge_cursors.c.epoch == epoch)
         .values(contiguous_hwm=hwm, max_seen=max_seen)
     )
     conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id).values(last_seen_at=now))
-    return {"acked_through": hwm, "max_seen": max_seen, "inserted": len(inserted)}
+    answer = {"acked_through": hwm if closed is None else min(hwm, closed - 1),
+              "max_seen": max_seen, "inserted": len(inserted), "set_aside": len(aside)}  # fmt: skip
+    return answer | ({"closed_from": closed} if closed is not None else {})
+
+
+def _epoch_cursor(conn: Connection, node_id: str, epoch: int, base: int) -> dict[str, Any]:
+    """The (node, epoch) cursor, locked for this batch (made at its first)."""
+
+    def locked() -> Any:
+        return conn.execute(
+            select(t.edge_cursors).where(t.edge_cursors.c.node_id == node_id,
+                                         t.edge_cursors.c.epoch == epoch).with_for_update()
+        ).mappings().first()  # fmt: skip
+
+    cursor = locked()
+    if cursor is None:
+        conn.execute(insert(t.edge_cursors).values(
+            node_id=node_id, epoch=epoch, base=base, contiguous_hwm=base - 1, max_seen=base - 1,
+        ).on_conflict_do_nothing())  # fmt: skip
+        cursor = locked()
+    assert cursor is not None
+    if cursor["base"] != base:
+        # the gate keeps its epoch's base once made (sync.client._base): another one means
+        # it counts differently from what the office holds; acknowledging would be a guess
+        raise DomainError(
+            f"base {base}: this epoch began at seq {cursor['base']} in earlier batches"
+        )
+    return dict(cursor)
+
+
+def _insert_events(conn: Connection, node_id: str, epoch: int, base: int, rows: list[wire.Row],
+                   aside: dict[int, tuple[str, str]], now: float) -> set[int]:  # fmt: skip
+    """COPY the rows the office does not have yet straight into ``edge_events`` (the
+    fastest way into PostgreSQL; the cursor's lock keeps out another batch of the epoch).
+    The fields go to COPY as they came: wire.decode took only those COPY reads as it did.
+    A row PostgreSQL refuses (jsonb cannot hold it) is set aside and the rest copied again."""
+    if not rows:
+        return set()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    fixed = f"\t{wire.escape(node_id)}\t{epoch}\t{now}\n"
+    columns = "(seq, kind, ref, payload, sha256, node_id, epoch, received_at)"
+    with raw.cursor() as cur:
+        while True:
+            lines = [
+                _set_aside_line(e, *aside[e.seq]) + fixed if e.seq in aside
+                else f"{e.seq}\t{e.kind}\t{e.ref}\t{e.payload}\t{e.sha256}{fixed}"
+                for e in rows
+            ]  # fmt: skip
+            cur.execute("SAVEPOINT push_copy")
+            try:
+                _copy(cur, f"COPY edge_events {columns} FROM STDIN", lines)
+            except _Refused as refused:
+                cur.execute("ROLLBACK TO SAVEPOINT push_copy")
+                if refused.line is None or not 1 <= refused.line <= len(rows):
+                    raise
+                e = rows[refused.line - 1]
+                if e.seq in aside:  # a stand-in refused: the office's own bug, said so
+                    raise
+                # PostgreSQL refused the payload (as jsonb): where Python's reading of it
+                # says more, say that
+                try:
+                    checked_record(e, base, parse=True)
+                    why = f"seq {e.seq}: the office's database refused it: {refused.said}"
+                except DomainError as err:
+                    why = str(err)
+                aside[e.seq] = (wire.unescape(e.kind), why)
+                continue
+            cur.execute("RELEASE SAVEPOINT push_copy")
+            return {e.seq for e in rows}
 
 
 def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], now: float) -> None:
     """What happened at the gate stays as it happened; what conflicts with the office's own
-    records becomes an exception for a person (ownership, not clocks, settles it)."""
+    records becomes an exception for a person. A grant is compared with the revocation on
+    the gate's clock: the office's time of the revocation moved by the gate's offset from
+    the office at its last push (each clock compared with itself, not with the other)."""
     grants = {e["pass_id"]: e for e in events if e.get("decision") == "grant" and e.get("pass_id")}
     if not grants:
         return
+    offset = (
+        conn.execute(
+            select(t.nodes.c.clock_offset_s).where(t.nodes.c.node_id == node_id)
+        ).scalar_one_or_none()
+        or 0.0
+    )
     revoked = conn.execute(
         select(t.passes.c.id, t.passes.c.updated_at).where(
             t.passes.c.id.in_(list(grants)), t.passes.c.status == "revoked"
@@ -629,11 +716,33 @@ def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], n
     ).all()
     for pass_id, revoked_at in revoked:
         e = grants[pass_id]
-        if revoked_at <= e["ts"]:
+        if revoked_at + offset <= e["ts"]:
             conn.execute(t.anomalies.insert().values(
                 at=now, node_id=node_id, kind="used_after_revocation",
                 detail=f"pass {pass_id} granted at gate {e.get('gate')} after its revocation",
             ))  # fmt: skip
+
+
+def _pass_facts(conn: Connection, node_id: str, facts: list[tuple[str, dict[str, Any]]],
+                now: float) -> None:  # fmt: skip
+    """A gate confiscated or revoked an office pass: the office's pass follows, with a
+    change of its own version that every gate pulls (the gate never counts the office's
+    versions itself)."""
+    for kind, p in facts:
+        pass_id = p.get("pass_id")
+        current = conn.execute(
+            select(t.passes).where(t.passes.c.id == pass_id).with_for_update()
+        ).mappings().first()  # fmt: skip
+        if current is None or current["status"] != "active":
+            continue  # a gate's own pass, or the office has it closed already
+        status = "confiscated" if kind == "confiscation" else "revoked"
+        record = dict(current) | {
+            "status": status, "status_reason": p.get("reason"),
+            "updated_by": f"{node_id}:{p.get('by') or '-'}", "updated_at": now,
+            "version": current["version"] + 1,
+        }  # fmt: skip
+        conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
+        log_change(conn, "pass", pass_id, record["version"], "revoke", record, now)
 
 
 # the times a gate reports that the office copies into a row of its own (a slip's
@@ -641,35 +750,61 @@ def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], n
 # 9999 cannot be shown at all. The fact keeps its time as sent, in edge_events.
 _SHOWABLE = (datetime(1900, 1, 1, tzinfo=UTC).timestamp(),
              datetime(9000, 1, 1, tzinfo=UTC).timestamp())  # fmt: skip
+_CLOSED = {"slip_released": "released", "slip_rejected": "rejected",
+           "slip_cancelled": "cancelled"}  # fmt: skip
 
 
 def _slip_facts(conn: Connection, node_id: str, closed: list[dict[str, Any]], now: float) -> None:
-    """A gate released or rejected an office slip: the office's slip follows the fact, and a
-    release of a slip the office had cancelled is an exception for a person."""
+    """A gate released, rejected or cancelled an office slip: the office's slip follows the
+    first such fact, as a change every gate pulls (so a second gate refuses it too). A
+    second fact about a closed slip — released at two gates while both were offline, or
+    after the office cancelled it — is an exception for a person; both facts are kept (the
+    first in the slip, every one in edge_events)."""
     for s in closed:
-        row = (
-            conn.execute(select(t.slips).where(t.slips.c.number == s["number"])).mappings().first()
-        )
+        row = conn.execute(
+            select(t.slips).where(t.slips.c.number == s["number"]).with_for_update()
+        ).mappings().first()  # fmt: skip
         if row is None:
             continue  # a slip the gate issued itself
-        status = "released" if s["_kind"] == "slip_released" else "rejected"
-        if row["status"] == "cancelled" and status == "released":
+        status = _CLOSED[s["_kind"]]
+        closed_at = s.get("closed_at")
+        if closed_at is not None and not _SHOWABLE[0] <= closed_at < _SHOWABLE[1]:
+            log.warning("slip %s: gate %s closed it at %r; kept without the time",
+                        s["number"], node_id, closed_at)  # fmt: skip
+            closed_at = None
+        fact = (f"{status} at gate {s.get('gate')} ({node_id}) by {s.get('closed_by')} "
+                f"at {_when(closed_at)}")  # fmt: skip
+        if row["status"] != "issued":
+            same = (row["status"], row["node_id"], row["gate"], row["closed_at"]) == (
+                status,
+                node_id,
+                s.get("gate"),
+                closed_at,
+            )
+            if same:
+                continue  # the same fact again (a gate re-sending after a restore)
+            kind = ("released_after_cancellation"
+                    if row["status"] == "cancelled" and status == "released"
+                    else f"slip_{status}_after_{row['status']}")  # fmt: skip
+            earlier = (f"{row['status']} at gate {row['gate'] or '-'} "
+                       f"({row['node_id'] or 'the office'}) by {row['closed_by']} "
+                       f"at {_when(row['closed_at'])}")  # fmt: skip
             conn.execute(t.anomalies.insert().values(
-                at=now, node_id=node_id, kind="released_after_cancellation",
-                detail=f"slip {s['number']} released at gate {s.get('gate')} by "
-                       f"{s.get('closed_by')} after the office cancelled it",
+                at=now, node_id=node_id, kind=kind,
+                detail=f"slip {s['number']} {fact}, after it was {earlier}",
             ))  # fmt: skip
             continue
-        if row["status"] == "issued":
-            closed_at = s.get("closed_at")
-            if closed_at is not None and not _SHOWABLE[0] <= closed_at < _SHOWABLE[1]:
-                log.warning("slip %s: gate %s closed it at %r; kept without the time",
-                            s["number"], node_id, closed_at)  # fmt: skip
-                closed_at = None
-            conn.execute(t.slips.update().where(t.slips.c.number == s["number"]).values(
-                status=status, closed_at=closed_at, closed_by=s.get("closed_by"),
-                gate=s.get("gate"), node_id=node_id, notes=s.get("notes"),
-            ))  # fmt: skip
+        record = dict(row) | {
+            "status": status, "closed_at": closed_at, "closed_by": s.get("closed_by"),
+            "gate": s.get("gate"), "node_id": node_id, "notes": s.get("notes"),
+            "version": row["version"] + 1,
+        }  # fmt: skip
+        conn.execute(t.slips.update().where(t.slips.c.number == s["number"]).values(**record))
+        log_change(conn, "slip", s["number"], record["version"], status, record, now)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 # -- reading what the gates sent ---------------------------------------------------------
@@ -709,54 +844,4 @@ def _word(value: Any) -> str:
 def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
     """The month at every gate: slips by how they ended, confiscations, alarms by type and
     by shift, decisions — from the office's own slips and what the gates sent."""
-    from collections import Counter
-
-    from edge.config import DEFAULT_SHIFTS
-    from edge.shifts import outgoing
-    from edge.slips import month_bounds
-
-    start, end = month_bounds(month, tz)  # refuses a month outside the years
-    slips_by = Counter(
-        r[0] for r in conn.execute(
-            select(t.slips.c.status).where(t.slips.c.issued_at >= start, t.slips.c.issued_at < end)
-        )
-    )  # fmt: skip
-    # when each kind happened, in its payload (a slip's release or rejection: closed_at)
-    when = {"alarm": "at", "confiscation": "at", "slip_released": "closed_at",
-            "slip_rejected": "closed_at"}  # fmt: skip
-
-    def events(kind: str) -> list[tuple[str, dict[str, Any]]]:
-        at = t.edge_events.c.payload[when.get(kind, "ts")]
-        # a number's value, else NULL (never a cast that fails on a string or 1e400)
-        number = case((func.jsonb_typeof(at) == "number", cast(at, Numeric)), else_=None)
-        rows = conn.execute(
-            select(t.edge_events.c.node_id, cast(t.edge_events.c.payload, Text)).where(
-                t.edge_events.c.kind == kind,
-                number >= literal(Decimal(repr(start)), Numeric),
-                number < literal(Decimal(repr(end)), Numeric),
-            )
-        )  # fmt: skip
-        parsed = ((n, stored_payload(p)) for n, p in rows)
-        return [(n, p) for n, p in parsed if isinstance(p, dict)]
-
-    raised = [(n, p) for n, p in events("alarm") if p.get("action") == "raised"]
-    return {
-        "month": month,
-        "office_slips": {
-            s: slips_by.get(s, 0) for s in ("issued", "released", "rejected", "cancelled")
-        },
-        "gate_slips": dict(
-            Counter(f"{n}:{k}" for k in ("slip_released", "slip_rejected") for n, _ in events(k))
-        ),
-        "confiscations": dict(
-            Counter(f"{n}:{_word(p.get('gate'))}" for n, p in events("confiscation"))
-        ),
-        "alarms_by_type": dict(Counter(_word(p.get("type")) for _, p in raised)),
-        # the numeric filter kept "at" in the month, so it is a time the shifts can place
-        "alarms_by_shift": dict(
-            Counter(outgoing(DEFAULT_SHIFTS, float(p["at"]), tz).name for _, p in raised)
-        ),
-        "decisions": dict(
-            Counter(f"{n}:{_word(p.get('decision'))}" for n, p in events("access_event"))
-        ),
-    }
+    return reports.monthly_report(conn, month, tz)  # counted by PostgreSQL (docs/sync.md)

@@ -8,17 +8,19 @@ Both authenticate the gate by its node token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import Engine, Text, cast, func, select
+from sqlalchemy import Engine, Text, cast, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,21 +37,24 @@ from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, office, wire
+from sync import desk, notify, office, recovery, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False)
 LONG_POLL_MAX_S = 25.0
-LONG_POLL_LOOK_S = 0.1  # how often the office looks at its change log for waiting gates
+# while the process's change listener is not listening (sync.notify: the database away,
+# or the listener reconnecting), how often it looks at the change log for waiting gates
+LONG_POLL_LOOK_S = 0.1
 PUSH_MAX_BODY = 64 * 1024 * 1024  # push_batch is at most 10,000 rows of a few KB
 
 
 def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     app = FastAPIOffline(title="Gatehouse office", version="0.1.0",  # docs without a CDN
-                         max_body_size=MAX_BODY)  # fmt: skip
+                         max_body_size=MAX_BODY, lifespan=_lifespan)  # fmt: skip
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
     hasher = IdHasher.from_data_dir(cfg.data_dir)
@@ -133,8 +138,13 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         node_id: str = Depends(node),
         epoch: int = Query(ge=0, le=wire.SEQ_MAX),  # bigint columns: beyond, PostgreSQL fails
         base: int = Query(ge=1, le=wire.SEQ_MAX, description="the epoch's first seq"),
+        gate_now: float | None = Query(None, alias="now", description="the gate's clock"),
+        skip_to: int | None = Query(
+            None, ge=1, le=wire.SEQ_MAX, description="the gate has no seq before this one"
+        ),
     ) -> dict[str, Any]:
-        """A batch of a gate's outbox, one row a line (sync.wire): fed to COPY as it comes."""
+        """A batch of a gate's outbox, one row a line (sync.wire): fed to COPY as it comes.
+        The answer's ``closed_from`` tells the gate to send that seq on under a new epoch."""
         try:
             batch = wire.decode((await request.body()).decode())
         except (ValueError, UnicodeDecodeError) as e:
@@ -142,7 +152,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
         def apply() -> dict[str, Any]:
             with eng.begin() as c:
-                return office.apply_push(c, node_id, epoch, base, batch, clock.now())
+                return office.apply_push(c, node_id, epoch, base, batch, clock.now(),
+                                         gate_now, skip_to)  # fmt: skip
 
         return await run_in_threadpool(apply)
 
@@ -151,7 +162,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             return int(c.execute(select(func.coalesce(func.max(t.change_log.c.change_id), 0)))
                        .scalar_one())  # fmt: skip
 
-    polls = app.state.polls = LongPolls(latest_change, LONG_POLL_LOOK_S)
+    # the listener's own connection, opened as the engine opens its (the office's engine is
+    # psycopg2's; any other has no listener, and the polls look at the log instead)
+    listen = (notify.connector(eng.dialect.create_connect_args(eng.url)[1])
+              if eng.dialect.driver == "psycopg2" else None)  # fmt: skip
+    polls = app.state.polls = LongPolls(latest_change, LONG_POLL_LOOK_S, listen)
 
     @app.get("/sync/v1/pull")
     async def pull(
@@ -159,6 +174,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         since: int = Query(0, ge=0),
         limit: int = Query(1000, ge=1, le=5000),
         wait: float = Query(0.0, ge=0, le=LONG_POLL_MAX_S),
+        log: str | None = Query(None, max_length=64, description="the log the cursor is in"),
+        stamp: str | None = Query(None, max_length=64, description="change ``since``'s stamp"),
     ) -> dict[str, Any]:
         """Changes after ``since`` in commit order; waits up to ``wait`` s for the first.
         The wait holds no thread (a sleeping thread each was the threadpool's 40, and the
@@ -166,24 +183,46 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         answers its older one at once (``superseded``), as a gate that polls again has
         given up on the older connection."""
 
+        def check() -> tuple[str, bool]:
+            with eng.begin() as c:
+                return recovery.log_id(c), recovery.must_reset(c, since, log, stamp)
+
+        current, reset = await run_in_threadpool(check)
+        if reset:  # another change log than the cursor's: from the start (sync.recovery)
+            return {"changes": [], "next": 0, "has_more": True, "reset": True, "log": current}
+
         def page() -> list[dict[str, Any]]:
             with eng.connect() as c:
                 return office.changes_after(c, since, limit + 1)
 
-        changes = await run_in_threadpool(page)
+        mark = polls.mark()  # before the page: a commit the page misses is heard after it
+        changes = await polls.read((since, limit), page, mark)
         superseded = False
         if not changes and wait > 0:
-            ended = await polls.wait(node_id, since, wait)
+            ended = await polls.wait(node_id, since, wait, mark)
             superseded = ended == "superseded"
-            if ended == "changed" or ended == "timeout":  # superseded: the page it has
-                changes = await run_in_threadpool(page)
+            # superseded: the page it has; a timeout while the listener heard every commit
+            # since the mark: still that empty page (an idle gate costs no second read)
+            if ended == "changed" or (ended == "timeout" and not polls.heard_all_since(mark)):
+                changes = await polls.read((since, limit), page, polls.mark())
         more = len(changes) > limit
         changes = changes[:limit]
         return {
             "changes": changes,
             "next": changes[-1]["change_id"] if changes else since,
             "has_more": more,
+            "log": current,
         } | ({"superseded": True} if superseded else {})
+
+    @app.post("/sync/v1/holdings", max_body_size=PUSH_MAX_BODY)
+    def holdings(body: recovery.Holdings, node_id: str = Depends(node)) -> dict[str, Any]:
+        """What a gate holds of the office's passes and slips, sent when its pull was
+        ``reset``: the office takes back what a restore lost (sync.recovery)."""
+        with eng.begin() as c:
+            took = recovery.relearn(c, node_id, body, clock.now())
+        if any(took.values()):
+            log.warning("sync: took back from %s what the office had lost: %s", node_id, took)
+        return took
 
     @app.get("/sync/v1/photos/{sha}")
     def sync_photo(sha: str, node_id: str = Depends(node)) -> Response:
@@ -306,25 +345,36 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         node_id: str | None = Query(None, alias="node", max_length=64),
         kind: str | None = Query(None, max_length=40),
         limit: int = Query(100, ge=1, le=1000),
-        cursor: str | None = Query(None, max_length=40, pattern=r"^\d+$"),
+        cursor: str | None = Query(None, max_length=CURSOR_MAX),
     ) -> dict[str, Any]:
-        """Everything the gates recorded, newest first; each carries its ``node``."""
+        """Everything the gates recorded, newest first; each carries its ``node``. Pages
+        by keyset: ``next`` names the page's last row, and the next page starts after it,
+        so rows arriving in between neither shift a page nor repeat one."""
         e = t.edge_events.c
         # the payload as text, parsed here: a row stored before the push's checks (1e400,
         # an array) must not fail the whole page
-        q = select(e.node_id, e.kind, e.seq, e.epoch, cast(e.payload, Text).label("payload"))
-        q = q.order_by(e.received_at.desc(), e.seq.desc())
+        q = select(e.node_id, e.kind, e.seq, e.epoch, e.received_at,
+                   cast(e.payload, Text).label("payload"))  # fmt: skip
+        # a total order (the primary key breaks ties in received_at), read backwards along
+        # ix_edge_events_newest
+        key = (e.received_at, e.node_id, e.epoch, e.seq)
+        q = q.order_by(*(k.desc() for k in key))
         if node_id:
             q = q.where(t.edge_events.c.node_id == node_id)
         if kind:
             q = q.where(t.edge_events.c.kind == kind)
-        offset = int(cursor) if cursor else 0
+        if cursor:
+            q = q.where(tuple_(*key) < tuple_(*read_event_cursor(cursor)))
         with eng.connect() as c:
-            rows = [dict(r) for r in c.execute(q.offset(offset).limit(limit + 1)).mappings()]
+            rows = [dict(r) for r in c.execute(q.limit(limit + 1)).mappings()]
         items = [_as_object(office.stored_payload(r["payload"]))
                  | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"], "epoch": r["epoch"]}
                  for r in rows[:limit]]  # fmt: skip
-        return {"items": items, "next": str(offset + limit) if len(rows) > limit else None}
+        if len(rows) <= limit:
+            return {"items": items, "next": None}
+        last = rows[limit - 1]
+        return {"items": items, "next": event_cursor(last["received_at"], last["node_id"],
+                                                     last["epoch"], last["seq"])}  # fmt: skip
 
     @app.get("/api/v1/nodes")
     def nodes(who: str = Depends(clerk)) -> dict[str, Any]:
@@ -350,37 +400,152 @@ def _as_object(payload: Any) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {"payload": payload}
 
 
-class LongPolls:
-    """The gates' long polls, waiting on the event loop rather than in a thread each: one
-    look at the change log every ``every`` s for all of them (not one per gate), and at
-    most one waiting poll per node."""
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The change listener from startup (the first gate's poll finds it listening) until
+    shutdown, which closes its connection."""
+    app.state.polls.listen()
+    try:
+        yield
+    finally:
+        await app.state.polls.close()
 
-    def __init__(self, latest: Callable[[], int], every: float) -> None:
+
+# -- the event list's cursor: the last row's key, opaque to the clerk's program -------------
+
+# base64 of the key: ~150 characters with a gate's id (64 at most); the office's
+# ``node add`` takes longer ones, which still page
+CURSOR_MAX = 1000
+_BIGINT = 2**63
+
+
+def event_cursor(received_at: float, node_id: str, epoch: int, seq: int) -> str:
+    """``next`` of ``GET /api/v1/events``: the key of a page's last row as base64url JSON
+    (a float's repr comes back exactly, so the next page starts right after the row)."""
+    key = json.dumps([received_at, node_id, epoch, seq], ensure_ascii=False)
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def read_event_cursor(cursor: str) -> tuple[float, str, int, int]:
+    """The key a cursor names, or DomainError (422) naming the cursor: a cursor is the
+    client's to send back as it was given, and anything else must not reach the query."""
+    bad = DomainError("cursor: not a cursor this office gave (send back `next` as it came)")
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, RecursionError):  # not base64, not UTF-8, not JSON
+        raise bad from None
+    if not (isinstance(key, list) and len(key) == 4):
+        raise bad
+    received_at, node_id, epoch, seq = key
+    # what PostgreSQL or its driver would refuse, as a 500: NUL or a lone surrogate in
+    # text, a number past float8 or bigint (NaN and infinity are float8's own: a row whose
+    # received_at is one still pages)
+    if not (_is_float(received_at) and isinstance(node_id, str) and _is_text(node_id)
+            and all(isinstance(n, int) and not isinstance(n, bool) and -_BIGINT <= n < _BIGINT
+                    for n in (epoch, seq))):  # fmt: skip
+        raise bad
+    return float(received_at), node_id, epoch, seq
+
+
+def _is_float(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an int past any float
+        return False
+    return True
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+class LongPolls:
+    """The gates' long polls, waiting on the event loop rather than in a thread each, and at
+    most one waiting poll per node. The process's change listener (sync.notify: PostgreSQL
+    NOTIFY at each commit, from whichever office process made it) wakes them; while it does
+    not listen, one look at the change log every ``every`` s for all of them does (not one
+    per gate)."""
+
+    def __init__(
+        self, latest: Callable[[], int], every: float, listen: notify.Connect | None = None
+    ) -> None:
         self._latest = latest  # the highest change_id committed (blocking: a thread's job)
         self.every = every
-        self.seen = 0  # the highest change_id at the last look
-        self.looks = 0
+        self.seen = 0  # the highest change_id at the last look or notification
+        self.looks = 0  # looks, and notifications heard: each tells ``seen`` afresh
+        self._notices = 0  # notifications heard
         self._waiting: dict[str, asyncio.Event] = {}  # node → its waiting poll's wake-up
         self._watcher: asyncio.Task[None] | None = None
         self._failing = False  # said once in the log, not every look
+        self._listener = (
+            notify.ChangeListener(listen, self.heard, self._listening, self._deaf)
+            if listen is not None
+            else None
+        )
+        self._heard_from: int | None = None  # ``looks`` when the listener began listening
+        self._reads: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}  # key → (looks, read)
+
+    @property
+    def listening(self) -> bool:
+        return self._heard_from is not None
 
     def polling(self, node_id: str) -> bool:
         return node_id in self._waiting
 
-    async def wait(self, node_id: str, since: int, timeout: float) -> str:
+    def listen(self) -> None:
+        """Start the change listener (on the running loop; again if it ever ended)."""
+        if self._listener is not None:
+            self._listener.start()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        self._heard_from = None
+
+    async def read(self, key: Hashable, read: Callable[[], T], fresh: int) -> T:
+        """``read()`` in a thread; or the answer of a read of the same ``key`` begun at look
+        ``fresh`` or later, which saw every commit a look before it saw. The polls one commit
+        wakes (every caught-up gate: the same ``since``) read their page once, not once each."""
+        current = self._reads.get(key)
+        if current is None or current[0] < fresh:
+            current = (self.looks, asyncio.ensure_future(run_in_threadpool(read)))
+            self._reads[key] = current
+            current[1].add_done_callback(
+                lambda _f, k=key, c=current: self._reads.pop(k) if self._reads.get(k) is c else None
+            )
+        # (shielded: a poll that is cancelled does not cancel the others' read)
+        return await asyncio.shield(current[1])
+
+    def mark(self) -> int:
+        """Where a poll begins, taken before it reads its first page: a change that page
+        missed is seen by a look or notification after the mark."""
+        return self.looks
+
+    def heard_all_since(self, mark: int) -> bool:
+        """The listener has listened all along since ``mark``: each commit since was heard."""
+        return self._heard_from is not None and mark >= self._heard_from
+
+    async def wait(self, node_id: str, since: int, timeout: float, mark: int | None = None) -> str:
         """Until a change after ``since`` is committed ("changed"), ``timeout`` s pass
         ("timeout") or a newer poll of the same node takes over ("superseded")."""
         older = self._waiting.get(node_id)
         if older is not None:
             older.set()  # it sees it is no longer this node's waiting poll, and answers
         wake = self._waiting[node_id] = asyncio.Event()
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self.listen()  # (started with the app already; here too for an app run without)
+        if not self.listening:
+            self._watch_meanwhile()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        # a change counts once a look made after this poll began saw it: ``seen`` may be
-        # from before (the log can shrink when the office is restored from a dump)
-        first_look = self.looks + 1
+        # a change counts once a look or notification after this poll began saw it: ``seen``
+        # may be from before (the log can shrink when the office is restored from a dump)
+        first_look = (self.looks if mark is None else mark) + 1
         try:
             while True:
                 if self.looks >= first_look and self.seen > since:
@@ -397,20 +562,53 @@ class LongPolls:
             if self._waiting.get(node_id) is wake:
                 del self._waiting[node_id]
 
+    def heard(self, change_id: int) -> None:
+        """A notification: ``change_id`` is the newest commit."""
+        self.seen = change_id
+        self.looks += 1
+        self._notices += 1
+        self._wake_all()
+
+    async def _listening(self) -> None:
+        """The listener listens (again): one look, for what was committed while nobody
+        listened, and the looks stop."""
+        await self._look()
+        self._heard_from = self.looks
+        self._wake_all()
+
+    def _deaf(self) -> None:
+        self._heard_from = None
+        self._watch_meanwhile()
+
+    def _watch_meanwhile(self) -> None:
+        if self._waiting and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _look(self) -> None:
+        """``seen`` afresh from the log (a blocking read: in a thread)."""
+        notices = self._notices
+        latest = await run_in_threadpool(self._latest)
+        # a notification heard during the read may be of a later commit than it saw
+        self.seen = latest if self._notices == notices else max(latest, self.seen)
+        self.looks += 1  # (only a look that saw the log counts)
+
     async def _watch(self) -> None:
-        """Look at the change log while any poll waits, and wake them all after each look."""
-        while self._waiting:
+        """While any poll waits and the listener does not listen, look at the change log
+        and wake them all after each look."""
+        while self._waiting and not self.listening:
             try:
-                self.seen = await run_in_threadpool(self._latest)
-                self.looks += 1  # (only a look that saw the log counts)
+                await self._look()
                 self._failing = False
             except Exception as e:  # the database away: the polls time out and find out
                 if not self._failing:
                     log.warning("long polls: cannot read the change log: %s", e)
                 self._failing = True
-            for wake in self._waiting.values():
-                wake.set()
+            self._wake_all()
             await asyncio.sleep(self.every)
+
+    def _wake_all(self) -> None:
+        for wake in self._waiting.values():
+            wake.set()
 
 
 def _pass_view(r: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -26,6 +27,16 @@ nodes = Table(
     Column("created_at", Float, nullable=False),
     Column("last_seen_at", Float),
     Column("revoked_at", Float),
+    Column("clock_offset_s", Float),  # the gate's clock minus the office's, at its last push
+    Column("flagged_at", Float),  # it sent a (epoch, seq) again with other content
+)
+
+# The office's own facts: ``log_id`` names this change log; a restore makes a new one
+office_meta = Table(
+    "office_meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 users = Table(
@@ -92,6 +103,7 @@ change_log = Table(
     Column("op", Text, nullable=False),  # upsert | revoke
     Column("payload", JSONB, nullable=False),
     Column("committed_at", Float, nullable=False),
+    Column("stamp", Text),  # random: a gate quotes its cursor's stamp back (see office.pull)
 )
 
 edge_events = Table(
@@ -116,7 +128,26 @@ edge_cursors = Table(
     Column("base", BigInteger, nullable=False),  # the epoch's first seq
     Column("contiguous_hwm", BigInteger, nullable=False),  # all of base..hwm are here
     Column("max_seen", BigInteger, nullable=False),
+    # a seq of this epoch came again with other content: from here on the epoch takes
+    # nothing more, and the gate sends the rest under a new epoch
+    Column("closed_from", BigInteger),
     PrimaryKeyConstraint("node_id", "epoch"),
+)
+
+# Records the office can never store or apply (U+0000 in a text, a conflicting resend…):
+# kept byte for byte beside the gate's epoch and seq, so nothing behind them waits
+set_aside = Table(
+    "set_aside",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),
+    Column("node_id", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),  # the line as it came, before any unescaping
+    Index("ix_set_aside_node", "node_id", "epoch", "seq"),
 )
 
 anomalies = Table(

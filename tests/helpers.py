@@ -320,12 +320,16 @@ class Stream:
 class Office:
     """``gatehouse office`` as a real process on a scratch PostgreSQL database."""
 
-    def __init__(self, workdir: Path, database_url: str) -> None:
+    def __init__(self, workdir: Path, database_url: str, data_dir: Path | None = None) -> None:
+        """``data_dir``: another office process's (its keys), to serve the same database as
+        one more process of the same office; by default one of its own under ``workdir``."""
         self.port = free_port()
+        self.data_dir = data_dir or workdir / "office"
+        workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "office.toml"
         self.config.write_text(
             f'[office]\ndatabase_url = "{database_url}"\nlisten = "127.0.0.1:{self.port}"\n'
-            f'data_dir = "{workdir / "office"}"\n'
+            f'data_dir = "{self.data_dir}"\n'
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None

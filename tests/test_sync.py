@@ -4,6 +4,7 @@ while), then a checker: per node, every outbox row arrived once, contiguously.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -46,16 +47,18 @@ def swipes(broker: Broker, name: str, first: int, n: int) -> None:
 
 
 def outbox(node: Node) -> dict[int, list[int]]:
-    db = sqlite3.connect(node.config.parent / "var" / "edge.db")
-    out: dict[int, list[int]] = {}
-    for epoch, seq in db.execute("SELECT epoch, seq FROM outbox ORDER BY seq"):
-        out.setdefault(epoch, []).append(seq)
-    return out
+    # closed at once: a connection the collector closes later, after a restore replaced the
+    # file, would write its stale pages into the restored database
+    with contextlib.closing(sqlite3.connect(node.config.parent / "var" / "edge.db")) as db:
+        out: dict[int, list[int]] = {}
+        for epoch, seq in db.execute("SELECT epoch, seq FROM outbox ORDER BY seq"):
+            out.setdefault(epoch, []).append(seq)
+        return out
 
 
 def backlog(node: Node) -> int:
-    db = sqlite3.connect(node.config.parent / "var" / "edge.db")
-    return db.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(node.config.parent / "var" / "edge.db")) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0])
 
 
 def at_office(pg_url: str, node_id: str) -> dict[int, list[int]]:

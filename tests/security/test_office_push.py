@@ -74,8 +74,10 @@ def office(tmp_path: Path, pg_url: str) -> Iterator[tuple[Office, str]]:
     office.stop()
 
 
-# (what, the batch after a good first row, what the refusal must name)
-MALFORMED: list[tuple[str, str, str]] = [
+# (what, the row after a good first row, what its setting aside must name): rows the
+# office can never store or apply. They are set aside, byte for byte, and what follows flows
+# (issue 12: one such row used to stop a gate's push for good)
+POISON: list[tuple[str, str, str]] = [
     ("a payload that is not JSON", line(2, "duty_log", "not json"), "seq 2: payload is not JSON"),
     ("JSON that is an array", line(2, "duty_log", "[1, 2]"), "seq 2: payload is not a JSON object"),
     ("a JSON string", line(2, "access_event", '"grant"'), "seq 2: payload is not a JSON object"),
@@ -97,11 +99,6 @@ MALFORMED: list[tuple[str, str, str]] = [
      "seq 2: slip_released.closed_at must be a number"),
     ("an alarm without a type", line(2, "alarm", '{"action": "raised", "at": 1800000000.0}'),
      "seq 2: alarm.type must be text"),
-    ("seq 0", line(0, "duty_log", "{}"), "line 2: seq 0 is not between 1 and"),
-    ("a negative seq", line(-3, "duty_log", "{}"), "line 2 is not seq, kind, ref, sha256"),
-    ("a seq above 2^63 - 1", line(2**63, "duty_log", "{}"), f"line 2: seq {2**63} is not between"),
-    ("a seq in Arabic-Indic digits", line("٢", "duty_log", "{}"), "line 2 is not seq, kind"),
-    ("the same seq twice", line(1, "duty_log", '{"again": true}'), "seq 1: twice in one batch"),
     ("U+0000 inside a JSON string (valid JSON, refused by jsonb)",
      line(2, "duty_log", '{"text": "a\\u0000b"}'), "seq 2: payload holds U+0000"),
     ("U+0000 inside a key", line(2, "duty_log", '{"a\\u0000": 1}'), "seq 2: payload holds U+0000"),
@@ -121,6 +118,19 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("a grant spelt with an escape, whose ts is a string",
      line(2, "access_event", '{"decision": "\\u0067rant", "pass_id": "p1", "ts": "soon"}'),
      "seq 2: access_event.ts must be a number"),
+    ("a payload that does not match its sha256",
+     line(2, "duty_log", "{}").replace("\t{}\n", '\t{"x": 1}\n'),
+     "seq 2: payload does not match its sha256"),
+]  # fmt: skip
+
+# (what, the batch after a good first row, what the refusal must name): batches that break
+# the protocol itself, refused whole
+MALFORMED: list[tuple[str, str, str]] = [
+    ("seq 0", line(0, "duty_log", "{}"), "line 2: seq 0 is not between 1 and"),
+    ("a negative seq", line(-3, "duty_log", "{}"), "line 2 is not seq, kind, ref, sha256"),
+    ("a seq above 2^63 - 1", line(2**63, "duty_log", "{}"), f"line 2: seq {2**63} is not between"),
+    ("a seq in Arabic-Indic digits", line("٢", "duty_log", "{}"), "line 2 is not seq, kind"),
+    ("the same seq twice", line(1, "duty_log", '{"again": true}'), "seq 1: twice in one batch"),
     ("\\N as the whole payload field (NULL to COPY)", raw_line(2, "duty_log", "\\N"),
      "line 2: payload is not escaped as the protocol escapes"),
     ("\\x41 (A to COPY, x41 to the hash check)", raw_line(2, "duty_log", '{"t": "\\x41"}'),
@@ -135,6 +145,37 @@ MALFORMED: list[tuple[str, str, str]] = [
      "line 2: ref is not escaped as the protocol escapes"),
     ("a last line cut short", line(2, "duty_log", "{}")[:-1], "line 2 does not end with a newline"),
 ]  # fmt: skip
+
+
+def test_a_row_the_office_can_never_store_is_set_aside_whole_and_the_rest_flows(
+    office: tuple[Office, str], pg_url: str
+):
+    """Each poisoned row between two good ones, in an epoch of its own: the batch is
+    acknowledged whole, the good rows are stored, the poisoned one is kept byte for byte in
+    ``set_aside`` with its reason and raised as an anomaly; sent again, it is a harmless
+    duplicate (not a second anomaly)."""
+    o, token = office
+    after = line(3, "duty_log", '{"id": 3, "text": "after"}')
+    wrong = []
+    for epoch, (what, bad, named) in enumerate(POISON, 300):
+        status, answer = push(o, token, GOOD + bad + after, epoch)
+        if status != 200 or answer.get("acked_through") != 3:
+            wrong.append(f"{what}: {status} {answer!r}"[:300])
+            continue
+        kinds = pg_rows(pg_url, "SELECT seq, kind FROM edge_events WHERE epoch = %s ORDER BY seq",
+                        epoch)  # fmt: skip
+        aside = pg_rows(pg_url, "SELECT seq, reason, raw FROM set_aside WHERE epoch = %s", epoch)
+        if [k for _, k in kinds] != ["duty_log", "set_aside", "duty_log"]:
+            wrong.append(f"{what}: stored {kinds}")
+        elif len(aside) != 1 or named not in aside[0][1] or bytes(aside[0][2]) != bad.encode():
+            wrong.append(f"{what}: set aside as {[(s, r) for s, r, _ in aside]}"[:300])
+        again = push(o, token, GOOD + bad + after, epoch)
+        if again[0] != 200 or len(pg_rows(pg_url, "SELECT 1 FROM set_aside WHERE epoch = %s",
+                                          epoch)) != 1:  # fmt: skip
+            wrong.append(f"{what}: sent again: {again}"[:300])
+    assert not wrong, "\n".join(wrong)
+    anomalies = pg_rows(pg_url, "SELECT count(*) FROM anomalies WHERE kind = 'set_aside'")
+    assert anomalies == [(len(POISON),)]
 
 
 def test_malformed_but_hash_consistent_batches_are_refused_by_name_and_leave_nothing(
