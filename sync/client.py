@@ -108,12 +108,12 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 def holdings(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The office's passes and slips as this gate holds them (sync.recovery)."""
-    conn.row_factory = sqlite3.Row
+    before, conn.row_factory = conn.row_factory, sqlite3.Row
     try:
         passes = [dict(r) for r in conn.execute("SELECT * FROM passes WHERE origin = 'office'")]
         slips = [dict(r) for r in conn.execute("SELECT * FROM goods_slips WHERE origin = 'office'")]
     finally:
-        conn.row_factory = None
+        conn.row_factory = before  # the reader's connection is shared
     for s in slips:
         s["items"] = json.loads(s["items"])
         s["authorisation_detail"] = json.loads(s["authorisation_detail"] or "{}")
