@@ -35,7 +35,16 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg2  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from tests.helpers import GATEHOUSE, Broker, Node, free_port, wait_for, write_config  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    GATEHOUSE,
+    Broker,
+    Node,
+    Office,
+    free_port,
+    http_call,
+    wait_for,
+    write_config,
+)
 
 __all__ = [
     "GATEHOUSE",
@@ -50,6 +59,7 @@ __all__ = [
     "Workspace",
     "backlog",
     "backlog_line",
+    "clerk_calls",
     "close_client",
     "count_rows",
     "drop",
@@ -720,3 +730,15 @@ def drop(name: str) -> None:
     admin.autocommit = True
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+def clerk_calls(office: Office, clerk: str, n: int) -> list[float]:
+    """The seconds each of ``n`` clerk calls took (``GET /api/v1/nodes``, a read of every
+    gate's state): what a clerk waits for while the gates poll."""
+    took = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, _ = http_call(office.url, "GET", "/api/v1/nodes", clerk)
+        took.append(time.perf_counter() - t0)
+        assert status == 200
+    return took

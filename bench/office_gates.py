@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import psycopg2
-from common import Stats, drop, main_guard, scratch_db, wait_for
+from common import Stats, clerk_calls, drop, main_guard, scratch_db, wait_for
 
 from sync import office as office_db
 from sync import officedb
@@ -141,16 +141,6 @@ def idle(pid: int, dbname: str, seconds: float) -> tuple[float, float, float]:
     cpu1, (c1, r1), t1 = cpu_seconds(pid), xacts(dbname), time.monotonic()
     took = t1 - t0
     return 100 * (cpu1 - cpu0) / took, (c1 - c0) / took, (r1 - r0) / took
-
-
-def clerk_calls(office: Office, clerk: str, n: int) -> list[float]:
-    took = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        status, _ = http_call(office.url, "GET", "/api/v1/nodes", clerk)
-        took.append(time.perf_counter() - t0)
-        assert status == 200
-    return took
 
 
 def polling(office: Office, clerk: str) -> int:

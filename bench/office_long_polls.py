@@ -32,23 +32,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Stats, drop, main_guard, scratch_db, wait_for
+from common import Stats, clerk_calls, drop, main_guard, scratch_db, wait_for
 
 from sync import office as office_db
 from sync import officedb
 from tests.helpers import Office, http_call
 
 POLLS = 45
-
-
-def clerk_calls(office: Office, clerk: str, n: int) -> list[float]:
-    took = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        status, _ = http_call(office.url, "GET", "/api/v1/nodes", clerk)
-        took.append(time.perf_counter() - t0)
-        assert status == 200
-    return took
 
 
 class Pollers:

@@ -4,8 +4,8 @@
   one transaction with a version guard (a stale copy never undoes a revocation), moving
   the cursor in that same transaction;
 * push: drains the outbox in batches, oldest epoch first, and marks what the office
-  acknowledged. After any failure it waits for a successful pull first: revocations are
-  pulled before a backlog is pushed.
+  acknowledged. After the pull fails (the office unreachable) it waits for a successful
+  pull first: revocations are pulled before a backlog is pushed.
 
 Both back off with full jitter while the office is away (docs/sync.md).
 """
@@ -146,6 +146,7 @@ class SyncClient:
             "pushed": 0, "pulled": 0,
         }  # fmt: skip
         self._errors: dict[str, str | None] = {"pull": None, "push": None}  # each one's last
+        self._closed: dict[int, tuple[int, int]] | None = None  # epoch → (first seq, new epoch)
         # two pushers: while the office applies one batch, the next is on its way
         self._claim_lock = threading.Lock()
         self._claimed: dict[int, int] = {}  # epoch → highest seq handed to a pusher
@@ -357,30 +358,33 @@ class SyncClient:
                       "go on under epoch %d", epoch, first, moved)  # fmt: skip
         with self._claim_lock:
             self._claimed.pop(epoch, None)
+        self._closed = None  # read again, with this one
         self._move_closed()
 
     def _move_closed(self) -> None:
         """Rows still recorded under a closed epoch (by parts of the service started before
-        it closed) move to the epoch that replaced it."""
+        it closed, which hold its number until a restart) move to the epoch that replaced
+        it. The closed epochs are read once and then kept: almost always there are none."""
+        if self._closed is None:
+            self._closed = {
+                int(key.split(":")[1]): (int(first), int(moved))
+                for key, value in self.read(lambda c: c.execute(
+                    "SELECT key, value FROM node_meta WHERE key LIKE 'epoch_closed:%'"
+                ).fetchall())
+                for first, moved in [value.split(":")]
+            }  # fmt: skip
+        closed = self._closed
+        if not closed:
+            return
 
-        def move(c: sqlite3.Connection) -> int:
-            n = 0
-            for key, value in c.execute(
-                "SELECT key, value FROM node_meta WHERE key LIKE 'epoch_closed:%'"
-            ).fetchall():
-                first, moved = (int(v) for v in value.split(":"))
-                n += c.execute(
+        def move(c: sqlite3.Connection) -> None:
+            for epoch, (first, moved) in closed.items():
+                c.execute(
                     "UPDATE outbox SET epoch = ? WHERE epoch = ? AND seq >= ? AND acked_at IS NULL",
-                    (moved, int(key.split(":")[1]), first),
-                ).rowcount
-            return n
+                    (moved, epoch, first),
+                )
 
-        if self.read(
-            lambda c: c.execute(
-                "SELECT 1 FROM node_meta WHERE key LIKE 'epoch_closed:%' LIMIT 1"
-            ).fetchone()
-        ):
-            self.writer.call(move)
+        self.writer.call(move)
 
     def _hello(self) -> bool:
         """An empty push with nothing else in flight: the office's answer is then exactly how

@@ -403,7 +403,7 @@ def _float(token: str) -> float:
 _PAYLOAD = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float)
 
 
-def _unstorable(value: Any) -> str | None:
+def unstorable(value: Any) -> str | None:
     """What in a parsed payload jsonb refuses though JSON allows it: U+0000, and a lone
     surrogate (an escape like \\ud800 without its pair)."""
     stack = [value]
@@ -461,7 +461,7 @@ def checked_record(e: wire.Row, base: int, parse: bool = False) -> tuple[str, di
     if not isinstance(record, dict):
         raise DomainError(f"seq {e.seq}: payload is not a JSON object")
     # U+0000 and lone surrogates reach a parsed string only through a \u escape
-    if "\\u" in payload and (found := _unstorable(record)) is not None:
+    if "\\u" in payload and (found := unstorable(record)) is not None:
         raise DomainError(f"seq {e.seq}: payload holds {found}, which the office cannot store")
     for name, number, required in _FIELDS.get(kind, ()):
         value = record.get(name)
@@ -590,7 +590,9 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int, batch: lis
                 at=now, node_id=node_id, kind="set_aside",
                 detail=f"epoch {epoch} seq {e.seq} ({kind}) set aside: {reason}"[:2000],
             ))  # fmt: skip
-    facts = [(k, p) for k, p in (records[e.seq] for e in new if e.seq in records)
+    # (a row PostgreSQL refused is in ``records`` too, checked by Python: not a fact)
+    facts = [(k, p) for k, p in (records[e.seq] for e in new
+                                 if e.seq in records and e.seq not in aside)
              if p is not None]  # fmt: skip
     _slip_facts(conn, node_id, [p | {"_kind": k} for k, p in facts
                                 if k in ("slip_released", "slip_rejected", "slip_cancelled")],
@@ -832,13 +834,6 @@ def stored_payload(text_: str) -> Any:
         return json.loads(text_, parse_float=_lenient_number, parse_int=_lenient_number)
     except RecursionError:
         return text_
-
-
-def _word(value: Any) -> str:
-    """A value counted in a report, as text whatever a gate stored (None as it always was)."""
-    if isinstance(value, str) or value is None:
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:

@@ -185,7 +185,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
         def check() -> tuple[str, bool]:
             with eng.begin() as c:
-                return recovery.log_id(c), recovery.must_reset(c, since, log, stamp)
+                current = recovery.log_id(c)
+                return current, recovery.must_reset(c, current, since, log, stamp)
 
         current, reset = await run_in_threadpool(check)
         if reset:  # another change log than the cursor's: from the start (sync.recovery)

@@ -23,7 +23,7 @@ import json
 import secrets
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -51,9 +51,10 @@ def new_log_id(conn: Connection) -> str:
     return value
 
 
-def must_reset(conn: Connection, since: int, log: str | None, stamp: str | None) -> bool:
-    """Whether a gate's cursor belongs to another change log than this one."""
-    if log is not None and log != log_id(conn):
+def must_reset(conn: Connection, current: str, since: int, log: str | None,
+               stamp: str | None) -> bool:  # fmt: skip
+    """Whether a gate's cursor belongs to another change log than this one (``current``)."""
+    if log is not None and log != current:
         return True
     if since == 0:
         return False
@@ -68,21 +69,10 @@ def must_reset(conn: Connection, since: int, log: str | None, stamp: str | None)
     return since > int(top.scalar_one())
 
 
-class _Storable(BaseModel):
-    """A record PostgreSQL can keep: no U+0000 in its texts (jsonb and text refuse it)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="after")
-    def _no_nul(self) -> _Storable:
-        if "\\u0000" in self.model_dump_json():
-            raise ValueError("a text holds U+0000, which the office cannot store")
-        return self
-
-
-class HeldPass(_Storable):
+class HeldPass(BaseModel):
     """An office pass as a gate holds it (the office's columns; the rest is ignored)."""
 
+    model_config = ConfigDict(extra="ignore")
     id: str
     kind: str
     card_key: int
@@ -108,7 +98,8 @@ class HeldPass(_Storable):
     photo_sha256: str | None = None
 
 
-class HeldSlip(_Storable):
+class HeldSlip(BaseModel):
+    model_config = ConfigDict(extra="ignore")
     number: str
     unit: str
     owner: str
@@ -136,8 +127,18 @@ class Holdings(BaseModel):
 
 def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[str, int]:
     """Take back from a gate what the office lost; answers how many of each it took."""
-    took = {"passes": 0, "slips": 0, "conflicts": 0}
-    for h in held.passes:
+    took = {"passes": 0, "slips": 0, "conflicts": 0, "refused": 0}
+    storable: list[HeldPass | HeldSlip] = []
+    for h in [*held.passes, *held.slips]:
+        # what the office cannot store is said and passed over, never a refusal of the
+        # whole: a refused holdings post would stop the gate's pull for good
+        if (found := office.unstorable(h.model_dump())) is None:
+            storable.append(h)
+            continue
+        took["refused"] += 1
+        which = f"pass {h.id}" if isinstance(h, HeldPass) else f"slip {h.number}"
+        _note(conn, node_id, now, f"{which} not taken back: it holds {found}")
+    for h in (h for h in storable if isinstance(h, HeldPass)):
         if h.status not in ("active", *CLOSED_PASS):
             continue
         mine = conn.execute(
@@ -169,7 +170,7 @@ def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[
         _note(conn, node_id, now, f"pass {h.id}: the gate held v{h.version} ({h.status}) "
               f"beside the office's v{mine['version']} ({mine['status']}); now "
               f"v{record['version']} ({status})")  # fmt: skip
-    for s in held.slips:
+    for s in (h for h in storable if isinstance(h, HeldSlip)):
         mine = conn.execute(
             select(t.slips).where(t.slips.c.number == s.number).with_for_update()
         ).mappings().first()  # fmt: skip

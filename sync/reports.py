@@ -54,9 +54,10 @@ EVENT_AT = (
 
 
 def _word(field: str) -> str:
-    """A counted field as text, as sync.office._word wrote it: ``->>`` gives a string as it
-    is and anything else as its JSON text (true, 1.5, {"odd": 1}); a missing field or JSON
-    null is "None". One lookup per row: this runs on every record of the month."""
+    """A counted field as text, as the report once written in Python counted it: ``->>``
+    gives a string as it is and anything else as its JSON text (true, 1.5, {"odd": 1}); a
+    missing field or JSON null is "None". One lookup per row: this runs on every record of
+    the month."""
     return f"coalesce(payload ->> '{field}', 'None')"
 
 

@@ -20,6 +20,20 @@ from tests.test_desk_e2e import call
 from tests.test_sync import SLIP, backlog, make_gate, outbox, swipes
 
 
+@contextlib.contextmanager
+def running(office: Office, *gates: Node) -> Iterator[None]:
+    """The office and the gates started, and stopped again whatever happens."""
+    office.start()
+    for g in gates:
+        g.start()
+    try:
+        yield
+    finally:
+        for g in gates:
+            g.stop()
+        office.stop()
+
+
 def decision(gate: Node, card: str) -> str:
     return str(json.loads(cli(gate.config, "--json", "check", card).stdout)["reason"])
 
@@ -63,10 +77,8 @@ def test_after_the_office_is_restored_revocations_still_reach_the_gates_and_noth
     office = Office(tmp_path, pg_url)
     clerk = office.token("user", "add", "客服小王", "--role", "clerk")
     gate = make_gate(tmp_path, broker, office, "gate-a")
-    office.start()
-    gate.start()
     dump = tmp_path / "office.dump"
-    try:
+    with running(office, gate):
         _, first = office.call("POST", "/api/v1/passes", clerk, visitor("0000000101", "甲"))
         _, kept = office.call("POST", "/api/v1/passes", clerk, visitor("0000000102", "乙"))
         wait_for(lambda: decision(gate, "0000000102") == "ok", 15, "the passes at the gate")
@@ -99,9 +111,6 @@ def test_after_the_office_is_restored_revocations_still_reach_the_gates_and_noth
         wait_for(lambda: [decision(gate, c) for c in ("0000000103", "0000000102", "0000000104")]
                  == ["revoked", "revoked", "ok"], 20, "the revocations at the gate")  # fmt: skip
         assert decision(gate, "0000000101") == "revoked"
-    finally:
-        gate.stop()
-        office.stop()
 
 
 def test_a_slip_released_at_two_gates_cut_off_from_the_office_is_one_release_and_an_anomaly(
@@ -114,14 +123,11 @@ def test_a_slip_released_at_two_gates_cut_off_from_the_office_is_one_release_and
     gates = [make_gate(tmp_path, broker, office, g) for g in ("gate-a", "gate-b")]
     guards = [cli(g.config, "user", "add", "老张", "--role", "admin").stdout.strip()
               for g in gates]  # fmt: skip
-    office.start()
-    for g in gates:
-        g.start()
 
     def slip_at(i: int, number: str) -> dict[str, Any]:
         return call(gates[i], "GET", f"/api/v1/slips/{number}", guards[i])[1]
 
-    try:
+    with running(office, *gates):
         numbers = [office.call("POST", "/api/v1/slips", clerk, SLIP)[1]["number"] for _ in "123"]
         wait_for(lambda: all(slip_at(i, n).get("status") == "issued" for i in (0, 1)
                              for n in numbers), 15, "the slips at both gates")  # fmt: skip
@@ -165,10 +171,6 @@ def test_a_slip_released_at_two_gates_cut_off_from_the_office_is_one_release_and
         assert sorted(n for (n,) in facts) == ["gate-a", "gate-b"]  # both facts kept
         wait_for(lambda: slip_at(0, numbers[2]).get("status") == "cancelled", 15,
                  "gate B's cancellation at gate A")  # fmt: skip
-    finally:
-        for g in gates:
-            g.stop()
-        office.stop()
 
 
 def test_a_pass_confiscated_at_one_gate_stops_at_every_gate(
@@ -180,10 +182,7 @@ def test_a_pass_confiscated_at_one_gate_stops_at_every_gate(
     clerk = office.token("user", "add", "客服小王", "--role", "clerk")
     gates = [make_gate(tmp_path, broker, office, g) for g in ("gate-a", "gate-b")]
     guard = cli(gates[0].config, "user", "add", "老张", "--role", "admin").stdout.strip()
-    office.start()
-    for g in gates:
-        g.start()
-    try:
+    with running(office, *gates):
         _, taken = office.call("POST", "/api/v1/passes", clerk, visitor("0000000201", "戊"))
         _, revoked = office.call("POST", "/api/v1/passes", clerk, visitor("0000000202", "己"))
         wait_for(lambda: all(decision(g, "0000000202") == "ok" for g in gates), 15, "the passes")
@@ -199,10 +198,6 @@ def test_a_pass_confiscated_at_one_gate_stops_at_every_gate(
         # the office's own later change of it does not revive it anywhere
         assert office.call("POST", f"/api/v1/passes/{taken['id']}/renew", clerk, {})[0] == 409
         assert decision(gates[0], "0000000201") == "confiscated"
-    finally:
-        for g in gates:
-            g.stop()
-        office.stop()
 
 
 def test_a_database_file_copied_back_keeps_both_records_and_the_gate_goes_on_in_a_new_epoch(
@@ -212,11 +207,9 @@ def test_a_database_file_copied_back_keeps_both_records_and_the_gate_goes_on_in_
     away, silently but for an anomaly."""
     office = Office(tmp_path, pg_url)
     gate = make_gate(tmp_path, broker, office, "gate-a")
-    office.start()
-    gate.start()
     var = gate.config.parent / "var"
     saved = tmp_path / "copied"
-    try:
+    with running(office, gate):
         swipes(broker, "gate-a", 1, 20)
         wait_for(lambda: backlog(gate) == 0 and sum(map(len, outbox(gate).values())) == 20, 30,
                  "the first 20 at the office")  # fmt: skip
@@ -236,9 +229,6 @@ def test_a_database_file_copied_back_keeps_both_records_and_the_gate_goes_on_in_
         wait_for(lambda: backlog(gate) == 0 and len(outbox(gate)) == 2, 30,
                  "the new records under a new epoch")  # fmt: skip
         wait_for(lambda: gate_alarms(gate, "sync_conflict"), 10, "the gate's alarm")
-    finally:
-        gate.stop()
-        office.stop()
     mine = outbox(gate)
     (new_epoch,) = set(mine) - {epoch}
     # the 10 swipes, and the gate's own alarm about it, from seq 21 on
@@ -264,10 +254,8 @@ def test_records_a_gate_no_longer_has_are_a_gap_both_sides_raise_and_sync_moves_
     a backup taken after pruning counted its new epoch from a seq it would never write."""
     office = Office(tmp_path, pg_url)
     gate = make_gate(tmp_path, broker, office, "gate-a")
-    office.start()
-    gate.start()
     dump, backup = tmp_path / "office.dump", tmp_path / "edge.bak"
-    try:
+    with running(office, gate):
         swipes(broker, "gate-a", 1, 10)
         wait_for(lambda: backlog(gate) == 0 and sum(map(len, outbox(gate).values())) == 10, 30,
                  "the first 10 at the office")  # fmt: skip
@@ -308,7 +296,26 @@ def test_records_a_gate_no_longer_has_are_a_gap_both_sides_raise_and_sync_moves_
             return backlog(gate) == 0 and top - first + 1 >= 5
 
         wait_for(arrived, 30, "the restored gate's new epoch at the office")
-    finally:
-        gate.stop()
-        office.stop()
     assert len(anomalies(pg_url, "gap")) == 1  # the new epoch had none
+
+
+def test_what_the_office_cannot_store_of_a_gate_s_holdings_is_passed_over_not_refused(
+    pg_url: str,
+):
+    """A held pass with U+0000 in its name (jsonb and text refuse it) must not fail the whole
+    post: the gate would retry it for ever and pull nothing more."""
+    from sync import officedb, recovery
+
+    eng = officedb.engine(pg_url)
+    officedb.migrate(eng)
+    held = {"kind": "temporary", "card_key": 1, "valid_from": 1.8e9, "status": "active",
+            "version": 1, "issued_at": 1.8e9, "updated_at": 1.8e9}  # fmt: skip
+    body = recovery.Holdings.model_validate({"passes": [
+        held | {"id": "p-bad", "name": "甲\x00"}, held | {"id": "p-good", "name": "乙"},
+    ]})  # fmt: skip
+    with eng.begin() as c:
+        took = recovery.relearn(c, "gate-a", body, 1.8e9)
+    eng.dispose()
+    assert (took["passes"], took["refused"]) == (1, 1)
+    assert pg_rows(pg_url, "SELECT id FROM passes") == [("p-good",)]
+    assert any("p-bad" in d and "U+0000" in d for d in anomalies(pg_url, "relearned"))
