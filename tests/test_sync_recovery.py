@@ -272,8 +272,11 @@ def test_records_a_gate_no_longer_has_are_a_gap_both_sides_raise_and_sync_moves_
         office.start()
         gate.start()
         swipes(broker, "gate-a", 200, 5)
-        wait_for(lambda: backlog(gate) == 0, 30, "the records after the gap at the office")
-        assert anomalies(pg_url, "gap") and "11..20" in anomalies(pg_url, "gap")[0]
+        # backlog() is 0 too before the swipes are written, so wait for the anomaly and rows
+        wait_for(lambda: anomalies(pg_url, "gap") and backlog(gate) == 0
+                 and sum(map(len, outbox(gate).values())) >= 5, 30,
+                 "the records after the gap at the office")  # fmt: skip
+        assert "11..20" in anomalies(pg_url, "gap")[0]
         assert gate_alarms(gate, "sync_gap")
         seqs = pg_rows(pg_url, "SELECT seq FROM edge_events WHERE node_id = 'gate-a' ORDER BY seq")
         top = seqs[-1][0]  # the 5 swipes, and the gate's alarm about the gap
@@ -288,6 +291,7 @@ def test_records_a_gate_no_longer_has_are_a_gap_both_sides_raise_and_sync_moves_
         assert cli(gate.config, "restore", str(backup)).returncode == 0
         gate.start()
         swipes(broker, "gate-a", 300, 5)
+        wait_for(lambda: any(e != epoch for e in outbox(gate)), 30, "the restored gate's swipes")
         (restored,) = (e for e in outbox(gate) if e != epoch)
 
         def arrived() -> bool:
