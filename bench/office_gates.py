@@ -175,7 +175,7 @@ def main() -> None:
     office = Office(workdir, url)
     gates: Gates | None = None
     try:
-        clerk = office.token("user", "add", "clerk", "--role", "clerk")
+        clerk = office.token("user", "add", "clerk", "--role", "admin")  # reads every node
         eng = officedb.engine(url)
         with eng.begin() as c:  # as `office node add` makes each, without a process each
             tokens = [office_db.add_node(c, f"gate-{i:04d}", time.time())

@@ -79,7 +79,7 @@ def main() -> None:
     dbname, url = scratch_db()
     workdir = Path(tempfile.mkdtemp(prefix="gh-bench-polls-"))
     office = Office(workdir, url)
-    clerk = office.token("user", "add", "clerk", "--role", "clerk")
+    clerk = office.token("user", "add", "clerk", "--role", "admin")  # reads every node
     eng = officedb.engine(url)
     with eng.begin() as c:
         one = office_db.add_node(c, "gate-attacked", time.time())

@@ -41,7 +41,7 @@ import psycopg2
 from common import drop, main_guard, rss_kib, scratch_db
 
 from edge.slips import month_bounds
-from sync import officedb, reports
+from sync import officedb, partitions, reports
 from sync.office_api import event_cursor
 from tests.helpers import Office, http_call
 
@@ -122,6 +122,13 @@ def fill(url: str, n: int, months_before: int = 0) -> float:
     year, month = map(int, MONTH.split("-"))
     months = [f"{year + (month - 1 - k) // 12}-{(month - 1 - k) % 12 + 1:02d}"
               for k in range(months_before, -1, -1)]  # fmt: skip
+    eng = officedb.engine(url)  # the months' partitions first, as the office's pushes make them
+    with eng.begin() as c:
+        for name in months:
+            start, end = month_bounds(name, TZ)
+            for year, month_ in sorted({partitions.month_of(start), partitions.month_of(end - 1)}):
+                partitions.ensure(c, year, month_)
+    eng.dispose()
     t0 = time.perf_counter()
     conn = psycopg2.connect(url)
     conn.autocommit = True
@@ -136,7 +143,10 @@ def fill(url: str, n: int, months_before: int = 0) -> float:
                       flush=True)  # fmt: skip
         # as a long-running office's table is: hint bits set, visibility map and statistics
         cur.execute("VACUUM (ANALYZE) edge_events")
-        cur.execute("SELECT pg_size_pretty(pg_total_relation_size('edge_events'))")
+        cur.execute(
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) "
+            "FROM pg_inherits WHERE inhparent = 'edge_events'::regclass"
+        )  # its months
         print(f"  edge_events: {cur.fetchone()[0]} with its indexes", flush=True)
     conn.close()
     return time.perf_counter() - t0

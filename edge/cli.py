@@ -90,12 +90,47 @@ def build_parser() -> Parser:
     )
     onode_add = onode.add_parser("add", help="register a gate node; prints its token once")
     onode_add.add_argument("node_id")
-    offsub.add_parser("key", help="print the public key gates verify QR passes with")
+    onode_add.add_argument("--site", help="its estate (default: the office's only site)")
+    onode_add.add_argument("--gates", type=_ids, help="the site's gates it serves, comma-"
+                           "separated (default: all of them)")  # fmt: skip
+    onode.add_parser("list", help="the gate nodes, their sites and gates, revoked or not")
+    onode_set = onode.add_parser("set", help="change the gates a node serves")
+    onode_set.add_argument("node_id")
+    onode_set.add_argument("--gates", type=_ids, help="comma-separated; omitted: all its site's")
+    for action, what in (("revoke", "revoke a node's token: 401 from its next request"),
+                         ("rotate", "a new token for a node; prints it once, the old one "
+                          "stops working")):  # fmt: skip
+        onode.add_parser(action, help=what).add_argument("node_id")
+    osite = offsub.add_parser("site", help="sites (estates)").add_subparsers(
+        dest="site_action", required=True, parser_class=Parser
+    )
+    osite_add = osite.add_parser("add", help="an estate the office serves, with its gates")
+    osite_add.add_argument("site_id")
+    osite_add.add_argument("--name", required=True, help="its name, as people say it")
+    osite_add.add_argument("--gates", type=_ids, required=True, help="its gate ids, comma-"
+                           "separated, as in each gate's [[gates]]")  # fmt: skip
+    osite.add_parser("list", help="the sites and their gates")
+    oevents = offsub.add_parser("events", help="the gates' records, kept by month").add_subparsers(
+        dest="events_action", required=True, parser_class=Parser
+    )
+    oevents.add_parser("months", help="the months kept, with their (estimated) records")
+    odetach = oevents.add_parser(
+        "detach", help="let go of the months before one: kept aside as archive tables, or dropped"
+    )
+    odetach.add_argument("--before", required=True, metavar="YYYY-MM")
+    odetach.add_argument("--drop", action="store_true", help="drop them instead of keeping them")
+    okey = offsub.add_parser("key", help="print the public key gates verify QR passes with")
+    okey.add_subparsers(dest="key_action", parser_class=Parser).add_parser(
+        "init", help="make the office's QR signing key, once (refused if it has one); prints "
+        "its public key"
+    )  # fmt: skip
 
     bk = sub.add_parser("backup", help="an online, checked backup (edge or office config)")
     bk.add_argument("file")
     rs = sub.add_parser("restore", help="restore a backup (service stopped; new epoch)")
     rs.add_argument("file")
+    rs.add_argument("--replace-key", action="store_true", help="office: put the backup's "
+                    "QR signing key in place of a different one (kept beside it)")  # fmt: skip
 
     usr = sub.add_parser("user", help="API users").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -105,6 +140,7 @@ def build_parser() -> Parser:
     uadd.add_argument("--role", required=True, choices=["guard", "control", "admin", "clerk"])
     urev = usr.add_parser("revoke", help="revoke a user's token")
     urev.add_argument("name")
+    usr.add_parser("list", help="the users, their roles, revoked or not")
     upw = usr.add_parser(
         "passwd",
         help="set a person's console password (asked twice on a terminal; else read from "
@@ -142,6 +178,13 @@ def build_parser() -> Parser:
 def cli_user() -> str:
     """Who did it, for writes made from the command line."""
     return f"cli:{getpass.getuser()}"
+
+
+def _ids(value: str) -> list[str]:
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("name at least one id")
+    return ids
 
 
 def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
@@ -260,6 +303,18 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
     from edge.errors import DomainError
 
     conn = open_db(cfg)
+    if args.action == "list":
+        try:
+            found = [dict(zip(("name", "role", "created_at", "revoked_at"), r, strict=True))
+                     for r in conn.execute("SELECT name, role, created_at, revoked_at "
+                                           "FROM users ORDER BY name")]  # fmt: skip
+        finally:
+            conn.close()
+        lines = [f"{u['name']}\t{u['role']}\t"
+                 + (f"revoked {_when(u['revoked_at'])}" if u["revoked_at"] else "active")
+                 for u in found]  # fmt: skip
+        _print(args, {"items": found}, "\n".join(lines) or "no users")
+        return 0
     try:
         password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")
@@ -310,12 +365,15 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
     cfg = load_office(path)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     if args.command in ("backup", "restore"):
-        return cmd_backup(args, office_url=cfg.database_url)
+        return cmd_backup(args, office_url=cfg.database_url, office_dir=cfg.data_dir)
     if args.command == "office" and args.action == "key":
         from sync.qr import Signer
 
-        signer = Signer.from_data_dir(cfg.data_dir)
-        _print(args, {"public_key": signer.public_b64, "kid": signer.kid}, signer.public_b64)
+        # never made silently: a missing key is an error naming `office key init`
+        init = args.key_action == "init"
+        signer = Signer.create(cfg.data_dir) if init else Signer.from_data_dir(cfg.data_dir)
+        _print(args, {"public_key": signer.public_b64, "kid": signer.kid} | (
+            {"created": True} if init else {}), signer.public_b64)  # fmt: skip
         return 0
     try:
         eng = officedb.engine(cfg.database_url)
@@ -325,6 +383,11 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
             f"office.database_url: cannot open the database: {str(e).splitlines()[0]}"
         ) from None
     if args.command == "office" and args.action is None:
+        if cfg.insecure and not cfg.tls_cert and not config_mod.is_loopback(cfg.host):
+            logging.getLogger("gatehouse.office").warning(
+                "[office] insecure = true: serving cleartext HTTP on %s:%s beyond loopback; "
+                "tokens and records cross the network unencrypted", cfg.host, cfg.port,
+            )  # fmt: skip
         # the gate's limits: deadlines, bounded connections, no trusted forwarded headers
         uvicorn.Server(server_config(
             create_office_app(cfg, eng, CLOCK), host=cfg.host, port=cfg.port,
@@ -338,35 +401,119 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
                 _print(args, {"name": args.name, "password_set": True},
                        f"password set for {args.name}")  # fmt: skip
             elif args.command == "user":
-                if args.action != "add":
-                    raise UsageError(f"user {args.action}: not available on the office yet")
-                token = office.add_user(c, args.name, args.role, CLOCK.now())
-                _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+                _office_user(c, args)
+            elif args.action == "site":
+                _office_site(c, args)
+            elif args.action == "events":
+                _office_events(c, args)
             else:
-                token = office.add_node(c, args.node_id, CLOCK.now())
-                _print(args, {"node": args.node_id, "token": token}, token)
+                _office_node(c, args)
     except DomainError as e:
         raise UsageError(str(e)) from None
     return 0
 
 
+def _who() -> str:
+    """Who ran an office command, for its audit log: the operating system's user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).isoformat(timespec="minutes")
+
+
+def _office_user(c: Any, args: argparse.Namespace) -> None:
+    from sync import office
+
+    if args.action == "add":
+        token = office.add_user(c, args.name, args.role, CLOCK.now(), _who())
+        _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+    elif args.action == "revoke":
+        office.revoke_user(c, args.name, _who(), CLOCK.now())
+        _print(args, {"name": args.name, "revoked": True}, f"revoked {args.name}")
+    else:
+        found = office.list_users(c)
+        state = {u["name"]: f"revoked {_when(u['revoked_at'])}" if u["revoked_at"] else "active"
+                 for u in found}  # fmt: skip
+        lines = [f"{u['name']}\t{u['role']}\t{state[u['name']]}" for u in found]
+        _print(args, {"items": found}, "\n".join(lines) or "no users")
+
+
+def _office_site(c: Any, args: argparse.Namespace) -> None:
+    from sync import office
+
+    if args.site_action == "add":
+        site = office.add_site(c, args.site_id, args.name, args.gates, _who(), CLOCK.now())
+        _print(args, site, f"site {site['site_id']} ({site['name']}): {', '.join(site['gates'])}")
+    else:
+        found = office.list_sites(c)
+        _print(args, {"items": found}, "\n".join(
+            f"{s['site_id']}\t{s['name']}\t{', '.join(s['gates']) if s['gates'] else '(any)'}"
+            for s in found))  # fmt: skip
+
+
+def _office_events(c: Any, args: argparse.Namespace) -> None:
+    from sync import partitions
+
+    if args.events_action == "months":
+        found = partitions.months(c)
+        lines = [f"{p['month'] or p['partition']}\t~{p['rows']:,} records" for p in found]
+        _print(args, {"items": found}, "\n".join(lines))
+    else:
+        gone = partitions.detach_before(c, args.before, args.drop)
+        what = "dropped" if args.drop else "kept as edge_events_archive_YYYY_MM"
+        said = f"{len(gone)} months before {args.before} {what}: {', '.join(gone) or '-'}"
+        _print(args, {"detached": gone, "dropped": args.drop}, said)
+
+
+def _office_node(c: Any, args: argparse.Namespace) -> None:
+    from sync import office
+
+    if args.node_action == "add":
+        token = office.add_node(c, args.node_id, CLOCK.now(), args.site, args.gates, _who())
+        _print(args, {"node": args.node_id, "token": token}, token)
+    elif args.node_action == "revoke":
+        office.revoke_node(c, args.node_id, _who(), CLOCK.now())
+        _print(args, {"node": args.node_id, "revoked": True}, f"revoked {args.node_id}")
+    elif args.node_action == "set":
+        office.set_node_gates(c, args.node_id, args.gates, _who(), CLOCK.now())
+        served = ", ".join(args.gates) if args.gates else "all its site's gates"
+        _print(args, {"node": args.node_id, "gates": args.gates}, f"{args.node_id}: {served}")
+    elif args.node_action == "rotate":
+        token = office.rotate_node(c, args.node_id, _who(), CLOCK.now())
+        _print(args, {"node": args.node_id, "token": token}, token)
+    else:
+        found = office.list_nodes(c)
+        _print(args, {"items": found}, "\n".join(
+            f"{n['node_id']}\t{n['site']}\t{', '.join(n['gates']) if n['gates'] else '(all)'}"
+            f"\tlast seen {_when(n['last_seen_at'])}"
+            + (f"\trevoked {_when(n['revoked_at'])}" if n["revoked_at"] else "")
+            for n in found) or "no nodes")  # fmt: skip
+
+
 def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
-               office_url: str | None = None) -> int:  # fmt: skip
+               office_url: str | None = None, office_dir: Path | None = None) -> int:  # fmt: skip
     from edge import backup
     from edge.errors import DomainError
 
     target = Path(args.file)
     try:
-        if args.command == "backup" and office_url:
-            backup.backup_office(office_url, target)
-            _print(args, {"file": str(target)}, f"office backed up to {target}")
+        if args.command == "backup" and office_url and office_dir:
+            kid = backup.backup_office(office_url, target, office_dir)
+            held = f"and its QR signing key ({kid})" if kid else "(no QR signing key made yet)"
+            _print(args, {"file": str(target), "kid": kid},
+                   f"office database {held} backed up to {target}; it holds a private key: "
+                   "keep it as one")  # fmt: skip
         elif args.command == "backup" and db_path:
             pages = backup.backup_edge(db_path, target)
             _print(args, {"file": str(target), "pages": pages}, f"backed up to {target} (checked)")
-        elif office_url:
+        elif office_url and office_dir:
             from sync import officedb, recovery
 
-            backup.restore_office(target, office_url)
+            key, kid = backup.restore_office(target, office_url, office_dir, args.replace_key)
             # the restored change log reuses ids the gates have passed: a new identity
             # makes every gate pull it from the start and tell what it holds
             eng = officedb.engine(office_url)
@@ -374,9 +521,13 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
             with eng.begin() as c:
                 log_id = recovery.new_log_id(c)
             eng.dispose()
-            _print(args, {"restored": str(target), "log": log_id},
-                   f"office restored from {target}; its change log is now {log_id}: the gates "
-                   "will pull it again from the start")  # fmt: skip
+            said = {"restored": f"QR signing key {kid} restored", "kept": f"QR signing key "
+                    f"{kid} already in place", "replaced": f"QR signing key {kid} restored, "
+                    "the one it replaced kept beside it", "none": "the backup holds no QR "
+                    "signing key"}[key]  # fmt: skip
+            _print(args, {"restored": str(target), "log": log_id, "key": key, "kid": kid},
+                   f"office restored from {target} ({said}); its change log is now {log_id}: "
+                   "the gates will pull it again from the start")  # fmt: skip
         elif db_path:
             epoch = backup.restore_edge(target, db_path)
             _print(args, {"restored": str(target), "epoch": epoch},

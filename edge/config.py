@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import tomllib
@@ -98,6 +99,14 @@ class SyncCfg:
     push_batch: int = 2000
     retry_max_s: float = 60.0  # backoff cap while the office is away
     ca_file: str | None = None  # the office's CA, for https:// with a private certificate
+    insecure: bool = False  # cleartext http:// to an office beyond loopback, by choice
+
+    @property
+    def cleartext(self) -> bool:
+        """Whether the link to the office is cleartext beyond this machine (only ever by
+        ``insecure = true``: the config refuses it otherwise)."""
+        u = urlparse(self.office_url)
+        return u.scheme == "http" and not is_loopback(u.hostname or "")
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,25 @@ def _listen(value: str, where: str) -> tuple[str, int]:
     if not m or int(m.group(2)) > 65535:
         raise ConfigError(f"{where}: {value!r} is not HOST:PORT")
     return m.group(1), int(m.group(2))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host names this machine only: localhost, 127.0.0.0/8 or ::1 (0.0.0.0 and
+    :: are every address, not loopback)."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _flag(table: dict[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: must be true or false")
+    return value
 
 
 def _url(value: str, where: str, schemes: tuple[str, ...], example: str) -> None:
@@ -606,9 +634,10 @@ class OfficeCfg:
     source: str = ""
     tls_cert: str | None = None  # serve HTTPS with this certificate and key
     tls_key: str | None = None
+    insecure: bool = False  # serve cleartext beyond loopback, by choice (logged at start)
 
 
-OFFICE_KEYS = {"database_url", "listen", "data_dir", "timezone", "tls_cert", "tls_key"}
+OFFICE_KEYS = {"database_url", "listen", "data_dir", "timezone", "tls_cert", "tls_key", "insecure"}
 
 
 def is_office(path: str | Path) -> bool:
@@ -635,10 +664,18 @@ def load_office(path: str | Path) -> OfficeCfg:
     if not url.startswith("postgresql://"):
         raise ConfigError("office.database_url: must be postgresql://...")
     _url(url, "office.database_url", ("postgresql",), "postgresql://")
-    host, port = _listen(_str(office, "listen", "office", "127.0.0.1:9090"), "office.listen")
+    listen = _str(office, "listen", "office", "127.0.0.1:9090")
+    host, port = _listen(listen, "office.listen")
     tz = _zone(_str(office, "timezone", "office", "Asia/Shanghai"), "office.timezone")
     data_dir = _dir_path(_str(office, "data_dir", "office", "./var/office"), "office.data_dir")
-    return OfficeCfg(url, host, port, data_dir, tz, str(p), tls[0], tls[1])
+    insecure = _flag(office, "insecure", "office")
+    if not all(tls) and not insecure and not is_loopback(host):
+        raise ConfigError(
+            f"office.listen: {listen!r} is beyond loopback and would serve cleartext; set "
+            "tls_cert and tls_key, or insecure = true in [office] to accept cleartext on a "
+            "trusted LAN"
+        )
+    return OfficeCfg(url, host, port, data_dir, tz, str(p), tls[0], tls[1], insecure)
 
 
 def _zone(name: str, where: str) -> ZoneInfo:
@@ -651,7 +688,8 @@ def _zone(name: str, where: str) -> ZoneInfo:
 
 
 def _sync(s: dict[str, Any]) -> SyncCfg:
-    _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s", "ca_file"})
+    _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s", "ca_file",
+                      "insecure"})  # fmt: skip
     ca_file = s.get("ca_file")
     if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
         raise ConfigError("sync.ca_file: must be a readable file")
@@ -660,13 +698,21 @@ def _sync(s: dict[str, Any]) -> SyncCfg:
     token = _secret(s, "token", "sync")
     if not isinstance(token, str) or not token:
         raise ConfigError("sync.token: the node's token from `gatehouse office node add`")
-    return SyncCfg(
+    cfg = SyncCfg(
         office_url=url.rstrip("/"),
         token=token,
         push_batch=int(_num(s, "push_batch", "sync", 2000, 1, 10_000)),
         retry_max_s=float(_num(s, "retry_max_s", "sync", 60, 0.1, 3600)),
         ca_file=ca_file,
+        insecure=_flag(s, "insecure", "sync"),
     )
+    if cfg.cleartext and not cfg.insecure:  # checked last: a key's own error comes first
+        raise ConfigError(
+            f"sync.office_url: {url!r} is cleartext http:// to another machine; use https:// "
+            "(with ca_file for a private certificate), or set insecure = true in [sync] to "
+            "accept cleartext on a trusted LAN"
+        )
+    return cfg
 
 
 def _is_key(k: object) -> bool:

@@ -44,8 +44,10 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.SLIP_REJECTED: "the goods release slip was rejected at a gate",
     Reason.SLIP_CANCELLED: "the goods release slip was cancelled by the office",
     Reason.MANUAL_OVERRIDE: "a guard opened the barrier by hand, with a reason on record",
-    Reason.INVALID_QR: "a QR pass whose office signature does not verify (forged, altered, "
-    "or signed with a key this gate does not hold)",
+    Reason.INVALID_QR: "a QR pass the gate refuses: its office signature does not verify "
+    "(forged, altered, or signed with a key this gate does not hold), or it breaks a QR rule "
+    "(not a temporary pass, longer than 72 h, this gate's clock behind the office's, no "
+    "entries left today); the scan message and the log say which",
 }
 
 KINDS = ("temporary", "worker", "resident", "staff")

@@ -130,8 +130,10 @@ def report(svc: Service) -> tuple[bool, dict[str, Any]]:
         "threads": threads,
         "readers": readers,
         "cameras": cameras,
-        # the gate works without the office: the link is shown, not required
-        "sync": svc.sync.health() if svc.sync else {"configured": False},
+        # the gate works without the office: the link is shown, not required; "insecure"
+        # is cleartext to an office beyond loopback, which only `insecure = true` allows
+        "sync": (svc.sync.health() if svc.sync else {"configured": False})
+        | {"insecure": svc.cfg.sync is not None and svc.cfg.sync.cleartext},
         "counts": counts | svc.cameras.counts,
     }
 

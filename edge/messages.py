@@ -378,6 +378,44 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "the signature does not match: a forged or altered pass",
         "签名不符：通行证可能是伪造或被改动过的",
     ),
+    (
+        "the key the code names is not the key that signed it",
+        "注明的密钥与实际签名的密钥不符",
+    ),
+    (
+        "this gate's clock is {behind} s behind the office's: set the gate's clock (timedatectl);"
+        " no QR code is taken until then",
+        "本门岗电脑的时钟比管理处慢 {behind} 秒：请先校准本机时间（timedatectl），"
+        "校准前不接受任何二维码",
+    ),
+    (
+        "only a temporary pass is taken by QR, not a {kind} pass",
+        "只接受临时出入证，这是一张{kind}",
+    ),
+    ("the code does not say when the pass starts and ends", "没有写明通行证的起止时间"),
+    (
+        "a temporary pass is valid for at most {most} hours; this code says {said}",
+        "临时出入证有效期最长 {most} 小时，此二维码写的是 {said} 小时",
+    ),
+    (
+        "pass {pass_id} has had its {allowed} entries today at gate {gate}",
+        "通行证 {pass_id} 今天在门岗 {gate} 已用满 {allowed} 次进入",
+    ),
+    (
+        "office: no QR signing key in {path}: make one with `gatehouse office key init`, or"
+        " restore the office backup that holds it (gatehouse restore FILE)",
+        "管理处：{path} 中没有二维码签名密钥：请用 `gatehouse office key init` 生成，"
+        "或用 gatehouse restore FILE 从含有密钥的管理处备份恢复",
+    ),
+    (
+        "office: {path} is not an Ed25519 key (64 hex digits)",
+        "管理处：{path} 不是 Ed25519 密钥（应为 64 位十六进制）",
+    ),
+    (
+        "office: {path} exists already: the office has its signing key (`gatehouse office key`"
+        " prints its public half)",
+        "管理处：{path} 已存在，管理处已有签名密钥（`gatehouse office key` 可显示其公钥）",
+    ),
     ("a manual opening needs its reason", "人工开闸时必须填写"),
     ("{gate!r} has no camera", "{gate} 没有配置摄像机"),
     ("{gate!r} is not one of this node's gates", "{gate} 不是本机的门岗"),
@@ -497,6 +535,32 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ),
     # sync
     ("node {node_id!r} is registered already", "门岗节点 {node_id} 已经登记过"),
+    ("no active node {node_id!r}", "没有在用的门岗节点 {node_id}"),
+    (
+        "{what}: {value!r} is not an id (letters, digits, _ . -; at most 64)",
+        "{what}：{value} 不是有效的编号（只能用字母、数字、_ . -，最多 64 个）",
+    ),
+    ("site: a name is required", "小区：需要填写名称"),
+    (
+        "site {site_id}: name its gates (--gates north,south)",
+        "小区 {site_id}：请列出它的各个门岗（--gates）",
+    ),
+    ("site {site_id!r} exists already", "小区 {site_id} 已存在"),
+    ("site: name the estate, one of: {sites}", "请选择小区，可选：{sites}"),
+    (
+        "site: {site_id!r} is not a site of this office (one of: {sites})",
+        "小区 {site_id} 不是本管理处的小区（可选：{sites}）",
+    ),
+    (
+        "gates: {gates} not a gate of site {site_id} (its gates: {known})",
+        "门岗 {gates} 不属于小区 {site_id}（该小区的门岗：{known}）",
+    ),
+    ("this needs the admin role", "此操作需要管理员权限"),
+    (
+        "qr: this code is for estate {meant}, not this gate's ({site})",
+        "二维码：此码属于小区 {meant}，不是本门岗所在的小区（{site}）",
+    ),
+    ("month: {month!r} is not YYYY-MM", "月份 {month} 不是 YYYY-MM 格式"),
     ("seq {seq}: payload does not match its sha256", "第 {seq} 条同步记录：内容与其 SHA-256 不符"),
     ("not a batch of the sync protocol ({error})", "不是同步协议的数据批次（{error}）"),
     (
@@ -549,6 +613,17 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "the service is running on {path}: stop it first (systemctl stop gatehouse-edge),"
         " then restore",
         "服务正在使用 {path}：请先停止服务（systemctl stop gatehouse-edge），再恢复",
+    ),
+    ("{path} is not a Gatehouse office backup", "{path} 不是本系统的管理处备份"),
+    ("{path} holds no database dump", "{path} 中没有数据库备份"),
+    ("its signing key is damaged", "其中的签名密钥已损坏"),
+    ("{name} is not what a Gatehouse office backup holds", "{name} 不是管理处备份应有的内容"),
+    (
+        "{path} holds a different signing key ({held}) from the backup's ({kid}): nothing"
+        " restored; to put the backup's in its place (the current one kept beside it), add"
+        " --replace-key",
+        "{path} 中已有另一把签名密钥（{held}），与备份中的（{kid}）不同：未恢复任何内容；"
+        "如要换成备份中的密钥（现有密钥会另存一旁），请加 --replace-key",
     ),
     # answers that are not refusals of a rule
     ("the service could not complete this request", "系统暂时无法完成此请求，请稍后再试"),

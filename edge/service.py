@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import uvicorn
@@ -25,15 +26,16 @@ from edge.bus import Bus
 from edge.cameras import Cameras
 from edge.cards import parse_card
 from edge.clock import Clock, SystemClock
-from edge.config import Config, ConfigError
+from edge.config import Config, ConfigError, ReaderCfg
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
-from edge.gate import CardRead, GatePipeline
+from edge.gate import CardRead, GatePipeline, ReadJob, check_qr
 from edge.housekeeping import Housekeeper
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
 from edge.logs import scrub
 from edge.lookups import Lookups
+from edge.messages import zh
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
@@ -158,21 +160,55 @@ class Service:
         if isinstance(frame, Frame):
             self.gate.submit(CardRead(reader, frame.card, mono, "serial", frame.raw))
         elif frame.text.startswith(qr.PREFIX):
-            try:  # verified here, once: a slip goes to the screen, a pass to the pipeline
-                payload: dict[str, Any] | None = qr.verify(frame.text, list(self.cfg.qr_keys))
-            except DomainError:
-                payload = None  # recorded as a denial: invalid_qr
-            if payload is not None and "s" in payload:
-                slip = self.read(lambda c: slips.signed(c, payload))
-                self.show_slip(reader.gate, payload["s"], slip, signed=True)
-            else:
-                self.gate.submit(CardRead(reader, None, mono, "serial", frame.raw, qr=payload))
+            self.on_qr(reader, frame, mono)
         else:
             try:
                 slip = self.read(lambda c: slips.get(c, frame.text))
             except NotFound:
                 slip = None
             self.show_slip(reader.gate, frame.text, slip)
+
+    def on_qr(self, reader: ReaderCfg, frame: Scan, mono: float) -> None:
+        """A scanned code, verified here, once: its signature, then the gate's clock against
+        the office's, then what a pass's code may be (sync.qr); a slip goes to the screen, a
+        pass to the pipeline, where its entries today are counted beside the grant."""
+        payload: dict[str, Any] | None
+        try:
+            payload = qr.verify(frame.text, list(self.cfg.qr_keys))
+        except DomainError:
+            payload = None  # recorded as a denial: invalid_qr
+        if payload is not None:
+            signed = payload
+            try:
+                self.read(lambda c: qr.admit(c, signed, self.clock.now()))
+            except qr.QrRefused as e:
+                self.qr_refused(reader.gate, e)
+                if "s" in signed:
+                    return  # a slip: its state is not shown on the strength of a wrong clock
+                payload = None  # recorded as a denial: invalid_qr
+        if payload is not None and "s" in payload:
+            slip_payload = payload
+            slip = self.read(lambda c: slips.signed(c, slip_payload))
+            self.show_slip(reader.gate, payload["s"], slip, signed=True)
+            return
+        read = CardRead(reader, None, mono, "serial", frame.raw, qr=payload)
+        if payload is None:
+            self.gate.submit(read)
+        else:
+            self.writer.submit(_QrEntry(self, read))
+
+    def qr_refused(self, gate: str, e: qr.QrRefused, out: Outcome | None = None) -> None:
+        """A verified code refused by a rule: logged, counted (``refused:qr:<rule>``), and
+        said on ``gate/<gate>/scan`` with the reason, in Chinese too (after the commit when
+        it is part of one: ``out``)."""
+        log.warning("QR refused at gate %s: %s", scrub(gate), scrub(e))
+        message = {"kind": "qr", "refused": e.what, "detail": str(e), "detail_zh": zh(str(e))}
+        if out is None:
+            self.count(f"refused:qr:{e.what}")
+            self.bus.publish(f"gate/{gate}/scan", message)
+        else:
+            out.count(self.counts, f"refused:qr:{e.what}")
+            out.messages.append((f"gate/{gate}/scan", message))
 
     def show_slip(
         self, gate: str, number: str, slip: dict[str, Any] | None, signed: bool = False
@@ -288,3 +324,29 @@ class Service:
         self.conn.close()
         db.release(self._held)
         log.info("gatehouse %s stopped", self.cfg.node_id)
+
+
+class _QrEntry(ReadJob):
+    """A pass's verified code, in the writer: granted only while it has entries left today
+    at this gate (sync.qr.QR_ENTRIES_PER_DAY), counted from this gate's own grants in the
+    same transaction as the one it adds, so two quick scans cannot both take the last."""
+
+    def __init__(self, svc: Service, read: CardRead) -> None:
+        super().__init__(svc.gate, read)
+        self.svc = svc
+
+    def run(self, conn: sqlite3.Connection) -> Outcome:
+        svc, read = self.svc, self.read
+        assert read.qr is not None
+        gate_id, now = read.reader.gate, svc.clock.now()
+        decision, _ = check_qr(conn, read.qr, now, gate_id, svc.gate.rules)
+        if decision.granted:  # a deny keeps its own reason (revoked, expired...)
+            try:
+                qr.check_entries(
+                    read.qr, qr.entries_used(conn, read.qr["p"], gate_id, now, svc.cfg.tz), gate_id
+                )
+            except qr.QrRefused as e:
+                out = ReadJob(self.gate, replace(read, qr=None)).run(conn)  # invalid_qr
+                svc.qr_refused(gate_id, e, out)
+                return out
+        return super().run(conn)

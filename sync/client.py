@@ -35,7 +35,8 @@ T = TypeVar("T")
 LONG_POLL_S = 10.0
 HELLO_EVERY_S = 10.0  # an empty push now and then: notices an office restored from backup
 
-PASS_COLUMNS = tuple(c.name for c in schema.passes.columns)  # what the office sends
+# what the office sends of a pass, but its site: a gate holds only its own site's passes
+PASS_COLUMNS = tuple(c.name for c in schema.passes.columns if c.name != "site")
 _CLOSED = "passes.status IN ('revoked', 'confiscated')"
 # A pass the gate confiscated or revoked stays so whatever the office sends (the office
 # hears of it by push, and follows with a version of its own); otherwise the office's
@@ -88,22 +89,60 @@ def slip_row(s: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int,
-                  log_id: str | None = None) -> int:  # fmt: skip
+                  log_id: str | None = None, stamp: str | None = None) -> int:  # fmt: skip
     """One page of the office's change log, and the cursor after it (with the log it is in
-    and its last change's stamp, which the next pull quotes), in one transaction."""
+    and the stamp of the cursor's change, which the next pull quotes), in one transaction.
+    A ``drop`` is a pass or slip that left this gate's scope: it is no longer kept here."""
     applied = 0
     for ch in changes:
         p = ch["payload"]
-        if ch["entity"] == "pass":
+        if ch["op"] == "drop":
+            applied += _drop(conn, ch["entity"], ch["entity_id"])
+        elif ch["entity"] == "pass":
             applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
         elif ch["entity"] == "slip":
             applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
     db.set_meta(conn, "pull_cursor", str(cursor))
-    if changes:
-        db.set_meta(conn, "pull_stamp", changes[-1].get("stamp") or "")
+    if stamp is not None or changes:
+        db.set_meta(conn, "pull_stamp", stamp or changes[-1].get("stamp") or "")
+        # the office's clock at its newest change: a gate clock behind it is wrong (sync.qr)
+        newest = max((float(ch.get("committed_at") or 0) for ch in changes), default=0.0)
+        if newest > float(db.get_meta(conn, "pull_newest_at") or 0):
+            db.set_meta(conn, "pull_newest_at", repr(newest))
     if log_id:
         db.set_meta(conn, "pull_log", log_id)
     return applied
+
+
+def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
+    if entity == "pass":
+        return conn.execute("DELETE FROM passes WHERE id = ? AND origin = 'office'",
+                            (entity_id,)).rowcount  # fmt: skip
+    return conn.execute("DELETE FROM goods_slips WHERE number = ? AND origin = 'office'",
+                        (entity_id,)).rowcount  # fmt: skip
+
+
+def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
+    """Keep only the office's passes and slips of this gate's scope (``keep``: their ids),
+    and pull from the start so what the scope newly holds arrives: the version guard keeps
+    what is here already. Answers how many records it dropped."""
+    dropped = 0
+    for table, key, ids in (("passes", "id", keep["passes"]),
+                            ("goods_slips", "number", keep["slips"])):  # fmt: skip
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM scope_keep")
+        conn.executemany("INSERT OR IGNORE INTO scope_keep VALUES (?)", ((i,) for i in ids))
+        dropped += conn.execute(
+            f"DELETE FROM {table} WHERE origin = 'office' "
+            f"AND {key} NOT IN (SELECT id FROM scope_keep)"
+        ).rowcount
+    conn.execute("DROP TABLE scope_keep")
+    db.set_meta(conn, "pull_cursor", "0")
+    db.set_meta(conn, "pull_stamp", "")
+    db.set_meta(conn, "pull_scope", scope)
+    if keep.get("site"):  # the estate this gate is at: a QR code of another is refused
+        db.set_meta(conn, "site", str(keep["site"]))
+    return dropped
 
 
 def holdings(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -219,16 +258,21 @@ class SyncClient:
                 self.stop_event.wait(delay)
 
     def _pull_once(self) -> bool:
-        cursor, log_id, stamp = self.read(lambda c: [
-            db.get_meta(c, k) for k in ("pull_cursor", "pull_log", "pull_stamp")])  # fmt: skip
+        cursor, log_id, stamp, scope = self.read(lambda c: [
+            db.get_meta(c, k) for k in ("pull_cursor", "pull_log", "pull_stamp", "pull_scope")
+        ])  # fmt: skip
         wait = 0 if not self.fresh.is_set() else LONG_POLL_S
         params = {"since": int(cursor or 0), "wait": wait}
         params |= ({"log": log_id} if log_id else {}) | ({"stamp": stamp} if stamp else {})
+        params["scope"] = scope or ""  # none yet: the office names it (rescope)
         r = self.http.get("/sync/v1/pull", params=params)
         r.raise_for_status()
         body = r.json()
         if body.get("reset"):
             self._relearn(body["log"])
+            return True
+        if body.get("rescope"):
+            self._rescope(body["rescope"])
             return True
         # the photos a page's passes name, before the page: a pass does not arrive without
         # its photo (a fetch that fails fails the pull, which is tried again) unless the
@@ -241,13 +285,28 @@ class SyncClient:
                     continue
                 got.raise_for_status()
                 self.photos.put_exact(sha, got.content)
-        if body["changes"] or (body.get("log") and body["log"] != log_id):
-            self.writer.call(lambda c: apply_changes(c, body["changes"], body["next"],
-                                                     body.get("log")))  # fmt: skip
+        moved = body["next"] != int(cursor or 0)  # past changes for other sites too
+        if body["changes"] or moved or (body.get("log") and body["log"] != log_id):
+            page = (body["changes"], body["next"], body.get("log"), body.get("stamp"))
+            self.writer.call(lambda c: apply_changes(c, *page))
             self.status["pulled"] += len(body["changes"])
         self.status["last_pull_ok"] = self.clock.now()
         self.fresh.set()
         return bool(body["has_more"])
+
+    def _rescope(self, scope: str) -> None:
+        """The office says this gate may hold another scope than it does (its site or gates
+        changed, or it synced before sites): drop what is not its own, pull again."""
+        keep = self.http.get("/sync/v1/scope")
+        keep.raise_for_status()
+        body = keep.json()
+        dropped = self.writer.call(lambda c: rescope(c, body, body["scope"]))
+        log.warning(
+            "sync: the office gave this gate scope %s: dropped %d passes and slips "
+            "of other gates or sites; pulling its own again",
+            body["scope"],
+            dropped,
+        )
 
     def _relearn(self, log_id: str) -> None:
         """The office's change log is another one (the office was restored or re-created):

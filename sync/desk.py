@@ -94,11 +94,14 @@ def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
         found = [_shown(p, cfg, now) for p in office.recent_passes(c, 50 if q else 20, q)]
         slips = [_slip_shown(s, cfg, now) for s in office.recent_slips(c, 50 if q else 20, q)]
         gates = [g | {"last_seen": _when(g["last_seen_at"], cfg)} for g in office.sync_state(c)]
-        anomalies = [a | {"when": _when(a["at"], cfg)} for a in office.recent_anomalies(c)]
+        sites = office.list_sites(c)  # a choice on the forms when there are several
+        # the anomalies are the admin's to read (a clerk sees the passes and slips)
+        anomalies = ([a | {"when": _when(a["at"], cfg)} for a in office.recent_anomalies(c)]
+                     if s.role == "admin" else [])  # fmt: skip
     config = {"csrf": s.csrf, "t": words(lang_of(request))}
     return page(
         request, "desk.html", user=s, passes=found, slips=slips, q=q, gates=gates,
-        anomalies=anomalies,
+        anomalies=anomalies, sites=sites,
         month=datetime.now(cfg.tz).strftime("%Y-%m"), config=json_for_script(config),
     )  # fmt: skip
 

@@ -13,16 +13,16 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg2
 import psycopg2.errors
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Text, and_, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError
 
 from edge import photos, users
-from edge.cards import parse_card
+from edge.cards import mask_key, parse_card
 from edge.errors import Conflict, DomainError, NotFound
 from edge.pass_ops import PassRequest, build_row
 from edge.passes import in_range, parse_time, resolve_validity
@@ -43,33 +43,231 @@ PASS_COLUMNS = (
 )  # fmt: skip  # the order of edge.pass_ops.build_row
 
 
-def add_node(conn: Connection, node_id: str, now: float) -> str:
+# -- sites, nodes and their scopes -----------------------------------------------------------
+#
+# A site is an estate; a node (a guard-room PC) belongs to one site and serves some of its
+# gates. A node pulls only the passes valid at its site and gates and the slips of its
+# site, and what a node sends about a gate, a pass or a slip outside that scope is not
+# taken as a fact (docs/sync.md, "Sites and scopes").
+
+IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Node(NamedTuple):
+    node_id: str
+    site: str
+    gates: tuple[str, ...] | None  # None: every gate of its site
+
+    @property
+    def scope(self) -> str:
+        """Names what the node may hold; a gate that holds another scope's records (its
+        gates changed, or it synced before sites) drops them and pulls again."""
+        gates = ",".join(sorted(self.gates)) if self.gates is not None else "*"
+        return hashlib.sha256(f"{self.site}|{gates}".encode()).hexdigest()[:16]
+
+
+def audit(conn: Connection, who: str, action: str, target: str, now: float,
+          **detail: Any) -> None:  # fmt: skip
+    conn.execute(t.audit.insert().values(at=now, who=who, action=action, target=target,
+                                         detail=detail))  # fmt: skip
+
+
+def _ident(value: str, what: str) -> str:
+    if not IDENT.fullmatch(value):
+        raise DomainError(f"{what}: {value!r} is not an id (letters, digits, _ . -; at most 64)")
+    return value
+
+
+def gate_list(gates: str | Iterable[str] | None) -> list[str] | None:
+    """A pass's gates (comma-separated, as the gates keep them) as a list; None: all."""
+    if gates is None:
+        return None
+    items = gates.split(",") if isinstance(gates, str) else list(gates)
+    return [g.strip() for g in items if g.strip()] or None
+
+
+def add_site(conn: Connection, site_id: str, name: str, gates: list[str], by: str,
+             now: float) -> dict[str, Any]:  # fmt: skip
+    _ident(site_id, "site")
+    if not name.strip():
+        raise DomainError("site: a name is required")
+    if not gates:
+        raise DomainError(f"site {site_id}: name its gates (--gates north,south)")
+    for g in gates:
+        _ident(g, "gate")
+    if conn.execute(select(t.sites.c.site_id).where(t.sites.c.site_id == site_id)).first():
+        raise Conflict(f"site {site_id!r} exists already")
+    record = {"site_id": site_id, "name": name.strip(), "gates": sorted(set(gates)),
+              "created_at": now}  # fmt: skip
+    conn.execute(t.sites.insert().values(**record))
+    audit(conn, by, "site_add", site_id, now, name=record["name"], gates=record["gates"])
+    return record
+
+
+def list_sites(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(t.sites).order_by(t.sites.c.site_id)).mappings()
+    return [dict(r) for r in rows]
+
+
+def resolve_site(conn: Connection, site_id: str | None) -> dict[str, Any]:
+    """The site a pass, slip or node is for: the one named, or the office's only site."""
+    sites = {r["site_id"]: r for r in list_sites(conn)}
+    if site_id is None:
+        if len(sites) == 1:
+            return next(iter(sites.values()))
+        raise DomainError(f"site: name the estate, one of: {', '.join(sorted(sites))}")
+    if site_id not in sites:
+        raise DomainError(f"site: {site_id!r} is not a site of this office "
+                          f"(one of: {', '.join(sorted(sites))})")  # fmt: skip
+    return sites[site_id]
+
+
+def check_gates(site: dict[str, Any], gates: Iterable[str] | None) -> None:
+    """Each gate is one of the site's (a typo would give a card that never opens)."""
+    if gates is None or site["gates"] is None:
+        return
+    unknown = sorted(set(gates) - set(site["gates"]))
+    if unknown:
+        raise DomainError(f"gates: {', '.join(unknown)} not a gate of site {site['site_id']} "
+                          f"(its gates: {', '.join(site['gates'])})")  # fmt: skip
+
+
+def add_node(conn: Connection, node_id: str, now: float, site: str | None = None,
+             gates: list[str] | None = None, by: str = "cli") -> str:  # fmt: skip
+    """Register a gate node of ``site`` serving ``gates`` (default: all the site's gates);
+    answers its token, which is shown once and kept only as a hash."""
+    _ident(node_id, "node")
+    where = resolve_site(conn, site)
+    check_gates(where, gates)
     if conn.execute(select(t.nodes.c.node_id).where(t.nodes.c.node_id == node_id)).first():
         raise Conflict(f"node {node_id!r} is registered already")
     token = secrets.token_urlsafe(32)
-    conn.execute(t.nodes.insert().values(node_id=node_id, token_hash=hash_token(token),
-                                         created_at=now))  # fmt: skip
+    conn.execute(t.nodes.insert().values(
+        node_id=node_id, token_hash=hash_token(token), created_at=now,
+        site=where["site_id"], gates=sorted(set(gates)) if gates else None,
+    ))  # fmt: skip
+    audit(conn, by, "node_add", node_id, now, site=where["site_id"], gates=gates)
     return token
 
 
-def node_of(conn: Connection, token: str) -> str | None:
+def list_nodes(conn: Connection) -> list[dict[str, Any]]:
+    c = t.nodes.c
+    rows = conn.execute(
+        select(c.node_id, c.site, c.gates, c.created_at, c.last_seen_at, c.revoked_at,
+               c.rotated_at, c.flagged_at, c.clock_offset_s).order_by(c.node_id)
+    ).mappings()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def revoke_node(conn: Connection, node_id: str, by: str, now: float) -> None:
+    """Its token gets 401 from the next request on (a stolen or retired gate PC)."""
+    done = conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id,
+                                               t.nodes.c.revoked_at.is_(None))
+                        .values(revoked_at=now))  # fmt: skip
+    if done.rowcount == 0:
+        raise NotFound(f"no active node {node_id!r}")
+    audit(conn, by, "node_revoke", node_id, now)
+
+
+def set_node_gates(conn: Connection, node_id: str, gates: list[str] | None, by: str,
+                   now: float) -> None:  # fmt: skip
+    """The gates a node serves (None: all its site's). At its next pull the gate drops what
+    it no longer may hold and pulls what it now may (``Node.scope``)."""
+    n = t.nodes.c
+    row = conn.execute(select(n.site).where(n.node_id == node_id, n.revoked_at.is_(None))).first()
+    if row is None:
+        raise NotFound(f"no active node {node_id!r}")
+    check_gates(resolve_site(conn, row[0]), gates)
+    conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id)
+                 .values(gates=sorted(set(gates)) if gates else None))  # fmt: skip
+    audit(conn, by, "node_gates", node_id, now, gates=gates)
+
+
+def rotate_node(conn: Connection, node_id: str, by: str, now: float) -> str:
+    """A new token for the node; the old one gets 401 from the next request on."""
+    token = secrets.token_urlsafe(32)
+    done = conn.execute(t.nodes.update().where(t.nodes.c.node_id == node_id,
+                                               t.nodes.c.revoked_at.is_(None))
+                        .values(token_hash=hash_token(token), rotated_at=now))  # fmt: skip
+    if done.rowcount == 0:
+        raise NotFound(f"no active node {node_id!r}")
+    audit(conn, by, "node_rotate", node_id, now)
+    return token
+
+
+def node_of(conn: Connection, token: str) -> Node | None:
+    c = t.nodes.c
     row = conn.execute(
-        select(t.nodes.c.node_id).where(
-            t.nodes.c.token_hash == hash_token(token), t.nodes.c.revoked_at.is_(None)
+        select(c.node_id, c.site, c.gates).where(
+            c.token_hash == hash_token(token), c.revoked_at.is_(None)
         )
     ).first()
-    return row[0] if row else None
+    return Node(row[0], row[1], tuple(row[2]) if row[2] is not None else None) if row else None
 
 
-def add_user(conn: Connection, name: str, role: str, now: float) -> str:
+def node_scope(conn: Connection, node_id: str) -> Node:
+    c = t.nodes.c
+    row = conn.execute(select(c.site, c.gates).where(c.node_id == node_id)).first()
+    site, gates = row if row else ("default", None)
+    return Node(node_id, site, tuple(gates) if gates is not None else None)
+
+
+def in_scope(conn: Connection, node: Node) -> dict[str, list[str]]:
+    """The ids of the office's passes and slips ``node`` may hold, whatever their status."""
+    p = t.passes.c
+    held = p.site == node.site
+    if node.gates is not None:
+        listed = func.string_to_array(p.gates, ",", type_=ARRAY(Text))
+        held = and_(held, or_(p.gates.is_(None), p.gates == "",
+                              listed.overlap(list(node.gates))))  # fmt: skip
+    passes = conn.execute(select(p.id).where(held).order_by(p.id)).scalars().all()
+    slips = conn.execute(select(t.slips.c.number).where(t.slips.c.site == node.site)
+                         .order_by(t.slips.c.number)).scalars().all()  # fmt: skip
+    return {"passes": list(passes), "slips": list(slips)}
+
+
+def _sees(site: Any, gates: Any, node: Node) -> Any:
+    """SQL: a change with this scope is for ``node``."""
+    cond = site == node.site
+    if node.gates is not None:
+        cond = and_(cond, or_(gates.is_(None), gates.overlap(list(node.gates))))
+    return cond
+
+
+def add_user(conn: Connection, name: str, role: str, now: float, by: str = "cli") -> str:
+    """A person's token, shown once. A revoked user comes back under the same name (the
+    duty log and signatures keep naming one person) with a new token."""
     if role not in OFFICE_ROLES:
         raise DomainError(f"role: {role!r} is not one of {', '.join(OFFICE_ROLES)} (office)")
-    if conn.execute(select(t.users.c.name).where(t.users.c.name == name)).first():
+    found = conn.execute(select(t.users.c.revoked_at).where(t.users.c.name == name)).first()
+    if found and found[0] is None:
         raise Conflict(f"a user named {name!r} exists already")
     token = secrets.token_urlsafe(32)
-    conn.execute(t.users.insert().values(name=name, role=role, token_hash=hash_token(token),
-                                         created_at=now))  # fmt: skip
+    values = {"role": role, "token_hash": hash_token(token), "created_at": now,
+              "revoked_at": None, "password_hash": None, "password_set_at": None}  # fmt: skip
+    if found:
+        conn.execute(t.users.update().where(t.users.c.name == name).values(**values))
+    else:
+        conn.execute(t.users.insert().values(name=name, **values))
+    audit(conn, by, "user_add", name, now, role=role, again=bool(found))
     return token
+
+
+def revoke_user(conn: Connection, name: str, by: str, now: float) -> None:
+    """Token and password stop working from the next request; desk sessions end at theirs."""
+    done = conn.execute(t.users.update().where(t.users.c.name == name,
+                                               t.users.c.revoked_at.is_(None))
+                        .values(revoked_at=now))  # fmt: skip
+    if done.rowcount == 0:
+        raise NotFound(f"no active user named {name!r}")
+    audit(conn, by, "user_revoke", name, now)
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    c = t.users.c
+    rows = conn.execute(select(c.name, c.role, c.created_at, c.revoked_at,
+                               c.password_set_at).order_by(c.name)).mappings()  # fmt: skip
+    return [dict(r) for r in rows]
 
 
 def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
@@ -89,6 +287,7 @@ def set_password(conn: Connection, name: str, password: str, now: float) -> None
     )
     if done.rowcount == 0:
         raise NotFound(f"no active user named {name!r}")
+    audit(conn, "cli", "user_password", name, now)
 
 
 def check_password(conn: Connection, name: str, password: str) -> tuple[str, str] | None:
@@ -187,8 +386,11 @@ def parse_field_time(field: str, value: str, tz: Any) -> float:
 
 
 def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: str,
-               payload: dict[str, Any], now: float) -> int:  # fmt: skip
-    """Append to the change log with an id allocated in commit order (see schema)."""
+               payload: dict[str, Any], now: float,
+               was: dict[str, Any] | None = None) -> int:  # fmt: skip
+    """Append to the change log with an id allocated in commit order (see schema), for
+    the nodes of the payload's site and gates; ``was``: the record before, whose nodes
+    that are out of the new scope are told to drop it."""
     conn.execute(text("SELECT pg_advisory_xact_lock(7215)"))
     change_id = (
         int(conn.execute(select(func.coalesce(func.max(t.change_log.c.change_id), 0))).scalar_one())
@@ -197,6 +399,9 @@ def log_change(conn: Connection, entity: str, entity_id: str, version: int, op: 
     conn.execute(t.change_log.insert().values(
         change_id=change_id, entity=entity, entity_id=entity_id, version=version, op=op,
         payload=payload, committed_at=now, stamp=secrets.token_hex(8),
+        site=payload["site"], gates=gate_list(payload.get("gates")) if entity == "pass" else None,
+        was_site=was["site"] if was else None,
+        was_gates=gate_list(was.get("gates")) if was and entity == "pass" else None,
     ))  # fmt: skip
     # every office process's listener (sync.notify) hears it at commit, in commit order, and
     # wakes its waiting gates; not at all if this transaction rolls back
@@ -211,18 +416,22 @@ def pass_record(conn: Connection, pass_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def issue_pass(
-    conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str, now: float
-) -> dict:
+def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str,
+               now: float, site: str | None = None) -> dict:  # fmt: skip
+    where = resolve_site(conn, site)
+    check_gates(where, gate_list(req.gates))
     for field, value in (("valid_from", req.valid_from), ("valid_until", req.valid_until)):
         if value:  # before build_row, whose arithmetic on a year-1 time fails unnamed
             parse_field_time(field, value, tz)
     row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
     if req.photo is not None and not has_photo(conn, req.photo):
         raise NotFound(f"photo {req.photo}: upload it first (POST /api/v1/photos)")
-    record = row | {"status": "active", "version": 1, "updated_by": by}
+    record = row | {"status": "active", "version": 1, "updated_by": by,
+                    "site": where["site_id"]}  # fmt: skip
     conn.execute(t.passes.insert().values(**record))
     log_change(conn, "pass", record["id"], 1, "upsert", record, now)
+    audit(conn, by, "pass_issue", record["id"], now, site=record["site"], kind=record["kind"],
+          card=mask_key(record["card_key"]))  # fmt: skip
     return record
 
 
@@ -235,7 +444,8 @@ def revoke_pass(
     record = current | {"status": "revoked", "status_reason": reason, "updated_by": by,
                         "updated_at": now, "version": current["version"] + 1}  # fmt: skip
     conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
-    log_change(conn, "pass", pass_id, record["version"], "revoke", record, now)
+    log_change(conn, "pass", pass_id, record["version"], "revoke", record, now, was=current)
+    audit(conn, by, "pass_revoke", pass_id, now, reason=reason)
     return record
 
 
@@ -253,7 +463,8 @@ def renew_pass(conn: Connection, pass_id: str, valid_until: float | None, tz: An
                         "updated_by": by, "updated_at": now,
                         "version": current["version"] + 1}  # fmt: skip
     conn.execute(t.passes.update().where(t.passes.c.id == pass_id).values(**record))
-    log_change(conn, "pass", pass_id, record["version"], "upsert", record, now)
+    log_change(conn, "pass", pass_id, record["version"], "upsert", record, now, was=current)
+    audit(conn, by, "pass_renew", pass_id, now, valid_until=record["valid_until"])
     return record
 
 
@@ -266,6 +477,7 @@ def put_photo(conn: Connection, data: bytes, by: str, now: float) -> str:
     sha = photos.digest(jpeg)
     conn.execute(insert(t.photos).values(sha256=sha, jpeg=jpeg, created_at=now, created_by=by)
                  .on_conflict_do_nothing())  # fmt: skip
+    audit(conn, by, "photo_upload", sha, now)
     return sha
 
 
@@ -281,8 +493,11 @@ def get_photo(conn: Connection, sha: str) -> bytes:
     return bytes(found[0])
 
 
-def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any) -> dict:
-    """A slip issued by the service centre (numbered FO-<year>-<n>, apart from the gates')."""
+def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any,
+               site: str | None = None) -> dict:  # fmt: skip
+    """A slip issued by the service centre (numbered FO-<year>-<n>, apart from the gates')
+    for the gates of ``site``."""
+    where = resolve_site(conn, site)
     start, end = validate_slip(req, now)
     check_time("valid_from", start)
     check_time("valid_until", end)
@@ -300,10 +515,11 @@ def issue_slip(conn: Connection, req: SlipRequest, by: str, now: float, tz: Any)
         "items": [{"name": i.name, "qty": i.qty, "hazard": i.hazard} for i in req.items],
         "hazard_allowed": int(req.hazard_allowed), "valid_from": start, "valid_until": end,
         "approver": req.approver, "status": "issued", "version": 1, "issued_by": by,
-        "issued_at": now,
+        "issued_at": now, "site": where["site_id"],
     }  # fmt: skip
     conn.execute(t.slips.insert().values(**record))
     log_change(conn, "slip", number, 1, "upsert", record, now)
+    audit(conn, by, "slip_issue", number, now, site=record["site"], unit=record["unit"])
     return record
 
 
@@ -336,15 +552,40 @@ def cancel_slip(conn: Connection, number: str, reason: str, by: str, now: float)
                           "closed_at": now, "closed_by": by, "notes": reason}  # fmt: skip
     conn.execute(t.slips.update().where(t.slips.c.number == number).values(**record))
     log_change(conn, "slip", number, record["version"], "cancel", record, now)
+    audit(conn, by, "slip_cancel", number, now, reason=reason)
     return record
 
 
-def changes_after(conn: Connection, since: int, limit: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(t.change_log).where(t.change_log.c.change_id > since)
-        .order_by(t.change_log.c.change_id).limit(limit)
-    ).mappings()  # fmt: skip
-    return [dict(r) for r in rows]
+def changes_after(conn: Connection, since: int, limit: int, node: Node) -> dict[str, Any]:
+    """The next ``limit`` changes after ``since`` for ``node``: those in its scope as they
+    are, those that left it as a ``drop`` (no payload), the rest not at all. ``next`` is
+    the cursor after them: past the changes for other sites too, so a gate never reads
+    them again; ``stamp`` is that change's (the gate quotes it back, sync.recovery)."""
+    c = t.change_log.c
+    # the newest change first: ids commit in order (log_change), so every change up to it
+    # is committed and the page below, read after, sees all of them
+    top, top_stamp = conn.execute(
+        select(c.change_id, c.stamp).order_by(c.change_id.desc()).limit(1)
+    ).first() or (0, None)  # fmt: skip
+    sees = _sees(c.site, c.gates, node)
+    saw = _sees(c.was_site, c.was_gates, node)
+    rows = [dict(r) for r in conn.execute(
+        select(t.change_log, sees.label("sees"))
+        .where(c.change_id > since, c.change_id <= top, or_(sees, saw))
+        .order_by(c.change_id).limit(limit + 1)
+    ).mappings()]  # fmt: skip
+    more, rows = len(rows) > limit, rows[:limit]
+    changes = []
+    for r in rows:
+        for scope in ("site", "gates", "was_site", "was_gates"):
+            del r[scope]
+        if not r.pop("sees"):
+            r |= {"op": "drop", "payload": {}}
+        changes.append(r)
+    if more or (not rows and since >= top):
+        return {"changes": changes, "next": rows[-1]["change_id"] if rows else since,
+                "stamp": rows[-1]["stamp"] if rows else None, "has_more": more}  # fmt: skip
+    return {"changes": changes, "next": top, "stamp": top_stamp, "has_more": False}
 
 
 # -- what the gates own: applied once, in order, checked ---------------------------------
@@ -577,7 +818,10 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int, batch: lis
         conn.execute(t.edge_cursors.update().where(
             t.edge_cursors.c.node_id == node_id, t.edge_cursors.c.epoch == epoch
         ).values(closed_from=closed))  # fmt: skip
-    new = [e for e in batch if e.seq not in stored and (closed is None or e.seq < closed)]
+    # at or below the high-water mark the office has had every seq (or was told it never
+    # will, skip_to): one not found there is in a month let go (sync.partitions), not new
+    new = [e for e in batch if e.seq not in stored and e.seq > cursor["contiguous_hwm"]
+           and (closed is None or e.seq < closed)]  # fmt: skip
     inserted = _insert_events(conn, node_id, epoch, base, new, aside, now)
     for e in new:
         if e.seq in aside:
@@ -594,6 +838,7 @@ def apply_push(conn: Connection, node_id: str, epoch: int, base: int, batch: lis
     facts = [(k, p) for k, p in (records[e.seq] for e in new
                                  if e.seq in records and e.seq not in aside)
              if p is not None]  # fmt: skip
+    facts = _in_scope(conn, node_id, facts, now)
     _slip_facts(conn, node_id, [p | {"_kind": k} for k, p in facts
                                 if k in ("slip_released", "slip_rejected", "slip_cancelled")],
                 now)  # fmt: skip
@@ -695,6 +940,46 @@ def _insert_events(conn: Connection, node_id: str, epoch: int, base: int, rows: 
                 continue
             cur.execute("RELEASE SAVEPOINT push_copy")
             return {e.seq for e in rows}
+
+
+def _in_scope(conn: Connection, node_id: str, facts: list[tuple[str, dict[str, Any]]],
+              now: float) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The facts a node may state: about its own gates, and the office's passes and slips
+    of its scope. Any other (a gate it invents, a slip of another estate) is kept in
+    edge_events as sent but not acted on, and is an ``out_of_scope`` anomaly."""
+    if not facts:
+        return facts
+    node = node_scope(conn, node_id)
+    site_gates = conn.execute(
+        select(t.sites.c.gates).where(t.sites.c.site_id == node.site)
+    ).scalar_one_or_none()  # fmt: skip
+    own = node.gates if node.gates is not None else site_gates
+    numbers = [p["number"] for k, p in facts if k in _CLOSED]
+    slip_site = dict(conn.execute(select(t.slips.c.number, t.slips.c.site)
+                                  .where(t.slips.c.number.in_(numbers))).all())  # fmt: skip
+    ids = [p["pass_id"] for k, p in facts if k in ("confiscation", "pass_revoked")]
+    pass_scope = {i: (site, gate_list(gates)) for i, site, gates in conn.execute(
+        select(t.passes.c.id, t.passes.c.site, t.passes.c.gates).where(t.passes.c.id.in_(ids))
+    )}  # fmt: skip
+    kept = []
+    for kind, p in facts:
+        gate, why = p.get("gate"), None
+        if own is not None and gate is not None and gate not in own:
+            why = f"gate {gate!r} is not one of its gates ({', '.join(own)})"
+        elif kind in _CLOSED and slip_site.get(p["number"], node.site) != node.site:
+            why = f"slip {p['number']} is of site {slip_site[p['number']]}"
+        elif kind in ("confiscation", "pass_revoked") and p["pass_id"] in pass_scope:
+            site, gates = pass_scope[p["pass_id"]]
+            if site != node.site or (gates and node.gates and not set(gates) & set(node.gates)):
+                why = f"pass {p['pass_id']} is not valid at its gates (site {site})"
+        if why is None:
+            kept.append((kind, p))
+            continue
+        conn.execute(t.anomalies.insert().values(
+            at=now, node_id=node_id, kind="out_of_scope",
+            detail=f"{kind} not taken as a fact: {why}"[:2000],
+        ))  # fmt: skip
+    return kept
 
 
 def _check_facts(conn: Connection, node_id: str, events: list[dict[str, Any]], now: float) -> None:

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
+from pydantic import Field
 from sqlalchemy import Engine, Text, cast, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +38,7 @@ from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, notify, office, recovery, wire
+from sync import desk, notify, office, partitions, recovery, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -62,6 +63,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
     app.state.clock = clock
+    months = partitions.Months()
     accounts = app.state.accounts = desk.OfficeAccounts(eng, clock)
 
     def wrong_token(request: Request) -> None:
@@ -73,7 +75,10 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             raise HTTPException(429, "too many bad tokens from this address; wait a minute")
         accounts.count("refused:token")
 
-    def node(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    def node(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> office.Node:
+        """The gate node, by its token (revoked or rotated away: 401 at once)."""
         if cred is not None:
             with eng.connect() as c:
                 found = office.node_of(c, cred.credentials)
@@ -86,25 +91,39 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     app.include_router(desk.router)
     app.mount("/static", console.static, name="static")
 
-    def clerk(
-        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
-    ) -> str:
+    def person(request: Request, cred: HTTPAuthorizationCredentials | None) -> tuple[str, str]:
+        """(name, role) of the office user, by bearer token or desk login."""
         if cred is not None:
             with eng.connect() as c:
                 found = office.user_of(c, cred.credentials)
             if found:
-                return found[0]
+                return found
             wrong_token(request)
         elif (s := console.session(request, *desk.ROLES)) is not None:
             changes = request.method not in ("GET", "HEAD", "OPTIONS")
             if changes and not s.csrf_ok(request.headers.get("x-csrf-token")):
                 raise HTTPException(403, "this change needs the page's CSRF token")
-            return s.name
+            return s.name, s.role
         raise HTTPException(
             401,
             "a valid bearer token (or a desk login) is required",
             {"WWW-Authenticate": "Bearer"},
         )
+
+    def clerk(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> str:
+        """A clerk or an admin: issues and revokes passes and slips, reads the records."""
+        return person(request, cred)[0]
+
+    def admin(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> str:
+        """An admin: also the gate nodes, the anomalies and the audit log."""
+        name, role = person(request, cred)
+        if role != "admin":
+            raise HTTPException(403, "this needs the admin role")
+        return name
 
     @app.exception_handler(RequestValidationError)
     async def _bad(_r: Request, exc: RequestValidationError) -> JSONResponse:
@@ -135,7 +154,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     @app.post("/sync/v1/push", max_body_size=PUSH_MAX_BODY)
     async def push(
         request: Request,
-        node_id: str = Depends(node),
+        gate: office.Node = Depends(node),
         epoch: int = Query(ge=0, le=wire.SEQ_MAX),  # bigint columns: beyond, PostgreSQL fails
         base: int = Query(ge=1, le=wire.SEQ_MAX, description="the epoch's first seq"),
         gate_now: float | None = Query(None, alias="now", description="the gate's clock"),
@@ -151,8 +170,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             raise DomainError(f"push: not a batch of the sync protocol ({e})") from None
 
         def apply() -> dict[str, Any]:
+            months.ensure(eng, clock.now())  # its month's partition, before the batch's lock
             with eng.begin() as c:
-                return office.apply_push(c, node_id, epoch, base, batch, clock.now(),
+                return office.apply_push(c, gate.node_id, epoch, base, batch, clock.now(),
                                          gate_now, skip_to)  # fmt: skip
 
         return await run_in_threadpool(apply)
@@ -170,12 +190,13 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     @app.get("/sync/v1/pull")
     async def pull(
-        node_id: str = Depends(node),
+        gate: office.Node = Depends(node),
         since: int = Query(0, ge=0),
         limit: int = Query(1000, ge=1, le=5000),
         wait: float = Query(0.0, ge=0, le=LONG_POLL_MAX_S),
         log: str | None = Query(None, max_length=64, description="the log the cursor is in"),
         stamp: str | None = Query(None, max_length=64, description="change ``since``'s stamp"),
+        scope: str | None = Query(None, max_length=64, description="the scope the gate holds"),
     ) -> dict[str, Any]:
         """Changes after ``since`` in commit order; waits up to ``wait`` s for the first.
         The wait holds no thread (a sleeping thread each was the threadpool's 40, and the
@@ -191,49 +212,56 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         current, reset = await run_in_threadpool(check)
         if reset:  # another change log than the cursor's: from the start (sync.recovery)
             return {"changes": [], "next": 0, "has_more": True, "reset": True, "log": current}
+        if scope is not None and scope != gate.scope:  # it holds another scope: it drops
+            # what is not its own and pulls again (a client that names none holds none)
+            return {"changes": [], "next": since, "has_more": True, "rescope": gate.scope,
+                    "log": current}  # fmt: skip
 
-        def page() -> list[dict[str, Any]]:
+        def page() -> dict[str, Any]:
             with eng.connect() as c:
-                return office.changes_after(c, since, limit + 1)
+                return office.changes_after(c, since, limit, gate)
 
         mark = polls.mark()  # before the page: a commit the page misses is heard after it
-        changes = await polls.read((since, limit), page, mark)
+        key = (since, limit, gate.scope)  # the gates of one scope at one cursor read once
+        found = await polls.read(key, page, mark)
         superseded = False
-        if not changes and wait > 0:
-            ended = await polls.wait(node_id, since, wait, mark)
+        if not found["changes"] and wait > 0:
+            ended = await polls.wait(gate.node_id, since, wait, mark)
             superseded = ended == "superseded"
             # superseded: the page it has; a timeout while the listener heard every commit
             # since the mark: still that empty page (an idle gate costs no second read)
             if ended == "changed" or (ended == "timeout" and not polls.heard_all_since(mark)):
-                changes = await polls.read((since, limit), page, polls.mark())
-        more = len(changes) > limit
-        changes = changes[:limit]
-        return {
-            "changes": changes,
-            "next": changes[-1]["change_id"] if changes else since,
-            "has_more": more,
-            "log": current,
-        } | ({"superseded": True} if superseded else {})
+                found = await polls.read(key, page, polls.mark())
+        return found | {"log": current} | ({"superseded": True} if superseded else {})
+
+    @app.get("/sync/v1/scope")
+    def scoped(gate: office.Node = Depends(node)) -> dict[str, Any]:
+        """Every office pass and slip the node may hold, by id: a gate that held another
+        scope (its gates changed, or it synced before sites) drops the rest, then pulls
+        from the start. Ids only: a few hundred KB for a large estate."""
+        with eng.connect() as c:
+            return office.in_scope(c, gate) | {"scope": gate.scope, "site": gate.site}
 
     @app.post("/sync/v1/holdings", max_body_size=PUSH_MAX_BODY)
-    def holdings(body: recovery.Holdings, node_id: str = Depends(node)) -> dict[str, Any]:
+    def holdings(body: recovery.Holdings, gate: office.Node = Depends(node)) -> dict[str, Any]:
         """What a gate holds of the office's passes and slips, sent when its pull was
         ``reset``: the office takes back what a restore lost (sync.recovery)."""
         with eng.begin() as c:
-            took = recovery.relearn(c, node_id, body, clock.now())
+            took = recovery.relearn(c, gate.node_id, body, clock.now())
         if any(took.values()):
-            log.warning("sync: took back from %s what the office had lost: %s", node_id, took)
+            log.warning("sync: took back from %s what the office had lost: %s", gate.node_id,
+                        took)  # fmt: skip
         return took
 
     @app.get("/sync/v1/photos/{sha}")
-    def sync_photo(sha: str, node_id: str = Depends(node)) -> Response:
+    def sync_photo(sha: str, gate: office.Node = Depends(node)) -> Response:
         """A photo a pulled pass names; the gate checks its SHA-256 before keeping it."""
         return _jpeg(sha)
 
     # -- the clerks' API ------------------------------------------------------------------
 
     @app.post("/api/v1/passes", status_code=201)
-    def issue(body: PassIn, who: str = Depends(clerk)) -> dict[str, Any]:
+    def issue(body: OfficePassIn, who: str = Depends(clerk)) -> dict[str, Any]:
         req = PassRequest(
             kind=body.kind, card=body.card, name=body.name, unit=body.unit,
             id_number=body.id_number, valid_from=body.valid_from, valid_until=body.valid_until,
@@ -241,7 +269,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             permit_no=body.permit_no, photo=body.photo,
         )  # fmt: skip
         with eng.begin() as c:
-            record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now())
+            record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now(), body.site)
         shown = _pass_view(record)
         if record["kind"] == "temporary":  # printed as a QR code the gates verify offline
             shown["qr"] = signer.sign(pass_payload(record))
@@ -297,7 +325,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         return Response(data, media_type="image/jpeg", headers=forever)
 
     @app.post("/api/v1/slips", status_code=201)
-    def issue_slip(body: SlipIn, who: str = Depends(clerk)) -> dict[str, Any]:
+    def issue_slip(body: OfficeSlipIn, who: str = Depends(clerk)) -> dict[str, Any]:
         """A goods release slip (放行条); comes back with ``qr`` to print on the mover's copy."""
         detail = (
             body.authorisation_detail.model_dump(exclude_none=True)
@@ -315,7 +343,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             approver=body.approver, hazard_allowed=body.hazard_allowed, detail=detail,
         )  # fmt: skip
         with eng.begin() as c:
-            record = office.issue_slip(c, req, who, clock.now(), cfg.tz)
+            record = office.issue_slip(c, req, who, clock.now(), cfg.tz, body.site)
         return record | {"qr": signer.sign(slip_payload(record))}
 
     @app.post("/api/v1/slips/{number}/cancel")
@@ -333,7 +361,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             return office.monthly_report(c, month, cfg.tz)
 
     @app.get("/api/v1/anomalies")
-    def anomalies(who: str = Depends(clerk)) -> dict[str, Any]:
+    def anomalies(who: str = Depends(admin)) -> dict[str, Any]:
         """Integrity problems and exceptions for a person: used after revocation, released
         after cancellation, a record sent again with other content."""
         with eng.connect() as c:
@@ -378,23 +406,51 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                                                      last["epoch"], last["seq"])}  # fmt: skip
 
     @app.get("/api/v1/nodes")
-    def nodes(who: str = Depends(clerk)) -> dict[str, Any]:
-        """Each gate: last seen, and per epoch how far its records have arrived."""
+    def nodes(who: str = Depends(admin)) -> dict[str, Any]:
+        """Each gate node: its site and gates, last seen, revoked, and per epoch how far
+        its records have arrived."""
         with eng.connect() as c:
-            seen = {
-                r[0]: r[1] for r in c.execute(select(t.nodes.c.node_id, t.nodes.c.last_seen_at))
-            }
+            found = office.list_nodes(c)
             cursors = [dict(r) for r in c.execute(select(t.edge_cursors)).mappings()]
             anomalies = c.execute(select(func.count()).select_from(t.anomalies)).scalar_one()
         return {
-            "items": [{"node": n, "last_seen_at": s,
-                       "epochs": [x for x in cursors if x["node_id"] == n],
-                       "polling": polls.polling(n)}  # a long poll open now: connected
-                      for n, s in sorted(seen.items())],
+            "items": [{"node": (name := n.pop("node_id")), **n,
+                       "epochs": [x for x in cursors if x["node_id"] == name],
+                       "polling": polls.polling(name)}  # a long poll open now: connected
+                      for n in found],
             "anomalies": anomalies,
         }  # fmt: skip
 
+    @app.get("/api/v1/sites")
+    def sites(who: str = Depends(clerk)) -> dict[str, Any]:
+        """The estates a pass or slip may be for, with their gates."""
+        with eng.connect() as c:
+            return {"items": office.list_sites(c), "next": None}
+
+    @app.get("/api/v1/audit")
+    def audit(
+        who: str = Depends(admin),
+        limit: int = Query(100, ge=1, le=1000),
+        before: int | None = Query(None, ge=1, le=_BIGINT - 1, description="older than this id"),
+    ) -> dict[str, Any]:
+        """Every write at the office, newest first: who, what, to which record, when."""
+        q = select(t.audit).order_by(t.audit.c.id.desc()).limit(limit + 1)
+        if before is not None:
+            q = q.where(t.audit.c.id < before)
+        with eng.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        more = len(rows) > limit
+        return {"items": rows[:limit], "next": rows[limit - 1]["id"] if more else None}
+
     return app
+
+
+class OfficePassIn(PassIn):
+    site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
+
+
+class OfficeSlipIn(SlipIn):
+    site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
 
 def _as_object(payload: Any) -> dict[str, Any]:

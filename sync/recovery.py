@@ -128,6 +128,8 @@ class Holdings(BaseModel):
 def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[str, int]:
     """Take back from a gate what the office lost; answers how many of each it took."""
     took = {"passes": 0, "slips": 0, "conflicts": 0, "refused": 0}
+    # what it took back is of its own site: a gate cannot put a pass into another estate
+    site = office.node_scope(conn, node_id).site
     storable: list[HeldPass | HeldSlip] = []
     for h in [*held.passes, *held.slips]:
         # what the office cannot store is said and passed over, never a refusal of the
@@ -144,7 +146,9 @@ def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[
         mine = conn.execute(
             select(t.passes).where(t.passes.c.id == h.id).with_for_update()
         ).mappings().first()  # fmt: skip
-        theirs = h.model_dump()
+        if mine is not None and mine["site"] != site:
+            continue  # a pass of another estate it should not hold: it is told to drop it
+        theirs = h.model_dump() | {"site": site}
         if mine is None:
             conn.execute(t.passes.insert().values(**theirs))
             office.log_change(conn, "pass", h.id, h.version, _op(h.status), theirs, now)
@@ -165,7 +169,8 @@ def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[
         if status != newer["status"]:
             record["status_reason"] = mine["status_reason"] or h.status_reason
         conn.execute(t.passes.update().where(t.passes.c.id == h.id).values(**record))
-        office.log_change(conn, "pass", h.id, record["version"], _op(status), record, now)
+        office.log_change(conn, "pass", h.id, record["version"], _op(status), record, now,
+                          was=dict(mine))  # fmt: skip
         took["passes"] += 1
         _note(conn, node_id, now, f"pass {h.id}: the gate held v{h.version} ({h.status}) "
               f"beside the office's v{mine['version']} ({mine['status']}); now "
@@ -174,8 +179,11 @@ def relearn(conn: Connection, node_id: str, held: Holdings, now: float) -> dict[
         mine = conn.execute(
             select(t.slips).where(t.slips.c.number == s.number).with_for_update()
         ).mappings().first()  # fmt: skip
+        if mine is not None and mine["site"] != site:
+            continue
         theirs = s.model_dump() | {"authorisation_detail": s.authorisation_detail or {},
-                                   "hazard_allowed": int(s.hazard_allowed)}  # fmt: skip
+                                   "hazard_allowed": int(s.hazard_allowed),
+                                   "site": site}  # fmt: skip
         if mine is None:
             # its release or rejection, if any, arrives as the gate's fact (resent after
             # the restore) and closes it then; until then it is as the office issued it

@@ -40,7 +40,7 @@ TIME_FIELDS = {
 }
 _FIELD = "CASE kind " + " ".join(f"WHEN '{k}' THEN '{f}'" for k, f in TIME_FIELDS.items()) + " END"
 # When a record happened: its time field where that is a JSON number, else NULL (and NULL
-# for every kind the report does not count). Migration 0006 indexes exactly this text,
+# for every kind the report does not count). Migrations 0006 and 0008 index exactly this text,
 # which PostgreSQL matches by expression: change both together (a test checks the plan).
 # The index is partial (IS NOT NULL), and so has no statistics the planner reads: it
 # takes the month for a small share of the table and reads it along the index into a hash

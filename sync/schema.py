@@ -15,9 +15,20 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
+
+# An estate (小区). ``gates``: its gate ids; NULL only for the ``default`` site of an office
+# from before sites, whose gates were never declared.
+sites = Table(
+    "sites",
+    metadata,
+    Column("site_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("gates", ARRAY(Text)),
+    Column("created_at", Float, nullable=False),
+)
 
 nodes = Table(
     "nodes",
@@ -29,6 +40,9 @@ nodes = Table(
     Column("revoked_at", Float),
     Column("clock_offset_s", Float),  # the gate's clock minus the office's, at its last push
     Column("flagged_at", Float),  # it sent a (epoch, seq) again with other content
+    Column("site", Text, nullable=False, server_default="default"),
+    Column("gates", ARRAY(Text)),  # the site's gates it serves; NULL: all of them
+    Column("rotated_at", Float),  # its token was last replaced
 )
 
 # The office's own facts: ``log_id`` names this change log; a restore makes a new one
@@ -77,6 +91,7 @@ passes = Table(
     Column("issued_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("photo_sha256", Text),  # in ``photos``; the gates pull it with the pass
+    Column("site", Text, nullable=False, server_default="default"),
 )
 
 # Holders' photos, by the SHA-256 of the stored JPEG (edge.photos): in the database, so the
@@ -104,6 +119,24 @@ change_log = Table(
     Column("payload", JSONB, nullable=False),
     Column("committed_at", Float, nullable=False),
     Column("stamp", Text),  # random: a gate quotes its cursor's stamp back (see office.pull)
+    # who may pull it: the nodes of ``site`` serving one of ``gates`` (NULL: any of its
+    # gates); a node in the scope it had before (``was_*``) but not in this one gets a drop
+    Column("site", Text),
+    Column("gates", ARRAY(Text)),
+    Column("was_site", Text),
+    Column("was_gates", ARRAY(Text)),
+)
+
+# Every write at the office, by whom: passes, slips, photos, nodes, users
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("who", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", JSONB, nullable=False),
 )
 
 edge_events = Table(
@@ -116,8 +149,10 @@ edge_events = Table(
     Column("ref", Text, nullable=False),
     Column("payload", JSONB, nullable=False),
     Column("sha256", Text, nullable=False),
-    Column("received_at", Float, nullable=False, index=True),
-    PrimaryKeyConstraint("node_id", "epoch", "seq"),
+    Column("received_at", Float, nullable=False),
+    # partitioned by month of received_at (sync.partitions), so the key holds it too; a
+    # (node, epoch, seq) arrives once by the push's own checks (office.apply_push)
+    PrimaryKeyConstraint("node_id", "epoch", "seq", "received_at"),
 )
 
 edge_cursors = Table(
@@ -183,4 +218,5 @@ slips = Table(
     Column("gate", Text),
     Column("node_id", Text),  # the gate that released or rejected it
     Column("notes", Text),
+    Column("site", Text, nullable=False, server_default="default"),
 )

@@ -334,6 +334,8 @@ class Office:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         self.log = workdir / "office.log"
+        if not (self.data_dir / "keys" / "office_ed25519.key").exists():
+            self.token("office", "key", "init")  # once: an office never makes its key itself
 
     def token(self, *args: str) -> str:
         out = cli(self.config, *args)

@@ -38,6 +38,7 @@ from tests.helpers import (
     cli,
     free_port,
     node_for,
+    pg_rows,
     wait_for,
 )
 
@@ -829,3 +830,37 @@ def test_the_guard_s_screen_fits_a_guard_room_pc_and_a_tablet_without_sideways_s
         box = page.locator(target).bounding_box()
         assert box is not None and box["y"] + box["height"] <= height, target
     assert page.locator("#open").bounding_box()["height"] >= 44  # a finger's target
+
+
+def test_a_clerk_of_a_company_with_several_estates_chooses_each_pass_s_and_slip_s_estate(
+    tmp_path: Path, broker: Broker, pg_url: str, browser: Any
+):
+    office, _node, _scanner = office_and_scanning_gate(tmp_path, pg_url, broker)
+    office.token("office", "site", "add", "east", "--name", "东区", "--gates", "main")
+    office.token("office", "site", "add", "west", "--name", "西区", "--gates", "main")
+    office.start()
+    try:
+        page, outside = desk_page(browser, office)
+        page.select_option("#p-site", "west")
+        page.select_option("#p-kind", "resident")
+        page.fill("#p-card", "0040856634")
+        page.fill("#p-name", "西区住户")
+        page.click("#issue-form button[type=submit]")
+        page.wait_for_load_state()
+        wait_for(lambda: pg_rows(pg_url, "SELECT site FROM passes") == [("west",)], 10,
+                 "the pass at the office, for the west estate")  # fmt: skip
+
+        page.goto(office.url + "/desk")
+        page.select_option("#sl-site", "east")
+        page.fill("#sl-unit", "3-1-502")
+        page.fill("#sl-owner", "张三丰")
+        page.fill("#sl-bearer", "张三丰")
+        page.fill("#sl-items", "冰箱 1")
+        page.click("#slip-form button[type=submit]")
+        page.wait_for_url(re.compile(r".*/desk/slips/FO-\d{4}-\d{5}/print$"))
+        assert pg_rows(pg_url, "SELECT site FROM slips") == [("east",)]
+        page.goto(office.url + "/desk")
+        assert page.locator("#anomalies").count() == 0  # a clerk's desk: no anomalies
+        assert outside == []
+    finally:
+        office.stop()

@@ -71,7 +71,7 @@ def test_a_change_made_through_one_office_process_wakes_the_gates_waiting_at_ano
 ):
     one = Office(tmp_path / "one", pg_url)
     two = Office(tmp_path / "two", pg_url, data_dir=one.data_dir)  # the same office's keys
-    clerk = one.token("user", "add", "客服小王", "--role", "clerk")
+    clerk = one.token("user", "add", "客服小王", "--role", "admin")
     gate_a = one.token("office", "node", "add", "gate-a")
     gate_b = two.token("office", "node", "add", "gate-b")
     one.start()
@@ -107,7 +107,7 @@ def test_a_change_made_through_one_office_process_wakes_the_gates_waiting_at_ano
 
 def test_the_change_listener_outlives_its_connection_being_killed(tmp_path: Path, pg_url: str):
     office = Office(tmp_path, pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    clerk = office.token("user", "add", "客服小王", "--role", "admin")
     gate = office.token("office", "node", "add", "gate-a")
     office.start()
     poll: Poll | None = None

@@ -119,10 +119,10 @@ def test_every_record_reaches_the_office_once_through_kills_and_outages(
 
 
 def office_call_nodes(office: Office) -> tuple[int, dict]:
-    clerk = office.token("user", "add", f"clerk-{time.time_ns()}", "--role", "clerk")
+    admin = office.token("user", "add", f"admin-{time.time_ns()}", "--role", "admin")
     office.start()
     try:
-        return office.call("GET", "/api/v1/nodes", clerk)
+        return office.call("GET", "/api/v1/nodes", admin)
     finally:
         office.stop()
 
@@ -168,9 +168,12 @@ def test_concurrent_writers_never_let_a_puller_skip_a_change(tmp_path: Path, pg_
         done = threading.Event()
 
         def puller() -> None:
-            cursor = 0
+            cursor, scope = 0, ""
             while not done.is_set() or cursor < 200:
-                _, body = office.call("GET", f"/sync/v1/pull?since={cursor}&limit=7", node)
+                _, body = office.call(
+                    "GET", f"/sync/v1/pull?since={cursor}&limit=7&scope={scope}", node
+                )
+                scope = body.get("rescope", scope)  # the first answer names the node's scope
                 seen.extend(c["change_id"] for c in body["changes"])
                 cursor = body["next"]
 
@@ -299,6 +302,7 @@ def test_office_slips_reach_the_gate_and_a_release_after_cancellation_is_an_exce
 
     office = Office(tmp_path, pg_url)
     clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    admin = office.token("user", "add", "管理员", "--role", "admin")  # reads the anomalies
     key = office.token("office", "key")
     node = node_for(tmp_path, [], broker.port)
     token = office.token("office", "node", "add", "gate-test")
@@ -344,7 +348,7 @@ def test_office_slips_reach_the_gate_and_a_release_after_cancellation_is_an_exce
         node.config.write_text(text)
         node.start()
         wait_for(lambda: any(a["kind"] == "released_after_cancellation"
-                             for a in office.call("GET", "/api/v1/anomalies", clerk)[1]["items"]),
+                             for a in office.call("GET", "/api/v1/anomalies", admin)[1]["items"]),
                  15, "the exception at the office")  # fmt: skip
         assert office_slip(second["number"]) == "cancelled"  # both facts kept
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -21,11 +23,13 @@ from edge.api.deps import (
 from edge.api.schemas import CheckIn, ConfiscationIn, OverrideIn
 from edge.cards import parse_card
 from edge.errors import DomainError
+from edge.logs import scrub
 from edge.passes import parse_time
 from edge.snapshots import JOIN_COLUMNS
 from edge.views import event_view, iso, pass_view
 from sync import qr
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["gate"])
 
 
@@ -38,6 +42,17 @@ def _card(text: str) -> Any:
 
 def _gate(svc: Any, gate_id: str | None) -> str:
     return svc.cfg.known_gate(gate_id or svc.cfg.gates[0])  # type: ignore[no-any-return]
+
+
+def _admit(svc: Any, gate_id: str, rule: Callable[[Any], None]) -> None:
+    """A QR rule (sync.qr) on the gate's records: a refusal is logged and counted
+    (``refused:qr:<rule>``) as the scanner's are, then answered."""
+    try:
+        svc.read(rule)
+    except qr.QrRefused as e:
+        log.warning("QR refused at gate %s: %s", scrub(gate_id), scrub(e))
+        svc.count(f"refused:qr:{e.what}")
+        raise
 
 
 @router.post("/check")
@@ -54,6 +69,9 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
         except DomainError as e:
             return {"decision": "deny", "reason": "invalid_qr", "detail": str(e), "gate": gate_id,
                     "at": iso(at, svc.cfg.tz), "card": None, "pass": None}  # fmt: skip
+        # signed, but a code this gate may not act on: refused (422) with the rule's reason,
+        # which the guard's screen shows in Chinese (detail_zh)
+        _admit(svc, gate_id, lambda c: qr.admit(c, payload, svc.clock.now()))
         if "s" in payload:  # a slip: whether it may be released, and what is on it
             s = svc.read(lambda c: slips.signed(c, payload))
             reason = slips.check_slip(s["status"], s["valid_from"], s["valid_until"], at)
@@ -66,6 +84,10 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
                 "slip": shown | {"signed": True},
             }
         decision, holder = svc.read(lambda c: gate.check_qr(c, payload, at, gate_id, rules))
+        if decision.granted:  # and entries left today at this gate, as the scanner counts them
+            pass_id, tz = payload["p"], svc.cfg.tz
+            _admit(svc, gate_id, lambda c: qr.check_entries(
+                payload, qr.entries_used(c, pass_id, gate_id, at, tz), gate_id))  # fmt: skip
         return {
             "decision": "grant" if decision.granted else "deny",
             "reason": decision.reason.value,

@@ -82,7 +82,7 @@ ZH: dict[str, str] = {
     "reason.slip_rejected": "放行条已被拒绝",
     "reason.slip_cancelled": "放行条已被管理处作废",
     "reason.manual_override": "人工开闸（已记录原因）",
-    "reason.invalid_qr": "二维码无效（签名不符，可能伪造或被改动）",
+    "reason.invalid_qr": "二维码无效（签名不符，或不符合二维码规则：非临时证、超过72小时、本机时钟落后、今日次数已用完）",
     # -- the control room --
     "control.title": "监控中心",
     "control.queue": "待处理报警",
@@ -246,6 +246,7 @@ ZH: dict[str, str] = {
     "desk.title": "管理处",
     "desk.issue": "办理出入证",
     "desk.kind": "类别",
+    "desk.site": "小区",
     "desk.card": "卡号",
     "desk.name": "持证人姓名",
     "desk.unit": "单位/房号",
@@ -445,7 +446,7 @@ EN: dict[str, str] = {
     "reason.slip_rejected": "The slip was rejected",
     "reason.slip_cancelled": "The office cancelled the slip",
     "reason.manual_override": "Opened by hand (reason recorded)",
-    "reason.invalid_qr": "Invalid QR code (signature does not verify)",
+    "reason.invalid_qr": "QR code refused (signature does not verify, or a QR rule: not temporary, over 72 h, clock behind, no entries left today)",
     # -- the control room --
     "control.title": "Control room",
     "control.queue": "Alarms",
@@ -544,6 +545,7 @@ EN: dict[str, str] = {
     "desk.title": "Office",
     "desk.issue": "Issue a pass",
     "desk.kind": "Kind",
+    "desk.site": "Estate",
     "desk.card": "Card",
     "desk.name": "Holder's name",
     "desk.unit": "Unit",

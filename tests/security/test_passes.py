@@ -50,7 +50,7 @@ def test_the_photo_route_serves_pictures_and_nothing_else(tmp_path: Path):
 
 
 def test_a_printed_pass_s_code_carries_no_card_number_and_no_whole_name(tmp_path: Path):
-    signer = Signer.from_data_dir(tmp_path)
+    signer = Signer.create(tmp_path)
     record = {
         "id": "p1", "kind": "temporary", "card_key": 0x026F6C3A, "name": "访客乙",
         "unit": "7-3-1201", "valid_from": 1_800_000_000.0, "valid_until": 1_800_200_000.0,

@@ -112,6 +112,7 @@
     } else if (body.authorisation === "company") {
       body.authorisation_detail = { signer: $("sl-signer").value.trim() };
     }
+    if ($("sl-site")) body.site = $("sl-site").value;
     let data;
     try { data = await api("POST", "/api/v1/slips", body); } catch (err) { notice(err.message, false); return; }
     window.location.href = "/desk/slips/" + encodeURIComponent(data.number) + "/print";
@@ -127,6 +128,7 @@
     }
     if ($("p-until").value) body.valid_until = $("p-until").value; // the office's time zone
     if ($("p-photo").value) body.photo = $("p-photo").value;
+    if ($("p-site")) body.site = $("p-site").value; // offered when the office has several
     let data;
     try { data = await api("POST", "/api/v1/passes", body); } catch (err) { notice(err.message, false); return; }
     if (data.kind === "temporary") {
