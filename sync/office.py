@@ -101,6 +101,12 @@ def add_site(conn: Connection, site_id: str, name: str, gates: list[str], by: st
               "created_at": now}  # fmt: skip
     conn.execute(t.sites.insert().values(**record))
     audit(conn, by, "site_add", site_id, now, name=record["name"], gates=record["gates"])
+    # the ``default`` site stands for an office from before sites: once real sites are
+    # declared, an empty one would only be a wrong choice on every form
+    used = [select(x.c.site).where(x.c.site == "default").limit(1)
+            for x in (t.nodes, t.passes, t.slips)]  # fmt: skip
+    if not any(conn.execute(q).first() for q in used):
+        conn.execute(t.sites.delete().where(t.sites.c.site_id == "default"))
     return record
 
 

@@ -83,6 +83,7 @@ def test_a_gate_holds_only_its_own_estate_s_cards_and_cannot_state_facts_about_a
         nameless = {"kind": "resident", "card": "0000000009", "name": "无名"}
         status, answer = office.call("POST", "/api/v1/passes", clerk, nameless)
         assert status == 422 and "east" in answer["detail"] and answer["detail_zh"]
+        assert "default" not in answer["detail"]  # an empty office's default site is gone
         status, answer = office.call("POST", "/api/v1/passes", clerk, {
             "kind": "resident", "card": "0000000008", "name": "错门", "site": "east",
             "gates": ["gate-9"]})  # fmt: skip
