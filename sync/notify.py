@@ -70,6 +70,8 @@ class ChangeListener:
     the last id (the newest commit); ``up()`` once the connection listens, before the
     listener counts as listening (the caller looks at the log there: a change committed
     while nobody listened sent its notification to no one), and ``down()`` when it dropped.
+    ``ended(node_id)`` is called for ``node:<id>``: that node's token was revoked or
+    replaced (sync.office), so its waiting poll is to be answered at once.
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class ChangeListener:
         heard: Callable[[int], None],
         up: Callable[[], Awaitable[None]],
         down: Callable[[], None],
+        ended: Callable[[str], None] | None = None,
     ) -> None:
         self._connect, self._heard, self._up, self._down = connect, heard, up, down
+        self._ended = ended
         self.listening = False
         self._task: asyncio.Task[None] | None = None
 
@@ -150,9 +154,13 @@ class ChangeListener:
             lost.set_result(e)
             return
         ids = [int(n.payload) for n in conn.notifies if n.payload.isascii() and n.payload.isdigit()]
+        # (a forged one only makes the poll check its token again: see office_api.pull)
+        nodes = [n.payload[5:] for n in conn.notifies if n.payload.startswith("node:")]
         conn.notifies.clear()  # (any other payload is not ours: anyone may NOTIFY, even "²")
         if ids:
             self._heard(ids[-1])  # commit order: the last is the newest
+        for node_id in nodes if self._ended else ():
+            self._ended(node_id)
 
 
 def _first_line(e: BaseException) -> str:

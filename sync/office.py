@@ -173,6 +173,7 @@ def revoke_node(conn: Connection, node_id: str, by: str, now: float) -> None:
     if done.rowcount == 0:
         raise NotFound(f"no active node {node_id!r}")
     audit(conn, by, "node_revoke", node_id, now)
+    _token_ended(conn, node_id)
 
 
 def set_node_gates(conn: Connection, node_id: str, gates: list[str] | None, by: str,
@@ -198,7 +199,14 @@ def rotate_node(conn: Connection, node_id: str, by: str, now: float) -> str:
     if done.rowcount == 0:
         raise NotFound(f"no active node {node_id!r}")
     audit(conn, by, "node_rotate", node_id, now)
+    _token_ended(conn, node_id)
     return token
+
+
+def _token_ended(conn: Connection, node_id: str) -> None:
+    """Every office process answers the node's waiting poll at once (at commit), which
+    then finds its token no longer valid: 401 now, not at the poll's end (sync.notify)."""
+    conn.execute(text("SELECT pg_notify('gatehouse_changes', :p)"), {"p": f"node:{node_id}"})
 
 
 def node_of(conn: Connection, token: str) -> Node | None:

@@ -190,7 +190,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     @app.get("/sync/v1/pull")
     async def pull(
+        request: Request,
         gate: office.Node = Depends(node),
+        cred: HTTPAuthorizationCredentials | None = Depends(_bearer),
         since: int = Query(0, ge=0),
         limit: int = Query(1000, ge=1, le=5000),
         wait: float = Query(0.0, ge=0, le=LONG_POLL_MAX_S),
@@ -227,7 +229,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         superseded = False
         if not found["changes"] and wait > 0:
             ended = await polls.wait(gate.node_id, since, wait, mark)
-            superseded = ended == "superseded"
+            if ended == "ended":  # its token revoked or replaced meanwhile: 401 now
+                await run_in_threadpool(node, request, cred)
+            superseded = ended in ("superseded", "ended")
             # superseded: the page it has; a timeout while the listener heard every commit
             # since the mark: still that empty page (an idle gate costs no second read)
             if ended == "changed" or (ended == "timeout" and not polls.heard_all_since(mark)):
@@ -538,10 +542,11 @@ class LongPolls:
         self.looks = 0  # looks, and notifications heard: each tells ``seen`` afresh
         self._notices = 0  # notifications heard
         self._waiting: dict[str, asyncio.Event] = {}  # node → its waiting poll's wake-up
+        self._ended: set[str] = set()  # waiting nodes whose token was revoked or replaced
         self._watcher: asyncio.Task[None] | None = None
         self._failing = False  # said once in the log, not every look
         self._listener = (
-            notify.ChangeListener(listen, self.heard, self._listening, self._deaf)
+            notify.ChangeListener(listen, self.heard, self._listening, self._deaf, self.ended)
             if listen is not None
             else None
         )
@@ -609,6 +614,8 @@ class LongPolls:
                     return "changed"
                 if self._waiting.get(node_id) is not wake:
                     return "superseded"
+                if node_id in self._ended:
+                    return "ended"
                 left = deadline - loop.time()
                 if left <= 0:
                     return "timeout"
@@ -618,6 +625,13 @@ class LongPolls:
         finally:
             if self._waiting.get(node_id) is wake:
                 del self._waiting[node_id]
+                self._ended.discard(node_id)
+
+    def ended(self, node_id: str) -> None:
+        """The node's token was revoked or replaced: its waiting poll checks it now."""
+        if (wake := self._waiting.get(node_id)) is not None:
+            self._ended.add(node_id)
+            wake.set()
 
     def heard(self, change_id: int) -> None:
         """A notification: ``change_id`` is the newest commit."""

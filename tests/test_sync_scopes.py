@@ -5,6 +5,7 @@ office write is in the audit log. A real office on PostgreSQL and real gates."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from tests.helpers import Broker, Node, Office, cli, node_for, pg_rows, wait_for
@@ -39,6 +40,12 @@ def caught_up(gate: Node, pg_url: str) -> bool:
     with edge_db(gate) as db:
         meta = dict(db.execute("SELECT key, value FROM node_meta"))
     return meta.get("pull_cursor") == str(top) and bool(meta.get("pull_scope"))
+
+
+def polling(office: Office, admin: str, node: str) -> bool:
+    """The node's long poll is open at the office (the admin's node list says so)."""
+    status, nodes = office.call("GET", "/api/v1/nodes", admin)
+    return status == 200 and any(n["node"] == node and n["polling"] for n in nodes["items"])
 
 
 def on_disk(gate: Node) -> bytes:
@@ -176,9 +183,19 @@ def test_a_rotated_node_token_replaces_the_old_one_at_once(tmp_path: Path, pg_ur
     office = Office(tmp_path, pg_url)
     old = office.token("office", "node", "add", "gate-x")
     new = office.token("office", "node", "rotate", "gate-x")
+    admin = office.token("user", "add", "管理员", "--role", "admin")
     with running(office):
         assert office.call("GET", "/sync/v1/pull?since=0", old)[0] == 401
         status, body = office.call("GET", "/sync/v1/pull?since=0", new)
         assert status == 200 and body["changes"] == []
+        # a poll waiting when the token is replaced is answered 401, not at its end (200)
+        answers: list[int] = []
+        poll = threading.Thread(target=lambda: answers.append(
+            office.call("GET", "/sync/v1/pull?since=0&wait=25", new)[0]))  # fmt: skip
+        poll.start()
+        wait_for(lambda: polling(office, admin, "gate-x"), 10, "the poll to wait")
+        office.token("office", "node", "rotate", "gate-x")
+        poll.join(30)
+        assert answers == [401]
     bad = cli(office.config, "office", "node", "rotate", "gate-nobody", check=False)
     assert bad.returncode == 2 and "gate-nobody" in bad.stderr and "Traceback" not in bad.stderr
