@@ -98,10 +98,12 @@ def desk(request: Request, q: str = Query("", max_length=100)) -> Response:
         # the anomalies are the admin's to read (a clerk sees the passes and slips)
         anomalies = ([a | {"when": _when(a["at"], cfg)} for a in office.recent_anomalies(c)]
                      if s.role == "admin" else [])  # fmt: skip
+        audit = ([a | {"when": _when(a["at"], cfg)} for a in office.recent_audit(c)]
+                 if s.role == "admin" else [])  # fmt: skip
     config = {"csrf": s.csrf, "t": words(lang_of(request))}
     return page(
         request, "desk.html", user=s, passes=found, slips=slips, q=q, gates=gates,
-        anomalies=anomalies, sites=sites,
+        anomalies=anomalies, sites=sites, audit=audit,
         month=datetime.now(cfg.tz).strftime("%Y-%m"), config=json_for_script(config),
     )  # fmt: skip
 

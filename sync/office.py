@@ -354,6 +354,11 @@ def sync_state(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
+def recent_audit(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute(select(t.audit).order_by(t.audit.c.id.desc()).limit(limit)).mappings()
+    return [dict(r) for r in rows]
+
+
 def recent_anomalies(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     rows = conn.execute(select(t.anomalies).order_by(t.anomalies.c.id.desc()).limit(limit))
     return [dict(r) for r in rows.mappings()]

@@ -548,11 +548,11 @@ def office_and_scanning_gate(
     return office, node, scanner
 
 
-def desk_page(browser: Any, office: Office) -> tuple[Any, list[str]]:
+def desk_page(browser: Any, office: Office, name: str = "客服小王") -> tuple[Any, list[str]]:
     """The clerk logged in at the desk, on a page that can reach only the office."""
     page, outside = offline_page(browser, office.url)
     page.goto(office.url + "/")
-    page.fill("input[name=username]", "客服小王")
+    page.fill("input[name=username]", name)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(office.url + "/desk")
@@ -838,6 +838,12 @@ def test_a_clerk_of_a_company_with_several_estates_chooses_each_pass_s_and_slip_
     office, _node, _scanner = office_and_scanning_gate(tmp_path, pg_url, broker)
     office.token("office", "site", "add", "east", "--name", "东区", "--gates", "main")
     office.token("office", "site", "add", "west", "--name", "西区", "--gates", "main")
+    office.token("user", "add", "王主任", "--role", "admin")
+    proc = subprocess.run(
+        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "王主任"],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
     office.start()
     try:
         page, outside = desk_page(browser, office)
@@ -861,6 +867,14 @@ def test_a_clerk_of_a_company_with_several_estates_chooses_each_pass_s_and_slip_
         assert pg_rows(pg_url, "SELECT site FROM slips") == [("east",)]
         page.goto(office.url + "/desk")
         assert page.locator("#anomalies").count() == 0  # a clerk's desk: no anomalies
+        assert page.locator("#audit").count() == 0
         assert outside == []
+        page.context.close()
+
+        # the admin's desk: the anomalies, and who did what
+        page, outside = desk_page(browser, office, "王主任")
+        trail = page.inner_text("#audit")
+        assert "客服小王 · pass_issue" in trail and "客服小王 · slip_issue" in trail, trail
+        assert page.locator("#anomalies").count() == 1 and outside == []
     finally:
         office.stop()
