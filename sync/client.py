@@ -218,12 +218,13 @@ class SyncClient:
                 "SELECT count(*), min(created_at) FROM outbox WHERE acked_at IS NULL"
             ).fetchone()
         )
-        cursor = self.read(lambda c: db.get_meta(c, "pull_cursor"))
+        cursor, site = self.read(lambda c: [db.get_meta(c, k) for k in ("pull_cursor", "site")])
         lag = None if oldest is None else round(self.clock.now() - oldest, 1)
         return self.status | {
             "backlog": backlog,
             "push_lag_s": lag,
             "pull_cursor": int(cursor or 0),
+            "site": site,  # the estate the office says this gate is at (None: not yet told)
             "connected": self.fresh.is_set(),
             "threads_alive": self.alive(),
         }

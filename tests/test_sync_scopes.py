@@ -110,6 +110,7 @@ def test_a_gate_holds_only_its_own_estate_s_cards_and_cannot_state_facts_about_a
                  "both gates to pull everything of their scope")  # fmt: skip
         assert held(east) == ({"东区正门甲", "东区全门丙"}, {east_slip})
         assert held(west) == ({"西区住户丁"}, {west_slip})
+        assert east.ready()[1]["sync"]["site"] == "east"  # readiness names its estate
         # a change for the other estate only: the east gate's cursor moves past it, no more
         issue("西区住户戊", "0000002002", "west")
         wait_for(lambda: caught_up(east, pg_url) and caught_up(west, pg_url), 30,
