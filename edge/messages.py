@@ -557,6 +557,10 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ),
     ("this needs the admin role", "此操作需要管理员权限"),
     (
+        "photo {sha}: not a photo of a pass this gate holds",
+        "照片 {sha}：不是本门岗所持通行证的照片",
+    ),
+    (
         "qr: this code is for estate {meant}, not this gate's ({site})",
         "二维码：此码属于小区 {meant}，不是本门岗所在的小区（{site}）",
     ),

@@ -226,18 +226,30 @@ def node_scope(conn: Connection, node_id: str) -> Node:
     return Node(node_id, site, tuple(gates) if gates is not None else None)
 
 
-def in_scope(conn: Connection, node: Node) -> dict[str, list[str]]:
-    """The ids of the office's passes and slips ``node`` may hold, whatever their status."""
+def _holds(node: Node) -> Any:
+    """SQL: a pass ``node`` may hold, whatever its status."""
     p = t.passes.c
     held = p.site == node.site
     if node.gates is not None:
         listed = func.string_to_array(p.gates, ",", type_=ARRAY(Text))
         held = and_(held, or_(p.gates.is_(None), p.gates == "",
                               listed.overlap(list(node.gates))))  # fmt: skip
-    passes = conn.execute(select(p.id).where(held).order_by(p.id)).scalars().all()
+    return held
+
+
+def in_scope(conn: Connection, node: Node) -> dict[str, list[str]]:
+    """The ids of the office's passes and slips ``node`` may hold, whatever their status."""
+    p = t.passes.c
+    passes = conn.execute(select(p.id).where(_holds(node)).order_by(p.id)).scalars().all()
     slips = conn.execute(select(t.slips.c.number).where(t.slips.c.site == node.site)
                          .order_by(t.slips.c.number)).scalars().all()  # fmt: skip
     return {"passes": list(passes), "slips": list(slips)}
+
+
+def photo_in_scope(conn: Connection, node: Node, sha: str) -> bool:
+    """A photo a pass ``node`` may hold names: the only photos it may fetch."""
+    found = select(t.passes.c.id).where(_holds(node), t.passes.c.photo_sha256 == sha)
+    return conn.execute(found.limit(1)).first() is not None
 
 
 def _sees(site: Any, gates: Any, node: Node) -> Any:

@@ -32,7 +32,7 @@ from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
 from edge.config import OfficeCfg
-from edge.errors import DomainError
+from edge.errors import DomainError, NotFound
 from edge.messages import refusal
 from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
@@ -259,7 +259,12 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     @app.get("/sync/v1/photos/{sha}")
     def sync_photo(sha: str, gate: office.Node = Depends(node)) -> Response:
-        """A photo a pulled pass names; the gate checks its SHA-256 before keeping it."""
+        """A photo a pass in the node's scope names (another estate's holders' faces are
+        not its to fetch); the gate checks its SHA-256 before keeping it."""
+        if photos.SHA256.match(sha):
+            with eng.connect() as c:
+                if not office.photo_in_scope(c, gate, sha):
+                    raise NotFound(f"photo {sha}: not a photo of a pass this gate holds")
         return _jpeg(sha)
 
     # -- the clerks' API ------------------------------------------------------------------

@@ -4,9 +4,15 @@ office write is in the audit log. A real office on PostgreSQL and real gates."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 from tests.helpers import Broker, Node, Office, cli, node_for, pg_rows, wait_for
 from tests.helpers import add_sync as _add_sync
@@ -46,6 +52,28 @@ def polling(office: Office, admin: str, node: str) -> bool:
     """The node's long poll is open at the office (the admin's node list says so)."""
     status, nodes = office.call("GET", "/api/v1/nodes", admin)
     return status == 200 and any(n["node"] == node and n["polling"] for n in nodes["items"])
+
+
+def token_of(gate: Node) -> str:
+    line = next(ln for ln in gate.config.read_text().splitlines() if ln.startswith("token = "))
+    return str(json.loads(line.split("=", 1)[1]))
+
+
+def upload(office: Office, token: str, picture: bytes) -> tuple[int, Any]:
+    req = urllib.request.Request(office.url + "/api/v1/photos", data=picture, method="POST",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "image/jpeg"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read())
+
+
+def fetch(office: Office, path: str, token: str) -> int:
+    req = urllib.request.Request(office.url + path, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def on_disk(gate: Node) -> bytes:
@@ -137,6 +165,18 @@ def test_a_gate_holds_only_its_own_estate_s_cards_and_cannot_state_facts_about_a
                  "gate-east to hold the side gate's passes only")  # fmt: skip
         assert held(east)[1] == {east_slip}
 
+        # a photo is fetched only by a gate whose passes name it
+        shot = io.BytesIO()
+        Image.new("RGB", (200, 240), (180, 140, 120)).save(shot, "JPEG")
+        status, uploaded = upload(office, clerk, shot.getvalue())
+        assert status == 201, uploaded
+        status, _ = office.call("POST", "/api/v1/passes", clerk, {
+            "kind": "resident", "card": "0000002009", "name": "西区住户己", "site": "west",
+            "photo": uploaded["photo"]})  # fmt: skip
+        path = f"/sync/v1/photos/{uploaded['photo']}"
+        assert status == 201 and fetch(office, path, west_token) == 200
+        assert fetch(office, path, token_of(east)) == 404
+
         # a west node stating facts about an east slip or a gate its site has not
         facts = [
             line(1, "slip_released", json.dumps({"number": east_slip, "closed_at": 1.8e9,
@@ -158,7 +198,7 @@ def test_a_gate_holds_only_its_own_estate_s_cards_and_cannot_state_facts_about_a
             assert office.call("GET", path, admin)[0] == 200
         status, trail = office.call("GET", "/api/v1/audit?limit=1000", admin)
         actions = [(a["who"], a["action"]) for a in trail["items"]]
-        assert actions.count(("客服小王", "pass_issue")) == 7
+        assert actions.count(("客服小王", "pass_issue")) == 8
         assert ("客服小王", "slip_issue") in actions
         assert {a for _w, a in actions} >= {"site_add", "node_add", "node_rotate", "node_gates"}
         assert not any("0000001001" in json.dumps(a) for a in trail["items"])  # cards masked
