@@ -265,9 +265,17 @@ def _url(value: str, where: str, schemes: tuple[str, ...], example: str) -> None
         raise ConfigError(f"{where}: {value!r} names no host")
 
 
-def _dir_path(value: str, where: str) -> Path:
-    """A directory the program may create: not a file, and not under one."""
+def _at(base: Path | None, value: str) -> Path:
+    """A path the config names. A relative one is relative to the config file's directory,
+    not to wherever a command happens to run: `gatehouse pass list` from a home directory
+    must reach the service's database, never create an empty one there."""
     path = Path(value)
+    return path if base is None or path.is_absolute() else Path(os.path.normpath(base / path))
+
+
+def _dir_path(value: str, where: str, base: Path | None) -> Path:
+    """A directory the program may create: not a file, and not under one."""
+    path = _at(base, value)
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
@@ -286,12 +294,13 @@ def _num(table: dict[str, Any], key: str, where: str, default: float, lo: float,
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def _secret(table: dict[str, Any], key: str, where: str) -> Any:
+def _secret(table: dict[str, Any], key: str, where: str, base: Path | None) -> Any:
     """``key`` itself, or the contents of ``key_file`` (keeps secrets out of the config)."""
     if f"{key}_file" not in table:
         return table.get(key)
     try:
-        return Path(_str(table, f"{key}_file", where)).read_text(encoding="utf-8").strip()
+        path = _at(base, _str(table, f"{key}_file", where))
+        return path.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigError(f"{where}.{key}_file: cannot be read: {e}") from None
     except UnicodeDecodeError:
@@ -340,10 +349,12 @@ def _read(p: Path) -> dict[str, Any]:
 
 def load(path: str | Path) -> Config:
     p = Path(path)
-    return parse(_read(p), str(p))
+    return parse(_read(p), str(p), p.absolute().parent)
 
 
-def parse(raw: dict[str, Any], source: str = "") -> Config:
+def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Config:
+    """``base``: the directory relative paths are taken from (the config file's); None for
+    a config that is no file (tests), whose paths are then relative to the current one."""
     _take(
         raw,
         "config",
@@ -371,17 +382,17 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     _take(node, "node", {"id", "timezone", "data_dir"})
     node_id = _ident(node, "id", "node")
     tz = _zone(_str(node, "timezone", "node", "Asia/Shanghai"), "node.timezone")
-    data_dir = _dir_path(_str(node, "data_dir", "node", "./var"), "node.data_dir")
+    data_dir = _dir_path(_str(node, "data_dir", "node", "./var"), "node.data_dir", base)
 
     db = _table(raw, "database")
     _take(db, "database", {"url"})
     url = _str(db, "url", "database", f"sqlite:///{data_dir / 'edge.db'}")
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         raise ConfigError("database.url: the edge keeps its records in SQLite (sqlite:///PATH)")
-    db_path = Path(url.removeprefix("sqlite:///"))
+    db_path = _at(base, url.removeprefix("sqlite:///"))
     if db_path.is_dir():
         raise ConfigError(f"database.url: {str(db_path)!r} is a directory, not a database file")
-    _dir_path(str(db_path.parent), "database.url")
+    _dir_path(str(db_path.parent), "database.url", None)
 
     api = _table(raw, "api")
     _take(api, "api", {"listen"})
@@ -393,7 +404,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
         _take(m, "mqtt", {"url", "prefix", "username", "password", "password_file", "keepalive_s"})
         murl = _str(m, "url", "mqtt", MqttCfg.url)
         _url(murl, "mqtt.url", ("mqtt", "mqtts"), "mqtt:// or mqtts://")
-        password = _secret(m, "password", "mqtt")
+        password = _secret(m, "password", "mqtt", base)
         if password is not None and not isinstance(password, str):
             raise ConfigError("mqtt.password: must be a string (or use password_file)")
         prefix = _str(m, "prefix", "mqtt", "gatehouse").strip("/")
@@ -447,7 +458,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             raise ConfigError(f"{where}.card_format: must be auto, hex or dec")
         port = None
         if transport == "serial":
-            port = _str(r, "port", where)
+            port = str(_at(base, _str(r, "port", where)))
         elif mqtt is None:
             raise ConfigError(f"{where}.transport: 'mqtt' needs an [mqtt] table")
         silent = r.get("silent_after_s")
@@ -502,6 +513,8 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
             source = str(source)
         if not isinstance(source, str) or not source:
             raise ConfigError(f"{where}.source: a URL, a file or a device index")
+        if "://" not in source and not source.isdigit():
+            source = str(_at(base, source))
         cameras.append(
             CameraCfg(
                 id=cid, gate=c["gate"], source=source,
@@ -523,7 +536,7 @@ def parse(raw: dict[str, Any], source: str = "") -> Config:
     )
     sync = None
     if "sync" in raw:
-        sync = _sync(_table(raw, "sync"))
+        sync = _sync(_table(raw, "sync"), base)
 
     alarms = _alarms(raw, gates)
     qr_raw = _table(raw, "qr")
@@ -651,6 +664,7 @@ def is_office(path: str | Path) -> bool:
 
 def load_office(path: str | Path) -> OfficeCfg:
     p = Path(path)
+    base = p.absolute().parent
     raw = _read(p)
     office = raw.get("office")
     if not isinstance(office, dict):
@@ -658,8 +672,10 @@ def load_office(path: str | Path) -> OfficeCfg:
     _take(raw, "config", {"office"})  # a typo'd table is an error here too, not ignored
     _take(office, "office", OFFICE_KEYS)
     tls = [office.get("tls_cert"), office.get("tls_key")]
-    if any(tls) and not all(isinstance(x, str) and Path(x).is_file() for x in tls):
-        raise ConfigError("office.tls_cert, office.tls_key: both, as readable files")
+    if any(tls):
+        if not all(isinstance(x, str) and _at(base, x).is_file() for x in tls):
+            raise ConfigError("office.tls_cert, office.tls_key: both, as readable files")
+        tls = [str(_at(base, x)) for x in tls]
     url = _str(office, "database_url", "office")
     if not url.startswith("postgresql://"):
         raise ConfigError("office.database_url: must be postgresql://...")
@@ -667,7 +683,9 @@ def load_office(path: str | Path) -> OfficeCfg:
     listen = _str(office, "listen", "office", "127.0.0.1:9090")
     host, port = _listen(listen, "office.listen")
     tz = _zone(_str(office, "timezone", "office", "Asia/Shanghai"), "office.timezone")
-    data_dir = _dir_path(_str(office, "data_dir", "office", "./var/office"), "office.data_dir")
+    data_dir = _dir_path(
+        _str(office, "data_dir", "office", "./var/office"), "office.data_dir", base
+    )
     insecure = _flag(office, "insecure", "office")
     if not all(tls) and not insecure and not is_loopback(host):
         raise ConfigError(
@@ -687,15 +705,17 @@ def _zone(name: str, where: str) -> ZoneInfo:
         raise ConfigError(f"{where}: unknown time zone {name!r}") from None
 
 
-def _sync(s: dict[str, Any]) -> SyncCfg:
+def _sync(s: dict[str, Any], base: Path | None) -> SyncCfg:
     _take(s, "sync", {"office_url", "token", "token_file", "push_batch", "retry_max_s", "ca_file",
                       "insecure"})  # fmt: skip
     ca_file = s.get("ca_file")
-    if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
-        raise ConfigError("sync.ca_file: must be a readable file")
+    if ca_file is not None:
+        if not (isinstance(ca_file, str) and _at(base, ca_file).is_file()):
+            raise ConfigError("sync.ca_file: must be a readable file")
+        ca_file = str(_at(base, ca_file))
     url = _str(s, "office_url", "sync")
     _url(url, "sync.office_url", ("http", "https"), "http:// or https://")
-    token = _secret(s, "token", "sync")
+    token = _secret(s, "token", "sync", base)
     if not isinstance(token, str) or not token:
         raise ConfigError("sync.token: the node's token from `gatehouse office node add`")
     cfg = SyncCfg(

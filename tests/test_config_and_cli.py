@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
 from datetime import datetime, time
 from pathlib import Path
 
 import pytest
 
-from edge.config import ConfigError, load, parse, parse_hours
+from edge.config import ConfigError, load, load_office, parse, parse_hours
 from edge.decision import PassView, SiteRules, decide
 from edge.shifts import instances_at, outgoing
-from tests.helpers import cli, free_port, write_config
+from tests.helpers import GATEHOUSE, cli, free_port, write_config
 
 GOOD = {"node": {"id": "n1"}, "gates": [{"id": "g"}]}
 
@@ -112,12 +113,62 @@ def test_the_demo_config_reads_every_value_as_written():
     assert (cfg.api_host, cfg.api_port) == ("127.0.0.1", 8080)
     assert cfg.mqtt is not None and (cfg.mqtt.host, cfg.mqtt.port) == ("127.0.0.1", 1883)
     ports = {r.id: r.port for r in cfg.readers}
-    assert "./var/ttyREADER" in ports.values() and None in ports.values()  # serial, mqtt
+    demo_var = str(Path(__file__).parent.parent / "var")  # beside config/, as the file says
+    assert f"{demo_var}/ttyREADER" in ports.values() and None in ports.values()  # serial, mqtt
+    assert cfg.data_dir == Path(demo_var) and cfg.db_path == Path(demo_var) / "edge.db"
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=free_port())
+
+
+def test_relative_paths_are_the_config_files_not_the_current_directorys(tmp_path: Path):
+    """An IT person runs `gatehouse --config /etc/…/gatehouse.toml pass list` from a home
+    directory: it reaches the service's database and keys, never an empty one made there."""
+    etc, home = tmp_path / "etc", tmp_path / "home"
+    etc.mkdir()
+    home.mkdir()
+    (etc / "mqtt-password").write_text("s3cret\n")
+    conf = etc / "gatehouse.toml"
+    conf.write_text(
+        '[node]\nid = "n1"\ndata_dir = "state"\n[database]\nurl = "sqlite:///state/e.db"\n'
+        f'[api]\nlisten = "127.0.0.1:{free_port()}"\n[[gates]]\nid = "main"\n'
+        '[mqtt]\nurl = "mqtt://127.0.0.1:1"\npassword_file = "mqtt-password"\n'
+        '[[readers]]\nid = "r1"\ngate = "main"\nport = "ttyREADER"\n'
+    )
+    cfg = load(conf)
+    assert cfg.data_dir == etc / "state" and cfg.db_path == etc / "state" / "e.db"
+    assert cfg.readers[0].port == str(etc / "ttyREADER")
+    assert cfg.mqtt is not None and cfg.mqtt.password == "s3cret"
+    # the same config file named relatively, from two other directories
+    for cwd, name in ((home, "../etc/gatehouse.toml"), (etc, "gatehouse.toml")):
+        out = subprocess.run(
+            [GATEHOUSE, "--config", name, "pass", "add", "--kind", "resident", "--card",
+             f"00408566{len(str(cwd))}", "--name", "张三", "--unit", "1-1-101"],
+            cwd=cwd, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in home.iterdir()) == []  # nothing made where it ran
+    listed = subprocess.run([GATEHOUSE, "--config", str(conf), "--json", "pass", "list"],
+                            cwd=home, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert len(json.loads(listed.stdout)["items"]) == 2, listed.stderr
+
+
+def test_the_office_reads_its_paths_relative_to_its_config(tmp_path: Path):
+    conf = tmp_path / "etc" / "office.toml"
+    conf.parent.mkdir()
+    (conf.parent / "tls").mkdir()
+    for name in ("cert.pem", "key.pem"):
+        (conf.parent / "tls" / name).write_text("x")
+    conf.write_text(
+        '[office]\ndatabase_url = "postgresql://u@localhost/x"\ndata_dir = "office"\n'
+        'tls_cert = "tls/cert.pem"\ntls_key = "tls/key.pem"\n'
+    )
+    cfg = load_office(conf)
+    assert cfg.data_dir == conf.parent / "office"
+    assert cfg.tls_cert == str(conf.parent / "tls" / "cert.pem")
+    assert cfg.tls_key == str(conf.parent / "tls" / "key.pem")
 
 
 def test_bad_config_or_argument_prints_one_line_and_exits_2(tmp_path: Path, config: Path):
