@@ -28,8 +28,24 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    """Every command and subcommand takes ``--config`` and ``--json``, before or after its
+    name: `gatehouse pass list --json` as well as `gatehouse --json pass list`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand that was not given the flag leaves the one given before it
+        self.add_argument("--config", default=argparse.SUPPRESS, help="config file "
+                          "(default: $GATEHOUSE_CONFIG or the example)")  # fmt: skip
+        self.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                          help="print one JSON document")  # fmt: skip
+
     def error(self, message: str) -> NoReturn:  # one clear line, not a usage dump
         raise UsageError(f"{self.prog}: {message}")
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        ns = super().parse_args(*args, **kwargs)
+        ns.config, ns.json = getattr(ns, "config", None), getattr(ns, "json", False)
+        return ns
 
 
 def _bounded(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str], Any]:
@@ -52,8 +68,6 @@ def _bounded(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[s
 
 def build_parser() -> Parser:
     p = Parser(prog="gatehouse", description="Gatehouse guard-room service")
-    p.add_argument("--config", help="config file (default: $GATEHOUSE_CONFIG or the example)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     sub.add_parser("run", help="the edge service, in the foreground")
@@ -138,8 +152,11 @@ def build_parser() -> Parser:
     uadd = usr.add_parser("add", help="create a user; prints the bearer token once")
     uadd.add_argument("name")
     uadd.add_argument("--role", required=True, choices=["guard", "control", "admin", "clerk"])
-    urev = usr.add_parser("revoke", help="revoke a user's token")
+    urev = usr.add_parser("revoke", help="revoke a user's token and password")
     urev.add_argument("name")
+    urot = usr.add_parser("rotate", help="a new token for a user, printed once; the old one "
+                          "stops working at once (name, role and password stay)")  # fmt: skip
+    urot.add_argument("name")
     usr.add_parser("list", help="the users, their roles, revoked or not")
     upw = usr.add_parser(
         "passwd",
@@ -319,11 +336,13 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
         password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")
         if args.action == "add":
-            token = users.add(conn, args.name, args.role, CLOCK.now())
+            token = users.add(conn, args.name, args.role, CLOCK.now(), cli_user())
+        elif args.action == "rotate":
+            token = users.rotate(conn, args.name, CLOCK.now(), cli_user())
         elif args.action == "passwd":
             users.set_password(conn, args.name, password, CLOCK.now())
         else:
-            users.revoke(conn, args.name, CLOCK.now())
+            users.revoke(conn, args.name, CLOCK.now(), cli_user())
         conn.execute("COMMIT")
     except DomainError as e:
         conn.execute("ROLLBACK")
@@ -332,6 +351,8 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
         conn.close()
     if args.action == "add":
         _print(args, {"name": args.name, "role": args.role, "token": token}, token)
+    elif args.action == "rotate":
+        _print(args, {"name": args.name, "token": token}, token)
     elif args.action == "passwd":
         _print(args, {"name": args.name, "password_set": True}, f"password set for {args.name}")
     else:
@@ -356,7 +377,7 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
     """``gatehouse office`` serves; ``office node add`` and ``user add`` manage its tokens."""
     import uvicorn
 
-    from edge.api.limits import server_config
+    from edge.api.limits import listen_socket, server_config
     from edge.config import load_office
     from edge.errors import DomainError
     from sync import office, officedb
@@ -388,11 +409,12 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
                 "[office] insecure = true: serving cleartext HTTP on %s:%s beyond loopback; "
                 "tokens and records cross the network unencrypted", cfg.host, cfg.port,
             )  # fmt: skip
+        sock = listen_socket(cfg.host.strip("[]"), cfg.port, "office.listen")
         # the gate's limits: deadlines, bounded connections, no trusted forwarded headers
         uvicorn.Server(server_config(
-            create_office_app(cfg, eng, CLOCK), host=cfg.host, port=cfg.port,
-            ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key,
-        )).run()  # fmt: skip
+            create_office_app(cfg, eng, CLOCK), ssl_certfile=cfg.tls_cert,
+            ssl_keyfile=cfg.tls_key,
+        )).run(sockets=[sock])  # fmt: skip
         return 0
     try:
         with eng.begin() as c:
@@ -434,6 +456,9 @@ def _office_user(c: Any, args: argparse.Namespace) -> None:
     elif args.action == "revoke":
         office.revoke_user(c, args.name, _who(), CLOCK.now())
         _print(args, {"name": args.name, "revoked": True}, f"revoked {args.name}")
+    elif args.action == "rotate":
+        token = office.rotate_user(c, args.name, _who(), CLOCK.now())
+        _print(args, {"name": args.name, "token": token}, token)
     else:
         found = office.list_users(c)
         state = {u["name"]: f"revoked {_when(u['revoked_at'])}" if u["revoked_at"] else "active"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import sqlite3
 import threading
 import time
@@ -21,7 +20,7 @@ from drivers.serial_port import SerialReader
 from edge import db, health, inputs, photos, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
-from edge.api.limits import server_config
+from edge.api.limits import listen_socket, server_config
 from edge.bus import Bus
 from edge.cameras import Cameras
 from edge.cards import parse_card
@@ -253,16 +252,9 @@ class Service:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.cfg.api_host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.cfg.api_host, self.cfg.api_port))
-        sock.listen(128)
-        return sock
-
     def start(self) -> None:
-        sock = self._bind()  # fails here, with a clear error, if the port is taken
+        # fails here, before any thread, with one line if the port is taken
+        sock = listen_socket(self.cfg.api_host, self.cfg.api_port, "api.listen")
         self.writer.start()
         self.housekeeper.start()
         if self.mqtt is not None:

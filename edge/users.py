@@ -15,7 +15,7 @@ import sqlite3
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from edge import store
+from edge import audit, store
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import User
 
@@ -36,28 +36,53 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add(conn: sqlite3.Connection, name: str, role: str, now: float) -> str:
-    """Create a user; the token it returns is not stored anywhere."""
+def add(conn: sqlite3.Connection, name: str, role: str, now: float, by: str = "cli") -> str:
+    """Create a user; the token it returns is not stored anywhere. A revoked user comes back
+    under the same name (the duty log and handover signatures keep naming one person), with
+    a new token and no password until one is set again."""
     name = name.strip()
     if not name:
         raise DomainError("name: must not be empty")
     if role not in ROLES:
         raise DomainError(f"role: {role!r} is not one of {', '.join(ROLES)}")
-    if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+    found = conn.execute("SELECT revoked_at FROM users WHERE name = ?", (name,)).fetchone()
+    if found and found[0] is None:
         raise Conflict(f"a user named {name!r} exists already")
     token = secrets.token_urlsafe(32)
-    store.insert(
-        conn, User, {"name": name, "role": role, "token_hash": hash_token(token), "created_at": now}
-    )
+    if found:
+        conn.execute(
+            "UPDATE users SET role = ?, token_hash = ?, created_at = ?, revoked_at = NULL, "
+            "password_hash = NULL, password_set_at = NULL WHERE name = ?",
+            (role, hash_token(token), now, name),
+        )
+    else:
+        store.insert(conn, User, {"name": name, "role": role, "token_hash": hash_token(token),
+                                  "created_at": now})  # fmt: skip
+    audit.record(conn, by, "user_add_again" if found else "user_add", name, now)
     return token
 
 
-def revoke(conn: sqlite3.Connection, name: str, now: float) -> None:
+def rotate(conn: sqlite3.Connection, name: str, now: float, by: str = "cli") -> str:
+    """A new token for an active user; the old one is refused from the next request on.
+    The password, the role and the name stay (a leaked token, not a new person)."""
+    token = secrets.token_urlsafe(32)
+    cur = conn.execute(
+        "UPDATE users SET token_hash = ? WHERE name = ? AND revoked_at IS NULL",
+        (hash_token(token), name),
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no active user named {name!r}")
+    audit.record(conn, by, "user_rotate", name, now)
+    return token
+
+
+def revoke(conn: sqlite3.Connection, name: str, now: float, by: str = "cli") -> None:
     cur = conn.execute(
         "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name)
     )
     if cur.rowcount == 0:
         raise NotFound(f"no active user named {name!r}")
+    audit.record(conn, by, "user_revoke", name, now)
 
 
 def authenticate(conn: sqlite3.Connection, token: str) -> tuple[str, str] | None:

@@ -279,6 +279,19 @@ def add_user(conn: Connection, name: str, role: str, now: float, by: str = "cli"
     return token
 
 
+def rotate_user(conn: Connection, name: str, by: str, now: float) -> str:
+    """A new token for an active user (a leaked one): the old one gets 401 from the next
+    request on; the name, role and desk password stay."""
+    token = secrets.token_urlsafe(32)
+    done = conn.execute(t.users.update().where(t.users.c.name == name,
+                                               t.users.c.revoked_at.is_(None))
+                        .values(token_hash=hash_token(token)))  # fmt: skip
+    if done.rowcount == 0:
+        raise NotFound(f"no active user named {name!r}")
+    audit(conn, by, "user_rotate", name, now)
+    return token
+
+
 def revoke_user(conn: Connection, name: str, by: str, now: float) -> None:
     """Token and password stop working from the next request; desk sessions end at theirs."""
     done = conn.execute(t.users.update().where(t.users.c.name == name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import socket
 import subprocess
 from datetime import datetime, time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from edge.config import ConfigError, load, load_office, parse, parse_hours
 from edge.decision import PassView, SiteRules, decide
 from edge.shifts import instances_at, outgoing
-from tests.helpers import GATEHOUSE, cli, free_port, write_config
+from tests.helpers import GATEHOUSE, Node, Office, cli, free_port, http_call, write_config
 
 GOOD = {"node": {"id": "n1"}, "gates": [{"id": "g"}]}
 
@@ -271,3 +272,70 @@ def test_import_is_all_or_nothing_and_names_the_bad_line(tmp_path: Path, config:
     out = cli(config, "--json", "pass", "import", str(write_csv(tmp_path / "ok.csv", rows)))
     assert json.loads(out.stdout)["imported"] == 2000
     assert cli(config, "check", "0000001234").returncode == 0
+
+
+def test_global_flags_are_taken_after_the_command_too(config: Path):
+    cli(config, "pass", "add", "--kind", "resident", "--card", "0040856634", "--name", "张三")
+    for args in (["pass", "list", "--json", "--config", str(config)],
+                 ["pass", "--json", "list", "--config", str(config)],
+                 ["--json", "pass", "list", "--config", str(config)],
+                 ["--config", str(config), "pass", "list", "--json"]):  # fmt: skip
+        out = subprocess.run([GATEHOUSE, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (args, out.stderr)
+        assert len(json.loads(out.stdout)["items"]) == 1, args
+
+
+def test_a_leaked_token_is_rotated_and_a_revoked_guard_comes_back_under_his_name(
+    tmp_path: Path,
+):
+    """The duty log and handover signatures name one person: a guard whose token leaked gets
+    a new one under the same name; the old one is refused by the running node at once."""
+    port = free_port()
+    config = write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=port)
+    old = cli(config, "user", "add", "王保安", "--role", "guard").stdout.strip()
+    node = Node(config, port).start(wait_ready=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert http_call(base, "GET", "/api/v1/passes", old)[0] == 200
+        new = cli(config, "user", "rotate", "王保安").stdout.strip()
+        assert new and new != old
+        assert http_call(base, "GET", "/api/v1/passes", old)[0] == 401
+        assert http_call(base, "GET", "/api/v1/passes", new)[0] == 200
+        assert cli(config, "user", "revoke", "王保安").returncode == 0
+        assert http_call(base, "GET", "/api/v1/passes", new)[0] == 401
+        refused = cli(config, "user", "rotate", "王保安", check=False)
+        assert refused.returncode == 2 and "no active user" in refused.stderr
+        again = cli(config, "user", "add", "王保安", "--role", "guard").stdout.strip()
+        assert http_call(base, "GET", "/api/v1/passes", again)[0] == 200
+        assert http_call(base, "GET", "/api/v1/passes", new)[0] == 401
+        twice = cli(config, "user", "add", "王保安", "--role", "guard", check=False)
+        assert twice.returncode == 2 and "exists already" in twice.stderr
+    finally:
+        node.stop()
+    listed = json.loads(cli(config, "--json", "user", "list").stdout)["items"]
+    assert [(u["name"], u["revoked_at"]) for u in listed] == [("王保安", None)]
+    with sqlite3.connect(tmp_path / "var" / "edge.db") as db:
+        done = [a for (a,) in db.execute("SELECT action FROM audit_log WHERE subject = '王保安' "
+                                         "ORDER BY id")]  # fmt: skip
+    assert done == ["user_add", "user_rotate", "user_revoke", "user_add_again"]
+
+
+def test_a_port_already_in_use_is_one_line_naming_the_key(tmp_path: Path, pg_url: str):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        edge = write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=port)
+        office = Office(tmp_path, pg_url)
+        office.config.write_text(office.config.read_text().replace(
+            f":{office.port}", f":{port}"))  # fmt: skip
+        for conf, args, key in ((edge, ["run"], "api.listen"),
+                                (office.config, ["office"], "office.listen")):  # fmt: skip
+            out = subprocess.run([GATEHOUSE, "--config", str(conf), *args],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert out.returncode == 2, out.stderr
+            assert out.stderr.startswith(f"gatehouse: {key}: cannot listen on 127.0.0.1:{port}")
+            assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    finally:
+        taken.close()

@@ -218,6 +218,10 @@ def test_a_gate_holds_only_its_own_estate_s_cards_and_cannot_state_facts_about_a
         assert office.call("GET", "/api/v1/sites", clerk)[0] == 401
         again = office.token("user", "add", "客服小王", "--role", "clerk")
         assert office.call("GET", "/api/v1/sites", again)[0] == 200
+        # a leaked token: a new one under the same name, the old one refused at once
+        rotated = office.token("user", "rotate", "客服小王")
+        assert office.call("GET", "/api/v1/sites", again)[0] == 401
+        assert office.call("GET", "/api/v1/sites", rotated)[0] == 200
 
 
 def test_a_rotated_node_token_replaces_the_old_one_at_once(tmp_path: Path, pg_url: str):

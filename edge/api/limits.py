@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import resource
+import socket
 from typing import Any
 
 import h11
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from edge.config import ConfigError
 from edge.logs import quiet_floods
 from edge.messages import refusal
 from edge.sessions import COOKIE
@@ -126,6 +128,25 @@ def server_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
         app, http=DeadlineH11, proxy_headers=False, limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=5, log_level="warning", access_log=False, **options,
     )  # fmt: skip
+
+
+def listen_socket(host: str, port: int, key: str) -> socket.socket:
+    """The service's listening socket, bound before anything else starts; a port that is
+    taken (another Gatehouse, or another program) is one line naming the config key, not a
+    traceback or a uvicorn exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(
+            f"{key}: cannot listen on {host}:{port}: {e.strerror or e} (is another service on "
+            f"that port? `ss -ltnp 'sport = :{port}'` names it)"
+        ) from None
+    return sock
 
 
 def _raise_open_files() -> None:
