@@ -39,8 +39,10 @@ from sync.qr import KEY_FILE, Signer
 
 def backup_edge(db_path: Path, target: Path) -> int:
     """Copy the live database to ``target``; the number of pages, or DomainError."""
-    if target.exists():
-        raise DomainError(f"{target} exists already; choose a new file")
+    try:  # made owner-only before SQLite writes into it: it holds what the database holds
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise DomainError(f"{target} exists already; choose a new file") from None
     src = db.connect(db_path)
     dst = sqlite3.connect(target)
     try:

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -665,6 +666,10 @@ def argv_command(argv: list[str] | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Whatever this program makes (database, backups, keys, photos, snapshots) is its
+    # owner's alone, under systemd (UMask=0077) or not: a CLI call from a login shell with
+    # umask 022 must not leave a world-readable copy of every resident's card.
+    os.umask(0o077)
     logging.basicConfig(
         level=logging.INFO if argv_command(argv) == "run" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -76,9 +76,24 @@ def _alembic_config() -> AlembicConfig:
     return cfg
 
 
+def private(path: Path) -> None:
+    """The database holds full names and unmasked cards: owner-only (0600), its WAL and
+    shared-memory files too (SQLite makes them with the database's mode). A database made
+    by an older release, or copied in with a loose mode, is tightened here."""
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
 def migrate(path: Path) -> None:
-    """Bring the database at ``path`` to the newest schema (creating it if new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Bring the database at ``path`` to the newest schema (creating it if new, 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():  # made empty and private first: SQLite would make it 0644
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    private(path)
     cfg = _alembic_config()
     head = ScriptDirectory.from_config(cfg).get_current_head()
     eng = engine(path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
+import os
 import socket
+import sqlite3
 import subprocess
 from datetime import datetime, time
 from pathlib import Path
@@ -339,3 +340,27 @@ def test_a_port_already_in_use_is_one_line_naming_the_key(tmp_path: Path, pg_url
             assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     finally:
         taken.close()
+
+
+def test_the_database_and_its_backups_are_private_whatever_the_callers_umask(tmp_path: Path):
+    """edge.db holds full names and unmasked cards: 0600 even when the IT person's shell has
+    umask 022, and a database left 0644 by an older release is tightened."""
+    config = write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=free_port())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([GATEHOUSE, "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=lambda: os.umask(0o022))  # fmt: skip
+
+    assert run("pass", "add", "--kind", "resident", "--card", "0040856634", "--name",
+               "张三", "--id-number", "110101199003071234").returncode == 0  # fmt: skip
+    var = tmp_path / "var"
+    made = [p for p in var.rglob("*") if p.is_file()]
+    assert {p.name for p in made} >= {"edge.db", "id_hash.key"}
+    for p in made:
+        assert p.stat().st_mode & 0o077 == 0, (p, oct(p.stat().st_mode))
+    assert run("backup", str(tmp_path / "b.db")).returncode == 0
+    assert (tmp_path / "b.db").stat().st_mode & 0o777 == 0o600
+    (var / "edge.db").chmod(0o644)  # as an older release left it
+    assert run("pass", "list").returncode == 0
+    assert (var / "edge.db").stat().st_mode & 0o777 == 0o600
