@@ -294,12 +294,23 @@ def _num(table: dict[str, Any], key: str, where: str, default: float, lo: float,
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def _credential(value: str, base: Path | None) -> Path:
+    """A secret's file. ``%d/NAME`` is a systemd credential: the service reads the copy
+    systemd gives it (``LoadCredential=NAME:…``, in ``$CREDENTIALS_DIRECTORY``); a command
+    run by hand, which has none, reads the source, in ``credentials/`` beside the config."""
+    if not value.startswith("%d/"):
+        return _at(base, value)
+    name = value.removeprefix("%d/")
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    return Path(creds, name) if creds else _at(base, f"credentials/{name}")
+
+
 def _secret(table: dict[str, Any], key: str, where: str, base: Path | None) -> Any:
     """``key`` itself, or the contents of ``key_file`` (keeps secrets out of the config)."""
     if f"{key}_file" not in table:
         return table.get(key)
     try:
-        path = _at(base, _str(table, f"{key}_file", where))
+        path = _credential(_str(table, f"{key}_file", where), base)
         return path.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise ConfigError(f"{where}.{key}_file: cannot be read: {e}") from None

@@ -364,3 +364,26 @@ def test_the_database_and_its_backups_are_private_whatever_the_callers_umask(tmp
     (var / "edge.db").chmod(0o644)  # as an older release left it
     assert run("pass", "list").returncode == 0
     assert (var / "edge.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_secret_named_percent_d_is_the_services_systemd_credential(tmp_path: Path):
+    """`token_file = "%d/sync-token"`: the service reads systemd's copy (LoadCredential=),
+    a command run by hand the source beside the config."""
+    etc, creds = tmp_path / "etc", tmp_path / "run-creds"
+    (etc / "credentials").mkdir(parents=True)
+    creds.mkdir()
+    (etc / "credentials" / "mqtt-password").write_text("from-etc\n")
+    (creds / "mqtt-password").write_text("from-systemd\n")
+    conf = etc / "gatehouse.toml"
+    conf.write_text(
+        '[node]\nid = "n1"\n[[gates]]\nid = "main"\n'
+        '[mqtt]\nurl = "mqtt://127.0.0.1:1"\npassword_file = "%d/mqtt-password"\n'
+    )
+    cfg = load(conf)
+    assert cfg.mqtt is not None and cfg.mqtt.password == "from-etc"
+    os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
+    try:
+        cfg = load(conf)
+    finally:
+        del os.environ["CREDENTIALS_DIRECTORY"]
+    assert cfg.mqtt is not None and cfg.mqtt.password == "from-systemd"
