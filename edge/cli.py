@@ -140,12 +140,14 @@ def build_parser() -> Parser:
         "its public key"
     )  # fmt: skip
 
-    bk = sub.add_parser("backup", help="an online, checked backup (edge or office config)")
+    bk = sub.add_parser("backup", help="an online, checked backup in one file: database, "
+                        "keys, photos (edge or office config)")  # fmt: skip
     bk.add_argument("file")
+    bk.add_argument("--snapshots", action="store_true", help="gate: the camera snapshots too")
     rs = sub.add_parser("restore", help="restore a backup (service stopped; new epoch)")
     rs.add_argument("file")
-    rs.add_argument("--replace-key", action="store_true", help="office: put the backup's "
-                    "QR signing key in place of a different one (kept beside it)")  # fmt: skip
+    rs.add_argument("--replace-key", action="store_true", help="put the backup's keys in "
+                    "place of different ones (kept beside them)")  # fmt: skip
 
     usr = sub.add_parser("user", help="API users").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -521,7 +523,8 @@ def _office_node(c: Any, args: argparse.Namespace) -> None:
 
 
 def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
-               office_url: str | None = None, office_dir: Path | None = None) -> int:  # fmt: skip
+               data_dir: Path | None = None, office_url: str | None = None,
+               office_dir: Path | None = None) -> int:  # fmt: skip
     from edge import backup
     from edge.errors import DomainError
 
@@ -533,9 +536,13 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
             _print(args, {"file": str(target), "kid": kid},
                    f"office database {held} backed up to {target}; it holds a private key: "
                    "keep it as one")  # fmt: skip
-        elif args.command == "backup" and db_path:
-            pages = backup.backup_edge(db_path, target)
-            _print(args, {"file": str(target), "pages": pages}, f"backed up to {target} (checked)")
+        elif args.command == "backup" and db_path and data_dir:
+            made = backup.backup_edge(db_path, data_dir, target, args.snapshots)
+            files = made["files"]
+            _print(args, {"file": str(target), "files": len(files), "pages": made["pages"]},
+                   f"backed up to {target} (checked): the database, {len(files) - 1} files of "
+                   "keys, photos" + (" and snapshots" if args.snapshots else "") + "; it holds"
+                   " the ID-number key: keep it as private as the gate")  # fmt: skip
         elif office_url and office_dir:
             from sync import officedb, recovery
 
@@ -554,10 +561,14 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
             _print(args, {"restored": str(target), "log": log_id, "key": key, "kid": kid},
                    f"office restored from {target} ({said}); its change log is now {log_id}: "
                    "the gates will pull it again from the start")  # fmt: skip
-        elif db_path:
-            epoch = backup.restore_edge(target, db_path)
-            _print(args, {"restored": str(target), "epoch": epoch},
-                   f"restored from {target}; new epoch {epoch}")  # fmt: skip
+        elif db_path and data_dir:
+            done = backup.restore_edge(target, db_path, data_dir, args.replace_key)
+            key = {"restored": "ID-number key restored", "kept": "ID-number key already in "
+                   "place", "replaced": "ID-number key restored, the one it replaced kept "
+                   "beside it", "none": "the backup holds no ID-number key"}  # fmt: skip
+            _print(args, {"restored": str(target)} | done,
+                   f"restored from {target} ({key[done['key']]}, {done['files']} files); new epoch "
+                   f"{done['epoch']}")  # fmt: skip
     except DomainError as e:
         raise UsageError(str(e)) from None
     except (sqlite3.Error, OSError) as e:  # a target that cannot be written, a bad source
@@ -686,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_office(path, args)
         cfg = config_mod.load(path)
         if args.command in ("backup", "restore"):
-            return cmd_backup(args, db_path=cfg.db_path)
+            return cmd_backup(args, db_path=cfg.db_path, data_dir=cfg.data_dir)
         if args.command == "run":
             return cmd_run(cfg)
         if args.command == "pass":

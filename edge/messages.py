@@ -629,6 +629,20 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{path} 中已有另一把签名密钥（{held}），与备份中的（{kid}）不同：未恢复任何内容；"
         "如要换成备份中的密钥（现有密钥会另存一旁），请加 --replace-key",
     ),
+    (
+        "{path} is not a Gatehouse gate backup (no manifest)",
+        "{path} 不是本系统的门岗备份（没有清单）",
+    ),
+    ("{name!r} is not in its manifest", "{name!r} 不在备份清单中"),
+    ("{name} is damaged (its checksum differs)", "{name} 已损坏（校验和不符）"),
+    ("{count} files missing, {name} first", "缺少 {count} 个文件，第一个是 {name}"),
+    (
+        "{path} holds a different ID-number key from the backup's: nothing restored; the"
+        " restored records' ID numbers match only under the backup's key: add --replace-key"
+        " to put it in place (the current one kept beside it)",
+        "{path} 中已有另一把身份证号密钥，与备份中的不同：未恢复任何内容；恢复的记录只有用备份中的"
+        "密钥才能比对身份证号：如要换成备份中的密钥（现有密钥会另存一旁），请加 --replace-key",
+    ),
     # answers that are not refusals of a rule
     ("the service could not complete this request", "系统暂时无法完成此请求，请稍后再试"),
     ("the office database is unavailable; try again", "管理处数据库暂时不可用，请稍后再试"),

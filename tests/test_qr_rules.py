@@ -20,6 +20,7 @@ import pytest
 from edge.errors import DomainError
 from edge.messages import zh
 from edge.passes import TEMPORARY_MAX
+from edge.privacy import IdHasher
 from sync import qr
 from sync.qr import QR_ENTRIES_PER_DAY, Signer, pass_payload
 from tests.helpers import Broker, Listener, Office, Pty, add_sync, cli, node_for, wait_for
@@ -277,6 +278,7 @@ def test_the_office_backup_carries_its_key_and_a_restore_brings_it_back(
     office = Office(tmp_path / "office", pg_url)
     clerk = office.token("user", "add", "客服小王", "--role", "clerk")
     public = office.token("office", "key")
+    id_key = IdHasher.from_data_dir(office.data_dir)  # as the serving office makes it
     backup = tmp_path / "office.backup"
     assert "signing key" in office.token("backup", str(backup))
     assert backup.stat().st_mode & 0o777 == 0o600  # it holds a private key
@@ -293,6 +295,9 @@ def test_the_office_backup_carries_its_key_and_a_restore_brings_it_back(
     assert cli(fresh, "office", "key").stdout.strip() == public
     key = tmp_path / "fresh" / "keys" / "office_ed25519.key"
     assert key.stat().st_mode & 0o777 == 0o600
+    # the ID-number key came back with it: the restored ID hashes still match
+    again = IdHasher.from_data_dir(tmp_path / "fresh")
+    assert again.digest("110101199003071234") == id_key.digest("110101199003071234")
     assert cli(fresh, "restore", str(backup)).returncode == 0  # the same key there: fine
 
     # a data_dir with a different key: refused, nothing touched, unless told
