@@ -407,6 +407,7 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
             f"office.database_url: cannot open the database: {str(e).splitlines()[0]}"
         ) from None
     if args.command == "office" and args.action is None:
+        logging.getLogger().setLevel(logging.INFO)  # serving: requests, pushes, refusals
         if cfg.insecure and not cfg.tls_cert and not config_mod.is_loopback(cfg.host):
             logging.getLogger("gatehouse.office").warning(
                 "[office] insecure = true: serving cleartext HTTP on %s:%s beyond loopback; "
@@ -681,12 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     # owner's alone, under systemd (UMask=0077) or not: a CLI call from a login shell with
     # umask 022 must not leave a world-readable copy of every resident's card.
     os.umask(0o077)
-    logging.basicConfig(
-        level=logging.INFO if argv_command(argv) == "run" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from edge.logs import configure
+
+    configure(logging.INFO if argv_command(argv) == "run" else logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "simulate":

@@ -263,6 +263,7 @@ class GatePipeline:
             stale=read.replayed or age > self.cfg.rules.stale_after_s,
         )  # fmt: skip
         self._write(conn, event, out, opens_until=read.mono + self.cfg.rules.stale_after_s)
+        out.decided.append(read.mono)
         if not decision.granted and card is not None:
             self._repeated_denial(conn, event, card, out)
         return out

@@ -10,6 +10,7 @@ record of each kind a minute and counts the rest.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 
@@ -64,3 +65,33 @@ def quiet_floods() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, OncePerMinute) for f in logger.filters):
             logger.addFilter(OncePerMinute())
+
+
+# syslog priorities, by logging level: journald reads a "<N>" at the start of a line written
+# to it as the entry's priority (sd-daemon(3)), so `journalctl -p warning` finds refusals
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}  # fmt: skip
+
+
+class JournalFormatter(logging.Formatter):
+    """One journal entry per event: the priority prefix, the component (the logger's name)
+    and the message, a traceback folded onto the same line (journald timestamps it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record).replace("\n", " | ")
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{line}"
+
+
+def configure(level: int) -> None:
+    """The program's logging: under systemd (journald on stderr), entries with priorities
+    and no second timestamp; on a terminal, a time and a level on each line."""
+    handler = logging.StreamHandler()
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

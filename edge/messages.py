@@ -643,6 +643,8 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{path} 中已有另一把身份证号密钥，与备份中的不同：未恢复任何内容；恢复的记录只有用备份中的"
         "密钥才能比对身份证号：如要换成备份中的密钥（现有密钥会另存一旁），请加 --replace-key",
     ),
+    ("the metrics are for this machine", "运行指标只供本机读取"),
+    ("a valid bearer token is required for the metrics", "读取运行指标需要有效的令牌"),
     # answers that are not refusals of a rule
     ("the service could not complete this request", "系统暂时无法完成此请求，请稍后再试"),
     ("the office database is unavailable; try again", "管理处数据库暂时不可用，请稍后再试"),

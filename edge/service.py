@@ -35,6 +35,7 @@ from edge.live import LiveFeed
 from edge.logs import scrub
 from edge.lookups import Lookups
 from edge.messages import zh
+from edge.metrics import EdgeMetrics
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
@@ -63,9 +64,11 @@ class Service:
         self.conn = db.connect(cfg.db_path)
         self.epoch = db.ensure_epoch(self.conn)
         self.bus = Bus(self.clock.monotonic)
+        self.metrics = EdgeMetrics()
         self.writer = Writer(
-            self.conn, apply=self.apply, effects=self.bus.batch, monotonic=self.clock.monotonic
-        )
+            self.conn, apply=self.apply, effects=self.bus.batch, monotonic=self.clock.monotonic,
+            on_commit=self.metrics.commit.observe,
+        )  # fmt: skip
         self.control = ControlRoom(cfg, self.writer, self.bus, self.clock)
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control, self.clock)
         self.cameras = Cameras(cfg, self.writer, self.epoch, self.clock)
@@ -112,6 +115,7 @@ class Service:
         self._server: uvicorn.Server | None = None
         self.api_thread: threading.Thread | None = None
         self.ticking_since: float | None = None  # set once run() ticks (not in-process tests)
+        self.metrics.attach(self)
 
     # -- the database, for the API ------------------------------------------------------
 
@@ -137,6 +141,8 @@ class Service:
             self._step("ack", ack)
         for topic, payload in outcome.messages:
             self._step("publish", self.bus.publish, topic, payload)
+        for read_at in outcome.decided:  # published: the guard's screen and the relay know
+            self.metrics.swipe.observe(self.clock.monotonic() - read_at)
         outcome.sent = [
             bool(self._step("command", self.bus.command, c.topic, c.payload, c.expires))
             for c in outcome.commands

@@ -84,6 +84,7 @@ class Outcome:
     # in-memory changes that wait for the commit: (mapping, key, value)
     state: list[tuple[MutableMapping[Any, Any], Any, Any]] = field(default_factory=list)
     sent: list[bool] = field(default_factory=list)  # per command, filled in when applied
+    decided: list[float] = field(default_factory=list)  # reads decided: when each was read
 
     def count(self, counter: Counter[str], key: str) -> None:
         self.counts.append((counter, key))
@@ -100,6 +101,7 @@ class Outcome:
             self.commands += other.commands
             self.snapshots += other.snapshots
             self.counts += other.counts
+            self.decided += other.decided
             self.undo += other.undo
             self.state += other.state
         return self
@@ -186,8 +188,10 @@ class Writer:
         effects: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         checkpoint_every_s: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.conn = conn
+        self.on_commit = on_commit  # told each committed transaction's duration (metrics)
         # A WAL checkpoint inside a commit would hold a swipe up for milliseconds: the
         # writer never checkpoints; a thread of its own does, between commits.
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -341,6 +345,7 @@ class Writer:
         pause = 0.01
         while True:
             wrote = self.conn.total_changes
+            began = self.monotonic()
             try:
                 ended = self._transaction(jobs)
             except sqlite3.Error as e:
@@ -357,6 +362,8 @@ class Writer:
                 log.error("writer: transaction failed: %s", e)
                 return e
             self.commits += 1
+            if self.on_commit is not None:
+                self.on_commit(self.monotonic() - began)
             if self.conn.total_changes != wrote:  # only a write proves the disk takes them
                 self.last_commit = self.monotonic()
                 if (

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -21,19 +22,21 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import Field
-from sqlalchemy import Engine, Text, cast, func, select, tuple_
+from sqlalchemy import Engine, Text, cast, func, select, text, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import console, photos
-from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs
+from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
 from edge.config import OfficeCfg
 from edge.errors import DomainError, NotFound
+from edge.logs import scrub
 from edge.messages import refusal
+from edge.metrics import CONTENT_TYPE, OfficeMetrics
 from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
 from edge.slips import Item as SlipItem
@@ -50,6 +53,10 @@ LONG_POLL_MAX_S = 25.0
 # or the listener reconnecting), how often it looks at the change log for waiting gates
 LONG_POLL_LOOK_S = 0.1
 PUSH_MAX_BODY = 64 * 1024 * 1024  # push_batch is at most 10,000 rows of a few KB
+READY_TIMEOUT_S = 3.0  # a database that does not answer within this is not ready
+# answered often and uneventfully: logged at DEBUG (an idle gate's poll every 25 s, a
+# scraper, a load balancer), unless they fail
+QUIET_ROUTES = ("/sync/v1/pull", "/health/live", "/health/ready", "/metrics", "/static")
 
 
 def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -> FastAPI:
@@ -175,7 +182,10 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                 return office.apply_push(c, gate.node_id, epoch, base, batch, clock.now(),
                                          gate_now, skip_to)  # fmt: skip
 
-        return await run_in_threadpool(apply)
+        took = await run_in_threadpool(apply)
+        log.info("push: %s epoch %d: %d records, acknowledged through %s", gate.node_id, epoch,
+                 len(batch), took.get("acked_through"))  # fmt: skip
+        return took
 
     def latest_change() -> int:
         with eng.connect() as c:
@@ -187,6 +197,45 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     listen = (notify.connector(eng.dialect.create_connect_args(eng.url)[1])
               if eng.dialect.driver == "psycopg2" else None)  # fmt: skip
     polls = app.state.polls = LongPolls(latest_change, LONG_POLL_LOOK_S, listen)
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        """The database answers now, and the change listener listens (without it a gate
+        hears of a revocation only at its poll's next look, up to a few seconds late)."""
+        try:
+            with eng.connect() as c:
+                c.execute(text("SELECT 1"))
+            database: dict[str, Any] = {"ok": True, "error": None}
+        except Exception as e:  # down, refusing, or the network: said, not raised
+            database = {"ok": False, "error": str(e).strip().splitlines()[0][:200]}
+        listener = {"configured": listen is not None, "listening": polls.listening}
+        ok = database["ok"] and (listen is None or polls.listening)
+        return ok, {"ready": ok, "database": database, "listener": listener,
+                    "polls_waiting": polls.waiting, "counts": dict(accounts.counts)}  # fmt: skip
+
+    @app.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        """503 while the database does not answer (within a few seconds) or the change
+        listener does not listen. The whole report for this machine or a person logged
+        in; anyone else learns only ``{"ready": …}``."""
+        try:
+            ok, body = await asyncio.wait_for(run_in_threadpool(readiness), READY_TIMEOUT_S)
+        except TimeoutError:
+            ok, body = False, {"ready": False, "database": {
+                "ok": False, "error": f"no answer within {READY_TIMEOUT_S:g} s"}}  # fmt: skip
+        if not trusted_peer(request.scope):
+            body = {"ready": ok}
+        return JSONResponse(body, 200 if ok else 503)
+
+    metrics = app.state.metrics = OfficeMetrics(readiness)
+    app.add_middleware(RequestLog, metrics=metrics)
+
+    @app.get("/metrics")
+    def prometheus(request: Request) -> Response:
+        """Prometheus metrics: for this machine or a person logged in (a scraper elsewhere
+        goes through the reverse proxy, or is allowed by it)."""
+        if not trusted_peer(request.scope):
+            raise HTTPException(403, "the metrics are for this machine")
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/sync/v1/pull")
     async def pull(
@@ -565,6 +614,10 @@ class LongPolls:
     def polling(self, node_id: str) -> bool:
         return node_id in self._waiting
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
     def listen(self) -> None:
         """Start the change listener (on the running loop; again if it ever ended)."""
         if self._listener is not None:
@@ -685,6 +738,41 @@ class LongPolls:
     def _wake_all(self) -> None:
         for wake in self._waiting.values():
             wake.set()
+
+
+class RequestLog:
+    """Each request: one log line (method, path, status, time, peer; no query string, which
+    may hold a card number) and its count and duration by route for the metrics."""
+
+    def __init__(self, app: Any, metrics: OfficeMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began, status = time.monotonic(), 500
+
+        async def sent(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            took = time.monotonic() - began
+            route = scope.get("route")
+            # the route's template bounds the metrics' labels; a path no route has is one
+            label = getattr(route, "path", None) or "(no route)"
+            self.metrics.requests.labels(label, str(status)).inc()
+            self.metrics.seconds.labels(label).observe(took)
+            path = scope["path"]
+            quiet = status < 400 and path.startswith(QUIET_ROUTES)
+            client = scope.get("client") or ("?",)
+            log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.1f ms %s",
+                    scope["method"], scrub(path), status, took * 1000, client[0])  # fmt: skip
 
 
 def _pass_view(r: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +19,7 @@ from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_pee
 from edge.console import pages
 from edge.errors import DomainError
 from edge.messages import refusal
+from edge.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from edge.service import Service
@@ -80,6 +81,15 @@ def create_app(service: Service) -> FastAPI:
         if not trusted_peer(request.scope) and not _token_ok(request):
             body = {"ready": ok}
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (text format): for this machine, a person logged in or a
+        valid token (a scraper elsewhere sends one as its bearer token)."""
+        if not trusted_peer(request.scope) and not _token_ok(request):
+            said = refusal("a valid bearer token is required for the metrics")
+            return JSONResponse(said, 401, headers={"WWW-Authenticate": "Bearer"})
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE)
 
     def _token_ok(request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
