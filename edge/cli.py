@@ -214,14 +214,19 @@ def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
 def open_db(cfg: Config) -> sqlite3.Connection:
     """The node's database, migrated; one line naming it when it cannot be opened (a file
     that is not a database, a directory, a disk that refuses), not a traceback."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from edge import db
 
     try:
         db.migrate(cfg.db_path)
         return db.connect(cfg.db_path)
-    except (sqlite3.Error, SQLAlchemyError, OSError) as e:
+    except Exception as e:
+        # SQLAlchemy's errors come from a migration only: its module is loaded then (and
+        # not imported here, which would cost every CLI call 0.13 s)
+        sa = sys.modules.get("sqlalchemy.exc")
+        if not isinstance(e, sqlite3.Error | OSError) and not (
+            sa is not None and isinstance(e, sa.SQLAlchemyError)
+        ):
+            raise
         reason = getattr(e, "orig", None) or e  # SQLAlchemy's own text runs to lines
         raise UsageError(
             f"database {cfg.db_path}: cannot be opened: {str(reason).splitlines()[0]}"
@@ -244,8 +249,10 @@ def cmd_run(cfg: Config) -> int:
 
 
 def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _pass_list(cfg, args)
     from edge import pass_ops
-    from edge.cards import parse_card
+    from edge.pass_reads import get_pass, shown
     from edge.passes import PassError
     from edge.photos import store_for
     from edge.privacy import IdHasher
@@ -278,7 +285,7 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
             pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), CLOCK.now())
             conn.execute("COMMIT")
             # the clerk who issued it sees it whole; the id alone without --json
-            _print(args, pass_ops.shown(pass_ops.get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
+            _print(args, shown(get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
         elif args.action == "import":
             started = time.monotonic()
             n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(), CLOCK.now())
@@ -299,18 +306,6 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 raise
             conn.execute("COMMIT")
             _print(args, {"id": args.pass_id, "status": "revoked"}, f"revoked {args.pass_id}")
-        else:
-            card = parse_card(args.card) if args.card else None
-            rows = [
-                pass_ops.shown(r, cfg.tz, cfg.rules.name_mask)
-                for r in pass_ops.list_passes(conn, args.limit, args.status, card)
-            ]
-            if args.json:
-                print(json.dumps({"items": rows}, ensure_ascii=False))
-            for r in [] if args.json else rows:
-                until, unit = r["valid_until"] or "-", r["unit"] or "-"
-                print(f"{r['id']}  {r['kind']:<9} {r['card']}  {r['name']:<8} {unit:<8} "
-                      f"{r['valid_from']} → {until}  {r['status']}")  # fmt: skip
     except (PassError, ValueError) as e:
         raise UsageError(str(e)) from None
     finally:
@@ -318,10 +313,31 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
-    from edge import users
-    from edge.errors import DomainError
+def _pass_list(cfg: Config, args: argparse.Namespace) -> int:
+    """Reads only: no writer's imports (a quick start) and no ID-number key made."""
+    from edge.cards import parse_card
+    from edge.pass_reads import list_passes, shown
 
+    try:
+        card = parse_card(args.card) if args.card else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    conn = open_db(cfg)
+    try:
+        rows = [shown(r, cfg.tz, cfg.rules.name_mask)
+                for r in list_passes(conn, args.limit, args.status, card)]  # fmt: skip
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps({"items": rows}, ensure_ascii=False))
+    for r in [] if args.json else rows:
+        until, unit = r["valid_until"] or "-", r["unit"] or "-"
+        print(f"{r['id']}  {r['kind']:<9} {r['card']}  {r['name']:<8} {unit:<8} "
+              f"{r['valid_from']} → {until}  {r['status']}")  # fmt: skip
+    return 0
+
+
+def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
     conn = open_db(cfg)
     if args.action == "list":
         try:
@@ -335,6 +351,9 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
                  for u in found]  # fmt: skip
         _print(args, {"items": found}, "\n".join(lines) or "no users")
         return 0
+    from edge import users  # (not for a list: argon2 and the models cost a list 0.4 s)
+    from edge.errors import DomainError
+
     try:
         password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")

@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge import db, dutylog, outbox, store
-from edge.cards import CardId, mask_key, parse_card
+from edge import dutylog, outbox, store
+from edge.cards import CardId, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
 from edge.errors import Conflict, NotFound
 from edge.models import Confiscation
 from edge.passes import PassError, parse_time, resolve_validity
 from edge.photos import SHA256
-from edge.privacy import IdHasher, mask_name
-from edge.views import iso
+from edge.privacy import IdHasher
 
 log = logging.getLogger(__name__)
 
@@ -543,43 +542,3 @@ def set_status(
     if row[1] == "office":  # the office owns it: it revokes it too, and every gate hears
         fact = {"pass_id": pass_id, "status": status, "reason": reason, "by": by, "at": now}
         outbox.add(conn, None, "pass_revoked", pass_id, fact, now)
-
-
-def shown(row: dict[str, Any], tz: ZoneInfo, name_mask: str = "surname") -> dict[str, Any]:
-    """A pass as it may be shown outside the office: name and card masked; a time no
-    calendar can show never stops the list (edge.views.iso)."""
-    return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "card": mask_key(row["card_key"]),
-        "name": mask_name(row["name"], name_mask),
-        "unit": row["unit"],
-        "id_last4": row["id_last4"],
-        "valid_from": iso(row["valid_from"], tz),
-        "valid_until": iso(row["valid_until"], tz),
-        "status": row["status"],
-        "gates": row["gates"].split(",") if row["gates"] else None,
-    }
-
-
-def get_pass(conn: sqlite3.Connection, pass_id: str) -> dict[str, Any]:
-    found = db.row(conn, "SELECT * FROM passes WHERE id = ?", (pass_id,))
-    if found is None:
-        raise NotFound(f"no pass with id {pass_id!r}")
-    return found
-
-
-def list_passes(
-    conn: sqlite3.Connection, limit: int = 50, status: str | None = None, card: CardId | None = None
-) -> list[dict[str, Any]]:
-    where, args = [], []
-    if status:
-        where.append("status = ?")
-        args.append(status)
-    if card is not None:
-        where.append("card_key = ?")
-        args.append(card.key)
-    sql = "SELECT * FROM passes"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return db.rows(conn, sql + " ORDER BY issued_at DESC LIMIT ?", (*args, limit))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from edge import db, pass_ops
+from edge import db, pass_reads
 from edge.config import Config
 from edge.errors import NotFound
 from edge.snapshots import JOIN_COLUMNS
@@ -29,7 +29,7 @@ def decision_detail(conn: sqlite3.Connection, cfg: Config, event_id: str) -> dic
     shown = None
     if row["pass_id"]:
         try:
-            p = dict(pass_ops.get_pass(conn, row["pass_id"]))
+            p = dict(pass_reads.get_pass(conn, row["pass_id"]))
         except NotFound:  # a QR pass the office signed but this gate has not synced
             p = None
         if p is not None:

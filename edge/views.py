@@ -6,34 +6,16 @@ The one place to look for what a decision, an alarm or a pass looks like to a sc
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from edge.alarms import STANDING_AFTER_S, isa_state, shelved
 from edge.cards import mask_key
+from edge.clock import iso
 from edge.privacy import mask_name
 
 if TYPE_CHECKING:  # the record's type only: the gate imports this module, not the reverse
     from edge.gate import Event
-
-
-def iso(t: float | None, tz: ZoneInfo, timespec: str = "seconds") -> str | None:
-    """A stored UNIX time in the site's zone; never raises, so one bad row (a pass valid
-    until year 10000, stored before the doors checked, or by another program) cannot take
-    a whole list down with it (issue 11, finding 7). A time past either end of the calendar
-    shows as that end, 9999-12-31T23:59:59 or 0001-01-01T00:00:00, which reads as what it
-    means ("forever", "always") and still parses as a time; NaN or a non-number as null."""
-    if t is None:
-        return None
-    try:
-        return datetime.fromtimestamp(t, tz).isoformat(timespec=timespec)
-    except (OverflowError, ValueError, OSError, TypeError):
-        pass
-    if not isinstance(t, int | float) or t != t:  # NaN (math.isnan refuses a huge int)
-        return None
-    end = datetime.max if t > 0 else datetime.min
-    return end.replace(tzinfo=tz).isoformat(timespec=timespec)
 
 
 def _card(r: dict[str, Any], unmask: bool) -> str | None:

@@ -125,6 +125,7 @@ def test_the_office_is_not_ready_while_its_database_is_away(tmp_path: Path, pg_u
         _terminate_connections(pg_url)  # the listener's connection too
         _block_database(pg_url)
         try:
+
             def not_ready() -> bool:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{office.port}/health/ready")
@@ -167,5 +168,3 @@ def _unblock_database(pg_url: str) -> None:
 def _terminate_connections(pg_url: str) -> None:
     _admin_sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE datname = %s AND pid <> pg_backend_pid()")  # fmt: skip
-
-

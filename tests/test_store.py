@@ -25,6 +25,17 @@ def test_migrations_build_exactly_the_schema_of_the_models(tmp_path: Path):
     db.migrate(path)  # a second run is a no-op
 
 
+def test_the_schema_head_the_cli_trusts_is_alembic_s_head(tmp_path: Path):
+    """A database stamped with SCHEMA_HEAD skips Alembic (a CLI call's start-up): it must be
+    the newest migration, or a new one would never run."""
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(db._alembic_config()).get_current_head() == db.SCHEMA_HEAD
+    path = tmp_path / "e.db"
+    db.migrate(path)
+    assert db.stamped(path) == db.SCHEMA_HEAD
+
+
 def test_connections_use_wal_and_full_sync(tmp_path: Path):
     path = tmp_path / "e.db"
     db.migrate(path)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import db, gate, pass_ops, screen, slips
+from edge import db, gate, pass_ops, pass_reads, screen, slips
 from edge.api.deps import (
     CURSOR,
     UNMASK,
@@ -105,7 +105,7 @@ def check(request: Request, body: CheckIn, who: Caller = roles("guard")) -> dict
                 found=decision.pass_ is not None)  # fmt: skip
     shown = None
     if decision.pass_ is not None:
-        r = svc.read(lambda c: dict(pass_ops.get_pass(c, decision.pass_.id)))
+        r = svc.read(lambda c: dict(pass_reads.get_pass(c, decision.pass_.id)))
         shown = pass_view(r, svc.cfg.tz, False, svc.cfg.rules.name_mask)
         shown["name"] = r["name"]  # the guard compares it with the person in front of them
     return {

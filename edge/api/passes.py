@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from edge import audit, db, pass_ops, photos
+from edge import audit, db, pass_ops, pass_reads, photos
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn
 from edge.cards import parse_card
@@ -74,7 +74,7 @@ def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[
         now = svc.clock.now()
         pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name, now)
         audit.record(conn, who.name, "pass:issue", pass_id, now)
-        return dict(pass_ops.get_pass(conn, pass_id))
+        return dict(pass_reads.get_pass(conn, pass_id))
 
     return pass_view(svc.write(job), svc.cfg.tz, True, svc.cfg.rules.name_mask)
 
@@ -90,7 +90,7 @@ def revoke(
         now = svc.clock.now()
         pass_ops.set_status(conn, pass_id, "revoked", reason, who.name, now)
         audit.record(conn, who.name, "pass:revoke", pass_id, now)
-        return dict(pass_ops.get_pass(conn, pass_id))
+        return dict(pass_reads.get_pass(conn, pass_id))
 
     return pass_view(svc.write(job), svc.cfg.tz, False, svc.cfg.rules.name_mask)
 
@@ -100,7 +100,7 @@ def photo(request: Request, pass_id: str, who: Caller = roles("guard")) -> Respo
     """The holder's photo, for matching the pass to the person (证件与人是否相符): only ever
     a picture from the photo store, or a legacy file that decodes as one."""
     svc = service(request)
-    r = svc.read(lambda c: dict(pass_ops.get_pass(c, pass_id)))
+    r = svc.read(lambda c: dict(pass_reads.get_pass(c, pass_id)))
     if r["photo_sha256"] and svc.photos.has(r["photo_sha256"]):
         return FileResponse(svc.photos.path(r["photo_sha256"]), media_type="image/jpeg",
                             headers={"Cache-Control": "no-store"})  # fmt: skip

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edge.api import create_app
 from edge.messages import zh
-from edge.pass_ops import shown
+from edge.pass_reads import shown
 from edge.passes import PassError, parse_time, resolve_validity
 from edge.service import Service
 from edge.views import iso, pass_view
