@@ -140,6 +140,12 @@ def build_parser() -> Parser:
         "its public key"
     )  # fmt: skip
 
+    cfgp = sub.add_parser("config", help="the config").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    cfgp.add_parser("check", help="check the config; print it as the service reads it "
+                    "(defaults filled in, paths made whole, secrets hidden)")  # fmt: skip
+
     bk = sub.add_parser("backup", help="an online, checked backup in one file: database, "
                         "keys, photos (edge or office config)")  # fmt: skip
     bk.add_argument("file")
@@ -596,6 +602,34 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
     return 0
 
 
+def cmd_config_check(path: str) -> int:
+    """The effective config as JSON (what the service will use), or one line naming what
+    is wrong (exit 2). Passwords and tokens are shown as hidden, with their length."""
+    import dataclasses
+
+    cfg: Any = config_mod.load_office(path) if config_mod.is_office(path) else config_mod.load(path)
+
+    def plain(value: Any, key: str = "") -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name), f.name)
+                    for f in dataclasses.fields(value)}  # fmt: skip
+        if isinstance(value, dict):
+            return {str(k): plain(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v, key) for v in value]
+        if isinstance(value, str) and ("password" in key or "token" in key):
+            return f"(hidden: {len(value)} characters)"
+        if isinstance(value, str) and "://" in value:
+            return config_mod.hide_url_password(value)
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return str(value)  # a path, a time zone
+
+    print(json.dumps({"config": str(Path(path).absolute()), "valid": True} | plain(cfg),
+                     ensure_ascii=False, indent=1))  # fmt: skip
+    return 0
+
+
 def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     from edge import slips
     from edge.errors import DomainError
@@ -690,7 +724,8 @@ def argv_command(argv: list[str] | None) -> str | None:
         (
             a
             for a in args
-            if a in ("run", "pass", "check", "simulate", "user", "office", "backup", "restore")
+            if a
+            in ("run", "pass", "check", "simulate", "user", "office", "backup", "restore", "config")
         ),
         None,
     )
@@ -709,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             return cmd_simulate(args)
         path = config_mod.config_path(args.config)
+        if args.command == "config":
+            return cmd_config_check(path)
         office_cmd = args.command in ("user", "backup", "restore") and config_mod.is_office(path)
         if args.command == "office" or office_cmd:
             return cmd_office(path, args)

@@ -169,6 +169,16 @@ class Config:
         return gate
 
 
+def hide_url_password(url: str) -> str:
+    """``scheme://user:***@host/…``: a URL as it may be printed (a camera's RTSP login, the
+    office's database password)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
 def config_path(arg: str | None) -> str:
     return arg or os.environ.get("GATEHOUSE_CONFIG") or DEFAULT_CONFIG
 

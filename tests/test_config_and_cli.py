@@ -387,3 +387,27 @@ def test_a_secret_named_percent_d_is_the_services_systemd_credential(tmp_path: P
     finally:
         del os.environ["CREDENTIALS_DIRECTORY"]
     assert cfg.mqtt is not None and cfg.mqtt.password == "from-systemd"
+
+
+def test_config_check_prints_the_effective_config_with_secrets_hidden(tmp_path: Path):
+    conf = tmp_path / "gatehouse.toml"
+    conf.write_text(
+        '[node]\nid = "n1"\ndata_dir = "state"\n[[gates]]\nid = "main"\n'
+        '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\nusername = "n1"\npassword = "hunter22"\n'
+        '[sync]\noffice_url = "https://office.example:9090"\ntoken = "tok-abcdef-123456"\n'
+        '[[cameras]]\nid = "cam"\ngate = "main"\nsource = "rtsp://admin:s3cret@10.0.0.9/s1"\n'
+    )
+    out = cli(conf, "config", "check")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["valid"] and shown["data_dir"] == str(tmp_path / "state")
+    assert shown["api_port"] == 8080 and shown["sync"]["push_batch"] == 2000  # defaults
+    assert shown["mqtt"]["password"] == "(hidden: 8 characters)"
+    assert shown["sync"]["token"] == "(hidden: 17 characters)"
+    assert shown["cameras"][0]["source"] == "rtsp://admin:***@10.0.0.9/s1"
+    for secret in ("hunter22", "abcdef", "s3cret"):
+        assert secret not in out.stdout
+    conf.write_text('[node]\nid = "n1"\n[[gates]]\nid = "main"\nrules = 5\n')
+    bad = cli(conf, "config", "check", check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and "rules" in bad.stderr
