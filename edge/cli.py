@@ -140,6 +140,19 @@ def build_parser() -> Parser:
         "its public key"
     )  # fmt: skip
 
+    brk = sub.add_parser("broker", help="the node's Mosquitto").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    dev = brk.add_parser("add-device", help="a device's login and its ACL block; prints its "
+                         "password once and what the device needs")  # fmt: skip
+    dev.add_argument("name", help="its login on the broker")
+    dev.add_argument("--kind", required=True, choices=["node", "reader", "relay", "alarm",
+                                                       "intercom"])  # fmt: skip
+    dev.add_argument("--device", help="its id in the config (a reader's, a relay's gate, an "
+                     "alarm source's, an intercom's); default: the name")  # fmt: skip
+    dev.add_argument("--passwd-file", default="/etc/mosquitto/gatehouse.passwd")
+    dev.add_argument("--acl-file", default="/etc/mosquitto/gatehouse.acl")
+
     cfgp = sub.add_parser("config", help="the config").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -602,6 +615,30 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
     return 0
 
 
+def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
+    from edge import broker
+    from edge.errors import DomainError
+
+    prefix = cfg.mqtt.prefix if cfg.mqtt else "gatehouse"
+    url = cfg.mqtt.url if cfg.mqtt else "mqtt://<this PC's LAN address>:1883"
+    try:
+        g = broker.grant(args.kind, args.name, cfg.node_id, prefix, args.device)
+        password = broker.add_device(g, Path(args.passwd_file), Path(args.acl_file))
+    except DomainError as e:
+        raise UsageError(str(e)) from None
+    doc = {"login": g.login, "password": password, "access": g.access, "topic": g.topic,
+           "payload": g.payload, "broker": url}  # fmt: skip
+    _print(args, doc, "\n".join((
+        f"broker:   {url}  (a device on the LAN uses this PC's address)",
+        f"login:    {g.login}",
+        f"password: {password}   (shown once; kept only as a hash)",
+        f"{g.access}:{' ' * (9 - len(g.access))}{g.topic}   QoS 1",
+        f"payload:  {g.payload}",
+        "then:     systemctl reload mosquitto   (re-reads the password file and the ACL)",
+    )))  # fmt: skip
+    return 0
+
+
 def cmd_config_check(path: str) -> int:
     """The effective config as JSON (what the service will use), or one line naming what
     is wrong (exit 2). Passwords and tokens are shown as hidden, with their length."""
@@ -760,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_user(cfg, args)
         if args.command == "report":
             return cmd_report(cfg, args)
+        if args.command == "broker":
+            return cmd_broker(cfg, args)
         return cmd_check(cfg, args)
     except (UsageError, ConfigError) as e:
         print(f"gatehouse: {e}", file=sys.stderr)

@@ -651,8 +651,18 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("bad request", "请求有误"),
     ("Not Found", "未找到"),
     ("Method Not Allowed", "不支持此操作方式"),
+    (
+        "mosquitto_passwd is not installed (Debian package mosquitto)",
+        "未安装 mosquitto_passwd（Debian 软件包 mosquitto）",
+    ),
+    ("mosquitto_passwd: {error}", "mosquitto_passwd 出错：{error}"),
     # the problem part of "field: problem"
     ("must not be empty", "不能为空"),
+    (
+        "{name!r} must be 1 to 64 letters, digits, '_', '.' or '-'",
+        "{name!r} 须为 1 到 64 个字母、数字、'_'、'.' 或 '-'",
+    ),
+    ("the ACL has a login {name!r} already ({path})", "ACL 中已有登录名 {name!r}（{path}）"),
     ("required, one of {choices}", "必填，可选：{choices}"),
     ("must be one of {choices}", "必须是以下之一：{choices}"),
     (

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,55 @@ def test_no_device_reaches_past_its_own_topics(tmp_path: Path, locked_broker: Br
             sub.close()
         node.stop()
         west.stop()
+
+
+def test_add_device_makes_logins_a_real_broker_takes_and_pins_them(tmp_path: Path):
+    """`gatehouse broker add-device` writes the login and its ACL block; the node, a reader
+    and a relay then work with exactly what it printed, and nothing more."""
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    broker = Broker(tmp_path)  # started below, once the logins are made
+    node = make_node(tmp_path / "node", broker, NODE, [mqtt_reader(READER)])
+    made: dict[str, dict[str, str]] = {}
+    for login, kind, device in ((SERVICE, "node", None), (READER, "reader", None),
+                                ("relay-1", "relay", "east-main")):  # fmt: skip
+        files = ["--passwd-file", str(passwd), "--acl-file", str(acl)]
+        args = ["--json", "broker", "add-device", login, "--kind", kind, *files,
+                *(["--device", device] if device else [])]  # fmt: skip
+        out = cli(node.config, *args)
+        assert out.returncode == 0, out.stderr
+        made[login] = json.loads(out.stdout)
+    again = cli(node.config, "broker", "add-device", READER, "--kind", "reader",
+                "--passwd-file", str(passwd), "--acl-file", str(acl), check=False)  # fmt: skip
+    assert again.returncode == 2 and "already" in again.stderr
+    assert made["relay-1"]["topic"] == f"gatehouse/{NODE}/gate/east-main/open"
+    assert passwd.stat().st_mode & 0o077 == 0
+    assert made[SERVICE]["password"] not in passwd.read_text()  # a hash, not the password
+
+    auth = (ROOT / "config/mosquitto/auth.conf").read_text().replace("allow_anonymous false\n", "")
+    auth = auth.replace("/etc/mosquitto/gatehouse.passwd", str(passwd))
+    auth = auth.replace("/etc/mosquitto/gatehouse.acl", str(acl))
+    broker.extra = auth
+    broker.start()
+    text = node.config.read_text().replace(f"pw-{SERVICE}", made[SERVICE]["password"])
+    node.config.write_text(text)
+    node.start(wait_ready=True)  # logged in with the password it printed
+    relay = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="relay-1")
+    opens: list[str] = []
+    relay.username_pw_set("relay-1", made["relay-1"]["password"])
+    relay.on_connect = lambda cl, *_: cl.subscribe("gatehouse/#", qos=1)
+    relay.on_message = lambda _c, _u, m: opens.append(m.topic)
+    relay.connect("127.0.0.1", broker.port)
+    relay.loop_start()
+    try:
+        time.sleep(0.5)
+        publish.single(made[READER]["topic"], json.dumps({"card": KNOWN}), qos=1,
+                       port=broker.port, auth={"username": READER,
+                                               "password": made[READER]["password"]})  # fmt: skip
+        wait_for(lambda: opens, 10, "the relay's open")
+        assert set(opens) == {made["relay-1"]["topic"]}  # only its own gate's open
+        assert counts(node).get("grant:ok") == 1
+    finally:
+        relay.loop_stop()
+        relay.disconnect()
+        node.stop()
+        broker.stop()
