@@ -24,7 +24,7 @@ from paho.mqtt.exception import MQTTException
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
-from tests.helpers import ROOT, Broker, Node, Pty, cli, node_for, wait_for
+from tests.helpers import ROOT, Broker, Node, Pty, cli, free_port, node_for, wait_for
 from tests.test_desk_e2e import call
 
 NODE, WEST = "gate-test", "gate-west"  # the node under test; a second node on the same broker
@@ -378,5 +378,76 @@ def test_add_device_makes_logins_a_real_broker_takes_and_pins_them(tmp_path: Pat
     finally:
         relay.loop_stop()
         relay.disconnect()
+        node.stop()
+        broker.stop()
+
+
+def _self_signed(where: Path) -> tuple[Path, Path]:
+    """A broker certificate for 127.0.0.1, as the README's openssl line makes one."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gate-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    crt, pem = where / "gatehouse.crt", where / "gatehouse.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))  # fmt: skip
+    return crt, pem
+
+
+def test_the_lan_and_tls_listeners_take_devices_by_login_only(tmp_path: Path):
+    """config/mosquitto/lan.conf as shipped (its ports and paths moved into the test's
+    folder): the LAN listener refuses anonymous clients, a reader swipes over TLS with the
+    login `broker add-device` gave it, and the node decides."""
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    broker = Broker(tmp_path)
+    node = make_node(tmp_path / "node", broker, NODE, [mqtt_reader(READER)])
+    made = {}
+    for login, kind in ((SERVICE, "node"), (READER, "reader")):
+        out = cli(node.config, "--json", "broker", "add-device", login, "--kind", kind,
+                  "--passwd-file", str(passwd), "--acl-file", str(acl))  # fmt: skip
+        made[login] = json.loads(out.stdout)
+    crt, key = _self_signed(tmp_path)
+    lan, tls = free_port(), free_port()
+    conf = (ROOT / "config/mosquitto/lan.conf").read_text()
+    for old, new in (("listener 1883", f"listener {lan} 127.0.0.1"),
+                     ("listener 8883", f"listener {tls} 127.0.0.1"),
+                     ("/etc/mosquitto/certs/gatehouse.crt", str(crt)),
+                     ("/etc/mosquitto/certs/gatehouse.key", str(key)),
+                     ("/etc/mosquitto/gatehouse.passwd", str(passwd)),
+                     ("/etc/mosquitto/gatehouse.acl", str(acl))):  # fmt: skip
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    broker.extra = conf
+    broker.start()
+    text = node.config.read_text().replace(f"pw-{SERVICE}", made[SERVICE]["password"])
+    node.config.write_text(text.replace(f"127.0.0.1:{broker.port}", f"127.0.0.1:{lan}"))
+    node.start(wait_ready=True)  # over the LAN listener, logged in
+    try:
+        with pytest.raises(MQTTException):  # no login: refused on the LAN
+            publish.single("gatehouse/x", "{}", hostname="127.0.0.1", port=lan)
+        reader = {"username": READER, "password": made[READER]["password"]}
+        publish.single(made[READER]["topic"], json.dumps({"card": KNOWN}), qos=1,
+                       hostname="127.0.0.1", port=tls, auth=reader,
+                       tls={"ca_certs": str(crt)})  # fmt: skip
+        wait_for(lambda: counts(node).get("grant:ok") == 1, 10, "the swipe sent over TLS")
+    finally:
         node.stop()
         broker.stop()
