@@ -429,13 +429,27 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
     if args.command in ("backup", "restore"):
         return cmd_backup(args, office_url=cfg.database_url, office_dir=cfg.data_dir)
     if args.command == "office" and args.action == "key":
+        from edge.privacy import IdHasher
+        from sync import qr
         from sync.qr import Signer
 
-        # never made silently: a missing key is an error naming `office key init`
+        # never made silently: a missing key is an error naming `office key init`, which
+        # makes the QR signing key and the ID-number key (whichever is missing)
         init = args.key_action == "init"
-        signer = Signer.create(cfg.data_dir) if init else Signer.from_data_dir(cfg.data_dir)
+        made_id = False
+        if init:
+            signing = (cfg.data_dir / qr.KEY_FILE).exists()
+            made_id = not (cfg.data_dir / "keys" / "id_hash.key").exists()
+            if signing and not made_id:
+                Signer.create(cfg.data_dir)  # refused, in one line naming the key
+            # an office from before the ID-number key was its own step gets that key alone
+            signer = Signer.from_data_dir(cfg.data_dir) if signing else Signer.create(cfg.data_dir)
+            IdHasher.from_data_dir(cfg.data_dir)
+        else:
+            signer = Signer.from_data_dir(cfg.data_dir)
         _print(args, {"public_key": signer.public_b64, "kid": signer.kid} | (
-            {"created": True} if init else {}), signer.public_b64)  # fmt: skip
+            {"created": True, "id_key_created": made_id} if init else {}),
+            signer.public_b64)  # fmt: skip
         return 0
     try:
         eng = officedb.engine(cfg.database_url)
@@ -451,10 +465,17 @@ def cmd_office(path: str, args: argparse.Namespace) -> int:
                 "[office] insecure = true: serving cleartext HTTP on %s:%s beyond loopback; "
                 "tokens and records cross the network unencrypted", cfg.host, cfg.port,
             )  # fmt: skip
+        from edge.privacy import MissingKey
+
         sock = listen_socket(cfg.host.strip("[]"), cfg.port, "office.listen")
+        try:
+            app = create_office_app(cfg, eng, CLOCK)
+        except MissingKey as e:
+            sock.close()
+            raise UsageError(str(e)) from None
         # the gate's limits: deadlines, bounded connections, no trusted forwarded headers
         uvicorn.Server(server_config(
-            create_office_app(cfg, eng, CLOCK), ssl_certfile=cfg.tls_cert,
+            app, ssl_certfile=cfg.tls_cert,
             ssl_keyfile=cfg.tls_key,
         )).run(sockets=[sock])  # fmt: skip
         return 0

@@ -22,6 +22,10 @@ def normalise_id_number(raw: str) -> str:
     return value
 
 
+class MissingKey(ValueError):
+    """The key is not where the config says, and is not to be made there."""
+
+
 class IdHasher:
     """HMAC-SHA256 of an ID number under a per-site key: matchable, not reversible."""
 
@@ -29,8 +33,16 @@ class IdHasher:
         self._key = key
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path) -> IdHasher:
+    def from_data_dir(cls, data_dir: Path, create: bool = True) -> IdHasher:
+        """The key under ``data_dir``, made there when missing and ``create`` (a gate makes
+        its own at first use; the office's is made by `office key init` only, as a new key
+        would silently stop every ID number the office holds from matching)."""
         path = data_dir / "keys" / "id_hash.key"
+        if not path.exists() and not create:
+            raise MissingKey(
+                f"office: no ID-number key in {path}: make one with `gatehouse office key "
+                "init`, or restore the office backup that holds it (gatehouse restore FILE)"
+            )
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

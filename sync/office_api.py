@@ -65,7 +65,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                          max_body_size=MAX_BODY, lifespan=_lifespan)  # fmt: skip
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
-    hasher = IdHasher.from_data_dir(cfg.data_dir)
+    hasher = IdHasher.from_data_dir(cfg.data_dir, create=False)
     signer = Signer.from_data_dir(cfg.data_dir)
 
     app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer

@@ -320,3 +320,23 @@ def test_the_office_backup_carries_its_key_and_a_restore_brings_it_back(
         assert qr.verify(p["qr"], [public])["p"] == p["id"]
     finally:
         office.stop()
+
+
+def test_an_office_never_makes_its_id_number_key_by_itself(tmp_path: Path, pg_url: str):
+    """A wrong data_dir must not silently get a new key (every ID number the office holds
+    would stop matching): the office refuses to start; `office key init` makes it, and for
+    an office from before, makes that key alone beside its signing key."""
+    conf = _office_config(tmp_path / "office.toml", pg_url, tmp_path / "office")
+    made = json.loads(cli(conf, "--json", "office", "key", "init").stdout)
+    assert made["created"] and made["id_key_created"]
+    id_key = tmp_path / "office" / "keys" / "id_hash.key"
+    before = id_key.read_bytes()
+    again = cli(conf, "office", "key", "init", check=False)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    id_key.unlink()  # an office from before `key init` made it, moved without it
+    refused = cli(conf, "office", check=False)
+    assert refused.returncode == 2 and "no ID-number key" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not id_key.exists()
+    made = json.loads(cli(conf, "--json", "office", "key", "init").stdout)
+    assert made["id_key_created"] and id_key.read_bytes() != before
