@@ -671,6 +671,9 @@ def cmd_config_check(path: str) -> int:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name), f.name)
                     for f in dataclasses.fields(value)}  # fmt: skip
+        if hasattr(type(value), "model_fields"):  # a table of the config: keys as in the file
+            return {(f.alias or name): plain(getattr(value, name), name)
+                    for name, f in type(value).model_fields.items()}  # fmt: skip
         if isinstance(value, dict):
             return {str(k): plain(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -243,10 +243,13 @@ def test_installed_configs_load(dest: Path, tmp_path: Path, monkeypatch) -> None
     text = _uncomment(text, "sync", ("office_url", "token_file"))
     edge_toml.write_text(text)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    with pytest.raises(ConfigError, match=r"sync\.token"):  # still the installer's empty file
+    # the installer's empty files: each named, in turn, until it is filled in
+    with pytest.raises(ConfigError, match=r"^mqtt\.password_file: .*mqtt-password' is empty"):
+        load(edge_toml)
+    (etc / "credentials/mqtt-password").write_text("broker-password\n")
+    with pytest.raises(ConfigError, match=r"^sync\.token_file: .*sync-token' is empty"):
         load(edge_toml)
     (etc / "credentials/sync-token").write_text("token-from-the-office\n")
-    (etc / "credentials/mqtt-password").write_text("broker-password\n")
     cfg = load(edge_toml)
     assert cfg.sync is not None and cfg.sync.token == "token-from-the-office"
     assert cfg.mqtt is not None and cfg.mqtt.password == "broker-password"
