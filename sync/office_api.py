@@ -73,11 +73,12 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     months = partitions.Months()
     accounts = app.state.accounts = desk.OfficeAccounts(eng, clock)
 
-    def wrong_token(request: Request) -> None:
-        """A wrong token: counted per address; past the limit, 429 (never for a valid one)."""
+    def wrong_token(request: Request, token: str) -> None:
+        """A wrong token: counted per address and token prefix (edge.api.deps.Throttle);
+        past the limit, 429 (never for a valid one)."""
         client = request.client.host if request.client else "?"
         now = clock.monotonic()
-        if accounts.throttle.wrong(client, now):
+        if accounts.throttle.wrong_token(client, token, now):
             accounts.count("refused:throttled")
             raise HTTPException(429, "too many bad tokens from this address; wait a minute")
         accounts.count("refused:token")
@@ -91,7 +92,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                 found = office.node_of(c, cred.credentials)
             if found:
                 return found
-            wrong_token(request)
+            wrong_token(request, cred.credentials)
         raise HTTPException(401, "a valid node token is required", {"WWW-Authenticate": "Bearer"})
 
     app.include_router(console.router)  # the desk's pages: each checks its session itself
@@ -105,7 +106,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                 found = office.user_of(c, cred.credentials)
             if found:
                 return found
-            wrong_token(request)
+            wrong_token(request, cred.credentials)
         elif (s := console.session(request, *desk.ROLES)) is not None:
             changes = request.method not in ("GET", "HEAD", "OPTIONS")
             if changes and not s.csrf_ok(request.headers.get("x-csrf-token")):

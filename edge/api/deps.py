@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 FAILURE_WINDOW_S = 60.0
 MAX_FAILURES = 20  # wrong ones per key in the window, then 429 for wrong ones until it passes
+ADDRESS_FACTOR = 10  # wrong tokens of any kind from one address: this many times as many
+TOKEN_PREFIX = 8  # a wrong token's key holds this much of it: enough to tell two apart
 MAX_KEYS = 10_000  # addresses (and address, name pairs) remembered at most
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -45,7 +47,8 @@ class Caller:
 
 class Throttle:
     """Wrong credentials per key in a sliding window: a token's key is the client's
-    address, a password's the address and the name tried (so one person's typos, or one
+    address and the token's first characters (``wrong_token``), a password's the address
+    and the name tried (so one person's typos, one script with a stale token, or one
     attacker, never lock out everyone at the same guard-room PC). It only ever refuses
     wrong credentials: a valid token or password is checked first and always accepted.
     Its memory is bounded: past ``max_keys`` the key that failed longest ago is forgotten."""
@@ -56,7 +59,7 @@ class Throttle:
         self.failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()  # the API's worker threads
 
-    def blocked(self, key: str, now: float) -> bool:
+    def blocked(self, key: str, now: float, limit: int | None = None) -> bool:
         with self._lock:
             q = self.failures.get(key)
             if q is None:
@@ -65,19 +68,26 @@ class Throttle:
                 q.popleft()
             if not q:
                 del self.failures[key]
-            return len(q) >= self.limit
+            return len(q) >= (limit or self.limit)
 
-    def wrong(self, key: str, now: float) -> bool:
+    def wrong(self, key: str, now: float, limit: int | None = None) -> bool:
         """A wrong credential for ``key``: True if it is past its limit (answer 429), else
         it is counted (answer 401)."""
-        if self.blocked(key, now):
+        if self.blocked(key, now, limit):
             return True
-        self.fail(key, now)
+        self.fail(key, now, limit)
         return False
 
-    def fail(self, key: str, now: float) -> None:
+    def wrong_token(self, client: str, token: str, now: float) -> bool:
+        """A wrong bearer token from ``client``: limited per address and token prefix, and
+        per address at ADDRESS_FACTOR times that (a spray of different tokens)."""
+        one = self.wrong(f"{client} {token[:TOKEN_PREFIX]}", now)
+        every = self.wrong(client, now, self.limit * ADDRESS_FACTOR)
+        return one or every
+
+    def fail(self, key: str, now: float, limit: int | None = None) -> None:
         with self._lock:
-            q = self.failures.pop(key, None) or deque(maxlen=self.limit)
+            q = self.failures.pop(key, None) or deque(maxlen=limit or self.limit)
             q.append(now)
             self.failures[key] = q  # the most recent failure last
             while len(self.failures) > self.max_keys:
@@ -133,7 +143,7 @@ def roles(*allowed: str) -> Any:
                 raise HTTPException(403, "this change needs the page's CSRF token")
         if found is None:
             # a wrong token (a missing one is no guess)
-            if cred is not None and svc.throttle.wrong(client, now):
+            if cred is not None and svc.throttle.wrong_token(client, cred.credentials, now):
                 svc.count("refused:throttled")
                 raise HTTPException(429, "too many bad tokens from this address; wait a minute")
             raise HTTPException(
