@@ -88,13 +88,16 @@ def build_parser() -> Parser:
     add.add_argument("--hours", help="daily entry window, e.g. 08:00-18:00")
     add.add_argument("--permit", help="worker: the unit's renovation permit number")
     add.add_argument("--photo", help="the holder's photo (JPEG or PNG), kept as data")
+    add.add_argument("--replace", action="store_true",
+                     help="revoke the card's live pass of this kind (else refused)")  # fmt: skip
     imp = pp.add_parser("import", help="bulk-issue passes from a CSV (all or none)")
     imp.add_argument("file")
-    rev = pp.add_parser("revoke", help="revoke a pass")
-    rev.add_argument("pass_id")
+    rev = pp.add_parser("revoke", help="revoke a pass, or every pass that lets a card in")
+    rev.add_argument("pass_id", nargs="?")
+    rev.add_argument("--card", help="the card instead of a pass id: a lost card stops opening")
     rev.add_argument("--reason")
     lst = pp.add_parser("list", help="list passes, personal data masked")
-    lst.add_argument("--status", choices=["active", "revoked", "confiscated"])
+    lst.add_argument("--status", choices=["active", "expired", "revoked", "confiscated"])
     lst.add_argument("--card")
     lst.add_argument("--limit", type=_bounded(int, 1, 1_000_000), default=50)
 
@@ -271,6 +274,7 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
         return _pass_list(cfg, args)
     from edge import pass_ops
+    from edge.cards import parse_card
     from edge.pass_reads import get_pass, shown
     from edge.passes import PassError
     from edge.photos import store_for
@@ -301,13 +305,15 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 if g.strip():
                     cfg.known_gate(g.strip())
             conn.execute("BEGIN IMMEDIATE")
-            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), CLOCK.now())
+            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), CLOCK.now(),
+                                     replace=args.replace)  # fmt: skip
             conn.execute("COMMIT")
             # the clerk who issued it sees it whole; the id alone without --json
             _print(args, shown(get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
         elif args.action == "import":
             started = time.monotonic()
-            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(), CLOCK.now())
+            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(),
+                                    CLOCK.now(), known_gates=cfg.gates)  # fmt: skip
             took = time.monotonic() - started
             _print(
                 args,
@@ -315,16 +321,23 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 f"imported {n} passes in {took:.1f} s",
             )
         elif args.action == "revoke":
+            if (args.pass_id is None) == (args.card is None):
+                raise UsageError("pass revoke: give a pass id or --card CARD (one of them)")
+            card = parse_card(args.card) if args.card else None
             conn.execute("BEGIN IMMEDIATE")
             try:
-                pass_ops.set_status(
-                    conn, args.pass_id, "revoked", args.reason, cli_user(), CLOCK.now()
-                )
+                if card is None:
+                    pass_ops.set_status(
+                        conn, args.pass_id, "revoked", args.reason, cli_user(), CLOCK.now()
+                    )
+                    ids = [args.pass_id]
+                else:
+                    ids = pass_ops.revoke_card(conn, card, args.reason, cli_user(), CLOCK.now())
             except PassError:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            _print(args, {"id": args.pass_id, "status": "revoked"}, f"revoked {args.pass_id}")
+            _print(args, {"revoked": ids}, "\n".join(f"revoked {i}" for i in ids))
     except (PassError, ValueError) as e:
         raise UsageError(str(e)) from None
     finally:
@@ -344,7 +357,7 @@ def _pass_list(cfg: Config, args: argparse.Namespace) -> int:
     conn = open_db(cfg)
     try:
         rows = [shown(r, cfg.tz, cfg.rules.name_mask)
-                for r in list_passes(conn, args.limit, args.status, card)]  # fmt: skip
+                for r in list_passes(conn, args.limit, args.status, card, CLOCK.now())]  # fmt: skip
     finally:
         conn.close()
     if args.json:

@@ -281,6 +281,16 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("no pass with id {pass_id!r}", "没有这张通行证：{pass_id}"),
     ("no pass {pass_id!r}", "没有这张通行证：{pass_id}"),
     ("no pass to confiscate for card {card}", "卡号 {card} 没有可没收的通行证"),
+    ("no live pass for card {card}", "卡号 {card} 没有有效或待生效的通行证"),
+    (
+        "card {card} already has {kind} pass {pass_id}; revoke it, or replace it "
+        "(--replace, or replace: true)",
+        "卡号 {card} 已有一张{kind}（{pass_id}）；请先注销它，或选择替换",
+    ),
+    (
+        "{shown} has passed; a new pass must end in the future",
+        "{shown} 已经过去；新办的通行证有效期必须在以后结束",
+    ),
     ("pass {pass_id} was confiscated already", "通行证 {pass_id} 已经被没收"),
     ("pass {pass_id} is already {status}", "通行证 {pass_id} 已经是{status}状态"),
     (

@@ -3,6 +3,7 @@ and the service's writer run the same code."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import fcntl
@@ -14,17 +15,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge import dutylog, outbox, store
-from edge.cards import CardId, parse_card
+from edge.cards import CardId, mask_key, parse_card
 from edge.config import ConfigError, parse_hours
 from edge.decision import KINDS
 from edge.errors import Conflict, NotFound
 from edge.models import Confiscation
-from edge.passes import PassError, parse_time, resolve_validity
+from edge.passes import PassError, parse_end, parse_time, resolve_validity
 from edge.photos import SHA256
 from edge.privacy import IdHasher
 
@@ -67,9 +69,11 @@ def build_row(
     now: float,
     by: str | None = None,
     pass_id: str | None = None,
+    known_gates: tuple[str, ...] | None = None,
 ) -> tuple[Any, ...]:
     """Check a request against the rules; the row to insert, or PassError naming the problem.
-    The row's id is ``pass_id``, else a new one."""
+    The row's id is ``pass_id``, else a new one. ``known_gates``: the node's gates, which a
+    pass's ``gates`` must be among (a pass for a gate that is not there never opens)."""
     if req.kind not in KINDS:
         raise PassError(f"kind: {req.kind!r} is not one of {', '.join(KINDS)}")
     try:
@@ -83,7 +87,10 @@ def build_row(
     if req.kind == "worker" and unit is None:
         raise PassError("unit: a worker pass is tied to the unit being renovated")
     start = parse_time(req.valid_from, tz) if req.valid_from else None
-    end = parse_time(req.valid_until, tz) if req.valid_until else None
+    end = parse_end(req.valid_until, tz) if req.valid_until else None
+    if end is not None and end <= now:  # a pass that could never open: a typo of the year
+        shown = datetime.fromtimestamp(end, tz).isoformat(timespec="minutes")
+        raise PassError(f"valid_until: {shown} has passed; a new pass must end in the future")
     validity = resolve_validity(req.kind, now, tz, start, end)
     id_hash = id_last4 = None
     if req.id_number:
@@ -92,6 +99,9 @@ def build_row(
         except ValueError as e:
             raise PassError(f"id_number: {e}") from None
     gates = ",".join(g.strip() for g in req.gates.split(",") if g.strip()) if req.gates else None
+    for gate in (gates or "").split(",") if known_gates is not None else ():
+        if gate and gate not in known_gates:  # as Config.known_gate says it for `pass add`
+            raise PassError(f"gate: {gate!r} is not one of this node's gates")
     window = None
     if req.daily_window:
         try:
@@ -147,11 +157,12 @@ def confiscate(
     if pass_id is None:
         if card is None:
             raise PassError("pass_id or card: one is required")
-        # the card's newest pass not already taken: expired ones are the usual case
+        # the pass the gate would grant the card now, if one does; else its newest pass not
+        # already taken (an expired one is the usual case)
         row = conn.execute(
-            "SELECT id FROM passes WHERE card_key = ? AND status != 'confiscated' "
-            "ORDER BY issued_at DESC LIMIT 1",
-            (card.key,),
+            f"SELECT id FROM passes WHERE card_key = ? AND status != 'confiscated' "
+            f"ORDER BY ({_GRANTS}) DESC, issued_at DESC LIMIT 1",
+            (card.key, now, now),
         ).fetchone()
         if row is None:
             raise NotFound(f"no pass to confiscate for card {card.masked}")
@@ -174,12 +185,54 @@ def confiscate(
     return record
 
 
+# a pass that grants now (the decision's own test, edge.decision, less gates and hours);
+# two parameters: now, now
+_GRANTS = "status = 'active' AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?)"
+# a pass that grants now or will: what a card must have only one of per kind; one: now
+_LIVE = "status = 'active' AND (valid_until IS NULL OR valid_until > ?)"
+
+
 def issue(
-    conn: sqlite3.Connection, req: PassRequest, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
+    conn: sqlite3.Connection,
+    req: PassRequest,
+    hasher: IdHasher,
+    tz: ZoneInfo,
+    by: str,
+    now: float,
+    *,
+    replace: bool = False,
 ) -> str:
+    """Issue a pass. One card, one answer: a card holds one live pass of a kind, so another
+    is refused naming the one it has, or, with ``replace``, revokes it ("replaced by")."""
     row = build_row(req, hasher, tz, now, by)
+    held = [r[0] for r in conn.execute(
+        f"SELECT id FROM passes WHERE card_key = ? AND kind = ? AND {_LIVE} ORDER BY issued_at",
+        (row[2], row[1], now),
+    )]  # fmt: skip
+    if held and not replace:
+        card = mask_key(row[2])
+        raise Conflict(f"card {card} already has {row[1]} pass {held[0]}; revoke it, or "
+                       "replace it (--replace, or replace: true)")  # fmt: skip
+    for old in held:
+        set_status(conn, old, "revoked", f"replaced by {row[0]}", by, now)
     conn.execute(_INSERT, row)
     return row[0]
+
+
+def revoke_card(
+    conn: sqlite3.Connection, card: CardId, reason: str | None, by: str, now: float
+) -> list[str]:
+    """Revoke every pass that lets ``card`` in now or later: a guard who is handed a lost
+    card's number knows the card, not its passes, and the card must stop opening."""
+    held = [r[0] for r in conn.execute(
+        f"SELECT id FROM passes WHERE card_key = ? AND {_LIVE} ORDER BY issued_at",
+        (card.key, now),
+    )]  # fmt: skip
+    if not held:
+        raise NotFound(f"no live pass for card {card.masked}")
+    for pass_id in held:
+        set_status(conn, pass_id, "revoked", reason, by, now)
+    return held
 
 
 CSV_REQUIRED = ("kind", "card", "name", "unit", "valid_from", "valid_until")
@@ -217,11 +270,29 @@ class ImportBusy(PassError):
     """Another import into the same database is running."""
 
 
+def encoding_of(path: Path) -> str:
+    """``utf-8-sig`` (UTF-8, with or without the BOM Excel writes) when the whole file is
+    UTF-8, else ``gb18030``: Excel on a Chinese Windows saves "CSV" in GBK, of which
+    GB18030 is the superset. Read through once, in blocks: a file UTF-8 in its first
+    thousand lines and GBK after (rows pasted in later) is GBK."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except OSError as e:
+        raise PassError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8-sig"
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict[str, str] | None]]:
     """(line, record) of each data line once the header has been checked; the record is
     None for a line with the wrong number of fields."""
     try:
-        f = path.open(newline="", encoding="utf-8-sig")
+        f = path.open(newline="", encoding=encoding_of(path))
     except OSError as e:
         raise PassError(f"{path}: {e.strerror}") from None
     with f:
@@ -246,7 +317,14 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, str] | None]]:
             raise PassError(f"line {reader.line_num or 1}: {e}") from None
 
 
-def _check(rec: dict[str, str], hasher: IdHasher, tz: ZoneInfo, now: float, by: str) -> tuple:
+def _check(
+    rec: dict[str, str],
+    hasher: IdHasher,
+    tz: ZoneInfo,
+    now: float,
+    by: str,
+    known_gates: tuple[str, ...] | None,
+) -> tuple:
     return build_row(
         PassRequest(
             kind=rec["kind"].strip(),
@@ -263,6 +341,7 @@ def _check(rec: dict[str, str], hasher: IdHasher, tz: ZoneInfo, now: float, by: 
         now,
         by,
         pass_id=_ID_PLACEHOLDER,
+        known_gates=known_gates,
     )
 
 
@@ -276,7 +355,13 @@ def _report(errors: list[tuple[int, str]], total: int) -> PassError:
 
 
 def stage_csv(
-    conn: sqlite3.Connection, path: Path, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
+    conn: sqlite3.Connection,
+    path: Path,
+    hasher: IdHasher,
+    tz: ZoneInfo,
+    by: str,
+    now: float,
+    known_gates: tuple[str, ...] | None = None,
 ) -> int:
     """Check every line of ``path``; the good ones into ``temp.import_rows`` in card order
     (rowid 1..n), and how many; every row is issued at ``now``. Nothing is written to the
@@ -311,7 +396,7 @@ def stage_csv(
                     bad(line, "wrong number of fields")
                     continue
                 try:
-                    row = _check(rec, hasher, tz, now, by)
+                    row = _check(rec, hasher, tz, now, by, known_gates)
                 except PassError as e:
                     bad(line, str(e))
                     continue
@@ -336,6 +421,19 @@ def stage_csv(
         total += len(dups)  # in file order, as the lines' own errors are: merged below
         errors += [(line, f"card {card!r} is already on line {first}")
                    for line, card, first in dups[:ERRORS_SHOWN]]  # fmt: skip
+        # one card, one answer: a card that holds a live pass of the kind already (issue
+        # replaces or refuses; an import, all or nothing, refuses)
+        if conn.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'passes'").fetchone():
+            held = conn.execute(
+                "SELECT l.line, l.card, l.kind, p.id FROM temp.import_lines l "
+                "JOIN main.passes p ON p.card_key = l.card_key AND p.kind = l.kind "
+                "AND p.status = 'active' AND (p.valid_until IS NULL OR p.valid_until > ?) "
+                "ORDER BY l.line",  # (_LIVE, of p)
+                (now,),
+            ).fetchall()
+            total += len(held)
+            errors += [(line, f"card {card!r} already has {kind} pass {pass_id}")
+                       for line, card, kind, pass_id in held[:ERRORS_SHOWN]]  # fmt: skip
         if not total:
             # in card order, numbered: each chunk copied is a range of neighbouring cards
             conn.execute(
@@ -353,13 +451,18 @@ def stage_csv(
 
 
 def read_csv(
-    path: Path, hasher: IdHasher, tz: ZoneInfo, by: str, now: float
+    path: Path,
+    hasher: IdHasher,
+    tz: ZoneInfo,
+    by: str,
+    now: float,
+    known_gates: tuple[str, ...] | None = None,
 ) -> list[tuple[Any, ...]]:
     """The rows to insert, in card order, every line checked first; PassError names the bad
     lines. (The whole file in memory: ``import_csv`` never holds it.)"""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        stage_csv(conn, path, hasher, tz, by, now)
+        stage_csv(conn, path, hasher, tz, by, now, known_gates)
         return [(new_pass_id(), *r) for r in conn.execute(
             f"SELECT {_STAGED_COLUMNS} FROM temp.import_rows ORDER BY rowid"
         )]  # fmt: skip
@@ -491,6 +594,7 @@ def import_csv(
     by: str,
     now: float,
     *,
+    known_gates: tuple[str, ...] | None = None,
     chunk: int = IMPORT_CHUNK,
     pause_s: float = IMPORT_PAUSE_S,
     hold_s: float = IMPORT_HOLD_S,
@@ -505,7 +609,7 @@ def import_csv(
     and which the next import removes first (``discard_staged``)."""
     with _import_lock(conn):
         try:
-            total = stage_csv(conn, path, hasher, tz, by, now)
+            total = stage_csv(conn, path, hasher, tz, by, now, known_gates)
             left = discard_staged(conn, min(chunk, 2000), pause_s)
             if left:
                 log.warning("import: removed %d staged passes of an import that did not finish",

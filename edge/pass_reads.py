@@ -5,6 +5,7 @@ in a fraction of the time (bench/cli_startup.py)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,13 +40,27 @@ def get_pass(conn: sqlite3.Connection, pass_id: str) -> dict[str, Any]:
     return found
 
 
+def status_filter(status: str, now: float) -> tuple[str, tuple[Any, ...]]:
+    """SQL for a list's ``status``: a stored status, or ``expired`` (active, but its end has
+    come: it no longer opens, and is shown so, but nobody revoked it)."""
+    if status == "expired":
+        return "status = 'active' AND valid_until <= ?", (now,)
+    return "status = ?", (status,)
+
+
 def list_passes(
-    conn: sqlite3.Connection, limit: int = 50, status: str | None = None, card: CardId | None = None
+    conn: sqlite3.Connection,
+    limit: int = 50,
+    status: str | None = None,
+    card: CardId | None = None,
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if status:
-        where.append("status = ?")
-        args.append(status)
+        sql, values = status_filter(status, time.time() if now is None else now)
+        where.append(sql)
+        args.extend(values)
     if card is not None:
         where.append("card_key = ?")
         args.append(card.key)

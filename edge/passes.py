@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from edge.decision import KINDS
@@ -104,3 +104,15 @@ def parse_time(text: str, tz: ZoneInfo) -> float:
     if not FIRST_YEAR <= t.year <= LAST_YEAR or not in_range(stamp := t.timestamp()):
         raise PassError(f"{text!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return stamp
+
+
+def parse_end(text: str, tz: ZoneInfo) -> float:
+    """A validity's end as ``parse_time`` reads it, except that a date alone is the end of
+    that day in the node's zone: "until 2027-02-23" includes the 23rd (as midnight at its
+    start it lost the last working day)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return parse_time(text, tz)
+    parse_time(text, tz)  # the years, as written: 2099-12-31 is in them, ending or not
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).timestamp()

@@ -231,7 +231,8 @@ def test_pass_lifecycle_from_the_command_line(config: Path):
 
 
 def test_worker_and_temporary_passes_beyond_their_limit_are_refused(config: Path):
-    window = ["--valid-from", "2026-11-01T08:00", "--valid-until", "2026-11-05T08:00"]
+    year = datetime.now().year + 1  # a window to come: one that has passed is refused first
+    window = ["--valid-from", f"{year}-11-01T08:00", "--valid-until", f"{year}-11-05T08:00"]
     out = cli(config, "pass", "add", "--kind", "temporary", "--card", "0040856634", "--name", "x",
               *window, check=False)  # fmt: skip
     assert out.returncode == 2 and "at most 3 days" in out.stderr

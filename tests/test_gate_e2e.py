@@ -72,9 +72,12 @@ def test_revoked_expired_and_unknown_cards_are_denied_with_their_reason(
 ):
     revoked = add(node, "0A0B0C0D0E")
     cli(node.config, "pass", "revoke", revoked, "--reason", "lost")
+    # a pass must end in the future when it is issued: this one ends in 2 s, then we wait
     start = (datetime.now(TZ) - timedelta(days=2)).isoformat()
-    end = (datetime.now(TZ) - timedelta(days=1)).isoformat()
-    add(node, "1122334455", "--valid-from", start, "--valid-until", end, kind="temporary")
+    ends = datetime.now(TZ) + timedelta(seconds=2)
+    add(node, "1122334455", "--valid-from", start, "--valid-until", ends.isoformat(),
+        kind="temporary")  # fmt: skip
+    time.sleep(max(0.0, (ends - datetime.now(TZ)).total_seconds()) + 0.2)
     for card, reason in [
         ("0A0B0C0D0E", "revoked"),
         ("1122334455", "expired"),

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from edge import audit, db, pass_ops, pass_reads, photos
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
-from edge.api.schemas import PassIn, ReasonIn
+from edge.api.schemas import PassIn, ReasonIn, RevokeCardIn
 from edge.cards import parse_card
 from edge.errors import DomainError, NotFound
 from edge.views import pass_view
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/passes", tags=["passes"])
 def list_passes(
     request: Request,
     who: Caller = roles("guard", "control"),
-    status: str | None = Query(None, pattern="^(active|revoked|confiscated)$"),
+    status: str | None = Query(None, pattern="^(active|expired|revoked|confiscated)$"),
     card: str | None = Query(None, max_length=40),
     unit: str | None = Query(None, max_length=50),
     limit: int = Query(50, ge=1, le=500),
@@ -32,8 +32,9 @@ def list_passes(
     svc = service(request)
     where, args = [], []
     if status:
-        where.append("status = ?")
-        args.append(status)
+        sql, values = pass_reads.status_filter(status, svc.clock.now())
+        where.append(sql)
+        args.extend(values)
     if card:
         try:
             where.append("card_key = ?")
@@ -72,11 +73,32 @@ def issue(request: Request, body: PassIn, who: Caller = roles("admin")) -> dict[
 
     def job(conn: Any) -> dict[str, Any]:
         now = svc.clock.now()
-        pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name, now)
+        pass_id = pass_ops.issue(conn, req, svc.hasher, svc.cfg.tz, who.name, now,
+                                 replace=body.replace)  # fmt: skip
         audit.record(conn, who.name, "pass:issue", pass_id, now)
         return dict(pass_reads.get_pass(conn, pass_id))
 
     return pass_view(svc.write(job), svc.cfg.tz, True, svc.cfg.rules.name_mask)
+
+
+@router.post("/revoke")
+def revoke_card(request: Request, body: RevokeCardIn, who: Caller = roles("admin")) -> dict:
+    """Revoke whatever lets a card in, now or later: the guard knows the lost card, not its
+    passes. 404 when the card has no live pass."""
+    svc = service(request)
+    try:
+        card = parse_card(body.card)
+    except ValueError as e:
+        raise DomainError(f"card: {e}") from None
+
+    def job(conn: Any) -> list[str]:
+        now = svc.clock.now()
+        ids = pass_ops.revoke_card(conn, card, body.reason, who.name, now)
+        for pass_id in ids:
+            audit.record(conn, who.name, "pass:revoke", pass_id, now)
+        return ids
+
+    return {"card": card.masked, "revoked": svc.write(job)}
 
 
 @router.post("/{pass_id}/revoke")

@@ -27,6 +27,14 @@ class PassIn(Body):
     photo: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="what POST /api/v1/photos answered"
     )
+    replace: bool = Field(
+        False, description="revoke the card's live pass of this kind (else 409 naming it)"
+    )
+
+
+class RevokeCardIn(Body):
+    card: str = Field(min_length=1, max_length=40)
+    reason: str | None = Field(None, max_length=500)
 
 
 class RenewIn(Body):

@@ -27,7 +27,7 @@ def test_the_photo_route_serves_pictures_and_nothing_else(tmp_path: Path):
         picture = tmp_path / "old.png"
         Image.new("RGB", (200, 300), (10, 120, 200)).save(picture)
         ids = {}
-        for card, path in (("01026F6C3A", key), ("0040856634", picture)):
+        for card, path in (("01026F6C3A", key), ("0040856635", picture)):
             body = {"kind": "resident", "card": card, "name": "张三丰", "unit": "3-1-502"}
             pass_id = client.post("/api/v1/passes", json=body, headers=admin).json()["id"]
             # a pass from before photos were data: the CLI kept whatever path it was given
