@@ -154,5 +154,17 @@ def test_the_api_replaces_and_revokes_by_card(tmp_path: Path):
         assert code == 422, out
         code, expired = call("GET", "/api/v1/passes?status=expired")
         assert code == 200 and expired["items"] == []
+
+        # confiscation by card takes the pass the gate would grant, not the newest one
+        other = "0040856635"
+        code, grants = call("POST", "/api/v1/passes", body | {"card": other})
+        assert code == 201, grants
+        later = (datetime.now(TZ) + timedelta(days=1)).isoformat()
+        visit = {"kind": "temporary", "card": other, "name": "孙八", "valid_from": later}
+        code, newer = call("POST", "/api/v1/passes", visit)
+        assert code == 201, newer
+        code, taken = call("POST", "/api/v1/confiscations",
+                           {"card": other, "reason": "冒用", "gate": "main"})  # fmt: skip
+        assert code == 201 and taken["pass_id"] == grants["id"], taken
     finally:
         node.stop()
