@@ -190,6 +190,10 @@ def build_parser() -> Parser:
     )
     upw.add_argument("name")
 
+    aud = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    aud.add_parser("verify", help="check that no entry was changed or removed (exit 1 if so)")
     rep = sub.add_parser("report", help="reports").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -649,6 +653,26 @@ def cmd_backup(args: argparse.Namespace, db_path: Path | None = None,
     return 0
 
 
+def cmd_audit(cfg: Config, args: argparse.Namespace) -> int:
+    """The audit log's chain, walked: whole (0) or where it breaks (1)."""
+    from edge import audit
+
+    conn = open_db(cfg)
+    try:
+        v = audit.verify(conn)
+    finally:
+        conn.close()
+    whole = v.broken_at is None
+    said = (f"audit log whole: {v.entries} entries, the newest's hash {v.head or '-'}"
+            if whole else f"audit log broken at entry {v.broken_at}: {v.problem}")  # fmt: skip
+    if v.before_chain:
+        said += f" ({v.before_chain} entries from before the chain are not covered)"
+    _print(args, {"whole": whole, "entries": v.entries, "before_chain": v.before_chain,
+                  "broken_at": v.broken_at, "problem": v.problem or None, "head": v.head},
+           said)  # fmt: skip
+    return 0 if whole else 1
+
+
 def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
     from edge import broker
     from edge.errors import DomainError
@@ -834,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_user(cfg, args)
         if args.command == "report":
             return cmd_report(cfg, args)
+        if args.command == "audit":
+            return cmd_audit(cfg, args)
         if args.command == "broker":
             return cmd_broker(cfg, args)
         return cmd_check(cfg, args)

@@ -190,6 +190,8 @@ class AuditEntry(SQLModel, table=True):
     by: str
     action: str
     subject: str | None = None
+    prev_hash: str | None = None  # the entry before's hash (edge.audit): a chain
+    hash: str | None = None  # this entry's, over prev_hash and the fields above
 
 
 class Alarm(SQLModel, table=True):

@@ -48,7 +48,7 @@ from PIL import Image
 from psycopg2.extras import Json
 from sqlalchemy import Engine, text
 
-from edge import db, outbox, users
+from edge import audit, db, outbox, users
 from edge.api import create_app
 from edge.cards import parse_card
 from edge.privacy import IdHasher
@@ -241,7 +241,9 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
     ],
     "audit_log": [
         {"id": 1, "at": at("2026-12-03 10:00:01"), "by": "admin", "action": "unmask:events",
-         "subject": "events 2"},
+         "subject": "events 2", "prev_hash": "",  # (from 0012: the chain's first entry)
+         "hash": audit.entry_hash("", at("2026-12-03 10:00:01"), "admin", "unmask:events",
+                                  "events 2")},
     ],
     "confiscations": [
         {"id": 1, "pass_id": LENT_PASS, "gate": "main", "reason": "冒用他人证件", "by": "老张",
@@ -341,6 +343,8 @@ EDGE_ADDED: dict[tuple[str, str], Any] = {
     ("users", "password_set_at"): None,
     ("passes", "photo_sha256"): None,  # 0010
     ("passes", "origin"): "local",  # 0011
+    ("audit_log", "prev_hash"): None,  # 0012: the chain starts after the entries kept
+    ("audit_log", "hash"): None,
 }
 
 
