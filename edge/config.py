@@ -491,6 +491,12 @@ class AlarmsCfg(_Table):
         return data
 
 
+class PrivacyCfg(_Table):
+    """How long personal data is kept at the gate (docs/privacy.md)."""
+
+    visitor_days: Annotated[float, In(1, 3650)] = 90.0  # visitor records, then purged
+
+
 class _Node(_Table):
     id: Ident
     timezone: Zone = Field(default="Asia/Shanghai", validate_default=True)
@@ -554,6 +560,7 @@ class _File(_Table):
     qr: _Qr = _Qr()
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     handover: _Handover = _Handover()
+    privacy: PrivacyCfg = PrivacyCfg()
 
     @model_validator(mode="after")
     def across_tables(self) -> _File:
@@ -622,6 +629,7 @@ class Config:
     alarms: AlarmsCfg = field(default_factory=AlarmsCfg)
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
+    privacy: PrivacyCfg = field(default_factory=PrivacyCfg)
     source: str = ""  # the config file
 
     @property
@@ -823,6 +831,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         alarms=f.alarms.model_copy(update={"sources": sources}),
         shifts=f.shifts,
         post_items=dict(f.handover.items),
+        privacy=f.privacy,
         source=source,
     )
 

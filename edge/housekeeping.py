@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge import audit
 from edge.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,30 @@ def prune_outbox(
         "WHERE acked_at IS NOT NULL AND acked_at < ? ORDER BY acked_at LIMIT ?)",
         (now - keep_s, limit),
     ).rowcount
+
+
+def purge_visitors(conn: sqlite3.Connection, now: float, keep_s: float, limit: int = CHUNK) -> int:
+    """Delete at most ``limit`` visitor records (names, ID last 4, plates, whom they
+    visited) registered more than ``keep_s`` ago, oldest first, on ``ix_visitors_registered_at``;
+    how many. Each chunk that removes any is written to the audit log: what was purged, when,
+    is itself a record (PIPL: personal data kept no longer than its purpose needs)."""
+    cutoff = now - keep_s
+    n = conn.execute(
+        "DELETE FROM visitors WHERE id IN (SELECT id FROM visitors "
+        "WHERE registered_at < ? ORDER BY registered_at LIMIT ?)",
+        (cutoff, limit),
+    ).rowcount
+    if n:
+        audit.record(conn, "housekeeping", "purge:visitors",
+                     f"{n} registered before {cutoff:.0f}", now)  # fmt: skip
+    return n
+
+
+def visitors_task(keep_days: float, every_s: float = PRUNE_EVERY_S) -> Task:
+    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
+        return purge_visitors(conn, now, keep_days * 86400.0, limit)
+
+    return Task("visitors", run, every_s)
 
 
 @dataclass(frozen=True)

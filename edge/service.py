@@ -29,7 +29,7 @@ from edge.config import Config, ConfigError, ReaderCfg
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline, ReadJob, check_qr
-from edge.housekeeping import Housekeeper
+from edge.housekeeping import Housekeeper, outbox_task, visitors_task
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
 from edge.logs import scrub
@@ -96,7 +96,11 @@ class Service:
         # clean-ups in small chunks through the writer, off the swipe path; the first run is
         # at start, so a backlog left by a long stop is worked off at once
         self.housekeeper = Housekeeper(
-            self.writer, self.clock.now, monotonic=self.clock.monotonic, run_at_start=True
+            self.writer,
+            self.clock.now,
+            monotonic=self.clock.monotonic,
+            run_at_start=True,
+            tasks=[outbox_task(), visitors_task(cfg.privacy.visitor_days)],
         )
         self.photos = photos.store_for(cfg.data_dir)
         self.sync: SyncClient | None = None
