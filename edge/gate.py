@@ -291,7 +291,9 @@ class GatePipeline:
         if len(recent) < rules.repeated_denials:
             return
         alarm_id = alarms.raise_alarm(
-            conn, rules, "repeated_denial", f"gate:{e.gate}:card:{card.key:08X}", e.ts,
+            # masked: the source goes out on MQTT and to every console (two cards with the
+            # same last 4 denied at one gate within the window fold into one alarm)
+            conn, rules, "repeated_denial", f"gate:{e.gate}:card:{card.masked}", e.ts,
             gate=e.gate, location=f"gate {e.gate}",
             notes=f"card {card.masked} denied {len(recent)} times ({e.reason})",
         )  # fmt: skip

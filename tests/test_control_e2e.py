@@ -58,6 +58,9 @@ def test_alarms_from_mqtt_escalate_resolve_and_close(
             time.sleep(0.2)  # lifted and presented again: past the reader's 100 ms debounce
         repeated = listener.next("/alarm/3")
         assert repeated["type"] == "repeated_denial" and repeated["gate"] == "main"
+        # no field of it carries the card whole (issue 14): MQTT reaches every console
+        assert "AABBCCDD" not in json.dumps(repeated).upper(), repeated
+        assert repeated["source"] == "gate:main:card:****CCDD", repeated
 
         _, log = call(node, "GET", "/api/v1/duty-log", op)
         texts = [e["text"] for e in log["items"]]
