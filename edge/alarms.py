@@ -24,6 +24,7 @@ DEVICE_TYPES = (
     "intercom_emergency", "reader_silent", "camera_offline", "camera_frozen",
     "camera_covered", "repeated_denial", "manual_override", "lookup_enumeration",
     "sync_gap", "sync_conflict",  # the office sync found records lost or rewritten
+    "unknown_type",  # an alarm input of a type nobody declared: raised, never dropped
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
 # 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13)
@@ -35,6 +36,7 @@ FAULTS = ("tamper", "power_fail", "reader_silent", "camera_offline", "camera_fro
 DEFAULT_PRIORITY: dict[str, int] = {
     "fire": 1, "smoke": 1, "intercom_emergency": 1, "first_aid": 1, "robbery": 1,
     "door_forced": 2, "intrusion": 2, "theft": 2, "fight": 2, "flood": 2, "tamper": 2,
+    "unknown_type": 2,  # it may be a fire spelt wrong: not left at the bottom of the queue
 }  # fmt: skip  # everything else: 3
 
 RESOLUTIONS = (
@@ -100,10 +102,26 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
     ),
 }
 DEFAULT_CHECKLISTS["smoke"] = DEFAULT_CHECKLISTS["fire"]
+DEFAULT_CHECKLISTS["unknown_type"] = (
+    "send someone to the place the panel names",
+    "handle it as the alarm it turns out to be",
+    "tell the IT person: the panel sends a type not declared",
+)
 GENERIC_CHECKLIST = ("verify", "act", "record")
 STANDING_AFTER_S = 24 * 3600
 # the workflow's states short of closed, spelt out so a query can use ix_alarms_state
 OPEN_STATES = ("new", "acknowledged", "dispatched", "resolved")
+
+
+def declared(kind: str, cfg: AlarmsCfg) -> bool:
+    """Whether ``kind`` is an alarm type: built in, or a site's own, declared in the config
+    with its priority or its procedure ([alarms.priorities], [alarms.checklists])."""
+    return (
+        kind in DEVICE_TYPES
+        or kind in HELP_TYPES
+        or kind in cfg.priorities
+        or kind in cfg.checklists
+    )
 
 
 def priority_of(kind: str, cfg: AlarmsCfg) -> int:

@@ -125,10 +125,20 @@ class ControlRoom:
         source = f"alarm-input:{source_id}"
         now = self.clock.now()
         self.counts["alarm_input"] += 1
+        notes = None
+        if not alarms.declared(kind, self.cfg.alarms):
+            # a panel's typo of "fire" must not become a P3 with no procedure: raised as
+            # unknown_type (P2), saying what the panel sent
+            self.counts["alarm_input:undeclared"] += 1
+            log.warning("alarm input %s: type %r is not declared; raised as unknown_type",
+                        source_id, kind)  # fmt: skip
+            notes = f"the panel sent type {kind!r}, which is not declared"
+            kind = "unknown_type"
         if body.state == "active":
             self.submit(
                 lambda c: [alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
-                                              location=location or where, gate=gate)],
+                                              location=location or where, gate=gate,
+                                              notes=notes)],
                 ack, "alarm_input",
             )  # fmt: skip
         else:

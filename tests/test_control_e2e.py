@@ -87,3 +87,36 @@ def test_a_reader_that_goes_away_raises_reader_silent_and_clears_when_back(
     finally:
         node.stop()
         wire.stop()
+
+
+def test_an_undeclared_alarm_type_is_raised_as_unknown_and_a_site_type_as_declared(
+    tmp_path: Path, broker: Broker, listener: Listener
+):
+    """A panel's typo of `fire` is not a P3 with no procedure, and not dropped either: it is
+    raised as unknown_type (P2) saying what was sent; a type the site declared in its
+    config gets the priority and procedure given there (issue 14)."""
+    node = node_for(tmp_path, [], broker.port)
+    node.config.write_text(node.config.read_text() + (
+        '[alarms.priorities]\nlift_trapped = 1\n'
+        '[alarms.checklists]\nlift_trapped = ["call the lift company", "talk to the people"]\n'
+    ))  # fmt: skip
+    op = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    node.start(wait_ready=True)
+    try:
+        for source, kind in (("panel-1", "fier"), ("lift-2", "lift_trapped")):
+            publish.single(
+                PREFIX + f"alarm-input/{source}",
+                json.dumps({"type": kind, "state": "active", "location": "2号楼"}),
+                qos=1,
+                port=broker.port,
+            )
+        typo, lift = listener.next("/alarm/1"), listener.next("/alarm/2")
+        assert (typo["type"], typo["priority"]) == ("unknown_type", 2), typo
+        assert "'fier'" in typo["notes"] and typo["location"] == "2号楼"
+        assert (lift["type"], lift["priority"]) == ("lift_trapped", 1), lift
+        _, one = call(node, "GET", "/api/v1/alarms/2", op)
+        assert [s["step"] for s in one["checklist"]] == ["call the lift company",
+                                                         "talk to the people"]  # fmt: skip
+        assert node.ready()[1]["counts"].get("alarm_input:undeclared") == 1
+    finally:
+        node.stop()

@@ -154,6 +154,7 @@ ZH: dict[str, str] = {
     "alarm.lookup_enumeration": "门岗人工查询连续落空（疑似逐号试探）",
     "alarm.sync_gap": "同步记录缺失（部分记录未能送达管理处）",
     "alarm.sync_conflict": "同步记录冲突（数据库被回退或复制）",
+    "alarm.unknown_type": "未登记类型的报警（请检查报警主机设置）",
     "alarm.first_aid": "急救",
     "alarm.theft": "盗窃",
     "alarm.fight": "打架斗殴",
@@ -200,6 +201,9 @@ ZH: dict[str, str] = {
     "step.confirm done": "确认已完成",
     "step.record the complaint": "记录投诉内容",
     "step.answer the resident within 2 hours": "两小时内答复业主",
+    "step.send someone to the place the panel names": "派人到报警主机所报位置查看",
+    "step.handle it as the alarm it turns out to be": "按查明的实际报警类型处置",
+    "step.tell the IT person: the panel sends a type not declared": "通知系统管理员：报警主机发送了未登记的报警类型",
     "step.verify": "核实",
     "step.act": "处置",
     # -- slips and visitors at the gate --
