@@ -536,6 +536,24 @@ class _Handover(_Table):
     items: dict[str, Annotated[int, PlainValidator(_count)]] = {}  # the post's items to count
 
 
+def _uncovered(windows: list[tuple[time, time]]) -> str:
+    """The first stretch of the day no window covers, as "HH:MM-HH:MM" ("" when none).
+    A roster with a gap had no shift on duty in it: alarms could not be shelved to its end
+    and a handover there was built for the wrong shift. Windows read as shifts do
+    (edge.shifts): an end at or before the start is the next day's."""
+    day = [False] * 1440
+    for start, end in windows:
+        a, b = start.hour * 60 + start.minute, end.hour * 60 + end.minute
+        for m in range(a, b if b > a else b + 1440):
+            day[m % 1440] = True
+    if all(day):
+        return ""
+    # from a covered minute on (a shift covers one at least): a gap across midnight whole
+    first = next(m for m in range(day.index(True), day.index(True) + 1440) if not day[m % 1440])
+    last = next(m for m in range(first, first + 1440) if day[m % 1440])
+    return f"{first // 60 % 24:02d}:{first % 60:02d}-{last // 60 % 24:02d}:{last % 60:02d}"
+
+
 def _unique(ids: list[str], where: str, key: str = "id") -> None:
     for i, value in enumerate(ids):
         if value in ids[:i]:
@@ -589,6 +607,10 @@ class _File(_Table):
         if not self.shifts:
             raise Bad("give at least one [[shifts]] entry", key="shifts")
         _unique([s.name for s in self.shifts], "shifts", "name")
+        gap = _uncovered([s.hours for s in self.shifts])
+        if gap:
+            raise Bad(f"{gap} is in no shift; the shifts must cover the whole day (they may "
+                      "overlap, for the handover)", key="shifts")  # fmt: skip
         return self
 
 

@@ -103,6 +103,18 @@ def test_shifts_may_end_at_24_00_and_one_shift_may_cover_the_day():
     assert (on.start, on.end) == (midnight, midnight + 86400)
 
 
+@pytest.mark.parametrize(
+    ("hours", "gap"),
+    [(["08:00-20:00"], "20:00-08:00"), (["00:00-12:00", "13:00-24:00"], "12:00-13:00"),
+     (["22:00-06:00", "06:00-21:00"], "21:00-22:00")],
+)  # fmt: skip
+def test_a_roster_with_a_gap_is_refused_naming_it(hours, gap):
+    roster = [{"name": f"s{i}", "hours": h} for i, h in enumerate(hours)]
+    with pytest.raises(ConfigError) as e:
+        parse(GOOD | {"shifts": roster})
+    assert str(e.value).startswith(f"shifts: {gap} is in no shift"), e.value
+
+
 def test_the_example_config_is_valid():
     cfg = load(Path(__file__).parent.parent / "config" / "gatehouse.example.toml")
     assert cfg.node_id == "gate-east" and cfg.api_port == 8080 and cfg.mqtt is None

@@ -34,11 +34,13 @@ AROUND_NOW = "one shift from an hour ago to two hours ahead"
 
 
 def shift_around_now() -> list[dict[str, str]]:
-    """A roster whose one shift has begun and has two hours to run, on the clock the service
-    reads (time.time), whatever the time of day the test runs at."""
+    """A roster whose shift on duty has begun and has two hours to run, on the clock the
+    service reads (time.time), whatever the time of day the test runs at; another shift
+    covers the rest of the day (a roster must cover it all)."""
     now = datetime.fromtimestamp(time.time(), TZ)
     start, end = now - timedelta(hours=1), now + timedelta(hours=2)
-    return [{"name": "test", "hours": f"{start:%H:%M}-{end:%H:%M}"}]
+    return [{"name": "test", "hours": f"{start:%H:%M}-{end:%H:%M}"},
+            {"name": "rest", "hours": f"{end:%H:%M}-{start:%H:%M}"}]  # fmt: skip
 
 
 @pytest.fixture
