@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import db, dutylog, outbox, store
+from edge import audit, db, dutylog, outbox, store
 from edge.config import AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Alarm, AlarmLog, EmergencyRecord
@@ -279,6 +279,48 @@ def _close(conn: sqlite3.Connection, alarm_id: int, now: float) -> None:
     conn.execute("UPDATE alarms SET state = 'closed', closed_at = ? WHERE id = ?", (now, alarm_id))
     _log(conn, alarm_id, now, None, "closed")
     dutylog.add(conn, now, "system", "alarm", f"alarm {alarm_id} closed", alarm_id)
+
+
+def force_close(conn: sqlite3.Connection, alarm_id: int, reason: str, by: str, now: float) -> None:
+    """A supervisor closes an alarm that cannot end by itself (its device is gone for good,
+    a panel stuck active), whatever its state, with the reason: in its log, the duty log and
+    the audit log."""
+    if not reason.strip():
+        raise DomainError("reason: closing an alarm by force needs its reason")
+    a = _open(conn, alarm_id)
+    if a["active"]:
+        conn.execute("UPDATE alarms SET active = 0, cleared_at = ? WHERE id = ?", (now, alarm_id))
+    _log(conn, alarm_id, now, by, "force_closed", reason)
+    _close(conn, alarm_id, now)
+    audit.record(conn, by, "alarm:force_close", f"alarm {alarm_id}: {reason}", now)
+
+
+WATCHED = ("reader_silent", "camera_offline", "camera_frozen", "camera_covered")
+
+
+def carried_over(conn: sqlite3.Connection, watched: set[tuple[str, str]], now: float) -> tuple[
+    list[tuple[str, str]], list[int]
+]:  # fmt: skip
+    """At start-up: the service's own watch (readers, cameras) begins with no memory, so the
+    alarms of that watch left active by the last run are taken up again. Of those, the
+    conditions still watched (``watched``: (source, type)) are returned, to be compared on
+    the first tick (a reader back after a restart clears its alarm); those of a device no
+    longer configured are closed with a note, and their ids returned."""
+    rows = conn.execute(
+        f"SELECT id, source, type FROM alarms WHERE state != 'closed' AND active = 1 "
+        f"AND type IN ({', '.join('?' * len(WATCHED))})",
+        WATCHED,
+    ).fetchall()
+    kept, closed = [], []
+    for alarm_id, source, kind in rows:
+        if (source, kind) in watched:
+            kept.append((source, kind))
+            continue
+        conn.execute("UPDATE alarms SET active = 0, cleared_at = ? WHERE id = ?", (now, alarm_id))
+        _log(conn, alarm_id, now, None, "retired", f"{source} is no longer configured")
+        _close(conn, alarm_id, now)
+        closed.append(int(alarm_id))
+    return kept, closed
 
 
 def _open(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:

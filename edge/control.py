@@ -51,6 +51,7 @@ class ControlRoom:
         self.bus = bus
         self.counts: Counter[str] = Counter()
         self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
+        self._taken_up = False  # the last run's active watch alarms (alarms.carried_over)
         self.cameras: Cameras | None = None  # set by the service when it has cameras
         self._pictured: dict[int, bool] = {}  # alarms whose picture was asked for
         # when the ticker's last job was committed (monotonic): escalation is life-safety,
@@ -179,7 +180,7 @@ class ControlRoom:
 
     def tick(
         self,
-        conditions: dict[tuple[str, str], tuple[bool, str | None, str]],
+        conditions: dict[tuple[str, str], tuple[bool | None, str | None, str]],
         probe: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """Once a second: escalate what nobody acknowledged, and raise or clear the alarms of
@@ -192,11 +193,17 @@ class ControlRoom:
             if probe is not None:
                 probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
+            if not self._taken_up:  # the first tick: what the last run left active
+                kept, closed = alarms.carried_over(c, set(conditions), now)
+                for key in kept:
+                    out.set_now(self._condition, key, True)
+                ids += closed
+                out.state.append((self.__dict__, "_taken_up", True))  # once committed
             # compared here, in the writer, and noted with the transaction: a failed commit
             # puts it back, so the change is seen again next tick, never an alarm lost
             for key, (active, gate, location) in conditions.items():
-                if self._condition.get(key, False) == active:
-                    continue
+                if active is None or self._condition.get(key, False) == active:
+                    continue  # (None: not known yet)
                 out.set_now(self._condition, key, active)
                 source, kind = key
                 if active:

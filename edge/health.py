@@ -50,20 +50,26 @@ def reader_states(svc: Service) -> dict[str, dict[str, Any]]:
     return out
 
 
-def conditions(svc: Service) -> dict[tuple[str, str], tuple[bool, str | None, str]]:
-    """The watched conditions for the control room's ticker."""
-    out: dict[tuple[str, str], tuple[bool, str | None, str]] = {}
+def conditions(svc: Service) -> dict[tuple[str, str], tuple[bool | None, str | None, str]]:
+    """The watched conditions for the control room's ticker. A condition is None while it
+    is not known yet: a reader or camera that has sent nothing since start, and has not
+    been quiet long enough to be called silent or offline. The ticker neither raises nor
+    clears on it (an alarm left active by the last run must not flap at start-up)."""
+    out: dict[tuple[str, str], tuple[bool | None, str | None, str]] = {}
     for reader_id, h in reader_states(svc).items():
-        gate = svc.readers_cfg[reader_id].gate
+        r = svc.readers_cfg[reader_id]
+        known = not h["ok"] or r.silent_after_s is None or h["last_frame_age_s"] is not None
         out[(f"reader:{reader_id}", "reader_silent")] = (
-            not h["ok"],
-            gate,
+            not h["ok"] if known else None,
+            r.gate,
             f"reader {reader_id}",
         )
     for camera_id, h in svc.cameras.health().items():
         where = f"camera {camera_id}"
+        known = h["offline"] or h["frame_age_s"] is not None
         for kind in ("offline", "frozen", "covered"):
-            out[(f"camera:{camera_id}", f"camera_{kind}")] = (h[kind], h["gate"], where)
+            out[(f"camera:{camera_id}", f"camera_{kind}")] = (
+                h[kind] if known else None, h["gate"], where)  # fmt: skip
     return out
 
 

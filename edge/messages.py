@@ -427,6 +427,7 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "管理处：{path} 已存在，管理处已有签名密钥（`gatehouse office key` 可显示其公钥）",
     ),
     ("a manual opening needs its reason", "人工开闸时必须填写"),
+    ("closing an alarm by force needs its reason", "强制关闭报警时必须填写"),
     ("{gate!r} has no camera", "{gate} 没有配置摄像机"),
     ("{gate!r} is not one of this node's gates", "{gate} 不是本机的门岗"),
     ("camera {camera} gave no picture in time", "摄像机 {camera} 未能及时返回画面"),

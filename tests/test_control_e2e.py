@@ -120,3 +120,51 @@ def test_an_undeclared_alarm_type_is_raised_as_unknown_and_a_site_type_as_declar
         assert node.ready()[1]["counts"].get("alarm_input:undeclared") == 1
     finally:
         node.stop()
+
+
+def test_device_alarms_are_taken_up_after_a_restart_and_a_supervisor_may_close_any(
+    tmp_path: Path, broker: Broker, listener: Listener
+):
+    """Alarms that always end (issue 14): a reader plugged back while the service was down
+    clears its alarm at the next start; the alarm of a reader taken out of the config is
+    closed with a note; an admin closes any alarm by force, with a reason, audited."""
+    from tests.helpers import SocatPair, write_config
+
+    wire = SocatPair(tmp_path).start()
+    node = node_for(tmp_path, [{"id": "main-in", "gate": "main", "port": wire.device}], broker.port)
+    admin = cli(node.config, "user", "add", "主管", "--role", "admin").stdout.strip()
+    op = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    node.start(wait_ready=True)
+    try:
+        wire.stop()  # unplugged
+        assert listener.next("/alarm/1", timeout=15)["active"] is True
+        node.stop()
+        wire.start()  # plugged back while the service was down
+        node.start()
+        back = listener.next("/alarm/1", timeout=15)
+        assert back["type"] == "reader_silent" and back["active"] is False, back
+
+        wire.stop()  # unplugged again, and then taken out of the config for good
+        assert listener.next("/alarm/1", timeout=15)["active"] is True
+        node.stop()
+        write_config(node.config, broker_port=broker.port, readers=[], api_port=node.api_port)
+        node.start()
+        retired = listener.next("/alarm/1", timeout=15)
+        assert retired["state"] == "closed" and retired["active"] is False, retired
+        _, one = call(node, "GET", "/api/v1/alarms/1", op)
+        assert any("no longer configured" in (e["detail"] or "") for e in one["history"]), one
+
+        publish.single(PREFIX + "alarm-input/door-9", json.dumps(
+            {"type": "door_forced", "state": "active"}), qos=1, port=broker.port)  # fmt: skip
+        assert listener.next("/alarm/2")["active"] is True
+        path = "/api/v1/alarms/2/force-close"
+        assert call(node, "POST", path, op, {"reason": "门磁坏了"})[0] == 403
+        status, refused = call(node, "POST", path, admin, {"reason": " "})
+        assert status == 422 and "reason" in refused["detail"], refused
+        status, closed = call(node, "POST", path, admin, {"reason": "门磁坏了，已报修"})
+        assert status == 200 and closed["state"] == "closed", closed
+        _, trail = call(node, "GET", "/api/v1/audit", admin)
+        assert any(a["action"] == "alarm:force_close" for a in trail["items"]), trail
+    finally:
+        node.stop()
+        wire.stop()

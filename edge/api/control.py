@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import alarms, dutylog, handover, shifts, stats, views
+from edge import alarms, db, dutylog, handover, shifts, stats, views
 from edge.api.deps import CURSOR, Caller, page, roles, service
 from edge.api.schemas import (
     AlarmIn,
@@ -16,6 +16,7 @@ from edge.api.schemas import (
     DutyLogIn,
     EmergencyIn,
     HandoverIn,
+    ReasonIn,
     ResolveIn,
     ShelveIn,
 )
@@ -161,6 +162,19 @@ def resolve(
     )
 
 
+@router.post("/alarms/{alarm_id}/force-close")
+def force_close(
+    request: Request, alarm_id: Id, body: ReasonIn, who: Caller = roles("admin")
+) -> dict[str, Any]:
+    """A supervisor closes an alarm that cannot end by itself, with the reason (audited)."""
+    svc = service(request)
+    return _change(
+        svc,
+        alarm_id,
+        lambda c: alarms.force_close(c, alarm_id, body.reason or "", who.name, svc.clock.now()),
+    )
+
+
 @router.post("/alarms/{alarm_id}/shelve")
 def shelve(
     request: Request, alarm_id: Id, body: ShelveIn, who: Caller = roles("control")
@@ -204,6 +218,26 @@ def emergency(
     keys = ("cause", "responsible", "remedial", "preventive", "results", "by", "at", "results_by")
     record = dict(zip(keys, rows, strict=True))
     return record | {"alarm_id": alarm_id, "at": iso(record["at"], svc.cfg.tz)}
+
+
+@router.get("/audit")
+def audit_log(
+    request: Request,
+    who: Caller = roles("admin"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: int | None = CURSOR,
+) -> dict[str, Any]:
+    """The audit log, newest first: who saw personal data unmasked, who issued, revoked,
+    purged or closed what by force (``gatehouse audit verify`` checks its chain)."""
+    svc = service(request)
+    sql = "SELECT id, at, by, action, subject, hash FROM audit_log"
+    args: tuple[Any, ...] = (limit + 1,)
+    if cursor:
+        sql += " WHERE id < ?"
+        args = (cursor, limit + 1)
+    found = svc.read(lambda c: db.rows(c, sql + " ORDER BY id DESC LIMIT ?", args))
+    shown, after = page(found, limit)
+    return {"items": [r | {"at": iso(r["at"], svc.cfg.tz)} for r in shown], "next": after}
 
 
 @router.get("/duty-log")
