@@ -316,8 +316,14 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
             _print(args, shown(get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
         elif args.action == "import":
             started = time.monotonic()
-            n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(),
-                                    CLOCK.now(), known_gates=cfg.gates)  # fmt: skip
+            bars = _ImportBars() if sys.stderr.isatty() else None  # a person watching
+            try:
+                n = pass_ops.import_csv(conn, Path(args.file), hasher, cfg.tz, cli_user(),
+                                        CLOCK.now(), known_gates=cfg.gates,
+                                        progress=bars)  # fmt: skip
+            finally:
+                if bars is not None:
+                    bars.close()
             took = time.monotonic() - started
             _print(
                 args,
@@ -347,6 +353,28 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     finally:
         conn.close()
     return 0
+
+
+class _ImportBars:
+    """`pass import` on a terminal: how many lines are checked, then how many passes are
+    written of how many (tqdm, on standard error; a script's output stays as it was)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        label = {"checked": "检查 checking", "written": "写入 writing"}[phase]
+        bar = self.bars.get(phase)
+        if bar is None:
+            bar = self.bars[phase] = tqdm(total=total, desc=label, unit=" 行 rows",
+                                          file=sys.stderr, mininterval=0.2)  # fmt: skip
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def _pass_list(cfg: Config, args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -266,6 +266,10 @@ _STAGED_COLUMNS = (
 _ID_PLACEHOLDER = "-"  # build_row's id for a staged line: not drawn, never stored
 
 
+# told how an import goes: ("checked", lines so far, None), then ("written", rows, of total)
+Progress = Callable[[str, int, int | None], None]
+
+
 class ImportBusy(PassError):
     """Another import into the same database is running."""
 
@@ -362,6 +366,7 @@ def stage_csv(
     by: str,
     now: float,
     known_gates: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Check every line of ``path``; the good ones into ``temp.import_rows`` in card order
     (rowid 1..n), and how many; every row is issued at ``now``. Nothing is written to the
@@ -392,6 +397,8 @@ def stage_csv(
     try:
         try:
             for line, rec in _records(path):
+                if progress is not None and line % 1000 == 0:
+                    progress("checked", line, None)
                 if rec is None:
                     bad(line, "wrong number of fields")
                     continue
@@ -534,7 +541,12 @@ def discard_staged(
 
 
 def _copy_staged(
-    conn: sqlite3.Connection, total: int, chunk: int, pause_s: float, hold_s: float
+    conn: sqlite3.Connection,
+    total: int,
+    chunk: int,
+    pause_s: float,
+    hold_s: float,
+    progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Copy ``temp.import_rows`` into ``passes`` as STAGED, a range of rows a transaction,
     at most ``chunk`` rows, each sized to hold the write lock about ``hold_s``, with
@@ -565,6 +577,8 @@ def _copy_staged(
             raise
         held = time.monotonic() - started
         done += size
+        if progress is not None:
+            progress("written", done, total)
         # the next chunk sized to the hold wanted, never more than doubled at a time
         size = min(chunk, size * 2, max(100, int(size * hold_s / max(held, 1e-3))))
         time.sleep(pause_s)
@@ -595,6 +609,7 @@ def import_csv(
     now: float,
     *,
     known_gates: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
     chunk: int = IMPORT_CHUNK,
     pause_s: float = IMPORT_PAUSE_S,
     hold_s: float = IMPORT_HOLD_S,
@@ -609,7 +624,7 @@ def import_csv(
     and which the next import removes first (``discard_staged``)."""
     with _import_lock(conn):
         try:
-            total = stage_csv(conn, path, hasher, tz, by, now, known_gates)
+            total = stage_csv(conn, path, hasher, tz, by, now, known_gates, progress)
             left = discard_staged(conn, min(chunk, 2000), pause_s)
             if left:
                 log.warning("import: removed %d staged passes of an import that did not finish",
@@ -617,7 +632,7 @@ def import_csv(
             if not total:
                 return 0
             try:
-                first, last = _copy_staged(conn, total, chunk, pause_s, hold_s)
+                first, last = _copy_staged(conn, total, chunk, pause_s, hold_s, progress)
                 active = _activate(conn, first, last)
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):

@@ -264,3 +264,38 @@ def test_swipes_are_decided_in_time_while_200k_passes_are_imported(
         ).fetchone()
     assert recorded == (len(swipes) + 1, 0)  # nothing lost, nothing stale
     assert statuses(path) == {"active": 200_600}
+
+
+def test_a_large_import_shows_its_progress_on_a_terminal_and_not_in_a_pipe(tmp_path: Path):
+    """A clerk importing a big file sees it checked and written (issue 14); a script that
+    reads the output gets the one line it always got."""
+    import pty
+    import struct
+    import termios
+
+    from tests.helpers import free_port, write_config
+
+    config = write_config(tmp_path / "g.toml", broker_port=None, readers=[], api_port=free_port())
+    csv_path = write_csv(tmp_path / "big.csv", residents(cards(5000, 1_000_000)))
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # 100 columns
+    proc = subprocess.Popen([GATEHOUSE, "--config", str(config), "pass", "import", str(csv_path)],
+                            stdout=subprocess.PIPE, stderr=terminal, text=True)  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the other end closed: the command is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(controller)
+    assert proc.returncode == 0 and out.startswith("imported 5000 passes"), out
+    shown = seen.decode("utf-8", "replace")
+    assert "写入 writing" in shown and "5000/5000" in shown, shown
+    more = write_csv(tmp_path / "more.csv", residents(cards(3000, 2_000_000)))
+    plain = cli(config, "pass", "import", str(more))
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr
