@@ -461,7 +461,9 @@ def pass_record(conn: Connection, pass_id: str) -> dict[str, Any]:
 
 
 def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by: str,
-               now: float, site: str | None = None) -> dict:  # fmt: skip
+               now: float, site: str | None = None, replace: bool = False) -> dict:  # fmt: skip
+    """Issue a pass. One card, one answer, as at a gate (edge.pass_ops.issue): a card holds
+    one live pass of a kind at a site; another is refused naming it, or replaces it."""
     where = resolve_site(conn, site)
     check_gates(where, gate_list(req.gates))
     for field, value in (("valid_from", req.valid_from), ("valid_until", req.valid_until)):
@@ -472,6 +474,20 @@ def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by
         raise NotFound(f"photo {req.photo}: upload it first (POST /api/v1/photos)")
     record = row | {"status": "active", "version": 1, "updated_by": by,
                     "site": where["site_id"]}  # fmt: skip
+    p = t.passes.c
+    held = conn.execute(
+        select(p.id).where(
+            p.card_key == record["card_key"], p.kind == record["kind"],
+            p.site == record["site"], p.status == "active",
+            (p.valid_until.is_(None)) | (p.valid_until > now),
+        ).order_by(p.issued_at)
+    ).scalars().all()  # fmt: skip
+    if held and not replace:
+        card = mask_key(record["card_key"])
+        raise Conflict(f"card {card} already has {record['kind']} pass {held[0]}; revoke it, or "
+                       "replace it (--replace, or replace: true)")  # fmt: skip
+    for old in held:
+        revoke_pass(conn, old, f"replaced by {record['id']}", by, now)
     conn.execute(t.passes.insert().values(**record))
     log_change(conn, "pass", record["id"], 1, "upsert", record, now)
     audit(conn, by, "pass_issue", record["id"], now, site=record["site"], kind=record["kind"],

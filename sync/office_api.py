@@ -328,7 +328,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             permit_no=body.permit_no, photo=body.photo,
         )  # fmt: skip
         with eng.begin() as c:
-            record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now(), body.site)
+            record = office.issue_pass(c, req, hasher, cfg.tz, who, clock.now(), body.site,
+                                       replace=body.replace)  # fmt: skip
         shown = _pass_view(record)
         if record["kind"] == "temporary":  # printed as a QR code the gates verify offline
             shown["qr"] = signer.sign(pass_payload(record))

@@ -168,3 +168,25 @@ def test_the_api_replaces_and_revokes_by_card(tmp_path: Path):
         assert code == 201 and taken["pass_id"] == grants["id"], taken
     finally:
         node.stop()
+
+
+def test_the_office_holds_a_card_to_one_live_pass_of_a_kind_too(tmp_path: Path, pg_url: str):
+    """A clerk at the office meets the same rule as at the gate: a second live pass of a
+    kind for a card is refused naming the first, or replaces it; the gates hear of both."""
+    from tests.helpers import Office, pg_rows
+    from tests.test_sync_recovery import running
+
+    office = Office(tmp_path, pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    with running(office):
+        body = {"kind": "resident", "card": CARD, "name": "周敏", "unit": "5-1-0801"}
+        code, first = office.call("POST", "/api/v1/passes", clerk, body)
+        assert code == 201, first
+        code, refused = office.call("POST", "/api/v1/passes", clerk, body)
+        assert code == 409 and first["id"] in refused["detail"], refused
+        code, second = office.call("POST", "/api/v1/passes", clerk, body | {"replace": True})
+        assert code == 201, second
+    rows = dict(pg_rows(pg_url, "SELECT id, status FROM passes"))
+    assert rows == {first["id"]: "revoked", second["id"]: "active"}
+    changes = pg_rows(pg_url, "SELECT entity_id, op FROM change_log ORDER BY change_id")
+    assert (first["id"], "revoke") in [tuple(c) for c in changes], changes
