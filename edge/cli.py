@@ -277,7 +277,7 @@ def cmd_run(cfg: Config) -> int:
 def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
         return _pass_list(cfg, args)
-    from edge import pass_ops
+    from edge import audit, pass_ops
     from edge.cards import parse_card
     from edge.pass_reads import get_pass, shown
     from edge.passes import PassError
@@ -309,8 +309,10 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 if g.strip():
                     cfg.known_gate(g.strip())
             conn.execute("BEGIN IMMEDIATE")
-            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), CLOCK.now(),
+            now = CLOCK.now()
+            pass_id = pass_ops.issue(conn, req, hasher, cfg.tz, cli_user(), now,
                                      replace=args.replace)  # fmt: skip
+            audit.record(conn, cli_user(), "pass:issue", pass_id, now)  # as the API does
             conn.execute("COMMIT")
             # the clerk who issued it sees it whole; the id alone without --json
             _print(args, shown(get_pass(conn, pass_id), cfg.tz, "none"), pass_id)
@@ -325,6 +327,9 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 if bars is not None:
                     bars.close()
             took = time.monotonic() - started
+            conn.execute("BEGIN IMMEDIATE")  # the chain's last entry read under the lock
+            audit.record(conn, cli_user(), "pass:import", f"{n} passes", CLOCK.now())
+            conn.execute("COMMIT")
             _print(
                 args,
                 {"imported": n, "seconds": round(took, 2)},
@@ -343,6 +348,8 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                     ids = [args.pass_id]
                 else:
                     ids = pass_ops.revoke_card(conn, card, args.reason, cli_user(), CLOCK.now())
+                for pass_id in ids:
+                    audit.record(conn, cli_user(), "pass:revoke", pass_id, CLOCK.now())
             except PassError:
                 conn.execute("ROLLBACK")
                 raise

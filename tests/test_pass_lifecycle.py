@@ -61,6 +61,11 @@ def test_a_card_holds_one_live_pass_of_a_kind_and_revoke_by_card_stops_it(config
     assert again.returncode == 2 and "no live pass for card ****" in again.stderr
     neither = cli(config, "pass", "revoke", check=False)
     assert neither.returncode == 2 and "--card" in neither.stderr
+    # each issue and revocation from the command line is in the audit log, whose chain holds
+    trail = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY id")]
+    # (a replaced pass's revocation is in its status reason: "replaced by …")
+    assert trail == ["pass:issue"] * 3 + ["pass:revoke"] * 2, trail
+    assert json.loads(cli(config, "--json", "audit", "verify").stdout)["whole"]
 
 
 def test_a_date_alone_ends_at_the_end_of_that_day_and_a_past_end_is_refused(config: Path):
