@@ -392,7 +392,9 @@ def test_a_flood_while_the_snapshot_thread_is_held_up_stays_bounded_and_every_re
             asked.append(req)
             time.sleep(0.01)
         assert deepest <= QUEUE_MAX  # at most this many frames held, however long it lasts
-        assert longest < 0.2  # the asking side never waited (the thread is held for 60 s)
+        # the asking side never waited for the held thread: that would be its 60 s each; a
+        # bound this loose tells the two apart on a busy shared machine (not a speed test)
+        assert longest < 10.0, longest
         assert cams.counts["snapshots_dropped"] == 200 - QUEUE_MAX
         assert cams.health()["cam-main"]["snapshots_dropped"] == 200 - QUEUE_MAX
 
