@@ -340,16 +340,15 @@ def cmd_pass(cfg: Config, args: argparse.Namespace) -> int:
                 raise UsageError("pass revoke: give a pass id or --card CARD (one of them)")
             card = parse_card(args.card) if args.card else None
             conn.execute("BEGIN IMMEDIATE")
+            now = CLOCK.now()  # one moment for the revocations and their audit entries
             try:
                 if card is None:
-                    pass_ops.set_status(
-                        conn, args.pass_id, "revoked", args.reason, cli_user(), CLOCK.now()
-                    )
+                    pass_ops.set_status(conn, args.pass_id, "revoked", args.reason, cli_user(), now)
                     ids = [args.pass_id]
                 else:
-                    ids = pass_ops.revoke_card(conn, card, args.reason, cli_user(), CLOCK.now())
+                    ids = pass_ops.revoke_card(conn, card, args.reason, cli_user(), now)
                 for pass_id in ids:
-                    audit.record(conn, cli_user(), "pass:revoke", pass_id, CLOCK.now())
+                    audit.record(conn, cli_user(), "pass:revoke", pass_id, now)
             except PassError:
                 conn.execute("ROLLBACK")
                 raise
@@ -396,7 +395,7 @@ def _pass_list(cfg: Config, args: argparse.Namespace) -> int:
     conn = open_db(cfg)
     try:
         rows = [shown(r, cfg.tz, cfg.rules.name_mask)
-                for r in list_passes(conn, args.limit, args.status, card, CLOCK.now())]  # fmt: skip
+                for r in list_passes(conn, CLOCK.now(), args.limit, args.status, card)]  # fmt: skip
     finally:
         conn.close()
     if args.json:

@@ -5,7 +5,6 @@ in a fraction of the time (bench/cli_startup.py)."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,15 +49,16 @@ def status_filter(status: str, now: float) -> tuple[str, tuple[Any, ...]]:
 
 def list_passes(
     conn: sqlite3.Connection,
+    now: float,
     limit: int = 50,
     status: str | None = None,
     card: CardId | None = None,
-    now: float | None = None,
 ) -> list[dict[str, Any]]:
+    """``now``: the caller's clock, which ``expired`` is judged by."""
     where: list[str] = []
     args: list[Any] = []
     if status:
-        sql, values = status_filter(status, time.time() if now is None else now)
+        sql, values = status_filter(status, now)
         where.append(sql)
         args.extend(values)
     if card is not None:
