@@ -9,6 +9,7 @@ then published on ``alarm/<id>`` — in that order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from typing import Any
@@ -128,9 +129,17 @@ def priority_of(kind: str, cfg: AlarmsCfg) -> int:
     return cfg.priorities.get(kind, DEFAULT_PRIORITY.get(kind, 3))
 
 
+def step_id(step: str) -> str:
+    """A step's address: a short hash of its text. It does not move when a procedure gains,
+    loses or reorders steps, it is the same in every alarm of the type, and an alarm stored
+    before steps had ids gets the same one on reading. A procedure's steps are distinct
+    (the config refuses a repeated one), so the id is unique within an alarm."""
+    return hashlib.blake2s(step.encode(), digest_size=4).hexdigest()
+
+
 def checklist_of(kind: str, cfg: AlarmsCfg) -> list[dict[str, Any]]:
     steps = cfg.checklists.get(kind) or DEFAULT_CHECKLISTS.get(kind, GENERIC_CHECKLIST)
-    return [{"step": s, "done_at": None, "by": None} for s in steps]
+    return [{"id": step_id(s), "step": s, "done_at": None, "by": None} for s in steps]
 
 
 def escalation_due(a: dict[str, Any], now: float, cfg: AlarmsCfg) -> bool:
@@ -363,20 +372,22 @@ def dispatch(conn: sqlite3.Connection, alarm_id: int, to: str, by: str, now: flo
     _log(conn, alarm_id, now, by, "dispatched", to.strip())
 
 
-def tick(conn: sqlite3.Connection, alarm_id: int, step: int, by: str, now: float) -> None:
-    """Tick a procedure step, in any order."""
+def tick(conn: sqlite3.Connection, alarm_id: int, step: str, by: str, now: float) -> None:
+    """Tick a procedure step, named by its id, in any order."""
     a = _open(conn, alarm_id)
     steps = a["checklist"]
-    if not 0 <= step < len(steps):
-        raise DomainError(f"step: alarm {alarm_id} has steps 0 to {len(steps) - 1}")
-    if steps[step]["done_at"] is not None:
-        raise Conflict(f"step {step} was ticked by {steps[step]['by']} already")
-    steps[step] |= {"done_at": now, "by": by}
+    found = next((s for s in steps if s["id"] == step), None)
+    if found is None:
+        ids = ", ".join(s["id"] for s in steps)
+        raise DomainError(f"step: alarm {alarm_id} has no step {step} (its steps: {ids})")
+    if found["done_at"] is not None:
+        raise Conflict(f"step {found['step']} was ticked by {found['by']} already")
+    found |= {"done_at": now, "by": by}
     conn.execute(
         "UPDATE alarms SET checklist = ? WHERE id = ?",
         (json.dumps(steps, ensure_ascii=False), alarm_id),
     )
-    _log(conn, alarm_id, now, by, "step", steps[step]["step"])
+    _log(conn, alarm_id, now, by, "step", found["step"])
 
 
 def resolve(
@@ -573,7 +584,7 @@ def listing(
 
 
 def _loaded(a: dict[str, Any]) -> dict[str, Any]:
-    a["checklist"] = json.loads(a["checklist"])
+    a["checklist"] = [{"id": step_id(s["step"])} | s for s in json.loads(a["checklist"])]
     a["active"] = bool(a["active"])
     return a
 

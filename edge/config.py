@@ -483,6 +483,16 @@ class AlarmsCfg(_Table):
     repeated_denials: Annotated[int, In(2, 100)] = 3  # denies of one card at one gate → alarm
     repeated_denials_window_s: Annotated[float, In(1, 3600)] = 60.0
 
+    @field_validator("checklists")
+    @classmethod
+    def distinct_steps(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        # a step is addressed by a hash of its text (alarms.step_id): two alike would be one
+        for kind, steps in value.items():
+            twice = next((s for i, s in enumerate(steps) if s in steps[:i]), None)
+            if twice is not None:
+                raise Bad(f"the step {twice!r} is given twice", key=kind)
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def no_sources_here(cls, data: Any, info: ValidationInfo) -> Any:

@@ -481,8 +481,11 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("alarm {alarm_id} is resolved", "报警 {alarm_id} 已处理完毕"),
     ("alarm {alarm_id} was acknowledged by {by} already", "报警 {alarm_id} 已由 {by} 确认过"),
     ("alarm {alarm_id} was resolved by {by} already", "报警 {alarm_id} 已由 {by} 处理完毕"),
-    ("alarm {alarm_id} has steps 0 to {last}", "报警 {alarm_id} 的步骤编号只有 0 到 {last}"),
-    ("step {step} was ticked by {by} already", "步骤 {step} 已由 {by} 勾选过"),
+    (
+        "alarm {alarm_id} has no step {step} (its steps: {ids})",
+        "报警 {alarm_id} 没有步骤 {step}（它的步骤：{ids}）",
+    ),
+    ("step {step} was ticked by {by} already", "步骤“{step}”已由 {by} 勾选过"),
     (
         "alarm {alarm_id} has its emergency record; only results may follow",
         "报警 {alarm_id} 已有紧急事件处理记录，之后只能补填处理结果",

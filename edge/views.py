@@ -187,7 +187,7 @@ def alarm_view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
         "resolved_by": a["resolved_by"],
         "closed_at": iso(a["closed_at"], tz),
         "checklist": [
-            {"step": s["step"], "done_at": iso(s["done_at"], tz), "by": s["by"]}
+            {"id": s["id"], "step": s["step"], "done_at": iso(s["done_at"], tz), "by": s["by"]}
             for s in a["checklist"]
         ],
         "snapshot": joined(a),

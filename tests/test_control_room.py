@@ -139,8 +139,9 @@ def test_door_alarm_is_worked_through_and_closes_with_a_resolution(svc, client, 
     assert client.post(f"/api/v1/alarms/{aid}/ack", headers=op).json()["acked_by"] == "值班员甲"
     assert client.post(f"/api/v1/alarms/{aid}/ack", headers=op).status_code == 409
     client.post(f"/api/v1/alarms/{aid}/dispatch", json={"to": "巡逻岗小王"}, headers=op)
+    ids = [s["id"] for s in detail["checklist"]]
     for step in (2, 0, 1):  # any order
-        client.post(f"/api/v1/alarms/{aid}/steps/{step}", headers=op)
+        client.post(f"/api/v1/alarms/{aid}/steps/{ids[step]}", headers=op)
     no_code = client.post(f"/api/v1/alarms/{aid}/resolve", json={"notes": "x"}, headers=op)
     assert no_code.status_code == 422 and "resolution" in no_code.json()["detail"]
     done = client.post(
@@ -170,11 +171,12 @@ def test_a_first_aid_request_walks_through_its_steps(svc, client, who):
     assert steps[0] == "record floor and room" and "call 120" in steps
     # nothing stands before the call to 120: it may be ticked first
     call_120 = steps.index("call 120")
-    ticked = client.post(f"/api/v1/alarms/{alarm['id']}/steps/{call_120}", headers=op).json()
+    ids = [s["id"] for s in alarm["checklist"]]
+    ticked = client.post(f"/api/v1/alarms/{alarm['id']}/steps/{ids[call_120]}", headers=op).json()
     assert ticked["checklist"][call_120]["by"] == "值班员甲"
     for i in range(len(steps)):
         if i != call_120:
-            client.post(f"/api/v1/alarms/{alarm['id']}/steps/{i}", headers=op)
+            client.post(f"/api/v1/alarms/{alarm['id']}/steps/{ids[i]}", headers=op)
     record = client.post(
         f"/api/v1/alarms/{alarm['id']}/emergency-record",
         json={"cause": "老人摔倒", "responsible": "值班员甲", "remedial": "送医",
@@ -190,6 +192,34 @@ def test_a_first_aid_request_walks_through_its_steps(svc, client, who):
     assert done["state"] == "closed"  # a help request has no "normal" to wait for
     repair = client.post("/api/v1/alarms", json={"type": "repair"}, headers=op).json()
     assert repair["route_to"] == "service_supervisor" and repair["priority"] == 3
+
+
+def test_a_step_is_addressed_by_its_id_not_its_place(svc, client, who):
+    op = who["值班员甲"]
+    alarm = client.post("/api/v1/alarms", json={"type": "theft"}, headers=op).json()
+    steps = {s["step"]: s["id"] for s in alarm["checklist"]}
+    for procedure in (*alarms.DEFAULT_CHECKLISTS.values(), alarms.GENERIC_CHECKLIST):
+        assert len({alarms.step_id(s) for s in procedure}) == len(procedure)
+    # the same step has the same id in every alarm of the type
+    again = client.post("/api/v1/alarms", json={"type": "theft", "location": "B2"}, headers=op)
+    assert {s["step"]: s["id"] for s in again.json()["checklist"]} == steps
+    url = f"/api/v1/alarms/{alarm['id']}/steps"
+    position = client.post(f"{url}/1", headers=op)
+    assert position.status_code == 422 and "step" in position.json()["detail"]
+    unknown = client.post(f"{url}/{'0' * 8}", headers=op)
+    assert unknown.status_code == 422 and steps["call 110 if confirmed"] in unknown.json()["detail"]
+    ticked = client.post(f"{url}/{steps['call 110 if confirmed']}", headers=op).json()
+    assert [s["step"] for s in ticked["checklist"] if s["by"]] == ["call 110 if confirmed"]
+    twice = client.post(f"{url}/{steps['call 110 if confirmed']}", headers=op)
+    assert twice.status_code == 409 and "call 110 if confirmed" in twice.json()["detail"]
+    # an alarm stored before steps had ids (an upgraded gate) reads with the same ids
+    svc.write(lambda c: c.execute(
+        "UPDATE alarms SET checklist = ? WHERE id = ?",
+        (json.dumps([{"step": s, "done_at": None, "by": None} for s in steps]), alarm["id"]),
+    ))  # fmt: skip
+    old = client.get(f"/api/v1/alarms/{alarm['id']}", headers=op).json()
+    assert {s["step"]: s["id"] for s in old["checklist"]} == steps
+    assert client.post(f"{url}/{steps['send a guard']}", headers=op).status_code == 200
 
 
 def test_an_intercom_emergency_is_priority_one_and_calls_go_in_the_duty_log(svc, client, who):

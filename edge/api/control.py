@@ -138,7 +138,7 @@ def dispatch(
 def tick(
     request: Request,
     alarm_id: Id,
-    step: Annotated[int, Path(ge=0, le=100)],
+    step: Annotated[str, Path(pattern="^[0-9a-f]{8}$", description="the step's id")],
     who: Caller = roles("control"),
 ) -> dict[str, Any]:
     """Tick a procedure step (any order: nothing stands before a call to 110/119/120)."""

@@ -90,14 +90,14 @@
       text("isa." + a.isa_state, a.isa_state) +
       (a.dispatched_to ? " · " + text("control.dispatched") + " " + a.dispatched_to : "");
     $("d-ack").disabled = a.acked || a.state === "closed";
-    $("d-steps").replaceChildren(...a.checklist.map((s, i) => {
+    $("d-steps").replaceChildren(...a.checklist.map((s) => {
       const li = document.createElement("li");
       li.className = s.done_at ? "done" : "";
       const b = document.createElement("button");
       b.type = "button";
       b.textContent = text("step." + s.step, s.step) + (s.done_at ? "  (" + s.by + " " + when(s.done_at).slice(11) + ")" : "");
       b.disabled = !!s.done_at || a.state === "closed";
-      b.addEventListener("click", () => act(() => api("POST", "/api/v1/alarms/" + id + "/steps/" + i)));
+      b.addEventListener("click", () => act(() => api("POST", "/api/v1/alarms/" + id + "/steps/" + s.id)));
       li.append(b);
       return li;
     }));
