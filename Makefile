@@ -65,6 +65,7 @@ bench: $(TESTING)
 	$(BIN)/python bench/pass_import.py
 	$(BIN)/python bench/alarm_flood.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/list_routes.py
 	sh scripts/debian-deps.sh ffmpeg
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/sync_drain.py

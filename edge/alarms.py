@@ -569,8 +569,8 @@ def listing(
 ) -> list[dict[str, Any]]:
     """The queue: priority first, then oldest; closed and shelved only when asked."""
     where, args = [], []
-    if not include_closed:
-        where.append("a.state != 'closed'")
+    if not include_closed:  # by ix_alarms_state: the open ones, never every alarm kept
+        where.append(f"a.state IN ({', '.join(repr(s) for s in OPEN_STATES)})")
     if not include_shelved:
         where.append("(a.shelved_until IS NULL OR a.shelved_until <= ?)")
         args.append(now)

@@ -505,6 +505,9 @@ class PrivacyCfg(_Table):
     """How long personal data is kept at the gate (docs/privacy.md)."""
 
     visitor_days: Annotated[float, In(1, 3650)] = 90.0  # visitor records, then purged
+    # holder names in access events, then removed (once the office has the event)
+    holder_days: Annotated[float, In(1, 3650)] = 180.0
+    photo_days: Annotated[float, In(0, 3650)] = 30.0  # a pass's photo after the pass ended
 
 
 class _Node(_Table):

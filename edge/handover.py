@@ -18,6 +18,7 @@ from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Handover
 from edge.privacy import mask_name
+from edge.shape import shaped
 
 
 def build_report(
@@ -91,17 +92,20 @@ def create(
             f"cannot hand over with priority-1 alarms unacknowledged: {listed}; acknowledge "
             "them, or a supervisor (admin) may override with override_reason"
         )
-    report = build_report(conn, cfg, now, counted, notes)
+    built = build_report(conn, cfg, now, counted, notes)
+    # frozen as people read it, every time in ISO 8601 like the API's; the office gets the
+    # same document, so the hash it is sent with is the hash of what it holds
+    report = shaped(built, cfg.tz)
     text = json.dumps(report, ensure_ascii=False, sort_keys=True)
+    sha = hashlib.sha256(text.encode()).hexdigest()
     handover_id = store.insert(conn, Handover, {
-        "shift": report["shift"], "shift_start": report["shift_start"], "created_at": now,
-        "created_by": by, "report": text,
-        "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "shift": built["shift"], "shift_start": built["shift_start"], "created_at": now,
+        "created_by": by, "report": text, "report_sha256": sha,
         "override_by": by if unacked_p1 else None,
         "override_reason": override_reason if unacked_p1 else None,
     })  # fmt: skip
     outbox.add(conn, None, "handover", str(handover_id), {"id": handover_id, "by": by,
-               "report": report, "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
+               "report": report, "report_sha256": sha,
                "override_reason": override_reason if unacked_p1 else None}, now)  # fmt: skip
     dutylog.add(
         conn, now, by, "handover", f"handover {handover_id} of the {report['shift']} shift made"

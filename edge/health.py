@@ -13,6 +13,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from edge import db
+from edge.clock import iso
 
 if TYPE_CHECKING:
     from edge.service import Service
@@ -136,12 +137,21 @@ def report(svc: Service) -> tuple[bool, dict[str, Any]]:
         "threads": threads,
         "readers": readers,
         "cameras": cameras,
-        # the gate works without the office: the link is shown, not required; "insecure"
-        # is cleartext to an office beyond loopback, which only `insecure = true` allows
-        "sync": (svc.sync.health() if svc.sync else {"configured": False})
-        | {"insecure": svc.cfg.sync is not None and svc.cfg.sync.cleartext},
+        "sync": _sync(svc),
         "counts": counts | svc.cameras.counts,
     }
+
+
+def _sync(svc: Service) -> dict[str, Any]:
+    if svc.sync is None:
+        link: dict[str, Any] = {"configured": False}
+    else:
+        link = svc.sync.health()
+        for key in ("last_push_ok", "last_pull_ok"):  # kept as UNIX times, shown as ISO
+            link[key] = iso(link[key], svc.cfg.tz)
+    # the gate works without the office: the link is shown, not required; "insecure"
+    # is cleartext to an office beyond loopback, which only `insecure = true` allows
+    return link | {"insecure": svc.cfg.sync is not None and svc.cfg.sync.cleartext}
 
 
 def watchdog_ok(svc: Service) -> bool:

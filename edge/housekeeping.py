@@ -19,9 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from edge import audit
+from edge import audit, db
 from edge.writer import Writer
+
+if TYPE_CHECKING:
+    from edge.photos import PhotoStore
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,74 @@ def visitors_task(keep_days: float, every_s: float = PRUNE_EVERY_S) -> Task:
         return purge_visitors(conn, now, keep_days * 86400.0, limit)
 
     return Task("visitors", run, every_s)
+
+
+def forget_holders(
+    conn: sqlite3.Connection, now: float, keep_s: float, office: bool, limit: int = CHUNK
+) -> int:
+    """Remove the holder's name from at most ``limit`` access events older than ``keep_s``,
+    oldest first; how many. With an ``office``, only events the office has: one still
+    waiting in the outbox keeps its name until it is sent (the office's copy is the record
+    that keeps it). The gate keeps the decision, the card and the pass it was made on.
+    The events are found on ``ix_access_events_named`` (partial: a name still there), so
+    the cost is the events changed, not the years of events already without names."""
+    waiting = (
+        " AND event_id NOT IN (SELECT ref FROM outbox "
+        "WHERE acked_at IS NULL AND kind = 'access_event')"
+        if office
+        else ""
+    )
+    cutoff = now - keep_s
+    n = conn.execute(
+        "UPDATE access_events SET holder = NULL WHERE id IN (SELECT id FROM access_events "
+        f"WHERE holder IS NOT NULL AND ts < ?{waiting} ORDER BY ts LIMIT ?)",
+        (cutoff, limit),
+    ).rowcount
+    if n:
+        audit.record(conn, "housekeeping", "purge:holder_names",
+                     f"{n} access events before {cutoff:.0f}", now)  # fmt: skip
+    return n
+
+
+def forget_photos(
+    conn: sqlite3.Connection, store: PhotoStore, now: float, grace_s: float, limit: int = CHUNK
+) -> int:
+    """Drop the photo of at most ``limit`` passes that ended more than ``grace_s`` ago
+    (revoked or confiscated then, or valid until then); how many. A picture no other pass
+    names is deleted from the store. (It is unlinked before the transaction commits: were
+    the commit to fail, the pass would name a picture that is gone, which is what was
+    being done anyway.)"""
+    cutoff = now - grace_s
+    ended = db.rows(
+        conn,
+        "SELECT id, photo_sha256 FROM passes WHERE photo_sha256 IS NOT NULL AND ("
+        "(status != 'active' AND updated_at < ?) OR (valid_until IS NOT NULL AND valid_until < ?)"
+        ") LIMIT ?",
+        (cutoff, cutoff, limit),
+    )
+    for p in ended:
+        conn.execute("UPDATE passes SET photo_sha256 = NULL WHERE id = ?", (p["id"],))
+    for sha in {p["photo_sha256"] for p in ended}:
+        if not conn.execute("SELECT 1 FROM passes WHERE photo_sha256 = ?", (sha,)).fetchone():
+            store.path(sha).unlink(missing_ok=True)
+    if ended:
+        audit.record(conn, "housekeeping", "purge:photos",
+                     f"{len(ended)} passes ended before {cutoff:.0f}", now)  # fmt: skip
+    return len(ended)
+
+
+def holders_task(keep_days: float, office: bool, every_s: float = PRUNE_EVERY_S) -> Task:
+    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
+        return forget_holders(conn, now, keep_days * 86400.0, office, limit)
+
+    return Task("holder_names", run, every_s)
+
+
+def photos_task(store: PhotoStore, grace_days: float, every_s: float = PRUNE_EVERY_S) -> Task:
+    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
+        return forget_photos(conn, store, now, grace_days * 86400.0, limit)
+
+    return Task("photos", run, every_s)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class Pass(SQLModel, table=True):
     card_key: int = Field(index=True)  # low 32 bits of the card ID (edge.cards)
     card_hex: str | None = None
     name: str
-    unit: str | None = None
+    unit: str | None = Field(default=None, index=True)
     id_hash: str | None = Field(default=None, index=True)  # keyed hash, never the number
     id_last4: str | None = None
     valid_from: float
@@ -47,11 +47,17 @@ class AccessEvent(SQLModel, table=True):
     """One gate decision, as it was made (通行记录)."""
 
     __tablename__ = "access_events"
+    __table_args__ = (
+        # a gate's events in a time range: the alarm's context, the list filtered by gate
+        Index("ix_access_events_gate_ts", "gate", "ts"),
+        # the events whose holder's name is still to be removed ([privacy] holder_days)
+        Index("ix_access_events_named", "ts", sqlite_where=text("holder IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(unique=True)
     ts: float = Field(index=True)
-    gate: str = Field(index=True)
+    gate: str
     reader: str | None = None
     direction: str | None = None
     decision: str  # grant | deny
@@ -150,7 +156,7 @@ class Visitor(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    id_hash: str | None = None
+    id_hash: str | None = Field(default=None, index=True)  # keyed hash, never the number
     id_last4: str | None = None
     host_unit: str
     purpose: str | None = None

@@ -53,8 +53,12 @@ def list_passes(
     limit: int = 50,
     status: str | None = None,
     card: CardId | None = None,
+    unit: str | None = None,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """``now``: the caller's clock, which ``expired`` is judged by."""
+    """Newest first, each with its ``_row`` (the page's cursor: ``before`` reads on from
+    it). ``now``: the caller's clock, which ``expired`` is judged by. A card or a unit is
+    found by its index (ix_passes_card_key, ix_passes_unit), already in row order."""
     where: list[str] = []
     args: list[Any] = []
     if status:
@@ -64,7 +68,21 @@ def list_passes(
     if card is not None:
         where.append("card_key = ?")
         args.append(card.key)
-    sql = "SELECT * FROM passes"
+    if unit is not None:
+        where.append("unit = ?")
+        args.append(unit)
+    if before is not None:
+        where.append("rowid < ?")
+        args.append(before)
+    sql = "SELECT rowid AS _row, * FROM passes"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return db.rows(conn, sql + " ORDER BY issued_at DESC LIMIT ?", (*args, limit))
+    return db.rows(conn, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit))
+
+
+def by_id_hash(conn: sqlite3.Connection, hashes: list[str]) -> list[dict[str, Any]]:
+    """The passes whose ID number hashes to one of ``hashes`` (on ix_passes_id_hash),
+    newest first."""
+    marks = ",".join("?" * len(hashes))
+    return db.rows(conn, f"SELECT rowid AS _row, * FROM passes WHERE id_hash IN ({marks}) "
+                         "ORDER BY rowid DESC LIMIT 100", tuple(hashes))  # fmt: skip

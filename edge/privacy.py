@@ -27,33 +27,92 @@ class MissingKey(ValueError):
 
 
 class IdHasher:
-    """HMAC-SHA256 of an ID number under a per-site key: matchable, not reversible."""
+    """HMAC-SHA256 of an ID number under a per-site key: matchable, not reversible.
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    An office derives each site's key from its own (``for_site``) and hands it to the
+    site's gates (GET /sync/v1/id-key): a number hashed at any gate of the estate, or at
+    the office for a pass of that estate, matches. A gate's keys from before it had the
+    site's (its own, made at first use) are kept as ``id_hash.retired-*.key`` so the hashes
+    made under them still match (``candidates``)."""
+
+    def __init__(self, key: bytes, retired: tuple[bytes, ...] = (), keys: Path | None = None):
+        self._keys = (key, *retired)  # current first; swapped whole, never edited in place
+        self._dir = keys
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, create: bool = True) -> IdHasher:
         """The key under ``data_dir``, made there when missing and ``create`` (a gate makes
-        its own at first use; the office's is made by `office key init` only, as a new key
-        would silently stop every ID number the office holds from matching)."""
-        path = data_dir / "keys" / "id_hash.key"
+        its own at first use, until its office gives it the site's; the office's is made by
+        `office key init` only, as a new key would silently stop every ID number the office
+        holds from matching)."""
+        keys = data_dir / "keys"
+        path = keys / "id_hash.key"
         if not path.exists() and not create:
             raise MissingKey(
                 f"office: no ID-number key in {path}: make one with `gatehouse office key "
                 "init`, or restore the office backup that holds it (gatehouse restore FILE)"
             )
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return cls(bytes.fromhex(path.read_text().strip()))
+            _write_key(path, secrets.token_bytes(32))
+        retired = tuple(_read_key(p) for p in sorted(keys.glob("id_hash.retired-*.key")))
+        return cls(_read_key(path), retired, keys)
+
+    @property
+    def key(self) -> bytes:
+        return self._keys[0]
+
+    def for_site(self, site: str) -> IdHasher:
+        """The hasher of one estate, its key derived from this (the office's) key: one key
+        to back up at the office, and a gate's key opens no other estate's hashes."""
+        derived = hmac.new(self.key, b"gatehouse id-hash site " + site.encode(), "sha256")
+        return IdHasher(derived.digest())
 
     def digest(self, id_number: str) -> tuple[str, str]:
         """(keyed hash, last 4) of an ID number; raises ValueError if it is malformed."""
         value = normalise_id_number(id_number)
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest(), value[-4:]
+        return hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest(), value[-4:]
+
+    def candidates(self, id_number: str) -> list[str]:
+        """The number's hash under every key this gate has had, the current one first: what
+        a record made here at any time may hold."""
+        value = normalise_id_number(id_number).encode()
+        return [hmac.new(k, value, hashlib.sha256).hexdigest() for k in self._keys]
+
+    def adopt(self, key: bytes) -> bool:
+        """Take ``key`` (the site's, from the office) as the current one; whether it was new.
+        The one it replaces is kept, retired, for the hashes already made under it."""
+        if key == self.key:
+            return False
+        if self._dir is None:
+            raise RuntimeError("this hasher has no key directory to keep its keys in")
+        stamp = hashlib.sha256(self.key).hexdigest()[:12]
+        retired = self._dir / f"id_hash.retired-{stamp}.key"
+        if not retired.exists():
+            _write_key(retired, self.key)
+        _write_key(self._dir / "id_hash.key", key, replace=True)
+        self._keys = (key, *(k for k in self._keys if k != key))
+        return True
+
+
+def _read_key(path: Path) -> bytes:
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _write_key(path: Path, key: bytes, replace: bool = False) -> None:
+    """A key file, 0600, whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not replace:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 # Characters that take no room on a screen: zero-width spaces and joiners, direction

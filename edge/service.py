@@ -29,7 +29,13 @@ from edge.config import Config, ConfigError, ReaderCfg
 from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline, ReadJob, check_qr
-from edge.housekeeping import Housekeeper, outbox_task, visitors_task
+from edge.housekeeping import (
+    Housekeeper,
+    holders_task,
+    outbox_task,
+    photos_task,
+    visitors_task,
+)
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
 from edge.logs import scrub
@@ -100,15 +106,20 @@ class Service:
             self.clock.now,
             monotonic=self.clock.monotonic,
             run_at_start=True,
-            tasks=[outbox_task(), visitors_task(cfg.privacy.visitor_days)],
+            tasks=[
+                outbox_task(),
+                visitors_task(cfg.privacy.visitor_days),
+                holders_task(cfg.privacy.holder_days, office=cfg.sync is not None),
+                photos_task(photos.store_for(cfg.data_dir), cfg.privacy.photo_days),
+            ],
         )
         self.photos = photos.store_for(cfg.data_dir)
+        self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.sync: SyncClient | None = None
         if cfg.sync is not None:
             self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.photos,
-                                   self.clock, cfg.alarms)  # fmt: skip
+                                   self.clock, cfg.alarms, self.hasher)  # fmt: skip
         self.last_mqtt_swipe: dict[str, float] = {}
-        self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.throttle = Throttle()
         self.lookups = Lookups()
         self.sessions = Sessions(self.clock.monotonic)

@@ -13,6 +13,7 @@ from edge.alarms import STANDING_AFTER_S, isa_state, shelved
 from edge.cards import mask_key
 from edge.clock import iso
 from edge.privacy import mask_name
+from edge.shape import shaped
 
 if TYPE_CHECKING:  # the record's type only: the gate imports this module, not the reverse
     from edge.gate import Event
@@ -124,7 +125,7 @@ def handover_view(h: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "shift_start": iso(h["shift_start"], tz),
         "created_at": iso(h["created_at"], tz),
         "created_by": h["created_by"],
-        "report": h["report"],
+        "report": shaped(h["report"], tz),  # one frozen before its times were ISO too
         "report_sha256": h["report_sha256"],
         "override_by": h["override_by"],
         "override_reason": h["override_reason"],

@@ -115,3 +115,11 @@ def listing(
         args.append(before)
     sql = "SELECT * FROM visitors" + (" WHERE " + " AND ".join(where) if where else "")
     return db.rows(conn, sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+
+
+def by_id_hash(conn: sqlite3.Connection, hashes: list[str]) -> list[dict]:
+    """The visits of the person whose ID number hashes to one of ``hashes`` (on
+    ix_visitors_id_hash), newest first: kept [privacy] visitor_days, no longer."""
+    marks = ",".join("?" * len(hashes))
+    return db.rows(conn, f"SELECT * FROM visitors WHERE id_hash IN ({marks}) "
+                         "ORDER BY id DESC LIMIT 100", tuple(hashes))  # fmt: skip

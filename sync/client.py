@@ -27,6 +27,7 @@ from edge import alarms, db, outbox
 from edge.clock import Clock, SystemClock
 from edge.config import AlarmsCfg, SyncCfg
 from edge.photos import PhotoStore
+from edge.privacy import IdHasher
 from edge.writer import Writer
 from sync import schema, wire
 
@@ -163,8 +164,11 @@ def holdings(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[
 class SyncClient:
     def __init__(self, cfg: SyncCfg, writer: Writer, read: Callable[[Callable[..., Any]], Any],
                  epoch: int, photos: PhotoStore, clock: Clock | None = None,
-                 alarms_cfg: AlarmsCfg | None = None) -> None:  # fmt: skip
+                 alarms_cfg: AlarmsCfg | None = None,
+                 hasher: IdHasher | None = None) -> None:  # fmt: skip
         self.clock = clock or SystemClock()
+        self.hasher = hasher  # takes the estate's ID-number key from the office
+        self._id_key_taken = hasher is None  # (asked once a run, and after a new scope)
         self.alarms_cfg = alarms_cfg or AlarmsCfg()  # for sync_gap and sync_conflict
         self.photos = photos
         self.cfg = cfg
@@ -258,7 +262,25 @@ class SyncClient:
                                 exc_info=not isinstance(e, httpx.HTTPError))  # fmt: skip
                 self.stop_event.wait(delay)
 
+    def _take_id_key(self) -> None:
+        """The estate's ID-number key, so a number hashed here matches one hashed at its
+        other gates and at the office. An office of an older version has none to give: the
+        gate keeps its own key, and asks again at its next start."""
+        assert self.hasher is not None
+        r = self.http.get("/sync/v1/id-key")
+        if r.status_code == 404:
+            log.warning("sync: the office gives no ID-number key; this gate keeps its own")
+        else:
+            r.raise_for_status()
+            body = r.json()
+            if self.hasher.adopt(bytes.fromhex(body["key"])):
+                log.warning("sync: ID numbers are now hashed with estate %s's key (the "
+                            "earlier key is kept for its records)", body["site"])  # fmt: skip
+        self._id_key_taken = True
+
     def _pull_once(self) -> bool:
+        if not self._id_key_taken:
+            self._take_id_key()
         cursor, log_id, stamp, scope = self.read(lambda c: [
             db.get_meta(c, k) for k in ("pull_cursor", "pull_log", "pull_stamp", "pull_scope")
         ])  # fmt: skip
@@ -298,6 +320,7 @@ class SyncClient:
     def _rescope(self, scope: str) -> None:
         """The office says this gate may hold another scope than it does (its site or gates
         changed, or it synced before sites): drop what is not its own, pull again."""
+        self._id_key_taken = self.hasher is None  # its estate may have changed too
         keep = self.http.get("/sync/v1/scope")
         keep.raise_for_status()
         body = keep.json()

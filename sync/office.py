@@ -469,7 +469,9 @@ def issue_pass(conn: Connection, req: PassRequest, hasher: IdHasher, tz: Any, by
     for field, value in (("valid_from", req.valid_from), ("valid_until", req.valid_until)):
         if value:  # before build_row, whose arithmetic on a year-1 time fails unnamed
             parse_field_time(field, value, tz)
-    row = dict(zip(PASS_COLUMNS, build_row(req, hasher, tz, now, by), strict=True))
+    # the ID number hashed under the estate's key, the one its gates hash with
+    site_hasher = hasher.for_site(where["site_id"])
+    row = dict(zip(PASS_COLUMNS, build_row(req, site_hasher, tz, now, by), strict=True))
     if req.photo is not None and not has_photo(conn, req.photo):
         raise NotFound(f"photo {req.photo}: upload it first (POST /api/v1/photos)")
     record = row | {"status": "active", "version": 1, "updated_by": by,

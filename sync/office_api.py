@@ -39,6 +39,7 @@ from edge.messages import refusal
 from edge.metrics import CONTENT_TYPE, OfficeMetrics
 from edge.pass_ops import PassRequest
 from edge.privacy import IdHasher
+from edge.shape import shaped
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
 from sync import desk, notify, office, partitions, recovery, wire
@@ -296,6 +297,13 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             return office.in_scope(c, gate) | {"scope": gate.scope, "site": gate.site}
 
+    @app.get("/sync/v1/id-key")
+    def id_key(gate: office.Node = Depends(node)) -> dict[str, Any]:
+        """The key the node's estate hashes ID numbers with (derived from the office's, per
+        site): a number hashed at any of its gates, or here, matches. Over TLS only, like
+        every route a token reaches beyond this machine."""
+        return {"site": gate.site, "key": hasher.for_site(gate.site).key.hex()}
+
     @app.post("/sync/v1/holdings", max_body_size=PUSH_MAX_BODY)
     def holdings(body: recovery.Holdings, gate: office.Node = Depends(node)) -> dict[str, Any]:
         """What a gate holds of the office's passes and slips, sent when its pull was
@@ -333,14 +341,14 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         shown = _pass_view(record)
         if record["kind"] == "temporary":  # printed as a QR code the gates verify offline
             shown["qr"] = signer.sign(pass_payload(record))
-        return shown
+        return shaped(shown, cfg.tz)
 
     @app.post("/api/v1/passes/{pass_id}/revoke")
     def revoke(pass_id: str, body: ReasonIn | None = None, who: str = Depends(clerk)) -> dict:
         with eng.begin() as c:
             reason = body.reason if body else None
             record = office.revoke_pass(c, pass_id, reason, who, clock.now())
-        return _pass_view(record)
+        return shaped(_pass_view(record), cfg.tz)
 
     @app.post("/api/v1/passes/{pass_id}/renew")
     def renew(pass_id: str, body: RenewIn, who: str = Depends(clerk)) -> dict[str, Any]:
@@ -356,7 +364,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         shown = _pass_view(record)
         if record["kind"] == "temporary":
             shown["qr"] = signer.sign(pass_payload(record))
-        return shown
+        return shaped(shown, cfg.tz)
 
     @app.post("/api/v1/photos", status_code=201, max_body_size=photos.MAX_UPLOAD)
     async def upload_photo(request: Request, who: str = Depends(clerk)) -> dict[str, Any]:
@@ -404,12 +412,12 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         )  # fmt: skip
         with eng.begin() as c:
             record = office.issue_slip(c, req, who, clock.now(), cfg.tz, body.site)
-        return record | {"qr": signer.sign(slip_payload(record))}
+        return shaped(record | {"qr": signer.sign(slip_payload(record))}, cfg.tz)
 
     @app.post("/api/v1/slips/{number}/cancel")
     def cancel_slip(number: str, body: CancelIn, who: str = Depends(clerk)) -> dict[str, Any]:
         with eng.begin() as c:
-            return office.cancel_slip(c, number, body.reason, who, clock.now())
+            return shaped(office.cancel_slip(c, number, body.reason, who, clock.now()), cfg.tz)
 
     @app.get("/api/v1/reports/monthly")
     def monthly(
@@ -426,7 +434,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         after cancellation, a record sent again with other content."""
         with eng.connect() as c:
             rows = c.execute(select(t.anomalies).order_by(t.anomalies.c.id.desc()).limit(500))
-            return {"items": [dict(r) for r in rows.mappings()], "next": None}
+            return shaped({"items": [dict(r) for r in rows.mappings()], "next": None}, cfg.tz)
 
     @app.get("/api/v1/events")
     def events(
@@ -459,6 +467,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         items = [_as_object(office.stored_payload(r["payload"]))
                  | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"], "epoch": r["epoch"]}
                  for r in rows[:limit]]  # fmt: skip
+        items = shaped(items, cfg.tz)
         if len(rows) <= limit:
             return {"items": items, "next": None}
         last = rows[limit - 1]
@@ -473,19 +482,19 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             found = office.list_nodes(c)
             cursors = [dict(r) for r in c.execute(select(t.edge_cursors)).mappings()]
             anomalies = c.execute(select(func.count()).select_from(t.anomalies)).scalar_one()
-        return {
+        return shaped({
             "items": [{"node": (name := n.pop("node_id")), **n,
                        "epochs": [x for x in cursors if x["node_id"] == name],
                        "polling": polls.polling(name)}  # a long poll open now: connected
                       for n in found],
             "anomalies": anomalies,
-        }  # fmt: skip
+        }, cfg.tz)  # fmt: skip
 
     @app.get("/api/v1/sites")
     def sites(who: str = Depends(clerk)) -> dict[str, Any]:
         """The estates a pass or slip may be for, with their gates."""
         with eng.connect() as c:
-            return {"items": office.list_sites(c), "next": None}
+            return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
     @app.get("/api/v1/audit")
     def audit(
@@ -500,7 +509,8 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             rows = [dict(r) for r in c.execute(q).mappings()]
         more = len(rows) > limit
-        return {"items": rows[:limit], "next": rows[limit - 1]["id"] if more else None}
+        shown = {"items": rows[:limit], "next": rows[limit - 1]["id"] if more else None}
+        return shaped(shown, cfg.tz)
 
     return app
 

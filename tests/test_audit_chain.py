@@ -91,3 +91,70 @@ def test_visitor_records_are_purged_after_their_period_and_the_purge_is_audited(
     conn.close()
     code, said = verify(node.config)
     assert code == 0 and said["whole"] and said["entries"] == 1
+
+
+def test_holder_names_and_ended_passes_photos_are_removed_after_their_period(tmp_path: Path):
+    """[privacy] holder_days (180): an access event older than that loses its holder's name
+    once the office has it, and keeps it while it still waits in the outbox. photo_days (30):
+    the photo of a pass that ended longer ago than that is dropped, and its file deleted
+    unless another pass still shows it. Each removal is in the audit log."""
+    import io
+
+    from PIL import Image
+
+    from edge import db, outbox, photos
+
+    node = node_for(tmp_path, [])
+    with node.config.open("a") as f:  # an office that never answers: nothing is ever sent
+        f.write(f'[sync]\noffice_url = "http://127.0.0.1:{free_port()}"\ntoken = "t"\n')
+    cli(node.config, "pass", "list")  # the database, at the newest schema
+    conn = db.connect(node.config.parent / "var" / "edge.db")
+    store = photos.store_for(node.config.parent / "var")
+    now, day = time.time(), 86400
+
+    def picture(colour: tuple[int, int, int]) -> str:
+        shot = io.BytesIO()
+        Image.new("RGB", (120, 160), colour).save(shot, "JPEG")
+        return store.put(shot.getvalue())
+
+    old, shared, recent = picture((200, 0, 0)), picture((0, 200, 0)), picture((0, 0, 200))
+    with conn:
+        for event_id, days, sent in (("sent-181", 181, True), ("waiting-181", 181, False),
+                                     ("sent-179", 179, True)):  # fmt: skip
+            ts = now - days * day
+            conn.execute(
+                "INSERT INTO access_events (event_id, ts, gate, decision, reason, source, "
+                "stale, holder) VALUES (?, ?, 'main', 'grant', 'ok', 'mqtt', 0, '张三丰')",
+                (event_id, ts),
+            )
+            outbox.add(conn, None, "access_event", event_id, {"event_id": event_id}, ts)
+            if sent:
+                conn.execute("UPDATE outbox SET acked_at = ? WHERE ref = ?", (ts + 1, event_id))
+        for pass_id, status, ended_days, sha in (
+            ("revoked-31", "revoked", 31, old), ("expired-31", "active", 31, shared),
+            ("live", "active", None, shared), ("revoked-29", "revoked", 29, recent),
+        ):  # fmt: skip
+            ended = now - ended_days * day if ended_days else None
+            conn.execute(
+                "INSERT INTO passes (id, kind, card_key, name, valid_from, valid_until, "
+                "status, issued_at, updated_at, version, origin, photo_sha256) "
+                "VALUES (?, 'worker', ?, '工人', ?, ?, ?, ?, ?, 1, 'local', ?)",
+                (pass_id, hash(pass_id) & 0xFFFF, now - 400 * day,
+                 ended if status == "active" else None, status, now - 400 * day,
+                 ended if status != "active" else now - 400 * day, sha),
+            )  # fmt: skip
+    node.start()
+    try:
+        wait_for(lambda: conn.execute("SELECT count(*) FROM audit_log WHERE action IN "
+                                      "('purge:holder_names', 'purge:photos')").fetchone()[0]
+                 == 2, 20, "the names and photos removed at start")  # fmt: skip
+    finally:
+        node.stop()
+    names = dict(conn.execute("SELECT event_id, holder FROM access_events"))
+    assert names == {"sent-181": None, "waiting-181": "张三丰", "sent-179": "张三丰"}
+    shown = dict(conn.execute("SELECT id, photo_sha256 FROM passes"))
+    assert shown == {"revoked-31": None, "expired-31": None, "live": shared, "revoked-29": recent}
+    assert not store.has(old) and store.has(shared) and store.has(recent)
+    conn.close()
+    code, said = verify(node.config)
+    assert code == 0 and said["whole"], said

@@ -58,3 +58,32 @@ def test_decisions_go_on_without_a_broker_and_reach_it_when_it_comes(tmp_path: P
     finally:
         node.stop()
         broker.stop()
+
+
+def test_connections_to_the_api_send_without_waiting_for_an_ack():
+    """The listening socket says it is TCP, so the server's connections get TCP_NODELAY:
+    without it a kept-alive connection's every answer waited ~40 ms for the client's
+    delayed ACK (bench/list_routes.py). Checked on a connection the way uvicorn gets it,
+    accepted by asyncio from that socket."""
+    import asyncio
+
+    from edge.api.limits import listen_socket
+
+    async def accepted_nodelay() -> int:
+        sock = listen_socket("127.0.0.1", 0, "api.listen")
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            raw = w.get_extra_info("socket")
+            seen.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            w.close()
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        _r, w = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            w.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0

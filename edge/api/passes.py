@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from edge import audit, db, pass_ops, pass_reads, photos
+from edge import audit, pass_ops, pass_reads, photos
 from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
 from edge.api.schemas import PassIn, ReasonIn, RevokeCardIn
 from edge.cards import parse_card
@@ -30,27 +30,12 @@ def list_passes(
     unmask: bool = UNMASK,
 ) -> dict[str, Any]:
     svc = service(request)
-    where, args = [], []
-    if status:
-        sql, values = pass_reads.status_filter(status, svc.clock.now())
-        where.append(sql)
-        args.extend(values)
-    if card:
-        try:
-            where.append("card_key = ?")
-            args.append(parse_card(card).key)
-        except ValueError as e:
-            raise DomainError(f"card: {e}") from None
-    if unit:
-        where.append("unit = ?")
-        args.append(unit)
-    if cursor:
-        where.append("rowid < ?")
-        args.append(cursor)
-    sql = "SELECT rowid AS _row, * FROM passes"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    found = svc.read(lambda c: db.rows(c, sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)))
+    try:
+        key = parse_card(card) if card else None
+    except ValueError as e:
+        raise DomainError(f"card: {e}") from None
+    found = svc.read(lambda c: pass_reads.list_passes(
+        c, svc.clock.now(), limit + 1, status, key, unit, cursor))  # fmt: skip
     whole = unmasked(svc, who, unmask, "passes", len(found))
     shown, after = page(found, limit, "_row")
     items = [pass_view(r, svc.cfg.tz, whole, svc.cfg.rules.name_mask) for r in shown]

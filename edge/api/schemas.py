@@ -47,6 +47,10 @@ class ReasonIn(Body):
     reason: str | None = Field(None, max_length=500)
 
 
+class IdLookupIn(Body):
+    id_number: str = Field(min_length=6, max_length=40, description="as on the ID card")
+
+
 class CheckIn(Body):
     card: str | None = Field(None, min_length=1, max_length=40)
     qr: str | None = Field(None, min_length=1, max_length=2000)
