@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge import audit, db
 from edge.writer import Writer
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
-OUTBOX_KEEP_S = 30 * 86400.0  # acknowledged rows kept this long: an office restored from a
+DAY_S = 86400.0
+OUTBOX_KEEP_S = 30 * DAY_S  # acknowledged rows kept this long: an office restored from a
 # backup up to this old gets them again (docs/sync.md)
 CHUNK = 100  # rows per writer job: a swipe queued behind one waits about a millisecond
 PAUSE_S = 0.05  # between chunks: what queued behind a chunk is committed before the next
@@ -71,13 +72,6 @@ def purge_visitors(conn: sqlite3.Connection, now: float, keep_s: float, limit: i
     return n
 
 
-def visitors_task(keep_days: float, every_s: float = PRUNE_EVERY_S) -> Task:
-    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
-        return purge_visitors(conn, now, keep_days * 86400.0, limit)
-
-    return Task("visitors", run, every_s)
-
-
 def forget_holders(
     conn: sqlite3.Connection, now: float, keep_s: float, office: bool, limit: int = CHUNK
 ) -> int:
@@ -106,7 +100,7 @@ def forget_holders(
 
 
 def forget_photos(
-    conn: sqlite3.Connection, store: PhotoStore, now: float, grace_s: float, limit: int = CHUNK
+    conn: sqlite3.Connection, now: float, store: PhotoStore, grace_s: float, limit: int = CHUNK
 ) -> int:
     """Drop the photo of at most ``limit`` passes that ended more than ``grace_s`` ago
     (revoked or confiscated then, or valid until then); how many. A picture no other pass
@@ -121,29 +115,18 @@ def forget_photos(
         ") LIMIT ?",
         (cutoff, cutoff, limit),
     )
-    for p in ended:
-        conn.execute("UPDATE passes SET photo_sha256 = NULL WHERE id = ?", (p["id"],))
+    if not ended:
+        return 0
+    ids = [p["id"] for p in ended]
+    conn.execute(
+        f"UPDATE passes SET photo_sha256 = NULL WHERE id IN ({','.join('?' * len(ids))})", ids
+    )
     for sha in {p["photo_sha256"] for p in ended}:
         if not conn.execute("SELECT 1 FROM passes WHERE photo_sha256 = ?", (sha,)).fetchone():
             store.path(sha).unlink(missing_ok=True)
-    if ended:
-        audit.record(conn, "housekeeping", "purge:photos",
-                     f"{len(ended)} passes ended before {cutoff:.0f}", now)  # fmt: skip
+    audit.record(conn, "housekeeping", "purge:photos",
+                 f"{len(ended)} passes ended before {cutoff:.0f}", now)  # fmt: skip
     return len(ended)
-
-
-def holders_task(keep_days: float, office: bool, every_s: float = PRUNE_EVERY_S) -> Task:
-    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
-        return forget_holders(conn, now, keep_days * 86400.0, office, limit)
-
-    return Task("holder_names", run, every_s)
-
-
-def photos_task(store: PhotoStore, grace_days: float, every_s: float = PRUNE_EVERY_S) -> Task:
-    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
-        return forget_photos(conn, store, now, grace_days * 86400.0, limit)
-
-    return Task("photos", run, every_s)
 
 
 @dataclass(frozen=True)
@@ -156,11 +139,10 @@ class Task:
     every_s: float = PRUNE_EVERY_S
 
 
-def outbox_task(keep_s: float = OUTBOX_KEEP_S, every_s: float = PRUNE_EVERY_S) -> Task:
-    def run(conn: sqlite3.Connection, now: float, limit: int) -> int:
-        return prune_outbox(conn, now, keep_s, limit)
-
-    return Task("outbox", run, every_s)
+def task(name: str, purge: Callable[..., int], *args: Any, every_s: float = PRUNE_EVERY_S) -> Task:
+    """The :class:`Task` ``name`` running ``purge(conn, now, *args, limit=...)``: one of the
+    chunked clean-ups above with its settings bound."""
+    return Task(name, lambda conn, now, limit: purge(conn, now, *args, limit=limit), every_s)
 
 
 class Housekeeper:
@@ -185,7 +167,7 @@ class Housekeeper:
     ) -> None:
         self.writer = writer
         self.clock = clock
-        self.tasks = tasks if tasks is not None else [outbox_task()]
+        self.tasks = tasks if tasks is not None else [task("outbox", prune_outbox)]
         self.chunk = chunk
         self.pause_s = pause_s
         self.monotonic = monotonic

@@ -30,11 +30,13 @@ from edge.control import ControlRoom
 from edge.errors import DomainError, NotFound
 from edge.gate import CardRead, GatePipeline, ReadJob, check_qr
 from edge.housekeeping import (
+    DAY_S,
     Housekeeper,
-    holders_task,
-    outbox_task,
-    photos_task,
-    visitors_task,
+    forget_holders,
+    forget_photos,
+    prune_outbox,
+    purge_visitors,
+    task,
 )
 from edge.inputs import Refused, SwipeIn
 from edge.live import LiveFeed
@@ -101,19 +103,21 @@ class Service:
         }
         # clean-ups in small chunks through the writer, off the swipe path; the first run is
         # at start, so a backlog left by a long stop is worked off at once
+        self.photos = photos.store_for(cfg.data_dir)
+        keep, office = cfg.privacy, cfg.sync is not None
         self.housekeeper = Housekeeper(
             self.writer,
             self.clock.now,
             monotonic=self.clock.monotonic,
             run_at_start=True,
             tasks=[
-                outbox_task(),
-                visitors_task(cfg.privacy.visitor_days),
-                holders_task(cfg.privacy.holder_days, office=cfg.sync is not None),
-                photos_task(photos.store_for(cfg.data_dir), cfg.privacy.photo_days),
+                task("outbox", prune_outbox),
+                task("visitors", purge_visitors, keep.visitor_days * DAY_S),
+                # with an office, a name goes only once the office has the event
+                task("holder_names", forget_holders, keep.holder_days * DAY_S, office),
+                task("photos", forget_photos, self.photos, keep.photo_days * DAY_S),
             ],
         )
-        self.photos = photos.store_for(cfg.data_dir)
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
         self.sync: SyncClient | None = None
         if cfg.sync is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from edge import alarms, db
 from edge.clock import FixedClock
 from edge.config import AlarmsCfg
-from edge.housekeeping import CHUNK, OUTBOX_KEEP_S, Housekeeper, outbox_task, prune_outbox
+from edge.housekeeping import CHUNK, OUTBOX_KEEP_S, Housekeeper, Task, prune_outbox, task
 from edge.writer import CallJob, Writer
 
 NOW = 1_800_000_000.0
@@ -80,9 +80,9 @@ def test_50k_expired_acknowledged_rows_go_in_chunks_and_the_rest_stays(path: Pat
 def test_other_jobs_get_the_writer_between_two_chunks(path: Path, writer: Writer):
     fill_outbox(path, [NOW - 40 * DAY] * 20_000)
     order: list[str] = []
-    task = outbox_task()
-    counted = type(task)(task.name, lambda c, now, limit: order.append("prune") or
-                         task.run(c, now, limit))  # fmt: skip
+    pruning = task("outbox", prune_outbox)
+    counted = Task(pruning.name, lambda c, now, limit: order.append("prune") or
+                   pruning.run(c, now, limit))  # fmt: skip
     keeper = Housekeeper(writer, lambda: NOW, [counted], chunk=1000, run_at_start=True)
     stop = threading.Event()
 
@@ -129,8 +129,7 @@ def test_a_failing_chunk_is_logged_and_the_thread_lives_on(path: Path, writer: W
     def broken(c: sqlite3.Connection, now: float, limit: int) -> int:
         raise sqlite3.OperationalError("disk I/O error")
 
-    task = type(outbox_task())("broken", broken, 3600.0)
-    keeper = Housekeeper(writer, lambda: NOW, [task], run_at_start=True)
+    keeper = Housekeeper(writer, lambda: NOW, [Task("broken", broken, 3600.0)], run_at_start=True)
     assert keeper.run_due() == {}
     assert keeper.failures == 1 and "disk I/O error" in (keeper.last_error or "")
     assert not keeper.due()  # tried again at its next time, not in a loop

@@ -128,13 +128,13 @@ def id_lookup(request: Request, body: IdLookupIn, who: Caller = roles("guard")) 
     svc = service(request)
     lookup_allowed(svc, who)
     try:
-        hashes = svc.hasher.candidates(body.id_number)
+        number = normalise_id_number(body.id_number)
     except ValueError as e:
         raise DomainError(f"id_number: {e}") from None
+    hashes = svc.hasher.candidates(number)
     passes = svc.read(lambda c: pass_reads.by_id_hash(c, hashes))
     visits = svc.read(lambda c: visitors.by_id_hash(c, hashes))
-    last4 = normalise_id_number(body.id_number)[-4:]
-    lookup_done(svc, who, "id_number", f"****{last4}", bool(passes or visits))
+    lookup_done(svc, who, "id_number", f"****{number[-4:]}", bool(passes or visits))
     name_mask = svc.cfg.rules.name_mask
     return {
         "passes": [pass_view(p, svc.cfg.tz, False, name_mask) for p in passes],
