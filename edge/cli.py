@@ -127,7 +127,13 @@ def build_parser() -> Parser:
     osite_add.add_argument("--name", required=True, help="its name, as people say it")
     osite_add.add_argument("--gates", type=_ids, required=True, help="its gate ids, comma-"
                            "separated, as in each gate's [[gates]]")  # fmt: skip
-    osite.add_parser("list", help="the sites and their gates")
+    osite_set = osite.add_parser("set", help="which camera pictures a site's gates send here")
+    osite_set.add_argument("site_id")
+    osite_set.add_argument("--snapshots", choices=["off", "alarms", "all"],
+                           help="off: the records only (default); alarms; all")  # fmt: skip
+    osite_set.add_argument("--snapshot-days", type=_bounded(int, 1, 3650),
+                           help="how long the office keeps them (default 30)")  # fmt: skip
+    osite.add_parser("list", help="the sites, their gates, and the pictures they send")
     oevents = offsub.add_parser("events", help="the gates' records, kept by month").add_subparsers(
         dest="events_action", required=True, parser_class=Parser
     )
@@ -582,15 +588,21 @@ def _office_user(c: Any, args: argparse.Namespace) -> None:
 
 
 def _office_site(c: Any, args: argparse.Namespace) -> None:
-    from sync import office
+    from sync import office, snapshots
 
     if args.site_action == "add":
         site = office.add_site(c, args.site_id, args.name, args.gates, _who(), CLOCK.now())
         _print(args, site, f"site {site['site_id']} ({site['name']}): {', '.join(site['gates'])}")
+    elif args.site_action == "set":
+        site = snapshots.set_site(c, args.site_id, args.snapshots, args.snapshot_days, _who(),
+                                  CLOCK.now())  # fmt: skip
+        _print(args, site, f"site {site['site_id']}: pictures {site['snapshots']}, "
+                           f"kept {site['snapshot_days']} days")  # fmt: skip
     else:
         found = office.list_sites(c)
         _print(args, {"items": found}, "\n".join(
             f"{s['site_id']}\t{s['name']}\t{', '.join(s['gates']) if s['gates'] else '(any)'}"
+            f"\tpictures {s['snapshots']} ({s['snapshot_days']} days)"
             for s in found))  # fmt: skip
 
 

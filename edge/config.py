@@ -696,6 +696,8 @@ class OfficeCfg(_Table):
     tls_cert: Annotated[str | None, PlainValidator(_tls_file)] = None  # serve HTTPS with these
     tls_key: Annotated[str | None, PlainValidator(_tls_file)] = None
     insecure: Flag = False  # serve cleartext beyond loopback, by choice (logged at start)
+    # the largest camera picture a gate sends (sync.snapshots); a larger one it reduces first
+    snapshot_max_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
 
     @field_validator("database_url")
     @classmethod

@@ -80,6 +80,9 @@ FIELD_ZH: dict[str, str] = {
     "daily_window": "每日通行时段",
     "permit_no": "装修许可证号",
     "photo": "照片",
+    "snapshot": "抓拍照片",
+    "snapshot_days": "抓拍照片保存天数",
+    "snapshots": "抓拍照片上传",
     "status": "状态",
     "qr": "二维码",
     # the gate
@@ -349,6 +352,27 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # camera pictures sent to the office
+    ("the picture cannot be read ({error})", "无法读取这张抓拍照片（{error}）"),
+    ("no picture worth showing fits in {limit} bytes", "照片缩小到 {limit} 字节以内已无法看清"),
+    ("{sha!r} is not a picture's SHA-256", "{sha} 不是照片的 SHA-256 值"),
+    ("{value} is not from 1 to {limit}", "{value} 不在 1 到 {limit} 之间"),
+    (
+        "say what to change (--snapshots, --snapshot-days)",
+        "请说明要修改的内容（--snapshots 或 --snapshot-days）",
+    ),
+    (
+        "site {site} does not take pictures of kind {kind} (its snapshots setting is {send})",
+        "小区 {site} 不接收 {kind} 类的抓拍照片（当前设置为 {send}）",
+    ),
+    ("{fmt:token} is not a JPEG", "{fmt} 不是 JPEG 图片"),
+    ("not a JPEG this office can read", "无法识别的图片（应为 JPEG）"),
+    ("the bytes received are not picture {sha}", "收到的内容与照片 {sha} 不符"),
+    (
+        "no picture {sha} at the office (its site does not send it, or it was kept its days "
+        "and deleted)",
+        "总部没有照片 {sha}（该小区未设置上传，或已过保存期限被删除）",
+    ),
     # photos
     ("photo {sha}: upload it first (POST /api/v1/photos)", "照片 {sha} 还没有上传，请先上传照片"),
     ("no photo {sha}", "没有这张照片：{sha}"),

@@ -335,6 +335,12 @@ class Snapshot(SQLModel, table=True):
             "id",
             sqlite_where=text("deleted_at IS NULL AND path IS NOT NULL"),
         ),
+        # the pictures not yet sent to the office (when its site asks for them), oldest first
+        Index(
+            "ix_snapshots_for_office",
+            "id",
+            sqlite_where=text("office_at IS NULL AND deleted_at IS NULL AND path IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -350,3 +356,4 @@ class Snapshot(SQLModel, table=True):
     age_ms: int | None = None  # from the event to the frame's capture
     stale: bool = False
     deleted_at: float | None = None  # removed by retention; the hash stays as evidence
+    office_at: float | None = None  # the office has the picture, or refused it for good

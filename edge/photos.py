@@ -67,6 +67,28 @@ def normalise(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def shrink(jpeg: bytes, max_bytes: int) -> bytes:
+    """``jpeg`` made no larger than ``max_bytes``, scaled down a step at a time and encoded
+    again (a camera picture sent to an office that bounds their size); PhotoError when even
+    the smallest picture worth showing does not fit, or it cannot be read."""
+    try:
+        image = Image.open(io.BytesIO(jpeg))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PhotoError(f"snapshot: the picture cannot be read ({e})") from None
+    image = image.convert("RGB")
+    side = max(image.size)
+    while side >= MIN_SIDE:
+        side = side * 3 // 4
+        small = image.copy()
+        small.thumbnail((side, side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=QUALITY, optimize=True)
+        if out.tell() <= max_bytes:
+            return out.getvalue()
+    raise PhotoError(f"snapshot: no picture worth showing fits in {max_bytes} bytes")
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -30,6 +30,7 @@ from edge.photos import PhotoStore
 from edge.privacy import IdHasher
 from edge.writer import Writer
 from sync import schema, wire
+from sync.snapshot_sender import SnapshotSender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,18 +189,21 @@ class SyncClient:
             "last_push_ok": None, "last_pull_ok": None, "last_error": None,
             "pushed": 0, "pulled": 0,
         }  # fmt: skip
-        self._errors: dict[str, str | None] = {"pull": None, "push": None}  # each one's last
+        self._errors: dict[str, str | None] = {"pull": None, "push": None, "snapshots": None}
         self._closed: dict[int, tuple[int, int]] | None = None  # epoch → (first seq, new epoch)
         # two pushers: while the office applies one batch, the next is on its way
         self._claim_lock = threading.Lock()
         self._claimed: dict[int, int] = {}  # epoch → highest seq handed to a pusher
         self._inflight = 0
         self._hello_running = False
-        workers = [(self._pull_once, "sync-pull"), (self._push_once, "sync-push-1"),
-                   (self._push_once, "sync-push-2")]  # fmt: skip
+        # camera pictures, when the gate's site asks for them (sync.snapshot_sender)
+        self.pictures = SnapshotSender(self.http, writer, read, self.clock.now, self.stop_event)
+        workers = [(self._pull_once, "sync-pull", "pull"), (self._push_once, "sync-push-1", "push"),
+                   (self._push_once, "sync-push-2", "push"),
+                   (self.pictures.once, "sync-snapshots", "snapshots")]  # fmt: skip
         self._threads = [
-            threading.Thread(target=self._loop, args=(once,), name=name, daemon=True)
-            for once, name in workers
+            threading.Thread(target=self._loop, args=(once, worker), name=name, daemon=True)
+            for once, name, worker in workers
         ]
 
     def start(self) -> None:
@@ -231,18 +235,18 @@ class SyncClient:
             "site": site,  # the estate the office says this gate is at (None: not yet told)
             "connected": self.fresh.is_set(),
             "threads_alive": self.alive(),
+            "snapshots": self.pictures.health(),
         }
 
-    def _loop(self, once: Callable[[], bool]) -> None:
-        pulling = once == self._pull_once
-        worker = "pull" if pulling else "push"
+    def _loop(self, once: Callable[[], bool], worker: str) -> None:
+        pulling = worker == "pull"
         failures = 0
         while not self.stop_event.is_set():
             try:
                 more = once()
                 failures = 0
                 self._errors[worker] = None
-                self.status["last_error"] = self._errors["pull"] or self._errors["push"]
+                self.status["last_error"] = next((e for e in self._errors.values() if e), None)
                 if not more:
                     self.stop_event.wait(0.2)
             except Exception as e:  # the office away, or a bad answer: never a dead worker
@@ -251,8 +255,9 @@ class SyncClient:
                     # pushed again. A push's own failure (one batch refused) pauses only
                     # the pushers, which back off below.
                     self.fresh.clear()
-                with self._claim_lock:
-                    self._claimed.clear()  # what was in flight is sent again
+                if worker != "snapshots":
+                    with self._claim_lock:
+                        self._claimed.clear()  # what was in flight is sent again
                 failures += 1
                 self._errors[worker] = self.status["last_error"] = f"{type(e).__name__}: {e}"
                 # full jitter: retries from many gates do not arrive together
@@ -313,6 +318,7 @@ class SyncClient:
             page = (body["changes"], body["next"], body.get("log"), body.get("stamp"))
             self.writer.call(lambda c: apply_changes(c, *page))
             self.status["pulled"] += len(body["changes"])
+        self.pictures.learn(body.get("snapshots"))
         self.status["last_pull_ok"] = self.clock.now()
         self.fresh.set()
         return bool(body["has_more"])

@@ -14,14 +14,14 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, Text, cast, func, select, text, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -42,7 +42,7 @@ from edge.privacy import IdHasher
 from edge.shape import shaped
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, notify, office, partitions, recovery, wire
+from sync import desk, notify, office, partitions, recovery, snapshots, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -54,6 +54,8 @@ LONG_POLL_MAX_S = 25.0
 # or the listener reconnecting), how often it looks at the change log for waiting gates
 LONG_POLL_LOOK_S = 0.1
 PUSH_MAX_BODY = 64 * 1024 * 1024  # push_batch is at most 10,000 rows of a few KB
+MAX_KEEP_DAYS = snapshots.MAX_KEEP_DAYS
+PURGE_EVERY_S = 3600.0  # camera pictures past their days (sync.snapshots)
 READY_TIMEOUT_S = 3.0  # a database that does not answer within this is not ready
 # answered often and uneventfully: logged at DEBUG (an idle gate's poll every 25 s, a
 # scraper, a load balancer), unless they fail
@@ -72,6 +74,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     app.state.cfg, app.state.eng, app.state.signer = cfg, eng, signer
     app.state.clock = clock
     months = partitions.Months()
+    pictures = snapshots.Policies(cfg.snapshot_max_bytes, clock.monotonic)
     accounts = app.state.accounts = desk.OfficeAccounts(eng, clock)
 
     def wrong_token(request: Request, token: str) -> None:
@@ -257,12 +260,13 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         answers its older one at once (``superseded``), as a gate that polls again has
         given up on the older connection."""
 
-        def check() -> tuple[str, bool]:
+        def check() -> tuple[str, bool, dict[str, Any]]:
             with eng.begin() as c:
                 current = recovery.log_id(c)
-                return current, recovery.must_reset(c, current, since, log, stamp)
+                return (current, recovery.must_reset(c, current, since, log, stamp),
+                        pictures.of(c, gate.site))  # fmt: skip
 
-        current, reset = await run_in_threadpool(check)
+        current, reset, wanted = await run_in_threadpool(check)
         if reset:  # another change log than the cursor's: from the start (sync.recovery)
             return {"changes": [], "next": 0, "has_more": True, "reset": True, "log": current}
         if scope is not None and scope != gate.scope:  # it holds another scope: it drops
@@ -287,7 +291,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             # since the mark: still that empty page (an idle gate costs no second read)
             if ended == "changed" or (ended == "timeout" and not polls.heard_all_since(mark)):
                 found = await polls.read(key, page, polls.mark())
-        return found | {"log": current} | ({"superseded": True} if superseded else {})
+        # which camera pictures the site wants (sync.snapshots), told with every answer
+        told = {"log": current, "snapshots": wanted}
+        return found | told | ({"superseded": True} if superseded else {})
 
     @app.get("/sync/v1/scope")
     def scoped(gate: office.Node = Depends(node)) -> dict[str, Any]:
@@ -303,6 +309,30 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         site): a number hashed at any of its gates, or here, matches. Over TLS only, like
         every route a token reaches beyond this machine."""
         return {"site": gate.site, "key": hasher.for_site(gate.site).key.hex()}
+
+    @app.put("/sync/v1/snapshots/{sha}", status_code=201, max_body_size=cfg.snapshot_max_bytes)
+    async def sync_snapshot(
+        sha: str,
+        request: Request,
+        gate: office.Node = Depends(node),
+        snapshot_id: str = Query(..., max_length=64, description="the gate's record id"),
+        ref_kind: str = Query(..., pattern="^(event|alarm|slip|request)$"),
+        reduced: bool = Query(False, description="reduced at the gate to fit max_bytes"),
+    ) -> dict[str, Any]:
+        """A picture the node's site takes, under the SHA-256 its snapshot record names
+        (of the picture as taken; ``reduced``: made smaller to fit, so not of these
+        bytes). Sent again, it is kept once."""
+        if not photos.SHA256.match(sha):
+            raise DomainError(f"snapshot: {sha!r} is not a picture's SHA-256")
+        data = await request.body()
+
+        def keep() -> dict[str, Any]:
+            with eng.begin() as c:
+                return snapshots.put(c, gate.site, gate.node_id, sha, data, reduced,
+                                     snapshot_id, ref_kind, cfg.snapshot_max_bytes,
+                                     clock.now())  # fmt: skip
+
+        return await run_in_threadpool(keep)
 
     @app.post("/sync/v1/holdings", max_body_size=PUSH_MAX_BODY)
     def holdings(body: recovery.Holdings, gate: office.Node = Depends(node)) -> dict[str, Any]:
@@ -382,6 +412,19 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     @app.get("/api/v1/photos/{sha}")
     def photo(sha: str, who: str = Depends(clerk)) -> Response:
         return _jpeg(sha)
+
+    @app.get("/api/v1/snapshots/{sha}")
+    def snapshot(sha: str, who: str = Depends(clerk)) -> Response:
+        """A camera picture a gate sent (its site's ``snapshots`` setting), by the SHA-256
+        its record names; ``X-Reduced: true`` when the gate made it smaller to send it."""
+        if not photos.SHA256.match(sha):
+            raise DomainError(f"snapshot: {sha!r} is not a picture's SHA-256")
+        with eng.connect() as c:
+            found = snapshots.get(c, sha)
+        headers = {"Cache-Control": "private, max-age=31536000, immutable",
+                   "X-SHA256": found["stored_sha256"],
+                   "X-Reduced": "true" if found["reduced"] else "false"}  # fmt: skip
+        return Response(found["jpeg"], media_type="image/jpeg", headers=headers)
 
     def _jpeg(sha: str) -> Response:
         if not photos.SHA256.match(sha):
@@ -464,9 +507,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             q = q.where(tuple_(*key) < tuple_(*read_event_cursor(cursor)))
         with eng.connect() as c:
             rows = [dict(r) for r in c.execute(q.limit(limit + 1)).mappings()]
-        items = [_as_object(office.stored_payload(r["payload"]))
-                 | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"], "epoch": r["epoch"]}
-                 for r in rows[:limit]]  # fmt: skip
+            items = [_as_object(office.stored_payload(r["payload"]))
+                     | {"node": r["node_id"], "kind": r["kind"], "seq": r["seq"],
+                        "epoch": r["epoch"]}
+                     for r in rows[:limit]]  # fmt: skip
+            _link_pictures(c, items)
         items = shaped(items, cfg.tz)
         if len(rows) <= limit:
             return {"items": items, "next": None}
@@ -496,6 +541,14 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
+    @app.patch("/api/v1/sites/{site_id}")
+    def site_set(site_id: str, body: SiteSetIn, who: str = Depends(admin)) -> dict[str, Any]:
+        """Which camera pictures a site's gates send here, and how long they are kept."""
+        with eng.begin() as c:
+            site = snapshots.set_site(c, site_id, body.snapshots, body.snapshot_days, who,
+                                      clock.now())  # fmt: skip
+        return shaped(site, cfg.tz)
+
     @app.get("/api/v1/audit")
     def audit(
         who: str = Depends(admin),
@@ -519,6 +572,12 @@ class OfficePassIn(PassIn):
     site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
 
+class SiteSetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    snapshots: Literal["off", "alarms", "all"] | None = None
+    snapshot_days: int | None = Field(None, ge=1, le=MAX_KEEP_DAYS)
+
+
 class OfficeSlipIn(SlipIn):
     site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
@@ -532,10 +591,42 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The change listener from startup (the first gate's poll finds it listening) until
     shutdown, which closes its connection."""
     app.state.polls.listen()
+    purging = asyncio.get_running_loop().create_task(_purge_pictures(app))
     try:
         yield
     finally:
+        purging.cancel()
         await app.state.polls.close()
+
+
+async def _purge_pictures(app: FastAPI) -> None:
+    """Camera pictures past their site's ``snapshot_days``: at start, then hourly. A
+    failure (the database away) is logged and tried at the next turn."""
+    while True:
+        try:
+            await run_in_threadpool(_purge_once, app.state.eng, app.state.clock.now())
+        except Exception as e:  # the next turn tries again
+            log.warning("snapshots: the hourly purge failed: %s", e)
+        await asyncio.sleep(PURGE_EVERY_S)
+
+
+def _purge_once(eng: Engine, now: float) -> int:
+    with eng.begin() as c:
+        n = snapshots.purge(c, now)
+        if n:
+            office.audit(c, "office", "purge:snapshots", "snapshots", now, removed=n)
+    return n
+
+
+def _link_pictures(conn: Any, items: list[dict[str, Any]]) -> None:
+    """``office_url`` on each snapshot record (a ``snapshot`` record, or one an event or
+    alarm carries) whose picture the office holds: ``url`` is the gate's address."""
+    records = [i if i["kind"] == "snapshot" else i.get("snapshot") for i in items]
+    found = [r for r in records if isinstance(r, dict) and isinstance(r.get("sha256"), str)]
+    here = snapshots.held(conn, {r["sha256"] for r in found})
+    for r in found:
+        if r["sha256"] in here:
+            r["office_url"] = f"/api/v1/snapshots/{r['sha256']}"
 
 
 # -- the event list's cursor: the last row's key, opaque to the clerk's program -------------

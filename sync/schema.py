@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -28,6 +29,10 @@ sites = Table(
     Column("name", Text, nullable=False),
     Column("gates", ARRAY(Text)),
     Column("created_at", Float, nullable=False),
+    # which camera pictures its gates send here: off | alarms | all (sync.office.SNAPSHOTS),
+    # and how long they are kept here
+    Column("snapshots", Text, nullable=False, server_default="off"),
+    Column("snapshot_days", Integer, nullable=False, server_default="30"),
 )
 
 nodes = Table(
@@ -103,6 +108,24 @@ photos = Table(
     Column("jpeg", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", Text, nullable=False),
+)
+
+# Camera pictures a site's gates sent (its ``snapshots`` setting), by the SHA-256 the gate's
+# snapshot record names: the picture as taken, or ``reduced`` to fit the office's bound (then
+# ``stored_sha256`` differs). Deleted after the site's ``snapshot_days``.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("jpeg", LargeBinary, nullable=False),
+    Column("stored_sha256", Text, nullable=False),
+    Column("reduced", Boolean, nullable=False),
+    Column("site", Text, nullable=False),
+    Column("node_id", Text, nullable=False),
+    Column("snapshot_id", Text, nullable=False),  # the gate's own id of its record
+    Column("ref_kind", Text, nullable=False),  # event | alarm | slip | request
+    Column("received_at", Float, nullable=False),
+    Index("ix_snapshots_site_received", "site", "received_at"),
 )
 
 # Every change to what the office owns, in commit order: ids are allocated under a

@@ -316,15 +316,15 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "ref_id": EVENT_GRANT, "path": "snapshots/2026/12/03/1.jpg", "sha256": "a7" * 32,
          "bytes": 48213, "event_ts": at("2026-12-03 07:41:12.317"),
          "captured_at": at("2026-12-03 07:41:12.2"), "age_ms": 117, "stale": 0,
-         "deleted_at": None},
+         "deleted_at": None, "office_at": at("2026-12-03 07:41:15")},
         {"id": 2, "camera": "cam-side", "gate": "side", "ref_kind": "event",
          "ref_id": EVENT_OVERRIDE, "path": None, "sha256": None, "bytes": 0,
          "event_ts": at("2026-12-03 23:05:40"), "captured_at": None, "age_ms": None,
-         "stale": 1, "deleted_at": None},
+         "stale": 1, "deleted_at": None, "office_at": None},
         {"id": 3, "camera": "cam-main", "gate": "main", "ref_kind": "alarm", "ref_id": "1",
          "path": "snapshots/2026/12/03/3.jpg", "sha256": "b8" * 32, "bytes": 51002,
          "event_ts": at("2026-12-03 02:14:00"), "captured_at": at("2026-12-03 02:14:00.4"),
-         "age_ms": 400, "stale": 0, "deleted_at": at("2026-12-04 03:00")},
+         "age_ms": 400, "stale": 0, "deleted_at": at("2026-12-04 03:00"), "office_at": None},
     ],
 }  # fmt: skip
 
@@ -345,6 +345,7 @@ EDGE_ADDED: dict[tuple[str, str], Any] = {
     ("passes", "origin"): "local",  # 0011
     ("audit_log", "prev_hash"): None,  # 0012: the chain starts after the entries kept
     ("audit_log", "hash"): None,
+    ("snapshots", "office_at"): None,  # 0014: not yet sent
 }
 
 
@@ -646,7 +647,14 @@ OFFICE_ROWS: dict[str, list[dict[str, Any]]] = {
     ],
     "office_meta": [{"key": "log_id", "value": LOG_ID, "_since": "0005"}],
     "sites": [{"site_id": "north", "name": "北园", "gates": ["north-1", "north-2"],
-               "created_at": at("2026-12-05 08:00"), "_since": "0007"}],
+               "created_at": at("2026-12-05 08:00"), "snapshots": "alarms",
+               "snapshot_days": 14, "_since": "0007"}],
+    "snapshots": [
+        {"sha256": "b8" * 32, "jpeg": b"\xff\xd8\xff\xe0 a picture \xff\xd9",
+         "stored_sha256": "c9" * 32, "reduced": True, "site": "north",
+         "node_id": "gate-east", "snapshot_id": "3", "ref_kind": "alarm",
+         "received_at": at("2026-12-05 08:01"), "_since": "0009"},
+    ],
     "audit": [{"at": at("2026-12-05 08:00"), "who": "陈主管", "action": "site_add",
                "target": "north", "detail": {"name": "北园", "gates": ["north-1", "north-2"]},
                "_since": "0007"}],
@@ -657,7 +665,7 @@ OFFICE_KEYS = {
     "nodes": ("node_id",), "users": ("name",), "passes": ("id",), "slips": ("number",),
     "photos": ("sha256",), "change_log": ("change_id",), "edge_events": ("node_id", "epoch", "seq"),
     "edge_cursors": ("node_id", "epoch"), "anomalies": ("id",), "set_aside": ("id",),
-    "office_meta": ("key",), "sites": ("site_id",), "audit": ("id",),
+    "office_meta": ("key",), "sites": ("site_id",), "audit": ("id",), "snapshots": ("sha256",),
 }  # fmt: skip
 
 
@@ -673,6 +681,8 @@ OFFICE_ADDED: dict[tuple[str, str], Any] = {
     ("passes", "photo_sha256"): None,  # 0004
     ("change_log", "stamp"): None,  # 0005
     ("edge_cursors", "closed_from"): None,
+    ("sites", "snapshots"): "off",  # 0009: records only, as before
+    ("sites", "snapshot_days"): 30,
     ("nodes", "clock_offset_s"): None,
     ("nodes", "flagged_at"): None,
     ("nodes", "site"): "default",  # 0007: an office from before sites is all one site
@@ -740,7 +750,10 @@ def fill_office(pg_url: str, revision: str) -> dict[str, dict[tuple[Any, ...], d
                         row = row | {"payload": payload_of(row["payload"], tables, row["entity"])}
                     names = [c for c in columns if c in row]
                     values = [Json(row[c]) if columns[c] == "jsonb" else row[c] for c in names]
-                    keys = ", ".join(OFFICE_KEYS[table])
+                    key = OFFICE_KEYS[table]
+                    if table == "edge_events" and revision >= "0008":  # partitioned by it
+                        key = (*key, "received_at")
+                    keys = ", ".join(key)
                     cur.execute(f"INSERT INTO {table} ({', '.join(names)}) "
                                 f"VALUES ({', '.join(['%s'] * len(names))}) "
                                 f"ON CONFLICT ({keys}) DO UPDATE SET "
@@ -797,6 +810,12 @@ def upgraded_office(eng: Engine, pg_url: str, revision: str) -> tuple[dict, dict
     checked: what it held before the upgrade and after."""
     office_at(eng, revision)
     before = fill_office(pg_url, revision)
+    if revision >= "0008":  # from 0008 on, a push makes the month a record lands in
+        with eng.begin() as c:
+            for r in before["edge_events"].values():
+                d = datetime.fromtimestamp(r["received_at"], UTC)
+                if 2000 <= d.year <= 2099:
+                    partitions.ensure(c, d.year, d.month)
     officedb.migrate(eng)  # what `gatehouse office` does at its start
     return before, check_office_kept(before, pg_url)
 
