@@ -25,6 +25,7 @@ DEVICE_TYPES = (
     "intercom_emergency", "reader_silent", "camera_offline", "camera_frozen",
     "camera_covered", "repeated_denial", "manual_override", "lookup_enumeration",
     "sync_gap", "sync_conflict",  # the office sync found records lost or rewritten
+    "key_overdue", "key_lost",  # the key cabinet's loans (edge.keys)
     "unknown_type",  # an alarm input of a type nobody declared: raised, never dropped
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
@@ -38,6 +39,7 @@ DEFAULT_PRIORITY: dict[str, int] = {
     "fire": 1, "smoke": 1, "intercom_emergency": 1, "first_aid": 1, "robbery": 1,
     "door_forced": 2, "intrusion": 2, "theft": 2, "fight": 2, "flood": 2, "tamper": 2,
     "unknown_type": 2,  # it may be a fire spelt wrong: not left at the bottom of the queue
+    "key_lost": 2,  # a door anyone holding the key can open, until its lock is changed
 }  # fmt: skip  # everything else: 3
 
 RESOLUTIONS = (
@@ -95,6 +97,15 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
         "tell the estate's IT person: this gate's database was rolled back or copied",
         "keep this PC and its backups as they are",
         "record what was found",
+    ),
+    "key_overdue": (
+        "call the borrower and ask for the keys back",
+        "record what the borrower said",
+    ),
+    "key_lost": (
+        "tell the unit's owner or the department the key opens",
+        "have the lock changed, at the cost of whoever lost the key",
+        "record the lock change in the owner's key register",
     ),
     "complaint": (
         "record the complaint",

@@ -510,6 +510,15 @@ class PrivacyCfg(_Table):
     photo_days: Annotated[float, In(0, 3650)] = 30.0  # a pass's photo after the pass ended
 
 
+class KeysCfg(_Table):
+    """The key cabinet's loans (钥匙借用, docs/keys.md)."""
+
+    # a loan longer than this is chased (003 §六: "借期超过三天" calls for a phone call)
+    loan_days: Annotated[float, In(0.01, 365)] = 3.0
+    # closed loans (borrowers' names, phones, signatures) are kept this long, then purged
+    keep_days: Annotated[float, In(1, 3650)] = 365.0
+
+
 class _Node(_Table):
     id: Ident
     timezone: Zone = Field(default="Asia/Shanghai", validate_default=True)
@@ -592,6 +601,7 @@ class _File(_Table):
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     handover: _Handover = _Handover()
     privacy: PrivacyCfg = PrivacyCfg()
+    keys: KeysCfg = KeysCfg()
 
     @model_validator(mode="after")
     def across_tables(self) -> _File:
@@ -665,6 +675,7 @@ class Config:
     shifts: tuple[ShiftCfg, ...] = DEFAULT_SHIFTS
     post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
     privacy: PrivacyCfg = field(default_factory=PrivacyCfg)
+    keys: KeysCfg = field(default_factory=KeysCfg)
     source: str = ""  # the config file
 
     @property
@@ -869,6 +880,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         shifts=f.shifts,
         post_items=dict(f.handover.items),
         privacy=f.privacy,
+        keys=f.keys,
         source=source,
     )
 

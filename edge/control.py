@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, views
+from edge import alarms, dutylog, inputs, keys, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edge.cameras import Cameras
 
 log = logging.getLogger(__name__)
-
+KEYS_EVERY_S = 30.0  # a loan's due time is days away: looked at twice a minute is plenty
 
 Views = list[dict[str, Any]]
 
@@ -52,6 +52,7 @@ class ControlRoom:
         self.counts: Counter[str] = Counter()
         self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
         self._taken_up = False  # the last run's active watch alarms (alarms.carried_over)
+        self._keys_at = 0.0  # when to look for overdue key loans next (monotonic)
         self.cameras: Cameras | None = None  # set by the service when it has cameras
         self._pictured: dict[int, bool] = {}  # alarms whose picture was asked for
         # when the ticker's last job was committed (monotonic): escalation is life-safety,
@@ -193,6 +194,9 @@ class ControlRoom:
             if probe is not None:
                 probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
+            if self.clock.monotonic() >= self._keys_at:  # loans past their due time
+                ids += keys.overdue(c, self.cfg, now)
+                out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))
             if not self._taken_up:  # the first tick: what the last run left active
                 kept, closed = alarms.carried_over(c, set(conditions), now)
                 for key in kept:

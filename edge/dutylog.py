@@ -11,7 +11,7 @@ from edge.errors import DomainError
 from edge.models import DutyLogEntry
 
 CATEGORIES = ("general", "patrol", "alarm", "complaint", "repair", "visitor", "equipment",
-              "handover", "intercom", "gate")  # fmt: skip
+              "handover", "intercom", "gate", "keys")  # fmt: skip
 
 
 def add(

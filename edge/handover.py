@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, outbox, shifts, store, views
+from edge import alarms, db, dutylog, keys, outbox, shifts, store, views
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Handover
@@ -58,6 +58,8 @@ def build_report(
         "alarms_of_shift": of_shift,
         "open_faults": [a for a in open_alarms if a["type"] in alarms.FAULTS],
         "visitors_inside": inside,
+        # who holds which keys now: "12 keys, 11 counted" names who has the twelfth
+        "keys_out": keys.out_now(conn, now, cfg.rules.name_mask),
         "confiscations": db.rows(
             conn, "SELECT * FROM confiscations WHERE at >= ? AND at < ?", (start, end)
         ),

@@ -129,6 +129,36 @@ def forget_photos(
     return len(ended)
 
 
+def purge_key_loans(
+    conn: sqlite3.Connection, now: float, store: PhotoStore, keep_s: float, limit: int = CHUNK
+) -> int:
+    """Delete at most ``limit`` key loans closed more than ``keep_s`` ago (borrowers' names,
+    phones and signatures: the register is kept for its period, then goes), and the
+    signature pictures nothing else names; how many. Found on ix_key_loans_lent_at: a loan
+    closed before the cutoff was lent before it too, and the loans lent since are not read."""
+    cutoff = now - keep_s
+    gone = db.rows(
+        conn,
+        "SELECT id, signature_sha256 FROM key_loans WHERE lent_at < ? AND closed_at < ? "
+        "ORDER BY lent_at LIMIT ?",
+        (cutoff, cutoff, limit),
+    )
+    if not gone:
+        return 0
+    ids = [g["id"] for g in gone]
+    conn.execute(f"DELETE FROM key_loans WHERE id IN ({','.join('?' * len(ids))})", ids)
+    for sha in {g["signature_sha256"] for g in gone}:
+        named = conn.execute(
+            "SELECT 1 FROM key_loans WHERE signature_sha256 = ? UNION ALL "
+            "SELECT 1 FROM passes WHERE photo_sha256 = ? LIMIT 1", (sha, sha)
+        ).fetchone()  # fmt: skip
+        if named is None:
+            store.path(sha).unlink(missing_ok=True)
+    audit.record(conn, "housekeeping", "purge:key_loans",
+                 f"{len(ids)} closed before {cutoff:.0f}", now)  # fmt: skip
+    return len(ids)
+
+
 @dataclass(frozen=True)
 class Task:
     """A chunked clean-up: ``run(conn, now, limit)`` removes at most ``limit`` rows and says

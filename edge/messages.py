@@ -114,6 +114,16 @@ FIELD_ZH: dict[str, str] = {
     "hazard_allowed": "允许危险品",
     "approver": "审批人",
     "notes": "备注",
+    # key loans
+    "key": "钥匙",
+    "quantity": "数量",
+    "borrower": "借用人",
+    "borrower_kind": "借用人类别",
+    "signature": "签名",
+    "approved_by": "批准人",
+    "due_at": "归还期限",
+    "count": "清点数量",
+    "inspected_by": "检查人",
     # visitors
     "host_unit": "被访单元",
     "purpose": "来访事由",
@@ -352,6 +362,56 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # key loans
+    (
+        "contractor and responsible: a contractor's key names both",
+        "施工方的钥匙须同时填写施工单位和负责人",
+    ),
+    ("key {key} is in the cabinet already", "钥匙 {key} 已在钥匙柜登记"),
+    ("no key {key!r} in the cabinet", "钥匙柜中没有钥匙 {key}"),
+    (
+        "borrower, phone and reason: all are required (the register asks)",
+        "借用人、联系电话和借用原因均为必填（登记表要求）",
+    ),
+    (
+        "upload the borrower's signature first (POST /api/v1/key-loans/signatures)",
+        "请先上传借用人的签名",
+    ),
+    ("must be after now and within a year", "须晚于现在，且在一年以内"),
+    ("no key loan {loan}", "没有这条钥匙借用记录：{loan}"),
+    ("key loan {loan} is closed already", "钥匙借用记录 {loan} 已销项"),
+    ("key loan {loan}: the keys are back already", "钥匙借用记录 {loan}：钥匙已归还"),
+    ("key loan {loan}: the keys are not back yet", "钥匙借用记录 {loan}：钥匙尚未归还"),
+    (
+        "{count} counted of {lent} lent; report the missing ones lost "
+        "(POST /api/v1/key-loans/{loan}/lost)",
+        "清点 {count} 把，借出 {lent} 把；缺少的请登记为丢失",
+    ),
+    (
+        "key loan {loan} is not a contractor's: it closed at its return",
+        "钥匙借用记录 {loan} 不是施工方借用，归还时已销项",
+    ),
+    ("name who inspected the room", "请填写检查房屋的人员"),
+    ("say what is to be put right", "请说明需要整改的内容"),
+    ("{count} is not from 1 to the {lent} lent", "{count} 不在 1 到借出数量 {lent} 之间"),
+    (
+        "key {key} is retired (its lock was changed, or it is gone)",
+        "钥匙 {key} 已停用（已换锁或已遗失）",
+    ),
+    (
+        "key {key}: {asked} asked, {left} in the cabinet",
+        "钥匙 {key}：要借 {asked} 把，柜中只有 {left} 把",
+    ),
+    (
+        "key {key} is {contractor}'s: only its responsible person, {person}, may borrow it, "
+        "in person",
+        "钥匙 {key} 属于施工方 {contractor}：只能由其负责人 {person} 本人借用",
+    ),
+    (
+        "a borrower of kind {kind} needs a supervisor's approval (approved_by)",
+        "{kind} 类借用人须经主管批准（填写批准人）",
+    ),
+    ("{name} is not a supervisor (admin) of this gate", "{name} 不是本门岗的主管（管理员）"),
     # camera pictures sent to the office
     ("the picture cannot be read ({error})", "无法读取这张抓拍照片（{error}）"),
     ("no picture worth showing fits in {limit} bytes", "照片缩小到 {limit} 字节以内已无法看清"),

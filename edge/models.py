@@ -173,6 +173,60 @@ class Visitor(SQLModel, table=True):
     exited_by: str | None = None
 
 
+class Key(SQLModel, table=True):
+    """钥匙柜: a key (or a bunch, or another item lent: an umbrella, a tool) in the
+    guard room's cabinet, by the code written on it (钥匙单位编码)."""
+
+    __tablename__ = "keys"
+
+    id: str = Field(primary_key=True)
+    label: str  # as people say it: 5栋1203 入户门
+    kind: str  # unit | public | item
+    unit: str | None = None
+    quantity: int = 1
+    # a contractor's key goes only to its responsible person, in person (003 §六)
+    contractor: str | None = None
+    responsible: str | None = None
+    created_by: str
+    created_at: float
+    retired_at: float | None = None  # no longer lent (the lock was changed, the key gone)
+
+
+class KeyLoan(SQLModel, table=True):
+    """钥匙借用登记: a key lent, signed for, returned, counted, crossed off (消项)."""
+
+    __tablename__ = "key_loans"
+    __table_args__ = (
+        # the loans still open, oldest due first: the overdue check and "keys out"
+        Index("ix_key_loans_open", "due_at", sqlite_where=text("closed_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_id: str = Field(index=True)
+    quantity: int
+    borrower: str
+    borrower_kind: str  # owner | sales | staff | contractor | other
+    company: str | None = None
+    phone: str
+    reason: str
+    signature_sha256: str  # the borrower's signature, a picture (drawn or photographed)
+    approved_by: str | None = None  # a supervisor, for a borrower the rules do not admit
+    lent_by: str
+    lent_at: float = Field(index=True)
+    due_at: float
+    returned_at: float | None = None  # back in the cabinet, counted
+    returned_by: str | None = None  # the receiver (接收人)
+    returned_count: int | None = None
+    inspected_by: str | None = None  # a contractor's: the room inspected before closing
+    inspected_at: float | None = None
+    inspection_notes: str | None = None
+    lost_at: float | None = None  # reported lost: the lock is to be changed
+    lost_count: int | None = None
+    closed_at: float | None = None  # crossed off the register
+    overdue_alarm_id: int | None = None
+    notes: str | None = None
+
+
 class Confiscation(SQLModel, table=True):
     """予以没收: a pass taken at the gate; the office must hear of it."""
 

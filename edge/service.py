@@ -35,6 +35,7 @@ from edge.housekeeping import (
     forget_holders,
     forget_photos,
     prune_outbox,
+    purge_key_loans,
     purge_visitors,
     task,
 )
@@ -116,6 +117,7 @@ class Service:
                 # with an office, a name goes only once the office has the event
                 task("holder_names", forget_holders, keep.holder_days * DAY_S, office),
                 task("photos", forget_photos, self.photos, keep.photo_days * DAY_S),
+                task("key_loans", purge_key_loans, self.photos, cfg.keys.keep_days * DAY_S),
             ],
         )
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)

@@ -92,6 +92,56 @@ def visitor_view(r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str) 
     }
 
 
+def mask_phone(phone: str) -> str:
+    """138****5678: enough to tell two borrowers apart, not to call them."""
+    digits = phone.strip()
+    return digits[:3] + "****" + digits[-4:] if len(digits) > 7 else "****" + digits[-2:]
+
+
+def key_loan_view(
+    r: dict[str, Any], tz: ZoneInfo, unmask: bool, name_mask: str, now: float
+) -> dict[str, Any]:
+    from edge.keys import state  # (edge.keys records; this module only shows)
+
+    return {
+        "id": r["id"],
+        "key": r["key_id"],
+        "label": r["label"],
+        "unit": r["unit"],
+        "quantity": r["quantity"],
+        "borrower": r["borrower"] if unmask else mask_name(r["borrower"], name_mask),
+        "borrower_kind": r["borrower_kind"],
+        "company": r["company"],
+        "phone": r["phone"] if unmask else mask_phone(r["phone"]),
+        "reason": r["reason"],
+        "signature": r["signature_sha256"],
+        "approved_by": r["approved_by"],
+        "lent_by": r["lent_by"],
+        "lent_at": iso(r["lent_at"], tz),
+        "due_at": iso(r["due_at"], tz),
+        "returned_at": iso(r["returned_at"], tz),
+        "returned_by": r["returned_by"],
+        "returned_count": r["returned_count"],
+        "inspected_by": r["inspected_by"],
+        "inspected_at": iso(r["inspected_at"], tz),
+        "inspection_notes": r["inspection_notes"],
+        "lost_at": iso(r["lost_at"], tz),
+        "lost_count": r["lost_count"],
+        "closed_at": iso(r["closed_at"], tz),
+        "overdue_alarm": r["overdue_alarm_id"],
+        "notes": r["notes"],
+        "state": state(r, now),
+    }
+
+
+KEY_FIELDS = ("id", "label", "kind", "unit", "quantity", "contractor", "responsible",
+              "in_cabinet", "retired_at")  # fmt: skip
+
+
+def key_view(k: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    return shaped({x: k[x] for x in KEY_FIELDS if x in k}, tz)
+
+
 def slip_view(s: dict[str, Any], tz: ZoneInfo, status: str) -> dict[str, Any]:
     """A slip in full: the guard checks the goods and the bearer against it."""
     return {

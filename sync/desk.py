@@ -116,7 +116,7 @@ def report(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -> Re
         return s
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
-        found = office.monthly_report(c, month, cfg.tz)
+        found = office.monthly_report(c, month, cfg.tz, request.app.state.clock.now())
     t = words(lang_of(request))
     return page(request, "report.html", user=s, month=month, sections=_sections(found, t))
 
@@ -130,7 +130,7 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
         return Response("log in first", 401, media_type="text/plain")
     cfg, eng, _signer = _state(request)
     with eng.connect() as c:
-        found = office.monthly_report(c, month, cfg.tz)
+        found = office.monthly_report(c, month, cfg.tz, request.app.state.clock.now())
     t = words(lang_of(request))
     out = io.StringIO()
     w = csv.writer(out)
@@ -146,7 +146,7 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
 
 
 REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_type",
-                   "alarms_by_shift", "decisions")  # fmt: skip
+                   "alarms_by_shift", "decisions", "key_loans")  # fmt: skip
 
 
 def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -156,6 +156,7 @@ def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list
     def label(section: str, key: str) -> str:
         node, _, what = key.rpartition(":")
         prefix = {"office_slips": "slip.status.", "gate_slips": "report.", "decisions": "",
+                  "key_loans": "report.keys.",
                   "alarms_by_type": "alarm.", "alarms_by_shift": "shift."}.get(section)  # fmt: skip
         if prefix is None:  # confiscations: node and gate, both ids
             return key

@@ -668,7 +668,7 @@ def changes_after(conn: Connection, since: int, limit: int, node: Node) -> dict[
 KINDS = frozenset({
     "access_event", "alarm", "confiscation", "duty_log", "handover", "handover_signed",
     "pass_revoked", "slip_released", "slip_rejected", "slip_cancelled", "snapshot",
-    "visitor_in", "visitor_out",
+    "visitor_in", "visitor_out", "key", "key_loan",
 })  # fmt: skip
 _SLIP_FACT = (("number", False, True), ("closed_at", True, False), ("closed_by", False, False),
               ("gate", False, False), ("notes", False, False))  # fmt: skip
@@ -679,6 +679,7 @@ _FIELDS: dict[str, tuple[tuple[str, bool, bool], ...]] = {
     "alarm": (("at", True, True), ("action", False, True), ("type", False, True)),
     "confiscation": (("at", True, True), ("pass_id", False, True), ("gate", False, False)),
     "pass_revoked": (("at", True, True), ("pass_id", False, True)),
+    "key_loan": (("lent_at", True, True), ("due_at", True, True), ("key_id", False, True)),
     "slip_released": _SLIP_FACT,
     "slip_rejected": _SLIP_FACT,
     "slip_cancelled": _SLIP_FACT,
@@ -1183,7 +1184,7 @@ def stored_payload(text_: str) -> Any:
         return text_
 
 
-def monthly_report(conn: Connection, month: str, tz: Any) -> dict[str, Any]:
+def monthly_report(conn: Connection, month: str, tz: Any, now: float | None = None) -> dict:
     """The month at every gate: slips by how they ended, confiscations, alarms by type and
-    by shift, decisions — from the office's own slips and what the gates sent."""
-    return reports.monthly_report(conn, month, tz)  # counted by PostgreSQL (docs/sync.md)
+    by shift, decisions, key loans — from the office's own slips and what the gates sent."""
+    return reports.monthly_report(conn, month, tz, now)  # counted by PostgreSQL (docs/sync.md)

@@ -469,7 +469,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
     ) -> dict[str, Any]:
         """Slips, confiscations, alarms by type and by shift, decisions: every gate's month."""
         with eng.connect() as c:
-            return office.monthly_report(c, month, cfg.tz)
+            return office.monthly_report(c, month, cfg.tz, clock.now())
 
     @app.get("/api/v1/anomalies")
     def anomalies(who: str = Depends(admin)) -> dict[str, Any]:

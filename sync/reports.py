@@ -97,6 +97,36 @@ WHERE issued_at >= %(start)s AND issued_at < %(end)s
 GROUP BY status
 """
 
+
+# Key loans lent in the month, each as the gate last sent it (a loan is sent at each change:
+# lent, returned, inspected, lost): per node, how many were lent, came back after their due
+# time or are still out past it, and were lost. A register holds a few thousand loans a
+# year: they are read on the kind's index, not the month's.
+def _num(field: str) -> str:
+    """A payload's field as numeric where it is a JSON number, else NULL (never a cast that
+    PostgreSQL could refuse: CASE is the one order of evaluation it promises)."""
+    return (f"(CASE WHEN jsonb_typeof(payload -> '{field}') = 'number' "
+            f"THEN (payload -> '{field}')::numeric END)")  # fmt: skip
+
+
+KEY_LOANS_SQL = f"""
+SELECT node_id,
+       count(*) AS lent,
+       count(*) FILTER (WHERE coalesce(returned > due, due < %(now)s)) AS late,
+       count(*) FILTER (WHERE lost) AS lost
+FROM (
+    SELECT node_id, {_num("lent_at")} AS lent, {_num("due_at")} AS due,
+           {_num("returned_at")} AS returned, {_num("lost_at")} IS NOT NULL AS lost
+    FROM (
+        SELECT DISTINCT ON (node_id, ref) node_id, payload FROM edge_events
+        WHERE kind = 'key_loan'
+        ORDER BY node_id, ref, received_at DESC, epoch DESC, seq DESC
+    ) AS latest
+) AS loans
+WHERE lent >= %(start)s AND lent < %(end)s AND due IS NOT NULL
+GROUP BY node_id
+"""
+
 OFFICE_SLIP_STATUSES = ("issued", "released", "rejected", "cancelled")
 _DAY = datetime(2001, 1, 1, tzinfo=UTC).timestamp()  # any day: UTC has no DST change
 
@@ -116,9 +146,11 @@ def params(month: str, tz: ZoneInfo) -> dict[str, Any]:
     return {"start": Decimal(repr(start)), "end": Decimal(repr(end)), "tz": tz.key}
 
 
-def monthly_report(conn: Connection, month: str, tz: ZoneInfo) -> dict[str, Any]:
+def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
+                   now: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The month at every gate: slips by how they ended, confiscations, alarms by type and
-    by shift, decisions — from the office's own slips and what the gates sent."""
+    by shift, decisions, key loans — from the office's own slips and what the gates sent.
+    ``now``: when a loan still out counts as late (default: the month's end)."""
     p = params(month, tz)
     office_slips = dict.fromkeys(OFFICE_SLIP_STATUSES, 0)
     for status, n in conn.exec_driver_sql(OFFICE_SLIPS_SQL, p):
@@ -139,6 +171,10 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo) -> dict[str, Any]
             by_shift[shift_at_minute(minute)] += n
         else:  # slip_released, slip_rejected
             gate_slips[f"{node}:{kind}"] += n
+    key_loans: dict[str, int] = {}
+    until = p["end"] if now is None else min(p["end"], Decimal(repr(now)))
+    for node, lent, late, lost in conn.exec_driver_sql(KEY_LOANS_SQL, p | {"now": until}):
+        key_loans |= {f"{node}:lent": lent, f"{node}:late": late, f"{node}:lost": lost}
     return {
         "month": month,
         "office_slips": office_slips,
@@ -147,4 +183,5 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo) -> dict[str, Any]
         "alarms_by_type": dict(sorted(by_type.items())),
         "alarms_by_shift": dict(sorted(by_shift.items())),
         "decisions": dict(sorted(decisions.items())),
+        "key_loans": dict(sorted(key_loans.items())),
     }

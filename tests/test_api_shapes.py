@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
+from tests.test_keys import signature_png, upload
 from tests.test_sync_recovery import running
 from tests.test_sync_scopes import SLIP
 
@@ -179,10 +180,17 @@ def test_every_route_answers_iso_times_and_json_booleans(
         worker = {"kind": "worker", "card": "0000001003", "name": "工人丁", "unit": "5-1203",
                   "valid_until": "2027-01-31"}  # fmt: skip
         call(gate_url, "POST", "/api/v1/passes", admin_g, worker)
+        key = {"id": "B5-1203", "label": "5栋1203 入户门", "kind": "unit", "unit": "5-1203"}
+        call(gate_url, "POST", "/api/v1/keys", admin_g, key)
+        status, sig = upload(gate_url, admin_g, signature_png())
+        assert status == 201, sig
+        loan = call(gate_url, "POST", "/api/v1/key-loans", admin_g, {
+            "key": "B5-1203", "borrower": "张三", "borrower_kind": "owner",
+            "phone": "13800138000", "reason": "维修", "signature": sig["signature"]})  # fmt: skip
         handover = call(gate_url, "POST", "/api/v1/handovers", admin_g,
                         {"items": {}, "notes": "无", "override_reason": "测试"})  # fmt: skip
         call(office.url, "POST", f"/api/v1/passes/{issued['id']}/revoke", clerk, {"reason": "丢失"})
-        sent = {"access_event", "alarm", "visitor_in", "handover"}
+        sent = {"access_event", "alarm", "visitor_in", "handover", "key_loan"}
         wait_for(lambda: kinds_at_office(office, admin_o) >= sent, 30,
                  "the gate's records to reach the office")  # fmt: skip
         events = http_call(gate_url, "GET", "/api/v1/events", admin_g)[1]["items"]
@@ -192,6 +200,7 @@ def test_every_route_answers_iso_times_and_json_booleans(
             "number": slip["number"],
             "event_id": events[0]["event_id"],
             "handover_id": str(handover["id"]),
+            "loan_id": str(loan["id"]),
             "month": datetime.now().strftime("%Y-%m"),
         }
 

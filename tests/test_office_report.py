@@ -56,7 +56,8 @@ class Store:
         self.seq: Counter[str] = Counter()
         self.kinds: dict[tuple[str, int, int], str] = {}
 
-    def add(self, node: str, kind: str, payload: Any, received_at: float | None = None) -> None:
+    def add(self, node: str, kind: str, payload: Any, received_at: float | None = None,
+            ref: str = "r") -> None:  # fmt: skip
         """``payload``: an object, or the stored text itself (as jsonb takes it: 1e400,
         3,000 levels, which Python would not read back)."""
         text_ = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
@@ -65,8 +66,9 @@ class Store:
         with self.eng.begin() as c:
             c.exec_driver_sql(
                 "INSERT INTO edge_events (node_id, epoch, seq, kind, ref, payload, sha256, "
-                "received_at) VALUES (%(n)s, 1, %(s)s, %(k)s, 'r', %(p)s::jsonb, %(h)s, %(r)s)",
-                {"n": node, "s": self.seq[node], "k": kind, "p": text_,
+                "received_at) VALUES (%(n)s, 1, %(s)s, %(k)s, %(ref)s, %(p)s::jsonb, %(h)s, "
+                "%(r)s)",
+                {"n": node, "s": self.seq[node], "k": kind, "p": text_, "ref": ref,
                  "h": hashlib.sha256(text_.encode()).hexdigest(),
                  "r": START if received_at is None else received_at},
             )  # fmt: skip
@@ -184,6 +186,22 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
         s.add(node, kind, payload)
     assert all("closed_at" in json.loads(p) for _, p in made)
 
+    # key loans, each as its latest record says: lent in the month, late, lost
+    loans = [
+        ("gate-a", "1", {"lent_at": local(2, 9, 0), "due_at": local(5, 9, 0)}),
+        ("gate-a", "1", {"lent_at": local(2, 9, 0), "due_at": local(5, 9, 0),
+                         "returned_at": local(6, 9, 0)}),  # back a day late
+        ("gate-a", "2", {"lent_at": local(3, 9, 0), "due_at": local(6, 9, 0),
+                         "returned_at": local(4, 9, 0)}),
+        ("gate-a", "3", {"lent_at": local(3, 10, 0), "due_at": local(6, 10, 0),
+                         "returned_at": local(5, 0, 0), "lost_at": local(5, 0, 0)}),
+        ("gate-b", "1", {"lent_at": local(20, 9, 0), "due_at": local(23, 9, 0)}),  # still out
+        ("gate-b", "8", {"lent_at": before, "due_at": local(2, 9, 0)}),  # lent last month
+        ("gate-b", "9", {"lent_at": "soon", "due_at": local(23, 9, 0)}),
+    ]  # fmt: skip
+    for node, ref, loan in loans:
+        s.add(node, "key_loan", loan | {"key_id": "B5-1203"}, ref=ref)
+
     # kinds the report does not count, with times in the month
     s.add("gate-a", "duty_log", {"id": 1, "at": local(3, 3, 0), "text": "交接"})
     s.add("gate-a", "visitor_in", {"id": 1, "ts": local(3, 3, 0), "decision": "grant"})
@@ -234,6 +252,14 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
             "gate-b:grant": 1,
             "gate-b:deny": 1,
             "gate-c:deny": 2,
+        },
+        "key_loans": {
+            "gate-a:lent": 3,
+            "gate-a:late": 1,
+            "gate-a:lost": 1,
+            "gate-b:lent": 1,
+            "gate-b:late": 1,
+            "gate-b:lost": 0,
         },
     }
     # the months either side hold what was left out, and nothing of March

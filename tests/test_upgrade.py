@@ -326,6 +326,31 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "event_ts": at("2026-12-03 02:14:00"), "captured_at": at("2026-12-03 02:14:00.4"),
          "age_ms": 400, "stale": 0, "deleted_at": at("2026-12-04 03:00"), "office_at": None},
     ],
+    "keys": [
+        {"id": "B5-1203", "label": "5栋1203 入户门", "kind": "unit", "unit": "5-1203",
+         "quantity": 2, "contractor": None, "responsible": None, "created_by": "陈主管",
+         "created_at": at("2026-12-05 08:00"), "retired_at": None},
+        {"id": "R-0801", "label": "8栋0801 装修房", "kind": "unit", "unit": "8-0801",
+         "quantity": 1, "contractor": "华美装饰", "responsible": "李工", "created_by": "陈主管",
+         "created_at": at("2026-12-05 08:00"), "retired_at": at("2026-12-06 10:00")},
+    ],
+    "key_loans": [
+        {"id": 1, "key_id": "B5-1203", "quantity": 1, "borrower": "张三",
+         "borrower_kind": "other", "company": None, "phone": "13800138000", "reason": "维修",
+         "signature_sha256": "d1" * 32, "approved_by": "陈主管", "lent_by": "门卫老张",
+         "lent_at": at("2026-12-05 09:00"), "due_at": at("2026-12-08 09:00"),
+         "returned_at": None, "returned_by": None, "returned_count": None,
+         "inspected_by": None, "inspected_at": None, "inspection_notes": None, "lost_at": None,
+         "lost_count": None, "closed_at": None, "overdue_alarm_id": 1, "notes": "急用"},
+        {"id": 2, "key_id": "R-0801", "quantity": 1, "borrower": "李工",
+         "borrower_kind": "contractor", "company": "华美装饰", "phone": "13900139000",
+         "reason": "装修", "signature_sha256": "e2" * 32, "approved_by": None,
+         "lent_by": "门卫老张", "lent_at": at("2026-12-05 09:30"), "due_at": at("2026-12-08 09:30"),
+         "returned_at": at("2026-12-06 09:00"), "returned_by": "门卫小李", "returned_count": 0,
+         "inspected_by": "巡逻岗小周", "inspected_at": at("2026-12-06 10:00"),
+         "inspection_notes": "墙面污损", "lost_at": at("2026-12-06 09:00"), "lost_count": 1,
+         "closed_at": at("2026-12-06 10:00"), "overdue_alarm_id": None, "notes": None},
+    ],
 }  # fmt: skip
 
 # What a row made before a column's migration holds in it afterwards (the models' defaults)

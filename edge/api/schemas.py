@@ -187,3 +187,46 @@ class HandoverIn(Body):
 
 class SnapshotIn(Body):
     gate: str = Field(min_length=1, max_length=64)
+
+
+class KeyIn(Body):
+    id: str = Field(min_length=1, max_length=40, pattern=r"^[^\s/]+$",
+                    description="the code written on the key (钥匙单位编码)")  # fmt: skip
+    label: str = Text
+    kind: Literal["unit", "public", "item"]
+    unit: str | None = Field(None, max_length=50)
+    quantity: int = Field(1, ge=1, le=100)
+    contractor: str | None = Field(None, max_length=200)
+    responsible: str | None = Field(None, max_length=100, description="the contractor's person")
+
+
+class KeyLoanIn(Body):
+    key: str = Field(min_length=1, max_length=40)
+    quantity: int = Field(1, ge=1, le=100)
+    borrower: str = Field(min_length=1, max_length=100)
+    borrower_kind: Literal["owner", "sales", "staff", "contractor", "other"]
+    company: str | None = Field(None, max_length=200)
+    phone: str = Field(min_length=3, max_length=30)
+    reason: str = Field(min_length=1, max_length=500)
+    signature: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="what POST /api/v1/key-loans/signatures answered"
+    )
+    approved_by: str | None = Field(None, max_length=100, description="a supervisor (admin)")
+    due_at: str | None = Field(None, max_length=40, description="ISO 8601; default 3 days")
+    notes: str | None = Field(None, max_length=500)
+
+
+class KeyReturnIn(Body):
+    count: int = Field(ge=0, le=100, description="how many were counted back")
+    notes: str | None = Field(None, max_length=500)
+
+
+class KeyInspectionIn(Body):
+    ok: bool
+    inspected_by: str = Field(min_length=1, max_length=100)
+    notes: str | None = Field(None, max_length=500)
+
+
+class KeyLostIn(Body):
+    count: int = Field(ge=1, le=100, description="how many are lost")
+    notes: str | None = Field(None, max_length=500)
