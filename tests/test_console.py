@@ -37,6 +37,7 @@ from tests.helpers import (
     add_sync,
     cli,
     free_port,
+    http_call,
     node_for,
     pg_rows,
     wait_for,
@@ -506,6 +507,49 @@ def test_a_guard_registers_a_visitor_records_the_host_s_yes_and_lets_them_out(
         "SELECT confirmed_how, exited_at IS NOT NULL, id_last4 FROM visitors"
     ).fetchone()
     assert row_db == ("phone", 1, "1234")  # the ID number itself is nowhere
+    assert outside == []
+
+
+def test_a_guard_lends_a_key_against_a_drawn_signature_and_takes_it_back(node: Node, browser: Any):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+    status, _ = http_call(base, "POST", "/api/v1/keys", admin,
+                          {"id": "B5-1203", "label": "5栋1203 入户门", "kind": "unit"})  # fmt: skip
+    assert status == 201
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+    page.click("#keys-open")
+    page.locator("#k-key option", has_text="B5-1203").wait_for(state="attached")
+    page.fill("#k-borrower", "张三")
+    page.select_option("#k-kind", "owner")
+    page.fill("#k-phone", "13800138000")
+    page.fill("#k-reason", "取快递")
+    page.click("#key-form button[type=submit]")  # not signed yet: refused on the page
+    page.locator("#k-notice.bad", has_text=ZH["keys.sign.missing"]).wait_for()
+    box = page.locator("#k-sign").bounding_box()
+    page.mouse.move(box["x"] + 30, box["y"] + 100)
+    page.mouse.down()
+    for x, y in ((120, 40), (220, 110), (400, 30)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+    page.click("#key-form button[type=submit]")
+    page.locator("#k-notice.good", has_text=ZH["keys.lent"]).wait_for()
+    row = page.locator("#k-list li", has_text="B5-1203")
+    row.wait_for()
+    assert "张*" in row.inner_text() and "138****8000" in row.inner_text()  # masked
+    assert "张三" not in row.inner_text()
+    keep_screenshot(page, node.config.parent, "guard-keys.png")
+    page.once("dialog", lambda d: d.accept("1"))  # the count, as the prompt asks
+    row.locator("button", has_text=ZH["keys.return"]).click()
+    page.locator("#k-list li", has_text=ZH["keys.none"]).wait_for()
+    conn = sqlite3.connect(node.config.parent / "var" / "edge.db")
+    loan = conn.execute("SELECT borrower, lent_by, returned_by, returned_count, closed_at IS NOT "
+                        "NULL, signature_sha256 FROM key_loans").fetchone()  # fmt: skip
+    assert loan[:5] == ("张三", "li", "li", 1, 1)
+    drawn = node.config.parent / "var" / "photos" / loan[5][:2] / f"{loan[5]}.jpg"
+    ink = np.asarray(Image.open(drawn).convert("L"))
+    assert (ink < 100).sum() > 200  # the strokes are in the signature kept
     assert outside == []
 
 

@@ -195,6 +195,115 @@
     $("v-host").focus();
   });
 
+  // -- key loans (钥匙借用) ----------------------------------------------------------------
+  const keysDialog = $("keys");
+  const pad = $("k-sign");
+  const ink = pad.getContext("2d");
+  let signed = false;
+  function clearPad() {
+    ink.fillStyle = "#fff"; ink.fillRect(0, 0, pad.width, pad.height);
+    ink.strokeStyle = "#000"; ink.lineWidth = 3; ink.lineCap = "round"; signed = false;
+  }
+  function at(e) {
+    const box = pad.getBoundingClientRect();
+    return [(e.clientX - box.left) * pad.width / box.width, (e.clientY - box.top) * pad.height / box.height];
+  }
+  pad.addEventListener("pointerdown", (e) => {
+    pad.setPointerCapture(e.pointerId); ink.beginPath(); ink.moveTo(...at(e));
+  });
+  pad.addEventListener("pointermove", (e) => {
+    if (!pad.hasPointerCapture(e.pointerId)) return;
+    ink.lineTo(...at(e)); ink.stroke(); signed = true;
+  });
+  $("k-clear").addEventListener("click", clearPad);
+
+  function keyNotice(message, good) { notice(message, good, "k-notice"); }
+  async function act(path, body) {
+    try { await api("POST", path, body); } catch (err) { keyNotice(err.message, false); }
+    listKeys();
+  }
+  function button(label, onClick) {
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = label; b.addEventListener("click", onClick);
+    return b;
+  }
+  async function listKeys() {
+    let cabinet, loans;
+    try {
+      [cabinet, loans] = await Promise.all([api("GET", "/api/v1/keys"), api("GET", "/api/v1/key-loans?open=true&limit=200")]);
+    } catch (err) { keyNotice(err.message, false); return; }
+    const chosen = $("k-key").value;
+    $("k-key").replaceChildren(...cabinet.items.filter((k) => !k.retired_at).map((k) => {
+      const o = document.createElement("option");
+      o.value = k.id;
+      o.textContent = k.id + " " + k.label + "（" + text("keys.in_cabinet") + " " + k.in_cabinet + "/" + k.quantity + "）";
+      o.disabled = k.in_cabinet < 1;
+      return o;
+    }));
+    if (chosen) $("k-key").value = chosen;
+    const list = $("k-list");
+    if (!loans.items.length) { list.replaceChildren(Object.assign(document.createElement("li"), { textContent: text("keys.none") })); return; }
+    list.replaceChildren(...loans.items.map((l) => {
+      const li = document.createElement("li");
+      li.className = l.state;
+      const what = document.createElement("span");
+      what.textContent = l.key + " " + l.label + " ×" + l.quantity + " · " + l.borrower + " " + l.phone +
+        " · " + text("keys.due") + " " + when(l.due_at) + " · " + text("keys.state." + l.state);
+      li.append(what);
+      const base = "/api/v1/key-loans/" + l.id;
+      if (l.state === "inspecting") {
+        li.append(button(text("keys.inspect.ok"), () => {
+          const inspector = window.prompt(text("keys.inspector"));
+          if (inspector) act(base + "/inspection", { ok: true, inspected_by: inspector });
+        }), button(text("keys.inspect.bad"), () => {
+          const inspector = window.prompt(text("keys.inspector"));
+          const notes = inspector && window.prompt(text("keys.inspect.notes"));
+          if (notes) act(base + "/inspection", { ok: false, inspected_by: inspector, notes });
+        }));
+      } else {
+        li.append(button(text("keys.return"), () => {
+          const count = window.prompt(text("keys.count"), String(l.quantity));
+          if (count !== null) act(base + "/return", { count: Number(count) });
+        }), button(text("keys.lost"), () => {
+          const count = window.prompt(text("keys.lost.count"), String(l.quantity));
+          if (count !== null) act(base + "/lost", { count: Number(count) });
+        }));
+      }
+      return li;
+    }));
+  }
+  $("keys-open").addEventListener("click", () => { keysDialog.showModal(); clearPad(); listKeys(); });
+  $("keys-close").addEventListener("click", () => { keysDialog.close(); input.focus(); });
+  $("key-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!signed) { keyNotice(text("keys.sign.missing"), false); return; }
+    try {
+      // the signature first, as a picture: the loan names it
+      const png = await new Promise((done) => pad.toBlob(done, "image/png"));
+      const response = await fetch("/api/v1/key-loans/signatures", {
+        method: "POST", credentials: "same-origin", body: png,
+        headers: { "Content-Type": "image/png", "X-CSRF-Token": config.csrf },
+      });
+      const sig = await response.json().catch(() => null);
+      if (!response.ok) throw new Error(window.Gatehouse.refusal(response.status, sig));
+      const body = {
+        key: $("k-key").value, quantity: Number($("k-quantity").value), borrower: $("k-borrower").value.trim(),
+        borrower_kind: $("k-kind").value, phone: $("k-phone").value.trim(), reason: $("k-reason").value.trim(),
+        signature: sig.signature,
+      };
+      for (const [field, id] of [["company", "k-company"], ["approved_by", "k-approved"]]) {
+        const v = $(id).value.trim();
+        if (v) body[field] = v;
+      }
+      await api("POST", "/api/v1/key-loans", body);
+      for (const id of ["k-borrower", "k-company", "k-phone", "k-reason", "k-approved"]) $(id).value = "";
+      $("k-quantity").value = "1";
+      clearPad();
+      keyNotice(text("keys.lent"), true);
+    } catch (err) { keyNotice(err.message, false); }
+    listKeys();
+  });
+
   // -- the live stream ---------------------------------------------------------------
   function connect() {
     live("/console/stream?view=guard", "/api/v1/events?limit=1", {
@@ -274,7 +383,7 @@
   });
 
   document.addEventListener("click", (e) => {
-    if (dialog.open) return; // the visitors' form has fields of its own
+    if (dialog.open || keysDialog.open) return; // the dialogs' forms have fields of their own
     if (!(e.target instanceof HTMLButtonElement) && e.target !== input) input.focus();
   });
   connect();
