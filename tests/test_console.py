@@ -42,6 +42,7 @@ from tests.helpers import (
     pg_rows,
     wait_for,
 )
+from tests.test_keys import signature_png, upload
 
 PASSWORD = "night-shift-42"
 # `make screenshots` sets this: the browser tests keep their pictures there (docs/)
@@ -780,6 +781,16 @@ def test_a_handover_is_made_and_signed_by_the_outgoing_then_the_incoming_officer
     base = f"http://127.0.0.1:{node.api_port}"
     add_user(node, "wang", "control")
     add_user(node, "zhao", "control")
+    # a key out: the handover names who holds it
+    admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+    key = {"id": "B5-1203", "label": "5栋1203 入户门", "kind": "unit"}
+    assert http_call(base, "POST", "/api/v1/keys", admin, key)[0] == 201
+    status, sig = upload(base, admin, signature_png())
+    assert status == 201, sig
+    status, loan = http_call(base, "POST", "/api/v1/key-loans", admin, {
+        "key": "B5-1203", "borrower": "张三", "borrower_kind": "owner", "phone": "13800138000",
+        "reason": "取快递", "signature": sig["signature"]})  # fmt: skip
+    assert status == 201, loan
     page, outside = offline_page(browser, base)
     browser_login(page, base, "wang")
     page.click("text=" + ZH["duty.page"])
@@ -795,6 +806,8 @@ def test_a_handover_is_made_and_signed_by_the_outgoing_then_the_incoming_officer
     page.click("#handover-form button")
     page.locator("#sign", has_text=ZH["handover.sign_out"]).wait_for()
     assert "对讲机: 4 → 3" in page.inner_text("#r-body")
+    assert ZH["handover.keys_out"] in page.inner_text("#r-body")
+    assert "B5-1203 5栋1203 入户门 ×1 · 张*" in page.inner_text("#r-body")
     page.click("#sign")
     page.locator("#sign", has_text=ZH["handover.sign_in"]).wait_for()
     assert page.locator("#sign").is_disabled()  # not by the same person

@@ -65,6 +65,9 @@
       ...section(text("handover.open_alarms"), r.open_alarms.map(alarmLine)),
       ...section(text("handover.alarms_of_shift"), r.alarms_of_shift.map(alarmLine)),
       ...section(text("handover.visitors"), r.visitors_inside.map((v) => v.name + " → " + v.host_unit)),
+      ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
+        " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
+        " · " + text("keys.state." + k.state, k.state))),
       ...section(text("handover.overrides"), r.overrides.map((o) => o.gate + " " + (o.by || "") + " " + (o.notes || ""))),
       ...section(text("handover.confiscations"), r.confiscations.map((c) => (c.reason || "") + " " + (c.by || ""))),
       ...section(text("handover.discrepancies"), discrepancies),
