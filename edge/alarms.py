@@ -15,9 +15,9 @@ import sqlite3
 from typing import Any
 
 from edge import audit, db, dutylog, outbox, store
-from edge.config import AlarmsCfg
+from edge.config import STAGES, AlarmsCfg
 from edge.errors import Conflict, DomainError, NotFound
-from edge.models import Alarm, AlarmLog, EmergencyRecord
+from edge.models import Alarm, AlarmDeadline, AlarmLog, EmergencyRecord
 from edge.snapshots import JOIN_COLUMNS
 
 DEVICE_TYPES = (
@@ -28,9 +28,12 @@ DEVICE_TYPES = (
     "key_overdue", "key_lost",  # the key cabinet's loans (edge.keys)
     "unknown_type",  # an alarm input of a type nobody declared: raised, never dropped
 )  # fmt: skip
-HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint")
-# 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13)
-SPECIAL_HELP = ("first_aid", "theft", "fight", "robbery", "flood", "fire")
+HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint",
+              "collective_complaint")  # fmt: skip
+# 特殊求助 go to the director, general ones to the customer-service supervisor (000 §八.13);
+# so does a complaint of 5 households or more (000 §八.10)
+SPECIAL_HELP = ("first_aid", "theft", "fight", "robbery", "flood", "fire",
+                "collective_complaint")  # fmt: skip
 LIFE_SAFETY = ("fire", "smoke", "intercom_emergency", "first_aid", "robbery")
 FAULTS = ("tamper", "power_fail", "reader_silent", "camera_offline", "camera_frozen",
           "camera_covered")  # fmt: skip
@@ -112,6 +115,11 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
         "notify the customer-service supervisor",
         "answer the resident within 2 hours",
     ),
+    "collective_complaint": (
+        "record the complaint and the households that made it",
+        "report to the director within 2 hours",
+        "record the answer given",
+    ),
 }
 DEFAULT_CHECKLISTS["smoke"] = DEFAULT_CHECKLISTS["fire"]
 DEFAULT_CHECKLISTS["unknown_type"] = (
@@ -182,7 +190,10 @@ def _log(
     by: str | None,
     action: str,
     detail: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """The alarm's log, and the change sent to the office (``extra``: fields of its own,
+    a deadline's ``stage`` and ``late_s``)."""
     entry = {"alarm_id": alarm_id, "at": now, "by": by, "action": action, "detail": detail}
     log_id = store.insert(conn, AlarmLog, entry)
     if action == "activated":
@@ -195,7 +206,7 @@ def _log(
     keys = ("uid", "type", "priority", "source", "gate", "location", "floor", "room", "state",
             "count", "resolution")  # fmt: skip
     change = {"alarm_id": alarm_id, "action": action, "by": by, "detail": detail, "at": now}
-    payload = dict(zip(keys, a, strict=True)) | change
+    payload = dict(zip(keys, a, strict=True)) | change | (extra or {})
     outbox.add(conn, None, "alarm", f"{alarm_id}:{log_id}", payload, now)
 
 
@@ -208,7 +219,7 @@ def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
     )
     if found is None:
         raise NotFound(f"no alarm with id {alarm_id}")
-    return _loaded(found)
+    return _loaded(found) | {"deadlines": deadlines_of(conn, alarm_id)}
 
 
 def raise_alarm(
@@ -265,6 +276,9 @@ def raise_alarm(
         "checklist": json.dumps(checklist_of(kind, cfg), ensure_ascii=False),
     })  # fmt: skip
     _log(conn, alarm_id, now, by, "raised")
+    for stage, minutes in cfg.deadlines.get(kind, {}).items():
+        store.insert(conn, AlarmDeadline, {"alarm_id": alarm_id, "stage": stage,
+                                           "due_at": now + minutes * 60})  # fmt: skip
     where = " ".join(x for x in (location, floor and f"{floor}F", room) if x)
     dutylog.add(
         conn,
@@ -360,6 +374,7 @@ def ack(conn: sqlite3.Connection, alarm_id: int, by: str, now: float) -> None:
         (now, by, alarm_id),
     )
     _log(conn, alarm_id, now, by, "acked")
+    _met(conn, alarm_id, "acknowledged", now)
 
 
 def _ack_if_needed(conn: sqlite3.Connection, a: dict[str, Any], by: str, now: float) -> None:
@@ -381,6 +396,7 @@ def dispatch(conn: sqlite3.Connection, alarm_id: int, to: str, by: str, now: flo
         (to.strip(), now, by, alarm_id),
     )
     _log(conn, alarm_id, now, by, "dispatched", to.strip())
+    _met(conn, alarm_id, "dispatched", now)
 
 
 def tick(conn: sqlite3.Connection, alarm_id: int, step: str, by: str, now: float) -> None:
@@ -425,6 +441,7 @@ def resolve(
     )
     _log(conn, alarm_id, now, by, "resolved",
          resolution + (f"; steps not ticked: {', '.join(undone)}" if undone else ""))  # fmt: skip
+    _met(conn, alarm_id, "resolved", now)
     if not a["active"] or not returns_to_normal(a):
         if a["active"]:
             conn.execute(
@@ -540,6 +557,77 @@ def escalate_due(
     return changed
 
 
+def _met(conn: sqlite3.Connection, alarm_id: int, stage: str, now: float) -> None:
+    """The alarm reached ``stage``, and so every stage before it (resolved on the spot is
+    dispatched too). One met after its due time is logged ``late`` with by how much: the
+    handover and the office's monthly report read it."""
+    reached = STAGES[: STAGES.index(stage) + 1]
+    marks = ",".join("?" * len(reached))
+    due = db.rows(
+        conn,
+        f"SELECT id, stage, due_at FROM alarm_deadlines WHERE alarm_id = ? AND met_at IS NULL "
+        f"AND stage IN ({marks})",
+        (alarm_id, *reached),
+    )
+    for d in due:
+        conn.execute("UPDATE alarm_deadlines SET met_at = ? WHERE id = ?", (now, d["id"]))
+        if now > d["due_at"]:
+            late = round(now - d["due_at"])
+            _log(conn, alarm_id, now, None, "late", f"{d['stage']} {late // 60} min late",
+                 {"stage": d["stage"], "late_s": late})  # fmt: skip
+
+
+def deadlines_due(conn: sqlite3.Connection, now: float, limit: int = ESCALATE_PER_TICK) -> list:
+    """Escalate the open alarms with a stage past its due time and not met (on
+    ix_alarm_deadlines_waiting: only the stages still waiting), at most ``limit``; the ids
+    that changed. Each stage escalates once; acknowledging does not stop the clock of a
+    stage that is not acknowledgement."""
+    changed: list[int] = []
+    for d in db.rows(
+        conn,
+        "SELECT d.id, d.alarm_id, d.stage, d.due_at, a.type, a.escalation_level FROM "
+        "alarm_deadlines d JOIN alarms a ON a.id = d.alarm_id WHERE d.met_at IS NULL AND "
+        "d.overdue_at IS NULL AND d.due_at < ? ORDER BY d.due_at LIMIT ?",
+        (now, limit),
+    ):
+        conn.execute("UPDATE alarm_deadlines SET overdue_at = ? WHERE id = ?", (now, d["id"]))
+        state = conn.execute("SELECT state FROM alarms WHERE id = ?", (d["alarm_id"],)).fetchone()
+        if state[0] == "closed":  # ended without reaching the stage (closed by force)
+            continue
+        level = d["escalation_level"] + 1
+        conn.execute("UPDATE alarms SET escalation_level = ?, escalated_at = ? WHERE id = ?",
+                     (level, now, d["alarm_id"]))  # fmt: skip
+        _log(conn, d["alarm_id"], now, None, "overdue", f"{d['stage']} was due",
+             {"stage": d["stage"]})  # fmt: skip
+        dutylog.add(conn, now, "system", "alarm",
+                    f"alarm {d['alarm_id']} ({d['type']}): {d['stage']} overdue, escalated to "
+                    f"level {level}", d["alarm_id"])  # fmt: skip
+        changed.append(d["alarm_id"])
+    return changed
+
+
+def deadlines_of(conn: sqlite3.Connection, alarm_id: int) -> list[dict[str, Any]]:
+    return db.rows(conn, "SELECT stage, due_at, met_at, overdue_at FROM alarm_deadlines "
+                         "WHERE alarm_id = ? ORDER BY due_at", (alarm_id,))  # fmt: skip
+
+
+def late_between(conn: sqlite3.Connection, start: float, end: float,
+                 now: float) -> list[dict[str, Any]]:  # fmt: skip
+    """The stages that ran late in a shift: overdue in it, or met late in it; by how much
+    (``late_s``: until met, or until ``now`` while still waiting)."""
+    found = db.rows(
+        conn,
+        "SELECT d.alarm_id, a.type, d.stage, d.due_at, d.met_at, d.overdue_at FROM "
+        "alarm_deadlines d JOIN alarms a ON a.id = d.alarm_id WHERE (d.overdue_at >= ? AND "
+        "d.overdue_at < ?) OR (d.met_at >= ? AND d.met_at < ? AND d.met_at > d.due_at) "
+        "ORDER BY d.due_at",
+        (start, end, start, end),
+    )
+    for d in found:
+        d["late_s"] = round((d["met_at"] or now) - d["due_at"])
+    return found
+
+
 def emergency_record(
     conn: sqlite3.Connection, alarm_id: int, fields: dict[str, str], by: str, now: float
 ) -> None:
@@ -591,7 +679,17 @@ def listing(
     sql = f"SELECT a.*, {JOIN_COLUMNS} FROM alarms a LEFT JOIN snapshots s ON s.id = a.snapshot_id"
     sql += " WHERE " + " AND ".join(where) if where else ""
     order = " ORDER BY a.id DESC" if include_closed else " ORDER BY a.priority, a.raised_at, a.id"
-    return [_loaded(a) for a in db.rows(conn, sql + order + " LIMIT ?", (*args, limit))]
+    found = [_loaded(a) for a in db.rows(conn, sql + order + " LIMIT ?", (*args, limit))]
+    if found:  # their deadlines, in one look (on ix_alarm_deadlines_alarm_id)
+        ids = [a["id"] for a in found]
+        due: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for d in db.rows(conn, "SELECT alarm_id, stage, due_at, met_at, overdue_at FROM "
+                               f"alarm_deadlines WHERE alarm_id IN ({','.join('?' * len(ids))}) "
+                               "ORDER BY due_at", tuple(ids)):  # fmt: skip
+            due[d.pop("alarm_id")].append(d)
+        for a in found:
+            a["deadlines"] = due[a["id"]]
+    return found
 
 
 def _loaded(a: dict[str, Any]) -> dict[str, Any]:

@@ -451,6 +451,38 @@ DEFAULT_SHIFTS = (
     ShiftCfg(name="night", hours=(time(23, 30), time(8, 0))),
 )
 DEFAULT_ESCALATION = {1: 30.0, 2: 120.0, 3: 600.0}
+STAGES = ("acknowledged", "dispatched", "resolved")  # a help request's, in order
+# minutes from raised to each stage (000 §八.10, §八.15; 002 KF-010): a complaint reported
+# to the supervisor within 1 h and answered within 2 h, a collective one (5 households or
+# more) before the director within 2 h, an urgent repair on site within 15 min
+DEFAULT_DEADLINES: dict[str, dict[str, float]] = {
+    "complaint": {"dispatched": 60.0, "resolved": 120.0},
+    "collective_complaint": {"dispatched": 120.0},
+    "repair": {"dispatched": 15.0},
+}
+
+
+def _deadlines(value: Any) -> dict[str, dict[str, float]]:
+    """Minutes by type and stage, over the defaults; a type named here has exactly the
+    stages given (``complaint = {}``: none)."""
+    if not isinstance(value, dict):
+        raise Bad("must be a table ([alarms.deadlines] or { key = value })")
+    merged = {k: dict(v) for k, v in DEFAULT_DEADLINES.items()}
+    for kind, stages in value.items():
+        if not isinstance(stages, dict):
+            raise Bad("must be a table of stages and minutes, e.g. { resolved = 120 }",
+                      key=_key(str(kind)))  # fmt: skip
+        for stage, minutes in stages.items():
+            if (
+                stage not in STAGES
+                or isinstance(minutes, bool)
+                or not isinstance(minutes, int | float)
+                or not 0 < minutes <= 10080
+            ):
+                raise Bad(f"stages are {', '.join(STAGES)}; minutes from 0 to 10080 (a week)",
+                          key=f"{_key(str(kind))}.{_key(str(stage))}")  # fmt: skip
+        merged[str(kind)] = {str(k): float(m) for k, m in stages.items()}
+    return merged
 
 
 def _escalation(value: Any) -> dict[int, float]:
@@ -474,6 +506,10 @@ def _escalation(value: Any) -> dict[int, float]:
 class AlarmsCfg(_Table):
     escalate_after_s: Annotated[dict[int, float], PlainValidator(_escalation)] = Field(
         default_factory=lambda: dict(DEFAULT_ESCALATION)
+    )
+    # a help request's stages and their due times, in minutes from raised (DEFAULT_DEADLINES)
+    deadlines: Annotated[dict[str, dict[str, float]], PlainValidator(_deadlines)] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DEADLINES.items()}
     )
     priorities: dict[str, Priority] = {}  # type → priority overrides
     checklists: dict[str, tuple[Text, ...]] = {}  # type → steps

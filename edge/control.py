@@ -194,6 +194,7 @@ class ControlRoom:
             if probe is not None:
                 probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
+            ids += alarms.deadlines_due(c, now)  # a help request's stage past its due time
             if self.clock.monotonic() >= self._keys_at:  # loans past their due time
                 ids += keys.overdue(c, self.cfg, now)
                 out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))

@@ -58,6 +58,8 @@ def build_report(
         "alarms_of_shift": of_shift,
         "open_faults": [a for a in open_alarms if a["type"] in alarms.FAULTS],
         "visitors_inside": inside,
+        # help requests whose stage ran late this shift, and by how much (000 §八.10)
+        "late_requests": alarms.late_between(conn, start, end, now),
         # who holds which keys now: "12 keys, 11 counted" names who has the twelfth
         "keys_out": keys.out_now(conn, now, cfg.rules.name_mask),
         "confiscations": db.rows(

@@ -173,6 +173,29 @@ class Visitor(SQLModel, table=True):
     exited_by: str | None = None
 
 
+class AlarmDeadline(SQLModel, table=True):
+    """A help request's stage and when it is due (000 §八.10, §八.15: a complaint answered
+    within 2 h, an urgent repair on site within 15 min): met when the alarm reaches it,
+    overdue when the time passed first (edge.alarms.deadlines_due)."""
+
+    __tablename__ = "alarm_deadlines"
+    __table_args__ = (
+        # the stages still to be met and not yet overdue, soonest first: the ticker's look
+        Index(
+            "ix_alarm_deadlines_waiting",
+            "due_at",
+            sqlite_where=text("met_at IS NULL AND overdue_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    alarm_id: int = Field(index=True)
+    stage: str  # acknowledged | dispatched | resolved
+    due_at: float
+    met_at: float | None = None
+    overdue_at: float | None = None  # the time passed first: escalated then
+
+
 class Key(SQLModel, table=True):
     """钥匙柜: a key (or a bunch, or another item lent: an umbrella, a tool) in the
     guard room's cabinet, by the code written on it (钥匙单位编码)."""

@@ -242,7 +242,14 @@ def alarm_view(a: dict[str, Any], now: float, tz: ZoneInfo) -> dict[str, Any]:
             for s in a["checklist"]
         ],
         "snapshot": joined(a),
+        # a help request's stages and when each is due; ``overdue``: escalated for it
+        "deadlines": [deadline_view(d, tz) for d in a.get("deadlines", [])],
     }
+
+
+def deadline_view(d: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    return {"stage": d["stage"], "due_at": iso(d["due_at"], tz), "met_at": iso(d["met_at"], tz),
+            "overdue": d["overdue_at"] is not None}  # fmt: skip
 
 
 def snapshot_view(

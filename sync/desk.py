@@ -146,7 +146,8 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
 
 
 REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_type",
-                   "alarms_by_shift", "decisions", "key_loans")  # fmt: skip
+                   "alarms_by_shift", "decisions", "key_loans", "late_requests",
+                   "late_minutes")  # fmt: skip
 
 
 def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -154,6 +155,9 @@ def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list
     words: a gate's id stays as it is, the words after it are translated."""
 
     def label(section: str, key: str) -> str:
+        if section in ("late_requests", "late_minutes"):  # a help request's type and stage
+            kind, _, stage = key.partition(":")
+            return t.get("alarm." + kind, kind) + " · " + t.get("deadline." + stage, stage)
         node, _, what = key.rpartition(":")
         prefix = {"office_slips": "slip.status.", "gate_slips": "report.", "decisions": "",
                   "key_loans": "report.keys.",

@@ -127,6 +127,21 @@ WHERE lent >= %(start)s AND lent < %(end)s AND due IS NOT NULL
 GROUP BY node_id
 """
 
+# Help requests' stages that ran late in the month (edge.alarms: an ``overdue`` change when
+# a stage's due time passed first, a ``late`` one with ``late_s`` when it was met after it),
+# by type and stage, on the alarms' time index like the rest of the month
+LATE_SQL = f"""
+SELECT word, action, count(*) AS n, avg(late) AS late
+FROM (
+    SELECT {_word("type")} || ':' || {_word("stage")} AS word, payload ->> 'action' AS action,
+           {_num("late_s")} AS late
+    FROM edge_events
+    WHERE {EVENT_AT} >= %(start)s AND {EVENT_AT} < %(end)s AND kind = 'alarm'
+      AND payload -> 'action' IN ('"overdue"'::jsonb, '"late"'::jsonb)
+) AS stages
+GROUP BY word, action
+"""
+
 OFFICE_SLIP_STATUSES = ("issued", "released", "rejected", "cancelled")
 _DAY = datetime(2001, 1, 1, tzinfo=UTC).timestamp()  # any day: UTC has no DST change
 
@@ -175,6 +190,13 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
     until = p["end"] if now is None else min(p["end"], Decimal(repr(now)))
     for node, lent, late, lost in conn.exec_driver_sql(KEY_LOANS_SQL, p | {"now": until}):
         key_loans |= {f"{node}:lent": lent, f"{node}:late": late, f"{node}:lost": lost}
+    late: dict[str, int] = {}
+    late_minutes: dict[str, float] = {}
+    for word, action, n, avg in conn.exec_driver_sql(LATE_SQL, p):
+        if action == "overdue":
+            late[word] = n
+        elif avg is not None:
+            late_minutes[word] = round(float(avg) / 60, 1)
     return {
         "month": month,
         "office_slips": office_slips,
@@ -184,4 +206,8 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
         "alarms_by_shift": dict(sorted(by_shift.items())),
         "decisions": dict(sorted(decisions.items())),
         "key_loans": dict(sorted(key_loans.items())),
+        # each help request's stage that went past its due time; how late, on average, the
+        # ones met after it were (minutes)
+        "late_requests": dict(sorted(late.items())),
+        "late_minutes": dict(sorted(late_minutes.items())),
     }

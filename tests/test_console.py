@@ -511,6 +511,32 @@ def test_a_guard_registers_a_visitor_records_the_host_s_yes_and_lets_them_out(
     assert outside == []
 
 
+def test_the_board_shows_a_complaint_s_stages_and_marks_the_one_overdue(
+    tmp_path: Path, broker: Broker, browser: Any
+):
+    node = node_for(tmp_path, [], broker.port)
+    node.config.write_text(node.config.read_text() + "[alarms.deadlines]\n"
+                           "complaint = { dispatched = 0.02, resolved = 600 }\n")  # fmt: skip
+    node.start(wait_ready=True)
+    try:
+        base = f"http://127.0.0.1:{node.api_port}"
+        add_user(node, "wang", "control")
+        officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+        status, raised = http_call(base, "POST", "/api/v1/alarms", officer,
+                                   {"type": "complaint", "notes": "噪音"})  # fmt: skip
+        assert status == 201, raised
+        page, outside = offline_page(browser, base)
+        browser_login(page, base, "wang")
+        page.locator("#queue li", has_text=ZH["alarm.complaint"]).click()
+        overdue = page.locator("#d-deadlines .overdue", has_text=ZH["deadline.dispatched"])
+        overdue.wait_for()  # pushed when it escalated: no reload
+        assert ZH["control.overdue"] in overdue.inner_text()
+        assert ZH["deadline.resolved"] in page.inner_text("#d-deadlines")
+        assert outside == []
+    finally:
+        node.stop()
+
+
 def test_a_guard_lends_a_key_against_a_drawn_signature_and_takes_it_back(node: Node, browser: Any):
     base = f"http://127.0.0.1:{node.api_port}"
     add_user(node, "li", "guard")

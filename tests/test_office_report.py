@@ -74,6 +74,11 @@ class Store:
             )  # fmt: skip
 
 
+def feb_late(eng: Any) -> dict[str, int]:
+    with eng.connect() as c:
+        return dict(reports.monthly_report(c, "2026-02", TZ)["late_requests"])
+
+
 def gate_slip_payloads(tmp_path: Path, closes: list[tuple[str, float]]) -> list[tuple[str, str]]:
     """What a gate sends for slips it released or rejected at these times: (kind, payload),
     made by edge.slips on a node database of its own, as read from its outbox."""
@@ -186,6 +191,22 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
         s.add(node, kind, payload)
     assert all("closed_at" in json.loads(p) for _, p in made)
 
+    # help requests' stages that ran late: counted when overdue, averaged when met late
+    for node, payload in [
+        ("gate-a", {"action": "overdue", "stage": "dispatched", "at": local(5, 9, 0)}),
+        ("gate-b", {"action": "overdue", "stage": "dispatched", "at": local(6, 9, 0)}),
+        ("gate-a", {"action": "overdue", "stage": "resolved", "at": local(5, 10, 0)}),
+        ("gate-a", {"action": "late", "stage": "dispatched", "late_s": 600, "at": local(5, 9, 5)}),
+        ("gate-b", {"action": "late", "stage": "dispatched", "late_s": 1200,
+                    "at": local(6, 9, 20)}),
+        ("gate-a", {"action": "late", "stage": "dispatched", "late_s": 300, "at": local(7, 9, 0),
+                    "type": "repair"}),
+        ("gate-a", {"action": "overdue", "stage": "resolved", "at": before}),  # last month
+        ("gate-a", {"action": "late", "stage": "resolved", "late_s": "long",
+                    "at": local(5, 11, 0)}),
+    ]:  # fmt: skip
+        s.add(node, "alarm", {"type": "complaint"} | payload)
+
     # key loans, each as its latest record says: lent in the month, late, lost
     loans = [
         ("gate-a", "1", {"lent_at": local(2, 9, 0), "due_at": local(5, 9, 0)}),
@@ -261,7 +282,10 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
             "gate-b:late": 1,
             "gate-b:lost": 0,
         },
+        "late_requests": {"complaint:dispatched": 2, "complaint:resolved": 1},
+        "late_minutes": {"complaint:dispatched": 15.0, "repair:dispatched": 5.0},
     }
+    assert feb_late(eng) == {"complaint:resolved": 1}
     # the months either side hold what was left out, and nothing of March
     with eng.connect() as c:
         feb = reports.monthly_report(c, "2026-02", TZ)

@@ -326,6 +326,12 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "event_ts": at("2026-12-03 02:14:00"), "captured_at": at("2026-12-03 02:14:00.4"),
          "age_ms": 400, "stale": 0, "deleted_at": at("2026-12-04 03:00"), "office_at": None},
     ],
+    "alarm_deadlines": [
+        {"id": 1, "alarm_id": 1, "stage": "dispatched", "due_at": at("2026-12-03 03:14"),
+         "met_at": at("2026-12-03 03:20"), "overdue_at": at("2026-12-03 03:14:01")},
+        {"id": 2, "alarm_id": 1, "stage": "resolved", "due_at": at("2026-12-03 04:14"),
+         "met_at": None, "overdue_at": None},
+    ],
     "keys": [
         {"id": "B5-1203", "label": "5栋1203 入户门", "kind": "unit", "unit": "5-1203",
          "quantity": 2, "contractor": None, "responsible": None, "created_by": "陈主管",

@@ -89,6 +89,14 @@
     $("d-state").textContent = text("state." + a.state, a.state) + " · " +
       text("isa." + a.isa_state, a.isa_state) +
       (a.dispatched_to ? " · " + text("control.dispatched") + " " + a.dispatched_to : "");
+    // a help request's stages: when each is due, met, or overdue (shown in red)
+    $("d-deadlines").replaceChildren(...(a.deadlines.length ? a.deadlines.map((d) => {
+      const span = document.createElement("span");
+      span.className = d.overdue && !d.met_at ? "overdue" : "";
+      span.textContent = text("deadline." + d.stage, d.stage) + " " + when(d.due_at).slice(11, 16) +
+        (d.met_at ? " ✓" + when(d.met_at).slice(11, 16) : d.overdue ? " " + text("control.overdue") : "") + "　";
+      return span;
+    }) : [document.createTextNode("—")]));
     $("d-ack").disabled = a.acked || a.state === "closed";
     $("d-steps").replaceChildren(...a.checklist.map((s) => {
       const li = document.createElement("li");

@@ -65,6 +65,9 @@
       ...section(text("handover.open_alarms"), r.open_alarms.map(alarmLine)),
       ...section(text("handover.alarms_of_shift"), r.alarms_of_shift.map(alarmLine)),
       ...section(text("handover.visitors"), r.visitors_inside.map((v) => v.name + " → " + v.host_unit)),
+      ...section(text("handover.late_requests"), (r.late_requests || []).map((d) => "#" + d.alarm_id + " " +
+        text("alarm." + d.type, d.type) + " · " + text("deadline." + d.stage, d.stage) + " · " +
+        Math.round(d.late_s / 60) + " min")),
       ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
         " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
         " · " + text("keys.state." + k.state, k.state))),
