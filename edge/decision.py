@@ -2,7 +2,8 @@
 
 No I/O and no clock: the caller looks the passes up and passes ``now`` in. This module is
 the one place that knows the deny reasons and the order they are checked in (DOMAIN.md):
-known → not revoked/confiscated → inside validity → inside daily hours → allowed gate.
+known → not revoked/confiscated → inside validity → a worker's renovation permit in force →
+inside daily hours → allowed gate.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Reason(StrEnum):
     SLIP_CANCELLED = "slip_cancelled"
     MANUAL_OVERRIDE = "manual_override"
     INVALID_QR = "invalid_qr"
+    PERMIT_SUSPENDED = "permit_suspended"
+    PERMIT_CLOSED = "permit_closed"
 
 
 # What each reason means, for the README and the API; one place, so they cannot drift.
@@ -48,6 +51,9 @@ REASON_TEXT: dict[Reason, str] = {
     "(forged, altered, or signed with a key this gate does not hold), or it breaks a QR rule "
     "(not a temporary pass, longer than 72 h, this gate's clock behind the office's, no "
     "entries left today); the scan message and the log say which",
+    Reason.PERMIT_SUSPENDED: "the worker's renovation permit is suspended (a stop-work order, "
+    "停工整顿) until the unit passes re-inspection",
+    Reason.PERMIT_CLOSED: "the worker's renovation permit is closed, or its period has ended",
 }
 
 KINDS = ("temporary", "worker", "resident", "staff")
@@ -67,6 +73,11 @@ class PassView:
     gates: frozenset[str] | None = None  # None: every gate
     # (start, end) as edge.config.parse_hours gives it; see in_window. None: the kind's default
     daily_window: tuple[time, time] | None = None
+    # a worker's renovation permit (装修许可证) as the gate holds it: its status (active |
+    # suspended | closed) and the end of its period; None: the pass names none, or one
+    # this gate has not heard of (it was issued against it: the office's word stands)
+    permit_status: str | None = None
+    permit_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,11 @@ def check_pass(p: PassView, now: float, gate: str, rules: SiteRules) -> Reason:
         return Reason.NOT_YET_VALID
     if p.valid_until is not None and now >= p.valid_until:
         return Reason.EXPIRED
+    if p.kind == "worker" and p.permit_status is not None:
+        if p.permit_status == "suspended":
+            return Reason.PERMIT_SUSPENDED
+        if p.permit_status != "active" or (p.permit_until is not None and now >= p.permit_until):
+            return Reason.PERMIT_CLOSED  # closed, ended, or a status never heard of
     window = p.daily_window or rules.kind_hours.get(p.kind)
     if window is not None:
         local = datetime.fromtimestamp(now, rules.tz).time()

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     from edge.control import ControlRoom
 
 log = logging.getLogger(__name__)
-_PASS_COLUMNS = store.select_list(
+_PASS_COLUMNS = ", ".join("p." + c for c in store.select_list(
     Pass, "id", "kind", "status", "valid_from", "valid_until", "issued_at", "gates",
     "daily_window", "name",
-)  # fmt: skip
+).split(", "))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +80,11 @@ def _gates(text: str) -> frozenset[str]:
 def lookup(conn: sqlite3.Connection, card_key: int) -> list[tuple[PassView, str]]:
     """The card's passes with their holders' names."""
     # a pass still being imported ("staged") is not there yet for the gate
+    # with the worker's renovation permit as this gate holds it (none: not heard of)
     rows = conn.execute(
-        f"SELECT {_PASS_COLUMNS} FROM passes WHERE card_key = ? AND status != 'staged'",
+        f"SELECT {_PASS_COLUMNS}, r.status, r.valid_until FROM passes p "
+        "LEFT JOIN permits r ON r.permit_no = p.permit_no "
+        "WHERE p.card_key = ? AND p.status != 'staged'",
         (card_key,),
     )
     return [
@@ -95,6 +98,8 @@ def lookup(conn: sqlite3.Connection, card_key: int) -> list[tuple[PassView, str]
                 issued_at=r[5],
                 gates=_gates(r[6]) if r[6] else None,
                 daily_window=_window(r[7]) if r[7] else None,
+                permit_status=r[9],
+                permit_until=r[10],
             ),
             r[8],
         )

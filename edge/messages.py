@@ -50,6 +50,7 @@ STATUS_ZH: dict[str, str] = {
     "dispatched": "已派人",
     "resolved": "已处理",
     "closed": "已关闭",
+    "suspended": "已暂停",
 }
 
 # what a slip is asked to become, as a verb: "slip N cannot be released"
@@ -362,6 +363,16 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # renovation permits
+    ("unit and company: a permit names both", "许可证须填写房号和施工单位"),
+    ("the permit's period ends before it starts", "许可证的结束时间早于开始时间"),
+    ("permit {permit} exists already", "许可证 {permit} 已存在"),
+    ("no permit {permit!r}", "没有这张装修许可证：{permit}"),
+    (
+        "permit {permit} is {status}: it cannot be {status2}",
+        "许可证 {permit} 当前为{status}，不能改为{status2}",
+    ),
+    ("a stop-work order names its cause", "停工整顿须写明原因"),
     # key loans
     (
         "contractor and responsible: a contractor's key names both",

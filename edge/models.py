@@ -173,6 +173,25 @@ class Visitor(SQLModel, table=True):
     exited_by: str | None = None
 
 
+class Permit(SQLModel, table=True):
+    """装修许可证: a unit's renovation permit, issued by the office and pulled here. A worker
+    pass names it (``passes.permit_no``); the gate denies the worker while it is suspended
+    (停工整顿) and once it is closed or its period has ended (edge.decision)."""
+
+    __tablename__ = "permits"
+
+    permit_no: str = Field(primary_key=True)
+    unit: str
+    company: str
+    scope: str | None = None
+    valid_from: float
+    valid_until: float | None = None
+    status: str  # active | suspended | closed
+    status_reason: str | None = None
+    version: int
+    updated_at: float
+
+
 class AlarmDeadline(SQLModel, table=True):
     """A help request's stage and when it is due (000 §八.10, §八.15: a complaint answered
     within 2 h, an urgent repair on site within 15 min): met when the alarm reaches it,

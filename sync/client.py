@@ -57,6 +57,16 @@ _UPSERT = (
 )
 
 
+PERMIT_COLUMNS = ("permit_no", "unit", "company", "scope", "valid_from", "valid_until",
+                  "status", "status_reason", "version", "updated_at")  # fmt: skip
+# the office's permit, newer versions only (the gate never changes a permit)
+_PERMIT_UPSERT = (
+    f"INSERT INTO permits ({', '.join(PERMIT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(PERMIT_COLUMNS))}) ON CONFLICT(permit_no) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in PERMIT_COLUMNS if c != "permit_no")
+    + " WHERE excluded.version > permits.version"
+)
+
 SLIP_COLUMNS = (
     "number", "unit", "owner", "bearer", "authorisation", "authorisation_detail", "items",
     "hazard_allowed", "valid_from", "valid_until", "approver", "status", "issued_by",
@@ -104,6 +114,9 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
             applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
         elif ch["entity"] == "slip":
             applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
+        elif ch["entity"] == "permit":
+            row = tuple(p.get(c) for c in PERMIT_COLUMNS)
+            applied += conn.execute(_PERMIT_UPSERT, row).rowcount
     db.set_meta(conn, "pull_cursor", str(cursor))
     if stamp is not None or changes:
         db.set_meta(conn, "pull_stamp", stamp or changes[-1].get("stamp") or "")
@@ -117,6 +130,8 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 
 def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
+    if entity == "permit":
+        return conn.execute("DELETE FROM permits WHERE permit_no = ?", (entity_id,)).rowcount
     if entity == "pass":
         return conn.execute("DELETE FROM passes WHERE id = ? AND origin = 'office'",
                             (entity_id,)).rowcount  # fmt: skip
@@ -129,14 +144,19 @@ def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
     and pull from the start so what the scope newly holds arrives: the version guard keeps
     what is here already. Answers how many records it dropped."""
     dropped = 0
-    for table, key, ids in (("passes", "id", keep["passes"]),
-                            ("goods_slips", "number", keep["slips"])):  # fmt: skip
+    office = " AND origin = 'office'"  # (every permit here is the office's)
+    kept = [
+        ("passes", "id", keep["passes"], office),
+        ("goods_slips", "number", keep["slips"], office),
+    ]
+    if "permits" in keep:  # an office of an older version has none
+        kept.append(("permits", "permit_no", keep["permits"], ""))
+    for table, key, ids, only in kept:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM scope_keep")
         conn.executemany("INSERT OR IGNORE INTO scope_keep VALUES (?)", ((i,) for i in ids))
         dropped += conn.execute(
-            f"DELETE FROM {table} WHERE origin = 'office' "
-            f"AND {key} NOT IN (SELECT id FROM scope_keep)"
+            f"DELETE FROM {table} WHERE {key} NOT IN (SELECT id FROM scope_keep){only}"
         ).rowcount
     conn.execute("DROP TABLE scope_keep")
     db.set_meta(conn, "pull_cursor", "0")

@@ -30,7 +30,7 @@ from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
 from edge.users import hash_token
-from sync import reports, wire
+from sync import permits, reports, wire
 from sync import schema as t
 
 log = logging.getLogger(__name__)
@@ -238,12 +238,14 @@ def _holds(node: Node) -> Any:
 
 
 def in_scope(conn: Connection, node: Node) -> dict[str, list[str]]:
-    """The ids of the office's passes and slips ``node`` may hold, whatever their status."""
+    """The ids of the office's passes, slips and permits ``node`` may hold, whatever their
+    status."""
     p = t.passes.c
     passes = conn.execute(select(p.id).where(_holds(node)).order_by(p.id)).scalars().all()
     slips = conn.execute(select(t.slips.c.number).where(t.slips.c.site == node.site)
                          .order_by(t.slips.c.number)).scalars().all()  # fmt: skip
-    return {"passes": list(passes), "slips": list(slips)}
+    return {"passes": list(passes), "slips": list(slips),
+            "permits": permits.in_scope(conn, node.site)}  # fmt: skip
 
 
 def photo_in_scope(conn: Connection, node: Node, sha: str) -> bool:

@@ -42,7 +42,7 @@ from edge.privacy import IdHasher
 from edge.shape import shaped
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, notify, office, partitions, recovery, snapshots, wire
+from sync import desk, notify, office, partitions, permits, recovery, snapshots, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -541,6 +541,39 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
+    @app.post("/api/v1/permits", status_code=201)
+    def issue_permit(body: PermitIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        """A unit's renovation permit (装修许可证); worker passes name it (``permit_no``)."""
+        fields = body.model_dump()
+        for key in ("valid_from", "valid_until"):
+            if fields[key]:
+                fields[key] = office.parse_field_time(key, fields[key], cfg.tz)
+        with eng.begin() as c:
+            return shaped(permits.issue(c, fields, who, clock.now()), cfg.tz)
+
+    @app.get("/api/v1/permits")
+    def list_permits(
+        who: str = Depends(clerk),
+        site: str | None = Query(None, max_length=64),
+        status: str | None = Query(None, pattern="^(active|suspended|closed)$"),
+    ) -> dict[str, Any]:
+        with eng.connect() as c:
+            return shaped({"items": permits.listing(c, site, status), "next": None}, cfg.tz)
+
+    @app.post("/api/v1/permits/{permit_no}/{action}")
+    def move_permit(
+        permit_no: str,
+        action: Literal["suspend", "resume", "close"],
+        body: ReasonIn,
+        who: str = Depends(clerk),
+    ) -> dict[str, Any]:
+        """``suspend``: a stop-work order (停工整顿), its cause as ``reason``: the unit's
+        workers are denied at the gates until ``resume`` (re-inspection passed); ``close``:
+        the works are complete (the locks are changed), and the workers' passes stop."""
+        with eng.begin() as c:
+            return shaped(permits.move(c, permit_no, action, body.reason, who, clock.now()),
+                          cfg.tz)  # fmt: skip
+
     @app.patch("/api/v1/sites/{site_id}")
     def site_set(site_id: str, body: SiteSetIn, who: str = Depends(admin)) -> dict[str, Any]:
         """Which camera pictures a site's gates send here, and how long they are kept."""
@@ -569,6 +602,17 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
 
 class OfficePassIn(PassIn):
+    site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
+
+
+class PermitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    permit_no: str = Field(min_length=1, max_length=64)
+    unit: str = Field(min_length=1, max_length=50)
+    company: str = Field(min_length=1, max_length=200)
+    scope: str | None = Field(None, max_length=1000, description="the works the permit allows")
+    valid_from: str | None = Field(None, max_length=40, description="ISO 8601; default now")
+    valid_until: str | None = Field(None, max_length=40, description="ISO 8601")
     site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
 

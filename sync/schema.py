@@ -99,6 +99,28 @@ passes = Table(
     Column("site", Text, nullable=False, server_default="default"),
 )
 
+# Renovation permits (装修许可证): a unit's works by a company, for a period; suspended by a
+# stop-work order until re-inspection, closed at completion. Pulled by the site's gates like
+# passes (entity ``permit``): a worker pass names its permit (``passes.permit_no``).
+permits = Table(
+    "permits",
+    metadata,
+    Column("permit_no", Text, primary_key=True),
+    Column("site", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("company", Text, nullable=False),
+    Column("scope", Text),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float),
+    Column("status", Text, nullable=False),  # active | suspended | closed
+    Column("status_reason", Text),
+    Column("version", Integer, nullable=False),
+    Column("issued_by", Text, nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("updated_by", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Holders' photos, by the SHA-256 of the stored JPEG (edge.photos): in the database, so the
 # office's backup (pg_dump) has them, and a gate fetches each one once.
 photos = Table(

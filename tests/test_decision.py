@@ -32,8 +32,91 @@ def hours(text: str) -> tuple[time, time]:
     return parse_hours(text, "daily_window")
 
 
+WORKER = dict(kind="worker", daily_window=hours("00:00-24:00"))
+
 CASES = [
     ("no pass", [], NOON, "main", False, Reason.UNKNOWN_CREDENTIAL),
+    # a worker's renovation permit (装修许可证): in force, suspended, closed, ended
+    (
+        "permit in force",
+        [view(**WORKER, permit_status="active", permit_until=NOON + DAY)],
+        NOON,
+        "main",
+        True,
+        Reason.OK,
+    ),
+    (
+        "permit suspended",
+        [view(**WORKER, permit_status="suspended")],
+        NOON,
+        "main",
+        False,
+        Reason.PERMIT_SUSPENDED,
+    ),
+    (
+        "permit closed",
+        [view(**WORKER, permit_status="closed")],
+        NOON,
+        "main",
+        False,
+        Reason.PERMIT_CLOSED,
+    ),
+    (
+        "permit's period ended",
+        [view(**WORKER, permit_status="active", permit_until=NOON)],
+        NOON,
+        "main",
+        False,
+        Reason.PERMIT_CLOSED,
+    ),
+    (
+        "a permit status never heard of",
+        [view(**WORKER, permit_status="paused?")],
+        NOON,
+        "main",
+        False,
+        Reason.PERMIT_CLOSED,
+    ),
+    (
+        "a permit this gate has not heard of: the office's pass stands",
+        [view(**WORKER)],
+        NOON,
+        "main",
+        True,
+        Reason.OK,
+    ),
+    (
+        "revoked before the permit",
+        [view(**WORKER, status="revoked", permit_status="suspended")],
+        NOON,
+        "main",
+        False,
+        Reason.REVOKED,
+    ),
+    (
+        "expired before the permit",
+        [view(**WORKER, valid_until=NOON, permit_status="closed")],
+        NOON,
+        "main",
+        False,
+        Reason.EXPIRED,
+    ),
+    (
+        "a permit before the hours",
+        [view(kind="worker", daily_window=hours("07:00-08:00"), permit_status="suspended")],
+        NOON,
+        "main",
+        False,
+        Reason.PERMIT_SUSPENDED,
+    ),
+    (
+        "only a worker's pass answers to a permit",
+        [view(kind="resident", permit_status="suspended")],
+        NOON,
+        "main",
+        True,
+        Reason.OK,
+    ),
     ("resident", [view()], NOON, "main", True, Reason.OK),
     ("revoked", [view(status="revoked")], NOON, "main", False, Reason.REVOKED),
     ("confiscated", [view(status="confiscated")], NOON, "main", False, Reason.CONFISCATED),
@@ -344,3 +427,10 @@ def test_nothing_outside_its_validity_window_is_granted(p, now):
 def test_a_deny_names_one_of_the_card_s_passes(ps, now):
     d = decide(ps, now, "main", RULES)
     assert d.pass_ in ps
+
+
+@given(p=passes, now=times, status=st.sampled_from(["suspended", "closed", "", "x"]))
+def test_a_worker_whose_permit_is_not_in_force_is_never_granted(p, now, status):
+    worker = replace(p, kind="worker", permit_status=status)
+    decision = decide([worker], now, "main", RULES)
+    assert not decision.granted

@@ -326,6 +326,12 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "event_ts": at("2026-12-03 02:14:00"), "captured_at": at("2026-12-03 02:14:00.4"),
          "age_ms": 400, "stale": 0, "deleted_at": at("2026-12-04 03:00"), "office_at": None},
     ],
+    "permits": [
+        {"permit_no": "ZX-2026-001", "unit": "8-0801", "company": "华美装饰",
+         "scope": "厨卫改造", "valid_from": at("2026-12-01 08:00"),
+         "valid_until": at("2027-01-31 18:00"), "status": "suspended",
+         "status_reason": "停工整顿", "version": 2, "updated_at": at("2026-12-04 10:00")},
+    ],
     "alarm_deadlines": [
         {"id": 1, "alarm_id": 1, "stage": "dispatched", "due_at": at("2026-12-03 03:14"),
          "met_at": at("2026-12-03 03:20"), "overdue_at": at("2026-12-03 03:14:01")},
@@ -680,6 +686,14 @@ OFFICE_ROWS: dict[str, list[dict[str, Any]]] = {
     "sites": [{"site_id": "north", "name": "北园", "gates": ["north-1", "north-2"],
                "created_at": at("2026-12-05 08:00"), "snapshots": "alarms",
                "snapshot_days": 14, "_since": "0007"}],
+    "permits": [
+        {"permit_no": "ZX-2026-001", "site": "north", "unit": "8-0801", "company": "华美装饰",
+         "scope": "厨卫改造", "valid_from": at("2026-12-01 08:00"),
+         "valid_until": at("2027-01-31 18:00"), "status": "suspended",
+         "status_reason": "停工整顿", "version": 2, "issued_by": "客服小王",
+         "issued_at": at("2026-12-01 08:00"), "updated_by": "客服小王",
+         "updated_at": at("2026-12-04 10:00"), "_since": "0010"},
+    ],
     "snapshots": [
         {"sha256": "b8" * 32, "jpeg": b"\xff\xd8\xff\xe0 a picture \xff\xd9",
          "stored_sha256": "c9" * 32, "reduced": True, "site": "north",
@@ -697,6 +711,7 @@ OFFICE_KEYS = {
     "photos": ("sha256",), "change_log": ("change_id",), "edge_events": ("node_id", "epoch", "seq"),
     "edge_cursors": ("node_id", "epoch"), "anomalies": ("id",), "set_aside": ("id",),
     "office_meta": ("key",), "sites": ("site_id",), "audit": ("id",), "snapshots": ("sha256",),
+    "permits": ("permit_no",),
 }  # fmt: skip
 
 

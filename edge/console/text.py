@@ -83,6 +83,8 @@ ZH: dict[str, str] = {
     "reason.slip_cancelled": "放行条已被管理处作废",
     "reason.manual_override": "人工开闸（已记录原因）",
     "reason.invalid_qr": "二维码无效（签名不符，或不符合二维码规则：非临时证、超过72小时、本机时钟落后、今日次数已用完）",
+    "reason.permit_suspended": "装修许可已暂停（停工整顿），复查合格前不得进场",
+    "reason.permit_closed": "装修许可已结束或已过期",
     # -- the control room --
     "control.title": "监控中心",
     "control.queue": "待处理报警",
@@ -513,6 +515,8 @@ EN: dict[str, str] = {
     "reason.slip_cancelled": "The office cancelled the slip",
     "reason.manual_override": "Opened by hand (reason recorded)",
     "reason.invalid_qr": "QR code refused (signature does not verify, or a QR rule: not temporary, over 72 h, clock behind, no entries left today)",
+    "reason.permit_suspended": "renovation permit suspended (stop-work order)",
+    "reason.permit_closed": "renovation permit closed or ended",
     # -- the control room --
     "control.title": "Control room",
     "control.queue": "Alarms",
