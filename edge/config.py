@@ -148,6 +148,17 @@ def _hours(value: Any) -> tuple[time, time]:
     return time(h1, m1), time(h2 % 24, m2)
 
 
+def _clock_time(value: Any) -> time:
+    """A time of day "HH:MM"."""
+    if isinstance(value, time):
+        return value
+    text = _text(value)
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise Bad(f"{text!r} is not a time of day like '19:00'")
+    return time(int(m.group(1)), int(m.group(2)))
+
+
 def parse_hours(text: str, where: str) -> tuple[time, time]:
     """A daily window "HH:MM-HH:MM" as (start, end), local times of day.
 
@@ -555,6 +566,14 @@ class KeysCfg(_Table):
     keep_days: Annotated[float, In(1, 3650)] = 365.0
 
 
+class PermitsCfg(_Table):
+    """Renovation work at the estate (docs/permits.md)."""
+
+    # the end of the working day (000 §七: renovation 08:00-19:00 by default): then the
+    # guard's screen and the duty log name the workers who came in and have not left
+    work_ends: Annotated[time, BeforeValidator(_clock_time)] = time(19, 0)
+
+
 class _Node(_Table):
     id: Ident
     timezone: Zone = Field(default="Asia/Shanghai", validate_default=True)
@@ -638,6 +657,7 @@ class _File(_Table):
     handover: _Handover = _Handover()
     privacy: PrivacyCfg = PrivacyCfg()
     keys: KeysCfg = KeysCfg()
+    permits: PermitsCfg = PermitsCfg()
 
     @model_validator(mode="after")
     def across_tables(self) -> _File:
@@ -712,6 +732,7 @@ class Config:
     post_items: dict[str, int] = field(default_factory=dict)  # the post's items to count
     privacy: PrivacyCfg = field(default_factory=PrivacyCfg)
     keys: KeysCfg = field(default_factory=KeysCfg)
+    permits: PermitsCfg = field(default_factory=PermitsCfg)
     source: str = ""  # the config file
 
     @property
@@ -917,6 +938,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         post_items=dict(f.handover.items),
         privacy=f.privacy,
         keys=f.keys,
+        permits=f.permits,
         source=source,
     )
 

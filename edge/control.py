@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, keys, views
+from edge import alarms, dutylog, inputs, keys, permits, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edge.cameras import Cameras
 
 log = logging.getLogger(__name__)
-KEYS_EVERY_S = 30.0  # a loan's due time is days away: looked at twice a minute is plenty
+KEYS_EVERY_S = 30.0  # key loans due, the end of work: looked at twice a minute is plenty
 
 Views = list[dict[str, Any]]
 
@@ -197,6 +197,7 @@ class ControlRoom:
             ids += alarms.deadlines_due(c, now)  # a help request's stage past its due time
             if self.clock.monotonic() >= self._keys_at:  # loans past their due time
                 ids += keys.overdue(c, self.cfg, now)
+                permits.end_of_work(c, self.cfg, now)  # the workers still inside, once a day
                 out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))
             if not self._taken_up:  # the first tick: what the last run left active
                 kept, closed = alarms.carried_over(c, set(conditions), now)

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, keys, outbox, shifts, store, views
+from edge import alarms, db, dutylog, keys, outbox, permits, shifts, store, views
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Handover
@@ -60,6 +60,9 @@ def build_report(
         "visitors_inside": inside,
         # help requests whose stage ran late this shift, and by how much (000 §八.10)
         "late_requests": alarms.late_between(conn, start, end, now),
+        # renovation: notices past their deadline, and the workers let in who are still in
+        "rectifications_overdue": permits.overdue_notices(conn, now),
+        "workers_inside": permits.workers_inside(conn, now, cfg.tz, cfg.rules.name_mask),
         # who holds which keys now: "12 keys, 11 counted" names who has the twelfth
         "keys_out": keys.out_now(conn, now, cfg.rules.name_mask),
         "confiscations": db.rows(

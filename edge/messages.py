@@ -125,6 +125,8 @@ FIELD_ZH: dict[str, str] = {
     "due_at": "归还期限",
     "count": "清点数量",
     "inspected_by": "检查人",
+    "deadline": "整改期限",
+    "issue": "整改内容",
     # visitors
     "host_unit": "被访单元",
     "purpose": "来访事由",
@@ -364,6 +366,15 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
     # renovation permits
+    (
+        "unit and issue: a notice names the unit and what is to be put right",
+        "整改通知单须填写房号和整改内容",
+    ),
+    ("this gate holds no permit {permit!r}", "本门岗没有装修许可证 {permit}"),
+    ("no rectification notice {notice}", "没有这张整改通知单：{notice}"),
+    ("rectification notice {notice} is closed already", "整改通知单 {notice} 已结案"),
+    ("name who re-inspected the unit", "请填写复查人员"),
+    ("deadline: must be after now", "整改期限须晚于现在"),
     ("unit and company: a permit names both", "许可证须填写房号和施工单位"),
     ("the permit's period ends before it starts", "许可证的结束时间早于开始时间"),
     ("permit {permit} exists already", "许可证 {permit} 已存在"),

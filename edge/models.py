@@ -192,6 +192,29 @@ class Permit(SQLModel, table=True):
     updated_at: float
 
 
+class Rectification(SQLModel, table=True):
+    """整改通知单: work found outside its permit's scope, to be put right by a deadline; closed
+    once the unit is re-inspected and found in order (003 §七)."""
+
+    __tablename__ = "rectifications"
+    __table_args__ = (
+        Index("ix_rectifications_open", "deadline", sqlite_where=text("closed_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True)  # ZG-<year>-<n>, serial per gate node
+    unit: str
+    permit_no: str | None = None
+    issue: str  # what is wrong, what is to be done
+    deadline: float
+    issued_by: str
+    issued_at: float
+    closed_at: float | None = None
+    closed_by: str | None = None
+    inspected_by: str | None = None
+    notes: str | None = None
+
+
 class AlarmDeadline(SQLModel, table=True):
     """A help request's stage and when it is due (000 §八.10, §八.15: a complaint answered
     within 2 h, an urgent repair on site within 15 min): met when the alarm reaches it,

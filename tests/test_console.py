@@ -537,6 +537,34 @@ def test_the_board_shows_a_complaint_s_stages_and_marks_the_one_overdue(
         node.stop()
 
 
+def test_after_the_end_of_work_the_guard_s_screen_names_the_workers_still_inside(
+    tmp_path: Path, broker: Broker, pty: Pty, browser: Any
+):
+    readers = [{"id": "main-in", "gate": "main", "port": pty.path, "protocol": "rdm6300"}]
+    node = node_for(tmp_path, readers, broker.port)
+    node.config.write_text(node.config.read_text() + '[permits]\nwork_ends = "00:00"\n')
+    node.start(wait_ready=True)
+    try:
+        base = f"http://127.0.0.1:{node.api_port}"
+        admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+        status, made = http_call(base, "POST", "/api/v1/passes", admin, {
+            "kind": "worker", "card": "0000007001", "name": "王师傅", "unit": "8-0801",
+            "daily_window": "00:00-24:00"})  # fmt: skip
+        assert status == 201, made
+        add_user(node, "li", "guard")
+        page, outside = offline_page(browser, base)
+        browser_login(page, base, "li")
+        assert page.locator("#workers").is_hidden()  # nobody inside yet
+        pty.write(frame("0000007001"))
+        page.locator("#verdict.grant").wait_for()
+        page.reload()  # (the list is looked at once a minute; a reload looks now)
+        page.locator("#workers-list li", has_text="王** · 8-0801").wait_for()
+        assert ZH["workers.inside"] in page.inner_text("#workers")
+        assert outside == []
+    finally:
+        node.stop()
+
+
 def test_a_guard_lends_a_key_against_a_drawn_signature_and_takes_it_back(node: Node, browser: Any):
     base = f"http://127.0.0.1:{node.api_port}"
     add_user(node, "li", "guard")

@@ -5,11 +5,17 @@ worker's entries. Real processes: an office on PostgreSQL and a gate pulling fro
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tests.helpers import Broker, Office, add_sync, node_for, wait_for
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
 from tests.test_sync_recovery import decision, running
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -58,3 +64,88 @@ def test_a_suspended_permit_denies_its_worker_until_resumed_and_a_closed_one_for
         assert status == 200 and [p["permit_no"] for p in listed["items"]] == ["ZX-2026-001"]
         assert office.call("POST", "/api/v1/permits/nope/close", clerk, {})[0] == 404
         assert office.call("POST", base + "/resume", clerk, {})[0] == 409
+
+
+def swipe(broker: Broker, reader: str, card: str) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"permits-{reader}-{card}")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    c.publish(f"gatehouse/gate-test/reader/{reader}/swipe", json.dumps({"card": card}),
+              qos=1).wait_for_publish(10)  # fmt: skip
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_at_the_end_of_work_the_workers_still_inside_are_named_and_notices_fall_overdue(
+    tmp_path: Path, broker: Broker
+):
+    if datetime.now(TZ).strftime("%H:%M") in ("23:58", "23:59", "00:00", "00:01"):
+        pytest.skip("the end of work is set around now: not across midnight")
+    out = {"id": "net-out", "gate": "main", "transport": "mqtt", "direction": "out"}
+    readers = [{"id": "net", "gate": "main", "transport": "mqtt"}, out]
+    node = node_for(tmp_path, readers, broker.port)
+    config = node.config.read_text()
+    node.config.write_text(config + '[permits]\nwork_ends = "23:59"\n')
+    admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+    guard = cli(node.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    node.start(wait_ready=True)
+    try:
+        for card, name in (("0000007001", "王师傅"), ("0000007002", "李师傅")):
+            status, made = http_call(url, "POST", "/api/v1/passes", admin, {
+                "kind": "worker", "card": card, "name": name, "unit": "8-0801",
+                "daily_window": "00:00-24:00"})  # fmt: skip
+            assert status == 201, made
+        swipe(broker, "net", "0000007001")
+        swipe(broker, "net", "0000007002")
+        swipe(broker, "net-out", "0000007002")  # 李 went home
+        found = wait_for(lambda: (r := http_call(url, "GET", "/api/v1/workers/inside", guard)[1])
+                         ["items"] and len(http_call(url, "GET", "/api/v1/events?limit=10",
+                                                     guard)[1]["items"]) == 3 and r, 20,
+                         "the three passages")  # fmt: skip
+        assert [(w["name"], w["unit"]) for w in found["items"]] == [("王**", "8-0801")]
+        assert found["work_ends"] == "23:59"
+
+        # a rectification notice whose deadline passes: overdue in the handover
+        soon = (datetime.now(TZ) + timedelta(seconds=2)).isoformat(timespec="seconds")
+        status, notice = http_call(url, "POST", "/api/v1/rectifications", guard, {
+            "unit": "8-0801", "issue": "阳台违规搭建，限期拆除", "deadline": soon})  # fmt: skip
+        assert status == 201 and notice["number"].startswith("ZG-"), notice
+        status, said = http_call(url, "POST", "/api/v1/rectifications", guard, {
+            "unit": "8-0801", "issue": "x", "deadline": "2020-01-01T00:00"})  # fmt: skip
+        assert status == 422 and said["detail_zh"], said
+        time.sleep(3)
+        status, made = http_call(url, "POST", "/api/v1/handovers", guard, {"items": {}})
+        assert status == 201, made
+        report = made["report"]
+        assert [n["number"] for n in report["rectifications_overdue"]] == [notice["number"]]
+        assert [w["name"] for w in report["workers_inside"]] == ["王**"]
+        status, closed = http_call(url, "POST", f"/api/v1/rectifications/{notice['id']}/close",
+                                   guard, {"inspected_by": "巡逻岗小周"})  # fmt: skip
+        assert status == 200 and closed["state"] == "closed", closed
+        assert http_call(url, "GET", "/api/v1/rectifications?open=true", guard)[1]["items"] == []
+    finally:
+        node.stop()
+
+    # the end of work comes (set to a minute ago): the duty log names who is still inside,
+    # once a day, however often the gate restarts
+    ended = (datetime.now(TZ) - timedelta(minutes=1)).strftime("%H:%M")
+    node.config.write_text(config + f'[permits]\nwork_ends = "{ended}"\n')
+    for _ in range(2):
+        node.start(wait_ready=True)
+        try:
+            wait_for(lambda: ends(url, guard), 20, "the end-of-work entry")
+        finally:
+            node.stop()
+    node.start(wait_ready=True)
+    try:
+        (entry,) = ends(url, guard)
+        assert "1 workers inside: 王** (8-0801)" in entry["text"], entry
+    finally:
+        node.stop()
+
+
+def ends(url: str, token: str) -> list[dict]:
+    status, log = http_call(url, "GET", "/api/v1/duty-log?limit=100", token)
+    assert status == 200, log
+    return [e for e in log["items"] if e["text"].startswith("end of work")]

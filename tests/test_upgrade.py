@@ -332,6 +332,12 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "valid_until": at("2027-01-31 18:00"), "status": "suspended",
          "status_reason": "停工整顿", "version": 2, "updated_at": at("2026-12-04 10:00")},
     ],
+    "rectifications": [
+        {"id": 1, "number": "ZG-2026-0001", "unit": "8-0801", "permit_no": "ZX-2026-001",
+         "issue": "阳台违规搭建", "deadline": at("2026-12-05 18:00"), "issued_by": "门卫老张",
+         "issued_at": at("2026-12-04 10:00"), "closed_at": at("2026-12-05 17:00"),
+         "closed_by": "门卫小李", "inspected_by": "巡逻岗小周", "notes": "已拆除"},
+    ],
     "alarm_deadlines": [
         {"id": 1, "alarm_id": 1, "stage": "dispatched", "due_at": at("2026-12-03 03:14"),
          "met_at": at("2026-12-03 03:20"), "overdue_at": at("2026-12-03 03:14:01")},

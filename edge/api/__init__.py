@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from edge import console, health, users
-from edge.api import control, gate, keys, passes, photos, slips, snapshots, visitors
+from edge.api import control, gate, keys, passes, permits, photos, slips, snapshots, visitors
 from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
 from edge.console import pages
 from edge.errors import DomainError
@@ -34,7 +34,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
     app.state.service = service
-    for module in (passes, photos, gate, slips, visitors, control, snapshots, keys):
+    for module in (passes, photos, gate, slips, visitors, control, snapshots, keys, permits):
         _declare_roles(module.router.routes)
         app.include_router(module.router)
     # the pages: each checks its session itself

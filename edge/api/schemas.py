@@ -230,3 +230,15 @@ class KeyInspectionIn(Body):
 class KeyLostIn(Body):
     count: int = Field(ge=1, le=100, description="how many are lost")
     notes: str | None = Field(None, max_length=500)
+
+
+class NoticeIn(Body):
+    unit: str = Field(min_length=1, max_length=50)
+    permit_no: str | None = Field(None, max_length=64)
+    issue: str = Field(min_length=1, max_length=2000, description="what is to be put right")
+    deadline: str = Field(min_length=1, max_length=40, description="ISO 8601")
+
+
+class NoticeCloseIn(Body):
+    inspected_by: str = Field(min_length=1, max_length=100)
+    notes: str | None = Field(None, max_length=2000)

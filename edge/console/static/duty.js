@@ -68,6 +68,9 @@
       ...section(text("handover.late_requests"), (r.late_requests || []).map((d) => "#" + d.alarm_id + " " +
         text("alarm." + d.type, d.type) + " · " + text("deadline." + d.stage, d.stage) + " · " +
         Math.round(d.late_s / 60) + " min")),
+      ...section(text("handover.rectifications"), (r.rectifications_overdue || []).map((n) => n.number + " " + n.unit +
+        " · " + n.issue + " · " + Math.round(n.overdue_s / 3600) + " h")),
+      ...section(text("handover.workers"), (r.workers_inside || []).map((w) => w.name + " · " + (w.unit || "—"))),
       ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
         " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
         " · " + text("keys.state." + k.state, k.state))),

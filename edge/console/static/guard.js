@@ -304,6 +304,22 @@
     listKeys();
   });
 
+  // -- the workers still inside after the end of work ([permits] work_ends) ---------------
+  async function workersInside() {
+    let found;
+    try { found = await api("GET", "/api/v1/workers/inside"); } catch (_err) { return; }
+    const now = new Date();
+    const [hh, mm] = found.work_ends.split(":").map(Number);
+    const over = now.getHours() * 60 + now.getMinutes() >= hh * 60 + mm;
+    $("workers").hidden = !(over && found.items.length);
+    $("workers-ends").textContent = text("workers.after") + " " + found.work_ends;
+    $("workers-list").replaceChildren(...found.items.map((w) => Object.assign(document.createElement("li"), {
+      textContent: w.name + " · " + (w.unit || "—") + (w.permit_no ? " · " + w.permit_no : "") + " · " + text("workers.in") + " " + when(w.in_at).slice(11, 16),
+    })));
+  }
+  workersInside();
+  setInterval(workersInside, 60000);
+
   // -- the live stream ---------------------------------------------------------------
   function connect() {
     live("/console/stream?view=guard", "/api/v1/events?limit=1", {
