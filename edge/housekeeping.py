@@ -121,9 +121,7 @@ def forget_photos(
     conn.execute(
         f"UPDATE passes SET photo_sha256 = NULL WHERE id IN ({','.join('?' * len(ids))})", ids
     )
-    for sha in {p["photo_sha256"] for p in ended}:
-        if not conn.execute("SELECT 1 FROM passes WHERE photo_sha256 = ?", (sha,)).fetchone():
-            store.path(sha).unlink(missing_ok=True)
+    _unlink_unnamed(conn, store, {p["photo_sha256"] for p in ended})
     audit.record(conn, "housekeeping", "purge:photos",
                  f"{len(ended)} passes ended before {cutoff:.0f}", now)  # fmt: skip
     return len(ended)
@@ -147,16 +145,22 @@ def purge_key_loans(
         return 0
     ids = [g["id"] for g in gone]
     conn.execute(f"DELETE FROM key_loans WHERE id IN ({','.join('?' * len(ids))})", ids)
-    for sha in {g["signature_sha256"] for g in gone}:
-        named = conn.execute(
-            "SELECT 1 FROM key_loans WHERE signature_sha256 = ? UNION ALL "
-            "SELECT 1 FROM passes WHERE photo_sha256 = ? LIMIT 1", (sha, sha)
-        ).fetchone()  # fmt: skip
-        if named is None:
-            store.path(sha).unlink(missing_ok=True)
+    _unlink_unnamed(conn, store, {g["signature_sha256"] for g in gone})
     audit.record(conn, "housekeeping", "purge:key_loans",
                  f"{len(ids)} closed before {cutoff:.0f}", now)  # fmt: skip
     return len(ids)
+
+
+def _unlink_unnamed(conn: sqlite3.Connection, store: PhotoStore, shas: set[str]) -> None:
+    """Delete each of these pictures from the store unless a pass (its photo) or a key loan
+    (its signature) still names it: the store holds both, by content."""
+    for sha in shas:
+        named = conn.execute(
+            "SELECT 1 FROM passes WHERE photo_sha256 = ? UNION ALL "
+            "SELECT 1 FROM key_loans WHERE signature_sha256 = ? LIMIT 1", (sha, sha)
+        ).fetchone()  # fmt: skip
+        if named is None:
+            store.path(sha).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
