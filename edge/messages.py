@@ -126,6 +126,7 @@ FIELD_ZH: dict[str, str] = {
     "count": "清点数量",
     "inspected_by": "检查人",
     "deadline": "整改期限",
+    "units": "房号清单",
     "issue": "整改内容",
     # visitors
     "host_unit": "被访单元",
@@ -365,6 +366,15 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # the estate's units
+    (
+        "{unit!r} is not a unit of this estate; ask the visitor to check, and if they insist, "
+        "ask them politely to leave",
+        "{unit} 不是本小区的房号；请访客核实，如坚持，请礼貌劝其离开",
+    ),
+    ("give at least one unit", "请至少填写一个房号"),
+    ("{unit!r} is longer than {limit} characters", "{unit} 超过了 {limit} 个字符"),
+    ("unit {unit!r} is not on site {site}'s list", "房号 {unit} 不在小区 {site} 的房号清单中"),
     # renovation permits
     (
         "unit and issue: a notice names the unit and what is to be put right",

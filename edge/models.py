@@ -173,6 +173,15 @@ class Visitor(SQLModel, table=True):
     exited_by: str | None = None
 
 
+class Unit(SQLModel, table=True):
+    """A unit (房号) of the estate, from the office's list: a visitor asking for one not on
+    it is refused at registration. No list held: any unit is taken."""
+
+    __tablename__ = "units"
+
+    unit: str = Field(primary_key=True)
+
+
 class Permit(SQLModel, table=True):
     """装修许可证: a unit's renovation permit, issued by the office and pulled here. A worker
     pass names it (``passes.permit_no``); the gate denies the worker while it is suspended

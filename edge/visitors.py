@@ -34,6 +34,7 @@ def register(
 ) -> int:
     if not req.name.strip() or not req.host_unit.strip():
         raise DomainError("name and host_unit: both are required (ask whom they visit first)")
+    check_unit(conn, req.host_unit.strip())
     id_hash = id_last4 = None
     if req.id_number:
         try:
@@ -51,6 +52,21 @@ def register(
         "host_unit": req.host_unit.strip(), "purpose": req.purpose, "plate": req.plate,
         "card_key": card_key, "gate": req.gate, "registered_by": by, "registered_at": now,
     })  # fmt: skip
+
+
+def check_unit(conn: sqlite3.Connection, unit: str) -> None:
+    """The host's unit is one of the estate's (the office's list, when the gate holds one):
+    a visitor for a unit that does not exist is asked to check, then politely to leave
+    (003 ch.3 §一)."""
+    if conn.execute("SELECT 1 FROM units LIMIT 1").fetchone() is None:
+        return  # no list: any unit
+    if conn.execute("SELECT 1 FROM units WHERE unit = ?", (unit,)).fetchone() is None:
+        raise DomainError(f"host_unit: {unit!r} is not a unit of this estate; ask the visitor "
+                          "to check, and if they insist, ask them politely to leave")  # fmt: skip
+
+
+def units(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT unit FROM units ORDER BY unit")]
 
 
 def get(conn: sqlite3.Connection, visitor_id: int) -> dict[str, Any]:

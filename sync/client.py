@@ -114,6 +114,10 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
             applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
         elif ch["entity"] == "slip":
             applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
+        elif ch["entity"] == "unit":
+            sql = ("DELETE FROM units WHERE unit = ?" if p.get("removed")
+                   else "INSERT OR IGNORE INTO units (unit) VALUES (?)")  # fmt: skip
+            applied += conn.execute(sql, (p["unit"],)).rowcount
         elif ch["entity"] == "permit":
             row = tuple(p.get(c) for c in PERMIT_COLUMNS)
             applied += conn.execute(_PERMIT_UPSERT, row).rowcount
@@ -130,6 +134,8 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 
 def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
+    if entity == "unit":
+        return conn.execute("DELETE FROM units WHERE unit = ?", (entity_id,)).rowcount
     if entity == "permit":
         return conn.execute("DELETE FROM permits WHERE permit_no = ?", (entity_id,)).rowcount
     if entity == "pass":
@@ -151,6 +157,8 @@ def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
     ]
     if "permits" in keep:  # an office of an older version has none
         kept.append(("permits", "permit_no", keep["permits"], ""))
+    if "units" in keep:
+        kept.append(("units", "unit", keep["units"], ""))
     for table, key, ids, only in kept:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM scope_keep")

@@ -42,7 +42,7 @@ from edge.privacy import IdHasher
 from edge.shape import shaped
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, notify, office, partitions, permits, recovery, snapshots, wire
+from sync import desk, notify, office, partitions, permits, recovery, snapshots, units, wire
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -541,6 +541,27 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
+    @app.post("/api/v1/units", status_code=201)
+    def add_units(body: UnitsIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        """Units (房号) on a site's list; the gates refuse a visitor for a unit not on it."""
+        with eng.begin() as c:
+            return units.add(c, body.site, body.units, who, clock.now())
+
+    @app.get("/api/v1/units")
+    def list_units(
+        who: str = Depends(clerk), site: str | None = Query(None, max_length=64)
+    ) -> dict[str, Any]:
+        with eng.connect() as c:
+            return {"items": units.listing(c, site), "next": None}
+
+    @app.delete("/api/v1/units/{unit}")
+    def remove_unit(
+        unit: str, who: str = Depends(clerk), site: str | None = Query(None, max_length=64)
+    ) -> dict[str, Any]:
+        with eng.begin() as c:
+            units.remove(c, site, unit, who, clock.now())
+        return {"unit": unit, "removed": True}
+
     @app.post("/api/v1/permits", status_code=201)
     def issue_permit(body: PermitIn, who: str = Depends(clerk)) -> dict[str, Any]:
         """A unit's renovation permit (装修许可证); worker passes name it (``permit_no``)."""
@@ -602,6 +623,12 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
 
 class OfficePassIn(PassIn):
+    site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
+
+
+class UnitsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: list[str] = Field(min_length=1, max_length=10000)
     site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
 

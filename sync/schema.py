@@ -99,6 +99,18 @@ passes = Table(
     Column("site", Text, nullable=False, server_default="default"),
 )
 
+# The estate's units (房号): a visitor asking for a unit not on the list is asked to check,
+# then politely to leave (003 ch.3 §一). Pulled by the site's gates (entity ``unit``).
+units = Table(
+    "units",
+    metadata,
+    Column("site", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("site", "unit"),
+)
+
 # Renovation permits (装修许可证): a unit's works by a company, for a period; suspended by a
 # stop-work order until re-inspection, closed at completion. Pulled by the site's gates like
 # passes (entity ``permit``): a worker pass names its permit (``passes.permit_no``).

@@ -149,3 +149,35 @@ def ends(url: str, token: str) -> list[dict]:
     status, log = http_call(url, "GET", "/api/v1/duty-log?limit=100", token)
     assert status == 200, log
     return [e for e in log["items"] if e["text"].startswith("end of work")]
+
+
+def test_a_visitor_for_a_unit_not_on_the_estate_s_list_is_refused(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    office = Office(tmp_path / "office", pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    (tmp_path / "gate").mkdir()
+    gate = node_for(tmp_path / "gate", [], broker.port)
+    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
+    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    url = f"http://127.0.0.1:{gate.api_port}"
+
+    def visit(unit: str) -> tuple[int, dict]:
+        return http_call(url, "POST", "/api/v1/visitors", guard, {"name": "访客甲",
+                                                                   "host_unit": unit})  # fmt: skip
+
+    with running(office, gate):
+        assert visit("9-9999")[0] == 201  # no list yet: any unit, as before
+        status, added = office.call("POST", "/api/v1/units", clerk,
+                                    {"units": ["5-1203", "8-0801", " 5-1203 "]})  # fmt: skip
+        assert status == 201 and added["added"] == 2, added
+        wait_for(lambda: http_call(url, "GET", "/api/v1/visitors/units", guard)[1]["items"]
+                 == ["5-1203", "8-0801"], 30, "the estate's units")  # fmt: skip
+        assert visit("5-1203")[0] == 201
+        status, said = visit("5-9999")
+        assert status == 422 and "not a unit of this estate" in said["detail"], said
+        assert "劝" in said["detail_zh"] or "离开" in said["detail_zh"], said
+        # a unit taken off the list is refused once the gate has heard
+        assert office.call("DELETE", "/api/v1/units/8-0801", clerk)[0] == 200
+        wait_for(lambda: visit("8-0801")[0] == 422, 30, "the removal")
+        assert office.call("DELETE", "/api/v1/units/8-0801", clerk)[0] == 404

@@ -332,6 +332,7 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "valid_until": at("2027-01-31 18:00"), "status": "suspended",
          "status_reason": "停工整顿", "version": 2, "updated_at": at("2026-12-04 10:00")},
     ],
+    "units": [{"unit": "5-1203"}, {"unit": "8-0801"}],
     "rectifications": [
         {"id": 1, "number": "ZG-2026-0001", "unit": "8-0801", "permit_no": "ZX-2026-001",
          "issue": "阳台违规搭建", "deadline": at("2026-12-05 18:00"), "issued_by": "门卫老张",
@@ -692,6 +693,10 @@ OFFICE_ROWS: dict[str, list[dict[str, Any]]] = {
     "sites": [{"site_id": "north", "name": "北园", "gates": ["north-1", "north-2"],
                "created_at": at("2026-12-05 08:00"), "snapshots": "alarms",
                "snapshot_days": 14, "_since": "0007"}],
+    "units": [
+        {"site": "north", "unit": "5-1203", "created_by": "客服小王",
+         "created_at": at("2026-12-05 08:00"), "_since": "0011"},
+    ],
     "permits": [
         {"permit_no": "ZX-2026-001", "site": "north", "unit": "8-0801", "company": "华美装饰",
          "scope": "厨卫改造", "valid_from": at("2026-12-01 08:00"),
@@ -717,7 +722,7 @@ OFFICE_KEYS = {
     "photos": ("sha256",), "change_log": ("change_id",), "edge_events": ("node_id", "epoch", "seq"),
     "edge_cursors": ("node_id", "epoch"), "anomalies": ("id",), "set_aside": ("id",),
     "office_meta": ("key",), "sites": ("site_id",), "audit": ("id",), "snapshots": ("sha256",),
-    "permits": ("permit_no",),
+    "permits": ("permit_no",), "units": ("site", "unit"),
 }  # fmt: skip
 
 

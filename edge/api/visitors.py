@@ -36,6 +36,13 @@ def register(request: Request, body: VisitorIn, who: Caller = roles("guard")) ->
     return _view(svc, svc.write(job))
 
 
+@router.get("/units")
+def units(request: Request, who: Caller = roles("guard", "control")) -> dict[str, Any]:
+    """The estate's units as the office lists them (empty: no list, any unit is taken)."""
+    svc = service(request)
+    return {"items": svc.read(visitors.units), "next": None}
+
+
 @router.get("")
 def listing(
     request: Request,

@@ -173,7 +173,11 @@
       return li;
     }));
   }
-  $("visitors-open").addEventListener("click", () => { dialog.showModal(); $("v-host").focus(); listVisitors(); });
+  async function listUnits() { // the estate's units, offered as the host's unit is typed
+    const found = await api("GET", "/api/v1/visitors/units").catch(() => ({ items: [] }));
+    $("units-list").replaceChildren(...found.items.map((u) => Object.assign(document.createElement("option"), { value: u })));
+  }
+  $("visitors-open").addEventListener("click", () => { dialog.showModal(); $("v-host").focus(); listVisitors(); listUnits(); });
   $("visitors-close").addEventListener("click", () => { dialog.close(); input.focus(); });
   $("visitor-form").addEventListener("submit", async (e) => {
     e.preventDefault();
