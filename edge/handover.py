@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, keys, outbox, permits, shifts, store, views
+from edge import alarms, db, dutylog, keys, outbox, permits, shifts, store, views, visitors
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Handover
@@ -41,7 +41,8 @@ def build_report(
         "WHERE entered_at IS NOT NULL AND exited_at IS NULL ORDER BY id",
         (),
     )
-    for v in inside:
+    late = visitors.overstaying(conn, now)  # announced, and still in past their window
+    for v in [*inside, *late]:
         v["name"] = mask_name(v["name"], cfg.rules.name_mask)
     expected = cfg.post_items
     discrepancies = {
@@ -58,6 +59,7 @@ def build_report(
         "alarms_of_shift": of_shift,
         "open_faults": [a for a in open_alarms if a["type"] in alarms.FAULTS],
         "visitors_inside": inside,
+        "visitors_overstaying": late,
         # help requests whose stage ran late this shift, and by how much (000 §八.10)
         "late_requests": alarms.late_between(conn, start, end, now),
         # renovation: notices past their deadline, and the workers let in who are still in

@@ -127,6 +127,7 @@ FIELD_ZH: dict[str, str] = {
     "inspected_by": "检查人",
     "deadline": "整改期限",
     "units": "房号清单",
+    "code": "预约码",
     "issue": "整改内容",
     # visitors
     "host_unit": "被访单元",
@@ -366,6 +367,17 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # visitors announced in advance
+    ("no announced visitor with code {code!r}", "没有预约码为 {code} 的预约访客"),
+    ("the visit was {status}", "该预约{status}"),
+    ("the visit's window has not started", "未到预约时段"),
+    ("the visit's window has ended", "预约时段已过"),
+    ("its {n} entries are used", "{n} 次入场已用完"),
+    ("{unit!r} is not a unit of site {site}", "{unit} 不是小区 {site} 的房号"),
+    ("after valid_from, and within 7 days of it", "须晚于开始时间，且不超过 7 天"),
+    ("the window has ended already", "预约时段已结束"),
+    ("no announced visitor {visit!r}", "没有这条预约：{visit}"),
+    ("announced visitor {visit} is {status} already", "预约 {visit} 已经是{status}状态"),
     # the estate's units
     (
         "{unit!r} is not a unit of this estate; ask the visitor to check, and if they insist, "

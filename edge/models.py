@@ -171,6 +171,26 @@ class Visitor(SQLModel, table=True):
     entered_at: float | None = None
     exited_at: float | None = None
     exited_by: str | None = None
+    expected_id: str | None = None  # announced in advance: the announcement it came on
+
+
+class ExpectedVisitor(SQLModel, table=True):
+    """预约访客: a visitor the office announced for a host's unit, with a time window and a
+    number of entries; the code admits them here inside it (edge.visitors.arrive)."""
+
+    __tablename__ = "expected_visitors"
+
+    id: str = Field(primary_key=True)
+    code: str = Field(unique=True)
+    host_unit: str
+    name: str
+    category: str
+    valid_from: float = Field(index=True)
+    valid_until: float
+    entries: int
+    used: int = 0  # the entries made here (the gate's own count; the office's version keeps it)
+    status: str  # active | cancelled
+    version: int
 
 
 class Unit(SQLModel, table=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from edge import db, outbox, store
@@ -15,6 +16,9 @@ from edge.pass_ops import issue_row
 from edge.privacy import IdHasher
 
 CONFIRM_HOW = ("intercom", "phone", "in_person")
+# who comes to an estate from outside (000 §八.8): a visit, a delivery (外卖, 快递), a tutor
+# (家教), a repairer (维修), milk (送奶), scrap collection (废品收购), housekeeping (家政)
+CATEGORIES = ("guest", "delivery", "tutor", "repair", "milk", "scrap", "housekeeping")
 VISIT_PASS_S = 12 * 3600  # a lent card works for the day of the visit, at most
 
 
@@ -116,6 +120,64 @@ def exit_(conn: sqlite3.Connection, epoch: int, visitor_id: int, by: str, now: f
     v = get(conn, visitor_id)
     outbox.add(conn, epoch, "visitor_out", str(visitor_id), v, now)
     return v
+
+
+def arrive(conn: sqlite3.Connection, epoch: int, code: str, gate: str | None, by: str,
+           now: float) -> dict[str, Any]:  # fmt: skip
+    """A visitor the office announced shows their code: admitted inside the window while
+    entries are left, registered as a visitor (the host said yes in advance)."""
+    e = db.row(conn, "SELECT * FROM expected_visitors WHERE code = ?", (code.strip(),))
+    if e is None:
+        raise NotFound(f"no announced visitor with code {code.strip()!r}")
+    if e["status"] != "active":
+        raise Conflict(f"code {e['code']}: the visit was {e['status']}")
+    if now < e["valid_from"]:
+        raise Conflict(f"code {e['code']}: the visit's window has not started")
+    if now >= e["valid_until"]:
+        raise Conflict(f"code {e['code']}: the visit's window has ended")
+    if e["used"] >= e["entries"]:
+        raise Conflict(f"code {e['code']}: its {e['entries']} entries are used")
+    conn.execute("UPDATE expected_visitors SET used = used + 1 WHERE id = ?", (e["id"],))
+    visitor_id = store.insert(conn, Visitor, {
+        "name": e["name"], "host_unit": e["host_unit"], "purpose": e["category"], "gate": gate,
+        "registered_by": by, "registered_at": now, "confirmed_by": by,
+        "confirmed_how": "announced", "entered_at": now, "expected_id": e["id"],
+    })  # fmt: skip
+    v = get(conn, visitor_id)
+    outbox.add(conn, epoch, "visitor_in", str(visitor_id), v, now)
+    return v
+
+
+def expected_today(conn: sqlite3.Connection, now: float, tz: Any) -> list[dict[str, Any]]:
+    """The announced visitors whose window meets today, with their state here: waiting,
+    inside, overstaying (inside past the window), left, cancelled."""
+    local = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = local.timestamp(), (local + timedelta(days=1)).timestamp()
+    found = db.rows(conn, "SELECT * FROM expected_visitors WHERE valid_from < ? AND "
+                          "valid_until > ? ORDER BY valid_from", (end, start))  # fmt: skip
+    for e in found:
+        inside = conn.execute(
+            "SELECT count(*) FROM visitors WHERE expected_id = ? AND exited_at IS NULL",
+            (e["id"],),
+        ).fetchone()[0]
+        if e["status"] != "active":
+            e["state"] = e["status"]
+        elif inside:
+            e["state"] = "overstaying" if now >= e["valid_until"] else "inside"
+        else:
+            e["state"] = "left" if e["used"] else "waiting"
+    return found
+
+
+def overstaying(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+    """Visitors admitted on an announcement who are still inside past its window."""
+    return db.rows(
+        conn,
+        "SELECT v.id, v.name, v.host_unit, v.entered_at, e.valid_until FROM visitors v "
+        "JOIN expected_visitors e ON e.id = v.expected_id WHERE v.exited_at IS NULL "
+        "AND e.valid_until <= ? ORDER BY e.valid_until",
+        (now,),
+    )
 
 
 def listing(

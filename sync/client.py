@@ -67,6 +67,16 @@ _PERMIT_UPSERT = (
     + " WHERE excluded.version > permits.version"
 )
 
+EXPECTED_COLUMNS = ("id", "code", "host_unit", "name", "category", "valid_from",
+                    "valid_until", "entries", "status", "version")  # fmt: skip
+# an announced visitor: the office's newer version, with the entries made here kept
+_EXPECTED_UPSERT = (
+    f"INSERT INTO expected_visitors ({', '.join(EXPECTED_COLUMNS)}, used) "
+    f"VALUES ({', '.join('?' * len(EXPECTED_COLUMNS))}, 0) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in EXPECTED_COLUMNS if c != "id")
+    + " WHERE excluded.version > expected_visitors.version"
+)
+
 SLIP_COLUMNS = (
     "number", "unit", "owner", "bearer", "authorisation", "authorisation_detail", "items",
     "hazard_allowed", "valid_from", "valid_until", "approver", "status", "issued_by",
@@ -114,6 +124,9 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
             applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
         elif ch["entity"] == "slip":
             applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
+        elif ch["entity"] == "expected_visitor":
+            row = tuple(p.get(c) for c in EXPECTED_COLUMNS)
+            applied += conn.execute(_EXPECTED_UPSERT, row).rowcount
         elif ch["entity"] == "unit":
             sql = ("DELETE FROM units WHERE unit = ?" if p.get("removed")
                    else "INSERT OR IGNORE INTO units (unit) VALUES (?)")  # fmt: skip
@@ -134,6 +147,8 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
 
 
 def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
+    if entity == "expected_visitor":
+        return conn.execute("DELETE FROM expected_visitors WHERE id = ?", (entity_id,)).rowcount
     if entity == "unit":
         return conn.execute("DELETE FROM units WHERE unit = ?", (entity_id,)).rowcount
     if entity == "permit":
@@ -159,6 +174,8 @@ def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
         kept.append(("permits", "permit_no", keep["permits"], ""))
     if "units" in keep:
         kept.append(("units", "unit", keep["units"], ""))
+    if "expected_visitors" in keep:
+        kept.append(("expected_visitors", "id", keep["expected_visitors"], ""))
     for table, key, ids, only in kept:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM scope_keep")

@@ -30,7 +30,7 @@ from edge.privacy import IdHasher
 from edge.slips import SlipRequest
 from edge.slips import validate as validate_slip
 from edge.users import hash_token
-from sync import permits, reports, units, wire
+from sync import expected, permits, reports, units, wire
 from sync import schema as t
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,8 @@ def in_scope(conn: Connection, node: Node) -> dict[str, list[str]]:
                          .order_by(t.slips.c.number)).scalars().all()  # fmt: skip
     return {"passes": list(passes), "slips": list(slips),
             "permits": permits.in_scope(conn, node.site),
-            "units": units.in_scope(conn, node.site)}  # fmt: skip
+            "units": units.in_scope(conn, node.site),
+            "expected_visitors": expected.in_scope(conn, node.site)}  # fmt: skip
 
 
 def photo_in_scope(conn: Connection, node: Node, sha: str) -> bool:

@@ -42,7 +42,18 @@ from edge.privacy import IdHasher
 from edge.shape import shaped
 from edge.slips import Item as SlipItem
 from edge.slips import SlipRequest
-from sync import desk, notify, office, partitions, permits, recovery, snapshots, units, wire
+from sync import (
+    desk,
+    expected,
+    notify,
+    office,
+    partitions,
+    permits,
+    recovery,
+    snapshots,
+    units,
+    wire,
+)
 from sync import schema as t
 from sync.qr import Signer, pass_payload, slip_payload
 
@@ -541,6 +552,29 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         with eng.connect() as c:
             return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
+    @app.post("/api/v1/expected-visitors", status_code=201)
+    def announce(body: ExpectedIn, who: str = Depends(clerk)) -> dict[str, Any]:
+        """A visitor announced for a host's unit (预约访客): the answer's ``code`` admits
+        them at the estate's gates inside the window, ``entries`` times."""
+        fields = body.model_dump()
+        for key in ("valid_from", "valid_until"):
+            if fields[key]:
+                fields[key] = office.parse_field_time(key, fields[key], cfg.tz)
+        with eng.begin() as c:
+            return shaped(expected.announce(c, fields, who, clock.now()), cfg.tz)
+
+    @app.get("/api/v1/expected-visitors")
+    def announced(
+        who: str = Depends(clerk), site: str | None = Query(None, max_length=64)
+    ) -> dict[str, Any]:
+        with eng.connect() as c:
+            return shaped({"items": expected.listing(c, site), "next": None}, cfg.tz)
+
+    @app.post("/api/v1/expected-visitors/{visitor_id}/cancel")
+    def unannounce(visitor_id: str, who: str = Depends(clerk)) -> dict[str, Any]:
+        with eng.begin() as c:
+            return shaped(expected.cancel(c, visitor_id, who, clock.now()), cfg.tz)
+
     @app.post("/api/v1/units", status_code=201)
     def add_units(body: UnitsIn, who: str = Depends(clerk)) -> dict[str, Any]:
         """Units (房号) on a site's list; the gates refuse a visitor for a unit not on it."""
@@ -623,6 +657,17 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
 
 class OfficePassIn(PassIn):
+    site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
+
+
+class ExpectedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    host_unit: str = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=40, description="guest, delivery, tutor, …")
+    valid_from: str | None = Field(None, max_length=40, description="ISO 8601; default now")
+    valid_until: str = Field(min_length=1, max_length=40, description="ISO 8601")
+    entries: int = Field(1, ge=1, le=20)
     site: str | None = Field(None, max_length=64, description="the estate; default: the only one")
 
 

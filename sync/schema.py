@@ -111,6 +111,28 @@ units = Table(
     PrimaryKeyConstraint("site", "unit"),
 )
 
+# Visitors announced in advance (预约访客): the office (for a host) registers one with a time
+# window and how many entries, and gives a code; the site's gates pull it (entity
+# ``expected_visitor``) and admit the code inside its window, as many times as it allows.
+expected_visitors = Table(
+    "expected_visitors",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("site", Text, nullable=False),
+    Column("host_unit", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float, nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # active | cancelled
+    Column("version", Integer, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Renovation permits (装修许可证): a unit's works by a company, for a period; suspended by a
 # stop-work order until re-inspection, closed at completion. Pulled by the site's gates like
 # passes (entity ``permit``): a worker pass names its permit (``passes.permit_no``).

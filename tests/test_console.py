@@ -12,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -605,6 +606,34 @@ def test_a_guard_lends_a_key_against_a_drawn_signature_and_takes_it_back(node: N
     drawn = node.config.parent / "var" / "photos" / loan[5][:2] / f"{loan[5]}.jpg"
     ink = np.asarray(Image.open(drawn).convert("L"))
     assert (ink < 100).sum() > 200  # the strokes are in the signature kept
+    assert outside == []
+
+
+def test_a_guard_admits_an_announced_visitor_by_the_code_they_show(node: Node, browser: Any):
+    base = f"http://127.0.0.1:{node.api_port}"
+    add_user(node, "li", "guard")
+    now = time.time()
+    with sqlite3.connect(node.config.parent / "var" / "edge.db") as conn:  # as pulled
+        conn.execute(
+            "INSERT INTO expected_visitors (id, code, host_unit, name, category, valid_from, "
+            "valid_until, entries, used, status, version) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, "
+            "'active', 1)",
+            ("e1", "20261206", "5-1203", "张家教", "tutor", now - 60, now + 3600),
+        )
+    page, outside = offline_page(browser, base)
+    browser_login(page, base, "li")
+    page.click("#visitors-open")
+    row = page.locator("#e-list li", has_text="5-1203")
+    row.wait_for()
+    assert "张**" in row.inner_text() and ZH["visitor.category.tutor"] in row.inner_text()
+    assert ZH["visitor.state.waiting"] in row.inner_text()
+    page.fill("#v-code", "20261206")
+    page.click("#arrive-form button[type=submit]")
+    page.locator("#a-notice.good", has_text=ZH["visitor.arrived"]).wait_for()
+    page.locator("#e-list li", has_text=ZH["visitor.state.inside"]).wait_for()
+    page.fill("#v-code", "20261206")  # once only: the refusal is shown in Chinese
+    page.click("#arrive-form button[type=submit]")
+    page.locator("#a-notice.bad", has_text="次入场已用完").wait_for()
     assert outside == []
 
 

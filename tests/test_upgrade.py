@@ -269,7 +269,13 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "card_key": LENT.key, "pass_id": LENT_PASS, "gate": "main", "registered_by": "老张",
          "registered_at": at("2026-12-03 09:10"), "confirmed_by": "老张",
          "confirmed_how": "intercom", "entered_at": at("2026-12-03 09:12"),
-         "exited_at": at("2026-12-03 20:47"), "exited_by": "老张"},
+         "exited_at": at("2026-12-03 20:47"), "exited_by": "老张", "expected_id": None},
+        {"id": 2, "name": "张家教", "id_hash": None, "id_last4": None, "host_unit": "5-1203",
+         "purpose": "tutor", "plate": None, "card_key": None, "pass_id": None, "gate": None,
+         "registered_by": "老张", "registered_at": at("2026-12-06 18:05"),
+         "confirmed_by": "老张", "confirmed_how": "announced",
+         "entered_at": at("2026-12-06 18:05"), "exited_at": None, "exited_by": None,
+         "expected_id": "e1"},
     ],
     "alarms": [
         {"id": 1, "uid": "alarm-input:7:1764720840", "type": "fire", "priority": 1,
@@ -333,6 +339,12 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "status_reason": "停工整顿", "version": 2, "updated_at": at("2026-12-04 10:00")},
     ],
     "units": [{"unit": "5-1203"}, {"unit": "8-0801"}],
+    "expected_visitors": [
+        {"id": "e1", "code": "20261206", "host_unit": "5-1203", "name": "张家教",
+         "category": "tutor", "valid_from": at("2026-12-06 18:00"),
+         "valid_until": at("2026-12-06 20:00"), "entries": 2, "used": 1, "status": "active",
+         "version": 1},
+    ],
     "rectifications": [
         {"id": 1, "number": "ZG-2026-0001", "unit": "8-0801", "permit_no": "ZX-2026-001",
          "issue": "阳台违规搭建", "deadline": at("2026-12-05 18:00"), "issued_by": "门卫老张",
@@ -390,6 +402,7 @@ EDGE_ADDED: dict[tuple[str, str], Any] = {
     ("audit_log", "prev_hash"): None,  # 0012: the chain starts after the entries kept
     ("audit_log", "hash"): None,
     ("snapshots", "office_at"): None,  # 0014: not yet sent
+    ("visitors", "expected_id"): None,  # 0020: registered at the gate, not announced
 }
 
 
@@ -693,6 +706,13 @@ OFFICE_ROWS: dict[str, list[dict[str, Any]]] = {
     "sites": [{"site_id": "north", "name": "北园", "gates": ["north-1", "north-2"],
                "created_at": at("2026-12-05 08:00"), "snapshots": "alarms",
                "snapshot_days": 14, "_since": "0007"}],
+    "expected_visitors": [
+        {"id": "e1", "code": "20261206", "site": "north", "host_unit": "5-1203",
+         "name": "张家教", "category": "tutor", "valid_from": at("2026-12-06 18:00"),
+         "valid_until": at("2026-12-06 20:00"), "entries": 2, "status": "active", "version": 1,
+         "created_by": "客服小王", "created_at": at("2026-12-05 08:00"),
+         "updated_at": at("2026-12-05 08:00"), "_since": "0012"},
+    ],
     "units": [
         {"site": "north", "unit": "5-1203", "created_by": "客服小王",
          "created_at": at("2026-12-05 08:00"), "_since": "0011"},
@@ -722,7 +742,7 @@ OFFICE_KEYS = {
     "photos": ("sha256",), "change_log": ("change_id",), "edge_events": ("node_id", "epoch", "seq"),
     "edge_cursors": ("node_id", "epoch"), "anomalies": ("id",), "set_aside": ("id",),
     "office_meta": ("key",), "sites": ("site_id",), "audit": ("id",), "snapshots": ("sha256",),
-    "permits": ("permit_no",), "units": ("site", "unit"),
+    "permits": ("permit_no",), "units": ("site", "unit"), "expected_visitors": ("id",),
 }  # fmt: skip
 
 

@@ -136,6 +136,11 @@ class VisitorIn(Body):
     gate: str | None = Field(None, max_length=64)
 
 
+class ArriveIn(Body):
+    code: str = Field(pattern=r"^\s*\d{8}\s*$", description="the code the office gave")
+    gate: str | None = Field(None, max_length=64)
+
+
 class ConfirmIn(Body):
     how: Literal["intercom", "phone", "in_person"]
 

@@ -7,8 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from edge import visitors
-from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
-from edge.api.schemas import ConfirmIn, VisitorIn
+from edge.api.deps import (
+    CURSOR,
+    UNMASK,
+    Caller,
+    lookup_allowed,
+    lookup_done,
+    page,
+    roles,
+    service,
+    unmasked,
+)
+from edge.api.schemas import ArriveIn, ConfirmIn, VisitorIn
+from edge.errors import NotFound
+from edge.privacy import mask_name
+from edge.shape import shaped
 from edge.views import visitor_view
 
 router = APIRouter(prefix="/api/v1/visitors", tags=["visitors"])
@@ -34,6 +47,38 @@ def register(request: Request, body: VisitorIn, who: Caller = roles("guard")) ->
         return visitors.get(conn, vid)
 
     return _view(svc, svc.write(job))
+
+
+@router.get("/expected")
+def expected(request: Request, who: Caller = roles("guard", "control")) -> dict[str, Any]:
+    """Today's announced visitors (预约访客), names masked, each with its state: waiting,
+    inside, overstaying, left, cancelled. The codes are not shown: the visitor brings it."""
+    svc = service(request)
+    now, tz = svc.clock.now(), svc.cfg.tz
+    found = svc.read(lambda c: visitors.expected_today(c, now, tz))
+    mask = svc.cfg.rules.name_mask
+    items = [{k: e[k] for k in ("id", "host_unit", "category", "valid_from", "valid_until",
+                                "entries", "used", "state")} | {"name": mask_name(e["name"], mask)}
+             for e in found]  # fmt: skip
+    return {"items": shaped(items, tz), "next": None}
+
+
+@router.post("/arrive", status_code=201)
+def arrive(request: Request, body: ArriveIn, who: Caller = roles("guard")) -> dict[str, Any]:
+    """An announced visitor's code: admitted inside its window while entries are left. A
+    code typed by hand is counted and rate-limited like a card number: a code is a key."""
+    svc = service(request)
+    lookup_allowed(svc, who)
+    if body.gate is not None:
+        svc.cfg.known_gate(body.gate)
+    try:
+        v = svc.write(lambda c: visitors.arrive(c, svc.epoch, body.code, body.gate, who.name,
+                                                svc.clock.now()))  # fmt: skip
+    except NotFound:
+        lookup_done(svc, who, "visitor_code", f"****{body.code[-2:]}", False)
+        raise
+    lookup_done(svc, who, "visitor_code", f"****{body.code[-2:]}", True)
+    return _view(svc, v, unmask=False)
 
 
 @router.get("/units")

@@ -71,6 +71,8 @@
       ...section(text("handover.rectifications"), (r.rectifications_overdue || []).map((n) => n.number + " " + n.unit +
         " · " + n.issue + " · " + Math.round(n.overdue_s / 3600) + " h")),
       ...section(text("handover.workers"), (r.workers_inside || []).map((w) => w.name + " · " + (w.unit || "—"))),
+      ...section(text("handover.overstaying"), (r.visitors_overstaying || []).map((v) => v.name + " → " + v.host_unit +
+        " · " + when(v.valid_until).slice(11, 16))),
       ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
         " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
         " · " + text("keys.state." + k.state, k.state))),

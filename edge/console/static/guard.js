@@ -177,7 +177,29 @@
     const found = await api("GET", "/api/v1/visitors/units").catch(() => ({ items: [] }));
     $("units-list").replaceChildren(...found.items.map((u) => Object.assign(document.createElement("option"), { value: u })));
   }
-  $("visitors-open").addEventListener("click", () => { dialog.showModal(); $("v-host").focus(); listVisitors(); listUnits(); });
+  async function listExpected() { // today's announced visitors (预约访客)
+    const found = await api("GET", "/api/v1/visitors/expected").catch(() => ({ items: [] }));
+    const list = $("e-list");
+    if (!found.items.length) { list.replaceChildren(Object.assign(document.createElement("li"), { textContent: text("visitor.none") })); return; }
+    list.replaceChildren(...found.items.map((e) => {
+      const li = document.createElement("li");
+      li.className = e.state;
+      li.textContent = e.name + " → " + e.host_unit + " · " + text("visitor.category." + e.category, e.category) + " · " +
+        when(e.valid_from).slice(11, 16) + "–" + when(e.valid_until).slice(11, 16) + " · " + e.used + "/" + e.entries + " · " +
+        text("visitor.state." + e.state, e.state);
+      return li;
+    }));
+  }
+  $("arrive-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const v = await api("POST", "/api/v1/visitors/arrive", { code: $("v-code").value.trim() });
+      notice(text("visitor.arrived") + " " + v.name + " → " + v.host_unit, true, "a-notice");
+      $("v-code").value = "";
+    } catch (err) { notice(err.message, false, "a-notice"); }
+    listExpected(); listVisitors();
+  });
+  $("visitors-open").addEventListener("click", () => { dialog.showModal(); $("v-host").focus(); listVisitors(); listUnits(); listExpected(); });
   $("visitors-close").addEventListener("click", () => { dialog.close(); input.focus(); });
   $("visitor-form").addEventListener("submit", async (e) => {
     e.preventDefault();

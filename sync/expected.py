@@ -1,0 +1,81 @@
+"""预约访客 Visitors announced in advance, at the office: registered for a host's unit with a
+time window and a number of entries, given a code; the site's gates pull them and admit
+the code inside its window (edge.visitors.arrive)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from edge.errors import Conflict, DomainError, NotFound
+from edge.visitors import CATEGORIES
+from sync import schema as t
+
+MAX_WINDOW_S = 7 * 86400  # an announcement is for a visit, not a standing pass
+
+
+def announce(conn: Connection, fields: dict[str, Any], by: str, now: float) -> dict[str, Any]:
+    from sync.office import audit, log_change, resolve_site
+
+    site = resolve_site(conn, fields.get("site"))["site_id"]
+    unit = fields["host_unit"].strip()
+    listed = conn.execute(select(t.units.c.unit).where(t.units.c.site == site).limit(1)).first()
+    if listed and not conn.execute(select(t.units.c.unit).where(
+            t.units.c.site == site, t.units.c.unit == unit)).first():  # fmt: skip
+        raise DomainError(f"host_unit: {unit!r} is not a unit of site {site}")
+    if fields["category"] not in CATEGORIES:
+        raise DomainError(f"category: must be one of {', '.join(CATEGORIES)}")
+    start = fields.get("valid_from") or now
+    end = fields["valid_until"]
+    if not start < end <= start + MAX_WINDOW_S:
+        raise DomainError("valid_until: after valid_from, and within 7 days of it")
+    if end <= now:
+        raise DomainError("valid_until: the window has ended already")
+    while True:  # 8 digits a guard can type; unique among the office's codes
+        code = f"{secrets.randbelow(10**8):08d}"
+        if not conn.execute(select(t.expected_visitors.c.id)
+                            .where(t.expected_visitors.c.code == code)).first():  # fmt: skip
+            break
+    record = {
+        "id": uuid.uuid4().hex, "code": code, "site": site, "host_unit": unit,
+        "name": fields["name"].strip(), "category": fields["category"], "valid_from": start,
+        "valid_until": end, "entries": fields.get("entries") or 1, "status": "active",
+        "version": 1, "created_by": by, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    conn.execute(t.expected_visitors.insert().values(**record))
+    log_change(conn, "expected_visitor", record["id"], 1, "upsert", record, now)
+    audit(conn, by, "visitor_announce", record["id"], now, host_unit=unit)
+    return record
+
+
+def cancel(conn: Connection, visitor_id: str, by: str, now: float) -> dict[str, Any]:
+    from sync.office import audit, log_change
+
+    e = t.expected_visitors
+    row = conn.execute(select(e).where(e.c.id == visitor_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no announced visitor {visitor_id!r}")
+    if row["status"] != "active":
+        raise Conflict(f"announced visitor {visitor_id} is {row['status']} already")
+    record = dict(row) | {"status": "cancelled", "version": row["version"] + 1,
+                          "updated_at": now}  # fmt: skip
+    conn.execute(t.expected_visitors.update().where(t.expected_visitors.c.id == visitor_id)
+                 .values(**record))  # fmt: skip
+    log_change(conn, "expected_visitor", visitor_id, record["version"], "upsert", record, now)
+    audit(conn, by, "visitor_cancel", visitor_id, now)
+    return record
+
+
+def listing(conn: Connection, site: str | None) -> list[dict[str, Any]]:
+    q = select(t.expected_visitors).order_by(t.expected_visitors.c.valid_from)
+    if site:
+        q = q.where(t.expected_visitors.c.site == site)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def in_scope(conn: Connection, site: str) -> list[str]:
+    q = select(t.expected_visitors.c.id).where(t.expected_visitors.c.site == site)
+    return list(conn.execute(q.order_by(t.expected_visitors.c.id)).scalars())

@@ -1,0 +1,93 @@
+"""Visitors announced in advance (issue 15, 预约访客): the office registers a visitor for a
+host's unit with a window and a number of entries and gives a code; the estate's gates
+pull it, show the day's expected visitors, admit the code inside its window and only as
+often as it allows, and name a visitor who stays past it. Real processes: an office on
+PostgreSQL, a gate pulling from it."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
+from tests.test_sync_recovery import running
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def iso(seconds: float) -> str:
+    return (datetime.now(TZ) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def test_an_announced_visitor_s_code_admits_inside_its_window_and_entries_only(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    office = Office(tmp_path / "office", pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    (tmp_path / "gate").mkdir()
+    gate = node_for(tmp_path / "gate", [], broker.port)
+    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
+    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    url = f"http://127.0.0.1:{gate.api_port}"
+
+    def announce(**body: Any) -> tuple[int, Any]:
+        return office.call("POST", "/api/v1/expected-visitors", clerk,
+                           {"host_unit": "5-1203", "name": "张家教", "category": "tutor",
+                            "valid_until": iso(3600)} | body)  # fmt: skip
+
+    def arrive(code: str) -> tuple[int, Any]:
+        return http_call(url, "POST", "/api/v1/visitors/arrive", guard, {"code": code})
+
+    def today() -> dict[str, dict[str, Any]]:
+        status, page = http_call(url, "GET", "/api/v1/visitors/expected", guard)
+        assert status == 200, page
+        return {e["id"]: e for e in page["items"]}
+
+    with running(office, gate):
+        assert office.call("POST", "/api/v1/units", clerk, {"units": ["5-1203"]})[0] == 201
+        status, said = announce(host_unit="5-9999")
+        assert status == 422 and said["detail_zh"], said  # a unit the estate does not have
+        status, said = announce(category="ufo")
+        assert status == 422 and "category" in said["detail"], said
+        status, tutor = announce(entries=2)
+        assert status == 201 and len(tutor["code"]) == 8, tutor
+        _, later = announce(name="李维修", category="repair", valid_from=iso(3600),
+                            valid_until=iso(7200))  # fmt: skip
+        _, short = announce(name="王外卖", category="delivery", valid_until=iso(4))
+        _, called_off = announce(name="赵访客", category="guest")
+        assert office.call("POST", f"/api/v1/expected-visitors/{called_off['id']}/cancel",
+                           clerk)[0] == 200  # fmt: skip
+        wait_for(lambda: len(today()) == 4 and today()[called_off["id"]]["state"] == "cancelled",
+                 30, "the day's announced visitors at the gate")  # fmt: skip
+        listed = today()[tutor["id"]]
+        assert listed["name"] == "张**" and listed["state"] == "waiting" and "code" not in listed
+
+        # the code admits, as often as it allows and no more
+        status, first = arrive(tutor["code"])
+        assert status == 201 and first["state"] == "inside", first
+        assert first["confirmed_how"] == "announced" and first["host_unit"] == "5-1203"
+        assert http_call(url, "POST", f"/api/v1/visitors/{first['id']}/exit", guard)[0] == 200
+        assert arrive(tutor["code"])[0] == 201
+        status, said = arrive(tutor["code"])
+        assert status == 409 and "entries are used" in said["detail"] and said["detail_zh"], said
+        # not before its window, not once cancelled, not a code nobody gave
+        status, said = arrive(later["code"])
+        assert status == 409 and "not started" in said["detail"], said
+        status, said = arrive(called_off["code"])
+        assert status == 409 and "cancelled" in said["detail"], said
+        assert arrive("00000000" if tutor["code"] != "00000000" else "00000001")[0] == 404
+
+        # one who stays past the window: on the list and in the handover
+        status, courier = arrive(short["code"])
+        assert status == 201, courier
+        time.sleep(5)
+        assert today()[short["id"]]["state"] == "overstaying"
+        status, made = http_call(url, "POST", "/api/v1/handovers", guard, {"items": {}})
+        assert status == 201, made
+        assert [v["name"] for v in made["report"]["visitors_overstaying"]] == ["王**"]
+        # the office hears of every admission, once
+        wait_for(lambda: len(office.call("GET", "/api/v1/events?kind=visitor_in", clerk)[1]
+                             ["items"]) == 3, 30, "the admissions at the office")  # fmt: skip
