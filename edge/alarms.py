@@ -26,6 +26,7 @@ DEVICE_TYPES = (
     "camera_covered", "repeated_denial", "manual_override", "lookup_enumeration",
     "sync_gap", "sync_conflict",  # the office sync found records lost or rewritten
     "key_overdue", "key_lost",  # the key cabinet's loans (edge.keys)
+    "patrol_missed",  # a patrol round not done in its time (edge.patrol)
     "unknown_type",  # an alarm input of a type nobody declared: raised, never dropped
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint",
@@ -100,6 +101,11 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
         "tell the estate's IT person: this gate's database was rolled back or copied",
         "keep this PC and its backups as they are",
         "record what was found",
+    ),
+    "patrol_missed": (
+        "call the guard on the round",
+        "send someone to the checkpoints not read",
+        "record why the round was not done",
     ),
     "key_overdue": (
         "call the borrower and ask for the keys back",

@@ -574,6 +574,56 @@ class PermitsCfg(_Table):
     work_ends: Annotated[time, BeforeValidator(_clock_time)] = time(19, 0)
 
 
+class CheckpointCfg(_Table):
+    """A patrol checkpoint (巡更点): a tag (a card or a QR at a place) a guard reads."""
+
+    id: Ident
+    name: Text
+    tag: Text  # the card number or QR text the tag reads as
+
+
+class RouteCfg(_Table):
+    """A patrol route: its checkpoints, read in any order within ``minutes`` of its start."""
+
+    id: Ident
+    name: Text
+    checkpoints: tuple[Ident, ...] = Field(min_length=1)
+    minutes: Annotated[float, In(1, 1440)] = 60.0
+
+
+class PlanCfg(_Table):
+    """When a route is walked: its start times each day (a round per time)."""
+
+    route: Ident
+    at: tuple[Annotated[time, BeforeValidator(_clock_time)], ...] = Field(min_length=1)
+
+
+class PatrolCfg(_Table):
+    """Patrol rounds (巡查, docs/patrol.md)."""
+
+    checkpoints: tuple[CheckpointCfg, ...] = ()
+    routes: tuple[RouteCfg, ...] = ()
+    plans: tuple[PlanCfg, ...] = ()
+
+    @model_validator(mode="after")
+    def references(self) -> PatrolCfg:
+        _unique([c.id for c in self.checkpoints], "patrol.checkpoints")
+        _unique([c.tag for c in self.checkpoints], "patrol.checkpoints", "tag")
+        known = {c.id for c in self.checkpoints}
+        _unique([r.id for r in self.routes], "patrol.routes")
+        for i, r in enumerate(self.routes):
+            for cp in r.checkpoints:
+                if cp not in known:
+                    raise Bad(f"{cp!r} is not one of the [[patrol.checkpoints]]",
+                              key=f"patrol.routes[{i}].checkpoints")  # fmt: skip
+        routes = {r.id for r in self.routes}
+        for i, plan in enumerate(self.plans):
+            if plan.route not in routes:
+                raise Bad(f"{plan.route!r} is not one of the [[patrol.routes]]",
+                          key=f"patrol.plans[{i}].route")  # fmt: skip
+        return self
+
+
 class _Node(_Table):
     id: Ident
     timezone: Zone = Field(default="Asia/Shanghai", validate_default=True)
@@ -658,6 +708,7 @@ class _File(_Table):
     privacy: PrivacyCfg = PrivacyCfg()
     keys: KeysCfg = KeysCfg()
     permits: PermitsCfg = PermitsCfg()
+    patrol: PatrolCfg = PatrolCfg()
 
     @model_validator(mode="after")
     def across_tables(self) -> _File:
@@ -733,6 +784,7 @@ class Config:
     privacy: PrivacyCfg = field(default_factory=PrivacyCfg)
     keys: KeysCfg = field(default_factory=KeysCfg)
     permits: PermitsCfg = field(default_factory=PermitsCfg)
+    patrol: PatrolCfg = field(default_factory=PatrolCfg)
     source: str = ""  # the config file
 
     @property
@@ -939,6 +991,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         privacy=f.privacy,
         keys=f.keys,
         permits=f.permits,
+        patrol=f.patrol,
         source=source,
     )
 

@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, keys, permits, views
+from edge import alarms, dutylog, inputs, keys, patrol, permits, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
-from edge.inputs import AlarmInputIn, IntercomIn, Refused
+from edge.inputs import AlarmInputIn, IntercomIn, PatrolReadIn, Refused
 from edge.logs import scrub
 from edge.writer import CallJob, Outcome, Snap, Writer, job_level
 
@@ -150,6 +150,26 @@ class ControlRoom:
             )  # fmt: skip
         return None
 
+    def on_patrol_read(self, parts: list[str], payload: bytes, _dup: bool,
+                       ack: Callable[[], None]) -> None:  # fmt: skip
+        """``patrol/<device>/read`` ``{"tag", "guard"?, "ts"?}``: kept, then acknowledged."""
+        device = parts[1]
+        try:
+            body = inputs.parse(PatrolReadIn, payload, self.clock.now())
+        except Refused as e:
+            return self._refuse("patrol_read", f"{device}: {e}", ack)
+        now = self.clock.now()
+        self.counts["patrol_read"] += 1
+        # a stored read keeps its time; one ahead of this clock is taken as read now
+        read = patrol.Read(body.tag, min(body.ts or now, now), body.guard, device)
+
+        def keep(c: sqlite3.Connection) -> list[int]:
+            patrol.record(c, self.cfg.patrol, [read], "mqtt", now)
+            return []
+
+        self.submit(keep, ack, "patrol_read")
+        return None
+
     def on_intercom(self, parts: list[str], payload: bytes, _dup: bool,
                     ack: Callable[[], None]) -> None:  # fmt: skip
         """``intercom/<id>/event``: an emergency is a priority-1 alarm; calls and open
@@ -198,6 +218,7 @@ class ControlRoom:
             if self.clock.monotonic() >= self._keys_at:  # loans past their due time
                 ids += keys.overdue(c, self.cfg, now)
                 permits.end_of_work(c, self.cfg, now)  # the workers still inside, once a day
+                ids += patrol.evaluate(c, self.cfg, now)  # rounds whose time is up
                 out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))
             if not self._taken_up:  # the first tick: what the last run left active
                 kept, closed = alarms.carried_over(c, set(conditions), now)

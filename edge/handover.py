@@ -13,7 +13,19 @@ import json
 import sqlite3
 from typing import Any
 
-from edge import alarms, db, dutylog, keys, outbox, permits, shifts, store, views, visitors
+from edge import (
+    alarms,
+    db,
+    dutylog,
+    keys,
+    outbox,
+    patrol,
+    permits,
+    shifts,
+    store,
+    views,
+    visitors,
+)
 from edge.config import Config
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import Handover
@@ -62,6 +74,8 @@ def build_report(
         "visitors_overstaying": late,
         # help requests whose stage ran late this shift, and by how much (000 §八.10)
         "late_requests": alarms.late_between(conn, start, end, now),
+        # the shift's patrol rounds as judged: done, incomplete (which were missed), missed
+        "patrol_rounds": patrol.rounds_between(conn, start, end),
         # renovation: notices past their deadline, and the workers let in who are still in
         "rectifications_overdue": permits.overdue_notices(conn, now),
         "workers_inside": permits.workers_inside(conn, now, cfg.tz, cfg.rules.name_mask),

@@ -88,6 +88,15 @@ class IntercomIn(_In):
     event: Literal["call", "answered", "hangup", "open_request", "emergency"]
 
 
+class PatrolReadIn(_In):
+    """``patrol/<device>/read``: ``{"tag", "guard"?, "ts"?}`` from a handheld or a fixed
+    patrol reader (``ts``: when it was read, if it was stored a while)."""
+
+    tag: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z._:-]{1,64}$")]
+    guard: Text | None = None
+    ts: Timestamp | None = None
+
+
 def parse(model: type[M], payload: bytes, now: float | None = None) -> M:
     """The payload as ``model``, or Refused naming the first problem. ``now`` is the node's
     wall clock (UNIX seconds) that device times are judged by; the time module's if None."""

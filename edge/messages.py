@@ -128,6 +128,7 @@ FIELD_ZH: dict[str, str] = {
     "deadline": "整改期限",
     "units": "房号清单",
     "code": "预约码",
+    "upload": "上传",
     "issue": "整改内容",
     # visitors
     "host_unit": "被访单元",
@@ -367,6 +368,11 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "{value}：开始时间应在 00:00 到 23:59 之间（24:00 只能作结束时间）",
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
+    # patrol
+    (
+        "the wand's download has {n} bad lines; the first: {first}",
+        "巡更棒数据有 {n} 行有误，整批未导入；第一处：{first}",
+    ),
     # visitors announced in advance
     ("no announced visitor with code {code!r}", "没有预约码为 {code} 的预约访客"),
     ("the visit was {status}", "该预约{status}"),

@@ -5,7 +5,7 @@ Times are UNIX seconds (float, UTC): compared on the swipe path, so they stay nu
 
 from __future__ import annotations
 
-from sqlalchemy import Index, text
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -172,6 +172,41 @@ class Visitor(SQLModel, table=True):
     exited_at: float | None = None
     exited_by: str | None = None
     expected_id: str | None = None  # announced in advance: the announcement it came on
+
+
+class PatrolRead(SQLModel, table=True):
+    """A patrol tag read: at a fixed reader or a handheld (MQTT), or downloaded from a patrol
+    wand (巡更棒); ``checkpoint`` is None for a tag no checkpoint has (kept, counted)."""
+
+    __tablename__ = "patrol_reads"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tag: str
+    checkpoint: str | None = None
+    guard: str | None = None
+    device: str | None = None
+    source: str  # mqtt | api | wand
+    at: float = Field(index=True)
+    recorded_at: float
+
+
+class PatrolRound(SQLModel, table=True):
+    """A planned round, judged once its time is up: done, incomplete (checkpoints missed) or
+    missed (none read)."""
+
+    __tablename__ = "patrol_rounds"
+    __table_args__ = (UniqueConstraint("route", "planned_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    route: str
+    planned_at: float = Field(index=True)
+    ends_at: float
+    status: str  # done | incomplete | missed
+    read: str  # JSON: the checkpoints read in time, in the order read
+    missing: str  # JSON: the checkpoints not read
+    guards: str | None = None  # who read them
+    alarm_id: int | None = None
+    judged_at: float
 
 
 class ExpectedVisitor(SQLModel, table=True):

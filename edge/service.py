@@ -88,6 +88,7 @@ class Service:
             self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe, "mqtt_swipe")
             self.mqtt.route("alarm-input/+", self.control.on_alarm_input, "alarm_input")
             self.mqtt.route("intercom/+/event", self.control.on_intercom, "intercom")
+            self.mqtt.route("patrol/+/read", self.control.on_patrol_read, "patrol_read")
             self.bus.attach(self.mqtt)
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {

@@ -147,7 +147,7 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
 
 REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_type",
                    "alarms_by_shift", "decisions", "key_loans", "late_requests",
-                   "late_minutes")  # fmt: skip
+                   "late_minutes", "patrol_by_route", "patrol_by_guard")  # fmt: skip
 
 
 def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -158,6 +158,9 @@ def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list
         if section in ("late_requests", "late_minutes"):  # a help request's type and stage
             kind, _, stage = key.partition(":")
             return t.get("alarm." + kind, kind) + " · " + t.get("deadline." + stage, stage)
+        if section in ("patrol_by_route", "patrol_by_guard"):  # ids and names, then a status
+            who, _, status = key.rpartition(":")
+            return who + ":" + t.get("patrol." + status, status)
         node, _, what = key.rpartition(":")
         prefix = {"office_slips": "slip.status.", "gate_slips": "report.", "decisions": "",
                   "key_loans": "report.keys.",

@@ -672,7 +672,7 @@ def changes_after(conn: Connection, since: int, limit: int, node: Node) -> dict[
 KINDS = frozenset({
     "access_event", "alarm", "confiscation", "duty_log", "handover", "handover_signed",
     "pass_revoked", "slip_released", "slip_rejected", "slip_cancelled", "snapshot",
-    "visitor_in", "visitor_out", "key", "key_loan", "rectification",
+    "visitor_in", "visitor_out", "key", "key_loan", "rectification", "patrol_round",
 })  # fmt: skip
 _SLIP_FACT = (("number", False, True), ("closed_at", True, False), ("closed_by", False, False),
               ("gate", False, False), ("notes", False, False))  # fmt: skip

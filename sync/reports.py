@@ -142,6 +142,17 @@ FROM (
 GROUP BY word, action
 """
 
+# Patrol rounds planned in the month, as each gate judged them (one record a round), by
+# route and status, and by guard and status; on the kind's index, a few thousand a year
+PATROL_SQL = f"""
+SELECT node_id, {_word("route")} AS route, {_word("status")} AS status,
+       coalesce(payload ->> 'guards', '') AS guards, count(*) AS n
+FROM edge_events
+WHERE kind = 'patrol_round' AND {_num("planned_at")} >= %(start)s
+  AND {_num("planned_at")} < %(end)s
+GROUP BY node_id, route, status, guards
+"""
+
 OFFICE_SLIP_STATUSES = ("issued", "released", "rejected", "cancelled")
 _DAY = datetime(2001, 1, 1, tzinfo=UTC).timestamp()  # any day: UTC has no DST change
 
@@ -197,6 +208,12 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
             late[word] = n
         elif avg is not None:
             late_minutes[word] = round(float(avg) / 60, 1)
+    by_route: Counter[str] = Counter()
+    by_guard: Counter[str] = Counter()
+    for node, route, status, guards, n in conn.exec_driver_sql(PATROL_SQL, p):
+        by_route[f"{node}:{route}:{status}"] += n
+        for guard in guards.split(",") if guards else ["—"]:
+            by_guard[f"{guard}:{status}"] += n
     return {
         "month": month,
         "office_slips": office_slips,
@@ -210,4 +227,8 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
         # ones met after it were (minutes)
         "late_requests": dict(sorted(late.items())),
         "late_minutes": dict(sorted(late_minutes.items())),
+        # patrol rounds: per gate and route, and per guard, how many were done, incomplete
+        # (checkpoints missed) or missed (not walked)
+        "patrol_by_route": dict(sorted(by_route.items())),
+        "patrol_by_guard": dict(sorted(by_guard.items())),
     }

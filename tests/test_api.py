@@ -66,7 +66,7 @@ SENSITIVE: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/alarms/{alarm_id}/unshelve"): {"control", "admin"},
 }
 # Lists that can show personal data whole (?unmask=true): admin only, audited.
-UNMASKING = {"/api/v1/passes", "/api/v1/events", "/api/v1/visitors"}
+UNMASKING = {"/api/v1/passes", "/api/v1/events", "/api/v1/visitors", "/api/v1/key-loans"}
 
 
 def api_routes(client: TestClient) -> list[tuple[str, str, dict]]:

@@ -207,6 +207,17 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
     ]:  # fmt: skip
         s.add(node, "alarm", {"type": "complaint"} | payload)
 
+    # patrol rounds, each judged once at its gate, by when they were planned
+    for node, payload in [
+        ("gate-a", {"planned_at": local(2, 9, 0), "status": "done", "guards": "老王"}),
+        ("gate-a", {"planned_at": local(2, 15, 0), "status": "done", "guards": "小周,老王"}),
+        ("gate-a", {"planned_at": local(3, 9, 0), "status": "missed"}),
+        ("gate-b", {"planned_at": local(3, 9, 0), "status": "incomplete", "guards": "小周"}),
+        ("gate-b", {"planned_at": before, "status": "done", "guards": "老王"}),  # last month
+        ("gate-b", {"planned_at": "09:00", "status": "done", "guards": "老王"}),
+    ]:  # fmt: skip
+        s.add(node, "patrol_round", {"route": "garden"} | payload)
+
     # key loans, each as its latest record says: lent in the month, late, lost
     loans = [
         ("gate-a", "1", {"lent_at": local(2, 9, 0), "due_at": local(5, 9, 0)}),
@@ -284,6 +295,12 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
         },
         "late_requests": {"complaint:dispatched": 2, "complaint:resolved": 1},
         "late_minutes": {"complaint:dispatched": 15.0, "repair:dispatched": 5.0},
+        "patrol_by_route": {
+            "gate-a:garden:done": 2,
+            "gate-a:garden:missed": 1,
+            "gate-b:garden:incomplete": 1,
+        },
+        "patrol_by_guard": {"—:missed": 1, "小周:done": 1, "小周:incomplete": 1, "老王:done": 2},
     }
     assert feb_late(eng) == {"complaint:resolved": 1}
     # the months either side hold what was left out, and nothing of March

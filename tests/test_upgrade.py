@@ -339,6 +339,19 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "status_reason": "停工整顿", "version": 2, "updated_at": at("2026-12-04 10:00")},
     ],
     "units": [{"unit": "5-1203"}, {"unit": "8-0801"}],
+    "patrol_reads": [
+        {"id": 1, "tag": "0000900001", "checkpoint": "north", "guard": "巡逻员老王",
+         "device": "wand-1", "source": "wand", "at": at("2026-12-06 09:05"),
+         "recorded_at": at("2026-12-06 10:00")},
+        {"id": 2, "tag": "0000900099", "checkpoint": None, "guard": None, "device": None,
+         "source": "api", "at": at("2026-12-06 09:06"), "recorded_at": at("2026-12-06 10:00")},
+    ],
+    "patrol_rounds": [
+        {"id": 1, "route": "garden", "planned_at": at("2026-12-06 09:00"),
+         "ends_at": at("2026-12-06 09:30"), "status": "incomplete", "read": '["north"]',
+         "missing": '["south"]', "guards": "巡逻员老王", "alarm_id": 1,
+         "judged_at": at("2026-12-06 09:30:30")},
+    ],
     "expected_visitors": [
         {"id": "e1", "code": "20261206", "host_unit": "5-1203", "name": "张家教",
          "category": "tutor", "valid_from": at("2026-12-06 18:00"),

@@ -14,7 +14,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from edge import console, health, users
-from edge.api import control, gate, keys, passes, permits, photos, slips, snapshots, visitors
+from edge.api import (
+    control,
+    gate,
+    keys,
+    passes,
+    patrol,
+    permits,
+    photos,
+    slips,
+    snapshots,
+    visitors,
+)
 from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
 from edge.console import pages
 from edge.errors import DomainError
@@ -34,7 +45,8 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
     app.state.service = service
-    for module in (passes, photos, gate, slips, visitors, control, snapshots, keys, permits):
+    for module in (passes, photos, gate, slips, visitors, control, snapshots, keys, permits,
+                   patrol):  # fmt: skip
         _declare_roles(module.router.routes)
         app.include_router(module.router)
     # the pages: each checks its session itself

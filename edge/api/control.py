@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from edge import alarms, db, dutylog, handover, shifts, stats, views
-from edge.api.deps import CURSOR, Caller, page, roles, service
+from edge.api.deps import CURSOR, Caller, local_day, page, roles, service
 from edge.api.schemas import (
     AlarmIn,
     DispatchIn,
@@ -21,7 +21,7 @@ from edge.api.schemas import (
     ShelveIn,
 )
 from edge.errors import DomainError
-from edge.passes import FIRST_YEAR, LAST_YEAR, parse_time
+from edge.passes import parse_time
 from edge.views import event_view, handover_view, iso
 
 router = APIRouter(prefix="/api/v1", tags=["control room"])
@@ -250,16 +250,7 @@ def duty_log(
     """By day (default today), or by one shift of that day."""
     svc = service(request)
     tz = svc.cfg.tz
-    if day:
-        try:
-            start_dt = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=tz)
-        except ValueError:
-            raise DomainError(f"day: {day!r} is not a date") from None
-        if not FIRST_YEAR <= start_dt.year <= LAST_YEAR:
-            raise DomainError(f"day: {day!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
-    else:
-        now = datetime.fromtimestamp(svc.clock.now(), tz)
-        start_dt = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start_dt = local_day(day, tz, svc.clock.now())
     start, end = start_dt.timestamp(), (start_dt + timedelta(days=1)).timestamp()
     if shift:
         match = [s for s in svc.cfg.shifts if s.name == shift]

@@ -13,12 +13,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from edge import alarms, audit, lookups, users
+from edge.errors import DomainError
+from edge.passes import FIRST_YEAR, LAST_YEAR
 from edge.sessions import COOKIE
 
 if TYPE_CHECKING:
@@ -183,3 +187,17 @@ def lookup_done(svc: Service, who: Caller, what: str, subject: str, found: bool)
         )]  # fmt: skip
 
     svc.control.change(job)
+
+
+def local_day(day: str | None, tz: ZoneInfo, now: float) -> datetime:
+    """The start of ``day`` (YYYY-MM-DD; default today) in the site's zone; DomainError
+    naming ``day`` for a date that is none, or outside the years a record may carry."""
+    if not day:
+        return datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=tz)
+    except ValueError:
+        raise DomainError(f"day: {day!r} is not a date") from None
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise DomainError(f"day: {day!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+    return start

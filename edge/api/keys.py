@@ -90,7 +90,7 @@ def loans(
     (audited)."""
     svc = service(request)
     found = svc.read(lambda c: keys.listing(c, open_only, key, limit + 1, cursor))
-    whole = unmasked(svc, who, unmask, "key_loans", len(found))
+    whole = unmasked(svc, who, unmask, "key-loans", len(found))
     shown, after = page(found, limit)
     return {"items": [_view(svc, loan, whole) for loan in shown], "next": after}
 

@@ -247,3 +247,13 @@ class NoticeIn(Body):
 class NoticeCloseIn(Body):
     inspected_by: str = Field(min_length=1, max_length=100)
     notes: str | None = Field(None, max_length=2000)
+
+
+class PatrolTagIn(Body):
+    tag: str = Field(pattern=r"^[0-9A-Za-z._:-]{1,64}$")
+    at: float | None = Field(None, ge=946684800, le=4102444800, description="UNIX seconds")
+
+
+class PatrolReadsIn(Body):
+    reads: list[PatrolTagIn] = Field(min_length=1, max_length=10000)
+    device: str | None = Field(None, max_length=64)

@@ -73,6 +73,9 @@
       ...section(text("handover.workers"), (r.workers_inside || []).map((w) => w.name + " · " + (w.unit || "—"))),
       ...section(text("handover.overstaying"), (r.visitors_overstaying || []).map((v) => v.name + " → " + v.host_unit +
         " · " + when(v.valid_until).slice(11, 16))),
+      ...section(text("handover.patrol"), (r.patrol_rounds || []).map((p) => when(p.planned_at).slice(11, 16) + " " + p.route +
+        " · " + text("patrol." + p.status, p.status) + (p.missing.length ? " · " + p.missing.join(", ") : "") +
+        (p.guards ? " · " + p.guards : ""))),
       ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
         " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
         " · " + text("keys.state." + k.state, k.state))),

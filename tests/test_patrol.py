@@ -1,0 +1,188 @@
+"""Patrol rounds (issue 15, 巡查): a patrol wand's download parsed from fixtures; the pure
+judgement of a round; and on real processes (a gate, its broker and its office), reads from
+a wand upload and a handheld on MQTT, two rounds judged once their time is up — one done,
+one with checkpoints missed, which raises ``patrol_missed`` naming them — in the duty log,
+the API and the office's monthly report."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from drivers.patrol_wand import WandError, parse
+from edge.config import PatrolCfg
+from edge.patrol import judge, planned
+from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
+
+TZ = ZoneInfo("Asia/Shanghai")
+FIXTURES = Path(__file__).parent / "fixtures" / "wand"
+TAGS = {"north": "0000900001", "south": "0000900002", "b5": "0000900003"}
+
+
+def test_a_wand_download_is_read_line_by_line_header_and_blanks_skipped():
+    reads = parse((FIXTURES / "download.csv").read_bytes())
+    assert [(r.seq, r.tag, r.at.strftime("%H:%M:%S")) for r in reads] == [
+        (1, "0000900001", "09:05:12"), (2, "0000900002", "09:14:40"),
+        (3, "0000900009", "09:20:03"), (4, "0000900003", "09:31:55")]  # fmt: skip
+
+
+def test_a_damaged_download_is_refused_whole_with_every_bad_line_named():
+    with pytest.raises(WandError) as e:
+        parse((FIXTURES / "damaged.csv").read_bytes())
+    assert [p.split(":")[0] for p in e.value.problems] == ["line 2", "line 3", "line 4", "line 5"]
+
+
+@pytest.mark.parametrize(
+    ("reads", "status", "read", "missing"),
+    [
+        ([("a", 1), ("b", 2), ("c", 3)], "done", ["a", "b", "c"], []),
+        ([("c", 1), ("a", 2), ("b", 3)], "done", ["c", "a", "b"], []),  # in any order
+        ([("a", 1), ("a", 2), ("c", 3)], "incomplete", ["a", "c"], ["b"]),  # twice is once
+        ([("x", 1)], "missed", [], ["a", "b", "c"]),  # a tag of no checkpoint of the route
+        ([], "missed", [], ["a", "b", "c"]),
+    ],
+)
+def test_a_round_is_judged_by_its_checkpoints_read(reads, status, read, missing):
+    assert judge(["a", "b", "c"], reads) == (status, read, missing)
+
+
+def test_the_rounds_planned_are_those_whose_time_ends_in_the_look():
+    cfg = PatrolCfg(checkpoints=[{"id": "a", "name": "甲", "tag": "1"}],
+                    routes=[{"id": "r", "name": "路线", "checkpoints": ["a"], "minutes": 90}],
+                    plans=[{"route": "r", "at": ["23:30", "09:00"]}])  # fmt: skip
+    day = datetime(2026, 12, 6, tzinfo=TZ)
+    found = list(planned(cfg, (day + timedelta(hours=0.5)).timestamp(),
+                         (day + timedelta(hours=10, minutes=30)).timestamp(), TZ))  # fmt: skip
+    # yesterday's 23:30 round ends at 01:00 today; today's 09:00 one at 10:30
+    assert [datetime.fromtimestamp(p.planned_at, TZ).strftime("%m-%d %H:%M") for p in found] == [
+        "12-05 23:30", "12-06 09:00"]  # fmt: skip
+
+
+def patrol_config(rounds: list[datetime] | None) -> str:
+    lines = ["[patrol]"]
+    for cp, tag in TAGS.items():
+        lines += ["[[patrol.checkpoints]]", f'id = "{cp}"', f'name = "{cp}-点"', f'tag = "{tag}"']
+    lines += ["[[patrol.routes]]", 'id = "garden"', 'name = "花园巡查"',
+              'checkpoints = ["north", "south", "b5"]', "minutes = 30"]  # fmt: skip
+    if rounds:
+        at = ", ".join(f'"{r:%H:%M}"' for r in rounds)
+        lines += ["[[patrol.plans]]", 'route = "garden"', f"at = [{at}]"]
+    return "\n".join(lines) + "\n"
+
+
+def wand_file(reads: list[tuple[str, datetime]]) -> bytes:
+    rows = ["序号,卡号,时间"] + [f"{i:04d},{tag},{at:%Y-%m-%d %H:%M:%S}"
+                                   for i, (tag, at) in enumerate(reads, start=1)]  # fmt: skip
+    return "\r\n".join(rows).encode("gb18030")
+
+
+def upload(url: str, token: str, data: bytes) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}/api/v1/patrol/upload?device=wand-1", data=data,
+                                 method="POST", headers={"Authorization": f"Bearer {token}",
+                                                         "Content-Type": "text/csv"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_round_with_a_checkpoint_missed_raises_the_alarm_and_reaches_the_report(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    now = datetime.now(TZ).replace(second=0, microsecond=0)
+    first, second = now - timedelta(minutes=80), now - timedelta(minutes=40)
+    office = Office(tmp_path / "office", pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    (tmp_path / "gate").mkdir()
+    node = node_for(tmp_path / "gate", [], broker.port)
+    base = node.config.read_text()
+    node.config.write_text(base + patrol_config(None))
+    add_sync(node, office, office.token("office", "node", "add", "gate-test"))
+    synced = node.config.read_text()
+    guard = cli(node.config, "user", "add", "巡逻员老王", "--role", "guard").stdout.strip()
+    officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    office.start()
+    node.start(wait_ready=True)
+    try:
+        # the wand comes back to the guard room: the first round whole, the second with
+        # only the north garden read, and a tag no checkpoint has
+        data = wand_file([(TAGS["north"], first + timedelta(minutes=5)),
+                          (TAGS["south"], first + timedelta(minutes=12)),
+                          (TAGS["b5"], first + timedelta(minutes=20)),
+                          ("0000900099", first + timedelta(minutes=21)),
+                          (TAGS["north"], second + timedelta(minutes=3))])  # fmt: skip
+        status, kept = upload(url, guard, data)
+        assert status == 201 and kept == {"recorded": 5, "unknown_tags": 1}, kept
+        status, said = upload(url, guard, (FIXTURES / "damaged.csv").read_bytes())
+        assert status == 422 and "line 2" in said["detail"] and said["detail_zh"], said
+
+        # a handheld reads a tag now, on MQTT
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="handheld-1")
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        c.publish("gatehouse/gate-test/patrol/hh-1/read",
+                  json.dumps({"tag": TAGS["south"], "guard": "巡逻员小李"}), qos=1
+                  ).wait_for_publish(10)  # fmt: skip
+        c.loop_stop()
+        c.disconnect()
+        wait_for(lambda: any(r["device"] == "hh-1" and r["checkpoint"] == "south"
+                             for r in http_call(url, "GET", "/api/v1/patrol/reads", guard)[1]
+                             ["items"]), 20, "the handheld's read")  # fmt: skip
+    finally:
+        node.stop()
+
+    # the plans are set: the rounds whose time is up are judged at once
+    node.config.write_text(synced.replace(patrol_config(None), patrol_config([first, second])))
+    node.start(wait_ready=True)
+    try:
+
+        def rounds() -> list[dict[str, Any]]:
+            day = f"{first:%Y-%m-%d}"
+            found = http_call(url, "GET", f"/api/v1/patrol/rounds?day={day}", guard)[1]["items"]
+            if f"{second:%Y-%m-%d}" != day:  # the rounds straddle midnight
+                found += http_call(url, "GET", f"/api/v1/patrol/rounds?day={second:%Y-%m-%d}",
+                                   guard)[1]["items"]  # fmt: skip
+            return found
+
+        judged = wait_for(lambda: len(r := rounds()) == 2 and r, 20, "the two rounds judged")
+        assert [(r["status"], r["missing"]) for r in judged] == [
+            ("done", []), ("incomplete", ["south", "b5"])]  # fmt: skip
+        assert judged[0]["guards"] == "巡逻员老王"
+        status, page = http_call(url, "GET", "/api/v1/alarms?limit=50", officer)
+        (missed,) = [a for a in page["items"] if a["type"] == "patrol_missed"]
+        assert "south-点" in missed["notes"] and "b5-点" in missed["notes"], missed
+        status, log = http_call(url, "GET", "/api/v1/duty-log?limit=100", guard)
+        assert sum("round of 花园巡查" in e["text"] for e in log["items"]) == 2
+        time.sleep(1)
+        node.stop()
+        node.start(wait_ready=True)  # judged once: a restart does not judge them again
+        assert len(rounds()) == 2
+
+        month = f"{second:%Y-%m}"
+        want = {"gate-test:garden:done": 1, "gate-test:garden:incomplete": 1}
+
+        def counted() -> dict[str, Any]:
+            total: dict[str, int] = {}
+            for m in {f"{first:%Y-%m}", month}:
+                _, report = office.call("GET", f"/api/v1/reports/monthly?month={m}", clerk)
+                for k, n in (report.get("patrol_by_route") or {}).items():
+                    total[k] = total.get(k, 0) + n
+            return total
+
+        wait_for(lambda: counted() == want, 30, "the rounds in the office's report")
+    finally:
+        node.stop()
+        office.stop()
