@@ -161,11 +161,13 @@ def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
 
 
 def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
-    """Keep only the office's passes and slips of this gate's scope (``keep``: their ids),
+    """Keep only the office's records of this gate's scope (``keep``: their ids, by kind),
     and pull from the start so what the scope newly holds arrives: the version guard keeps
     what is here already. Answers how many records it dropped."""
     dropped = 0
-    office = " AND origin = 'office'"  # (every permit here is the office's)
+    # passes and slips made at this gate stay; permits, units and announced visitors are
+    # all the office's
+    office = " AND origin = 'office'"
     kept = [
         ("passes", "id", keep["passes"], office),
         ("goods_slips", "number", keep["slips"], office),
