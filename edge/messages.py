@@ -166,6 +166,15 @@ KIND_ZH: dict[str, str] = {
     "staff": "员工卡",
 }
 
+# who borrows a key (edge.keys.BORROWERS)
+BORROWER_ZH: dict[str, str] = {
+    "owner": "业主",
+    "sales": "销售人员",
+    "staff": "管理处员工",
+    "contractor": "施工方人员",
+    "other": "其他人员",
+}
+
 # the other values a message lists as allowed (resolutions, categories, hazards...)
 VALUE_ZH: dict[str, str] = {
     **STATUS_ZH,
@@ -281,6 +290,7 @@ _CONVERTERS: dict[str, Callable[[str], str | None]] = {
     "roles": _choices,
     "choices": _choices,
     "kind": _word(KIND_ZH),
+    "borrower": _word(BORROWER_ZH),
     "hazard": _word(VALUE_ZH),
     "alarm_type": _word(ALARM_ZH),
     "slip_reason": _word(SLIP_REASON_ZH),
@@ -458,8 +468,8 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "钥匙 {key} 属于施工方 {contractor}：只能由其负责人 {person} 本人借用",
     ),
     (
-        "a borrower of kind {kind} needs a supervisor's approval (approved_by)",
-        "{kind} 类借用人须经主管批准（填写批准人）",
+        "a borrower of kind {borrower} needs a supervisor's approval (approved_by)",
+        "{borrower}须经主管批准（填写批准人）",
     ),
     ("{name} is not a supervisor (admin) of this gate", "{name} 不是本门岗的主管（管理员）"),
     # camera pictures sent to the office
