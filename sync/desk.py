@@ -147,7 +147,8 @@ def report_csv(request: Request, month: str = Query(pattern=r"^\d{4}-\d{2}$")) -
 
 REPORT_SECTIONS = ("office_slips", "gate_slips", "confiscations", "alarms_by_type",
                    "alarms_by_shift", "decisions", "key_loans", "late_requests",
-                   "late_minutes", "patrol_by_route", "patrol_by_guard")  # fmt: skip
+                   "late_minutes", "patrol_by_route", "patrol_by_guard", "renovation",
+                   "announced_visitors")  # fmt: skip
 
 
 def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -163,7 +164,8 @@ def _sections(report: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, list
             return who + ":" + t.get("patrol." + status, status)
         node, _, what = key.rpartition(":")
         prefix = {"office_slips": "slip.status.", "gate_slips": "report.", "decisions": "",
-                  "key_loans": "report.keys.",
+                  "key_loans": "report.keys.", "renovation": "report.renovation.",
+                  "announced_visitors": "report.visits.",
                   "alarms_by_type": "alarm.", "alarms_by_shift": "shift."}.get(section)  # fmt: skip
         if prefix is None:  # confiscations: node and gate, both ids
             return key

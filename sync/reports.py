@@ -153,6 +153,39 @@ WHERE kind = 'patrol_round' AND {_num("planned_at")} >= %(start)s
 GROUP BY node_id, route, status, guards
 """
 
+# Renovation in the month: the office's permit changes (its audit log: issued, suspended
+# by a stop-work order, resumed, closed), and the gates' rectification notices issued in
+# the month, each as last sent: closed in time, closed late, or open past its deadline
+PERMITS_SQL = """
+SELECT action, count(*) AS n FROM audit
+WHERE at >= %(start)s AND at < %(end)s AND action LIKE 'permit\\_%%'
+GROUP BY action
+"""
+RECTIFICATIONS_SQL = f"""
+SELECT node_id,
+       count(*) AS issued,
+       count(*) FILTER (WHERE closed > deadline OR (closed IS NULL AND deadline < %(now)s))
+           AS late
+FROM (
+    SELECT DISTINCT ON (node_id, ref) node_id, {_num("issued_at")} AS issued_at,
+           {_num("deadline")} AS deadline, {_num("closed_at")} AS closed
+    FROM edge_events WHERE kind = 'rectification'
+    ORDER BY node_id, ref, received_at DESC, epoch DESC, seq DESC
+) AS notices
+WHERE issued_at >= %(start)s AND issued_at < %(end)s AND deadline IS NOT NULL
+GROUP BY node_id
+"""
+# Visitors announced in the month at the office, and the admissions on a code at the gates
+ANNOUNCED_SQL = """
+SELECT count(*) FROM expected_visitors WHERE created_at >= %(start)s AND created_at < %(end)s
+"""
+CAME_SQL = f"""
+SELECT node_id, count(*) FROM edge_events
+WHERE kind = 'visitor_in' AND payload ->> 'confirmed_how' = 'announced'
+  AND {_num("entered_at")} >= %(start)s AND {_num("entered_at")} < %(end)s
+GROUP BY node_id
+"""
+
 OFFICE_SLIP_STATUSES = ("issued", "released", "rejected", "cancelled")
 _DAY = datetime(2001, 1, 1, tzinfo=UTC).timestamp()  # any day: UTC has no DST change
 
@@ -214,6 +247,15 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
         by_route[f"{node}:{route}:{status}"] += n
         for guard in guards.split(",") if guards else ["—"]:
             by_guard[f"{guard}:{status}"] += n
+    until_now = p["end"] if now is None else min(p["end"], Decimal(repr(now)))
+    renovation: dict[str, int] = {}
+    for action, n in conn.exec_driver_sql(PERMITS_SQL, p):
+        renovation[action] = n  # permit_issue, permit_suspend, permit_resume, permit_close
+    for node, issued, behind in conn.exec_driver_sql(RECTIFICATIONS_SQL, p | {"now": until_now}):
+        renovation |= {f"{node}:rectifications": issued, f"{node}:rectifications_late": behind}
+    visits = {"announced": int(conn.exec_driver_sql(ANNOUNCED_SQL, p).scalar_one())}
+    for node, n in conn.exec_driver_sql(CAME_SQL, p):
+        visits[f"{node}:came"] = n
     return {
         "month": month,
         "office_slips": office_slips,
@@ -231,4 +273,9 @@ def monthly_report(conn: Connection, month: str, tz: ZoneInfo,
         # (checkpoints missed) or missed (not walked)
         "patrol_by_route": dict(sorted(by_route.items())),
         "patrol_by_guard": dict(sorted(by_guard.items())),
+        # renovation permits' changes at the office; rectification notices at each gate,
+        # and how many were put right late or are still open past their deadline
+        "renovation": dict(sorted(renovation.items())),
+        # visitors announced at the office, and how many came on their code at each gate
+        "announced_visitors": dict(sorted(visits.items())),
     }

@@ -91,3 +91,7 @@ def test_an_announced_visitor_s_code_admits_inside_its_window_and_entries_only(
         # the office hears of every admission, once
         wait_for(lambda: len(office.call("GET", "/api/v1/events?kind=visitor_in", clerk)[1]
                              ["items"]) == 3, 30, "the admissions at the office")  # fmt: skip
+        # and its month: four announced, three admissions on a code
+        month = datetime.now(TZ).strftime("%Y-%m")
+        status, report = office.call("GET", f"/api/v1/reports/monthly?month={month}", clerk)
+        assert report["announced_visitors"] == {"announced": 4, "gate-test:came": 3}, report

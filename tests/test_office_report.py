@@ -207,6 +207,20 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
     ]:  # fmt: skip
         s.add(node, "alarm", {"type": "complaint"} | payload)
 
+    # rectification notices, each as last sent: put right in time, late, last month's
+    for ref, notice in [
+        ("ZG-1", {"issued_at": local(4, 9, 0), "deadline": local(6, 9, 0)}),
+        ("ZG-1", {"issued_at": local(4, 9, 0), "deadline": local(6, 9, 0),
+                  "closed_at": local(5, 9, 0)}),
+        ("ZG-2", {"issued_at": local(4, 10, 0), "deadline": local(5, 10, 0),
+                  "closed_at": local(7, 10, 0)}),
+        ("ZG-3", {"issued_at": before, "deadline": local(2, 10, 0)}),
+    ]:  # fmt: skip
+        s.add("gate-a", "rectification", notice | {"number": ref}, ref=ref)
+    # an admission on an announced visitor's code, and a visitor registered at the gate
+    s.add("gate-b", "visitor_in", {"confirmed_how": "announced", "entered_at": local(8, 18, 0)})
+    s.add("gate-b", "visitor_in", {"confirmed_how": "phone", "entered_at": local(8, 19, 0)})
+
     # patrol rounds, each judged once at its gate, by when they were planned
     for node, payload in [
         ("gate-a", {"planned_at": local(2, 9, 0), "status": "done", "guards": "老王"}),
@@ -301,6 +315,8 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
             "gate-b:garden:incomplete": 1,
         },
         "patrol_by_guard": {"—:missed": 1, "小周:done": 1, "小周:incomplete": 1, "老王:done": 2},
+        "renovation": {"gate-a:rectifications": 2, "gate-a:rectifications_late": 1},
+        "announced_visitors": {"announced": 0, "gate-b:came": 1},
     }
     assert feb_late(eng) == {"complaint:resolved": 1}
     # the months either side hold what was left out, and nothing of March

@@ -64,6 +64,12 @@ def test_a_suspended_permit_denies_its_worker_until_resumed_and_a_closed_one_for
         assert status == 200 and [p["permit_no"] for p in listed["items"]] == ["ZX-2026-001"]
         assert office.call("POST", "/api/v1/permits/nope/close", clerk, {})[0] == 404
         assert office.call("POST", base + "/resume", clerk, {})[0] == 409
+        # the office's month counts the permit's changes
+        month = datetime.now(TZ).strftime("%Y-%m")
+        status, report = office.call("GET", f"/api/v1/reports/monthly?month={month}", clerk)
+        assert status == 200, report
+        assert report["renovation"] == {"permit_close": 1, "permit_issue": 1,
+                                        "permit_resume": 1, "permit_suspend": 1}  # fmt: skip
 
 
 def swipe(broker: Broker, reader: str, card: str) -> None:
