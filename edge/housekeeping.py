@@ -152,12 +152,14 @@ def purge_key_loans(
 
 
 def _unlink_unnamed(conn: sqlite3.Connection, store: PhotoStore, shas: set[str]) -> None:
-    """Delete each of these pictures from the store unless a pass (its photo) or a key loan
-    (its signature) still names it: the store holds both, by content."""
+    """Delete each of these pictures from the store unless a pass (its photo), a key loan
+    (its signature) or a fault notice (its picture) still names it: the store holds them
+    all, by content."""
     for sha in shas:
         named = conn.execute(
             "SELECT 1 FROM passes WHERE photo_sha256 = ? UNION ALL "
-            "SELECT 1 FROM key_loans WHERE signature_sha256 = ? LIMIT 1", (sha, sha)
+            "SELECT 1 FROM key_loans WHERE signature_sha256 = ? UNION ALL "
+            "SELECT 1 FROM fault_notices WHERE photo_sha256 = ? LIMIT 1", (sha, sha, sha)
         ).fetchone()  # fmt: skip
         if named is None:
             store.path(sha).unlink(missing_ok=True)

@@ -129,6 +129,8 @@ FIELD_ZH: dict[str, str] = {
     "units": "房号清单",
     "code": "预约码",
     "upload": "上传",
+    "repaired_by": "维修人员",
+    "place": "地点",
     "issue": "整改内容",
     # visitors
     "host_unit": "被访单元",
@@ -379,6 +381,20 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ),
     ("{value!r}: a window ends at 00:00-24:00", "{value}：结束时间应在 00:00 到 24:00 之间"),
     # patrol
+    (
+        "place and description: a fault notice says where and what",
+        "故障通知单须填写地点和故障情况",
+    ),
+    ("upload the picture first (POST /api/v1/patrol/photos)", "请先上传照片"),
+    ("no patrol round {round}", "没有这次巡查：{round}"),
+    ("no fault notice {fault}", "没有这张故障通知单：{fault}"),
+    ("fault notice {fault} was received by {name} already", "故障通知单 {fault} 已由 {name} 接收"),
+    ("fault notice {fault} is closed already", "故障通知单 {fault} 已处理完毕"),
+    (
+        "fault notice {fault}: the duty officer has not received it",
+        "故障通知单 {fault}：值班员尚未接收",
+    ),
+    ("name who repaired it", "请填写维修人员"),
     (
         "the wand's download has {n} bad lines; the first: {first}",
         "巡更棒数据有 {n} 行有误，整批未导入；第一处：{first}",

@@ -174,6 +174,31 @@ class Visitor(SQLModel, table=True):
     expected_id: str | None = None  # announced in advance: the announcement it came on
 
 
+class FaultNotice(SQLModel, table=True):
+    """故障通知单: a fault found on a round (or anywhere), numbered, handed to the duty
+    officer, who receives it, and closed by the repair team with the time."""
+
+    __tablename__ = "fault_notices"
+    __table_args__ = (
+        Index("ix_fault_notices_open", "reported_at", sqlite_where=text("closed_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True)  # GZ-<year>-<n>, serial per gate node
+    place: str
+    category: str
+    description: str
+    photo_sha256: str | None = None
+    round_id: int | None = None  # the patrol round it was found on
+    reported_by: str
+    reported_at: float
+    received_by: str | None = None  # the duty officer
+    received_at: float | None = None
+    closed_by: str | None = None  # the repair team's person
+    closed_at: float | None = None
+    repair_notes: str | None = None
+
+
 class PatrolRead(SQLModel, table=True):
     """A patrol tag read: at a fixed reader or a handheld (MQTT), or downloaded from a patrol
     wand (巡更棒); ``checkpoint`` is None for a tag no checkpoint has (kept, counted)."""

@@ -25,7 +25,8 @@ from typing import Any
 
 from edge import alarms, db, dutylog, outbox, store
 from edge.config import Config, PatrolCfg
-from edge.models import PatrolRead, PatrolRound
+from edge.errors import Conflict, DomainError, NotFound
+from edge.models import FaultNotice, PatrolRead, PatrolRound
 
 FIRST_LOOK_S = 3600.0  # a gate's first look judges the rounds that ended in the last hour
 
@@ -162,3 +163,90 @@ def reads_between(conn: sqlite3.Connection, start: float, end: float,
                   limit: int) -> list[dict[str, Any]]:  # fmt: skip
     return db.rows(conn, "SELECT * FROM patrol_reads WHERE at >= ? AND at < ? "
                          "ORDER BY at DESC LIMIT ?", (start, end, limit))  # fmt: skip
+
+
+# -- fault notices (故障通知单) -------------------------------------------------------------
+
+# what a fault is found in (002 KF-013's round checklist: fire equipment, lifts, lighting,
+# water and drains, doors and access, cleanliness)
+FAULT_CATEGORIES = ("fire", "lift", "lighting", "water", "access", "cleaning", "other")
+
+
+def report_fault(conn: sqlite3.Connection, fields: dict[str, Any], has_picture: Any, by: str,
+                 now: float, tz: Any) -> dict[str, Any]:  # fmt: skip
+    """A fault found (on a round, or anywhere), numbered GZ-<year>-<n> at this node."""
+    if fields["category"] not in FAULT_CATEGORIES:
+        raise DomainError(f"category: must be one of {', '.join(FAULT_CATEGORIES)}")
+    if not fields["place"].strip() or not fields["description"].strip():
+        raise DomainError("place and description: a fault notice says where and what")
+    if fields.get("photo") and not has_picture(fields["photo"]):
+        raise DomainError("photo: upload the picture first (POST /api/v1/patrol/photos)")
+    if fields.get("round_id") is not None and not db.row(
+        conn, "SELECT id FROM patrol_rounds WHERE id = ?", (fields["round_id"],)
+    ):
+        raise NotFound(f"no patrol round {fields['round_id']}")
+    prefix = f"GZ-{datetime.fromtimestamp(now, tz).year}-"
+    last = conn.execute("SELECT max(number) FROM fault_notices WHERE number LIKE ?",
+                        (prefix + "%",)).fetchone()[0]  # fmt: skip
+    number = f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:04d}"
+    fault_id = store.insert(conn, FaultNotice, {
+        "number": number, "place": fields["place"].strip(), "category": fields["category"],
+        "description": fields["description"].strip(), "photo_sha256": fields.get("photo"),
+        "round_id": fields.get("round_id"), "reported_by": by, "reported_at": now,
+    })  # fmt: skip
+    dutylog.add(conn, now, by, "repair", f"fault notice {number}: {fields['place'].strip()}")
+    return _fault_changed(conn, fault_id, now)
+
+
+def get_fault(conn: sqlite3.Connection, fault_id: int) -> dict[str, Any]:
+    found = db.row(conn, "SELECT * FROM fault_notices WHERE id = ?", (fault_id,))
+    if found is None:
+        raise NotFound(f"no fault notice {fault_id}")
+    return found
+
+
+def _fault_changed(conn: sqlite3.Connection, fault_id: int, now: float) -> dict[str, Any]:
+    fault = get_fault(conn, fault_id)
+    outbox.add(conn, None, "fault_notice", fault["number"], fault, now)
+    return fault
+
+
+def receive_fault(conn: sqlite3.Connection, fault_id: int, by: str, now: float) -> dict:
+    """The duty officer has the notice (接收): the repair is theirs to send."""
+    fault = get_fault(conn, fault_id)
+    if fault["received_at"] is not None:
+        raise Conflict(f"fault notice {fault['number']} was received by "
+                       f"{fault['received_by']} already")  # fmt: skip
+    conn.execute("UPDATE fault_notices SET received_by = ?, received_at = ? WHERE id = ?",
+                 (by, now, fault_id))  # fmt: skip
+    return _fault_changed(conn, fault_id, now)
+
+
+def close_fault(conn: sqlite3.Connection, fault_id: int, repaired_by: str, notes: str | None,
+                by: str, now: float) -> dict[str, Any]:  # fmt: skip
+    """Repaired: closed by the repair team's person, with the time."""
+    fault = get_fault(conn, fault_id)
+    if fault["closed_at"] is not None:
+        raise Conflict(f"fault notice {fault['number']} is closed already")
+    if fault["received_at"] is None:
+        raise Conflict(f"fault notice {fault['number']}: the duty officer has not received it")
+    if not repaired_by.strip():
+        raise DomainError("repaired_by: name who repaired it")
+    conn.execute("UPDATE fault_notices SET closed_by = ?, closed_at = ?, repair_notes = ? "
+                 "WHERE id = ?", (repaired_by.strip(), now, notes, fault_id))  # fmt: skip
+    dutylog.add(conn, now, by, "repair",
+                f"fault notice {fault['number']} repaired by {repaired_by.strip()}")  # fmt: skip
+    return _fault_changed(conn, fault_id, now)
+
+
+def faults(conn: sqlite3.Connection, open_only: bool, limit: int) -> list[dict[str, Any]]:
+    where = " WHERE closed_at IS NULL" if open_only else ""
+    return db.rows(conn, f"SELECT * FROM fault_notices{where} ORDER BY id DESC LIMIT ?",
+                   (limit,))  # fmt: skip
+
+
+def open_faults(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The notices not closed, oldest first (ix_fault_notices_open), for the handover."""
+    return db.rows(conn, "SELECT id, number, place, category, description, reported_at, "
+                         "received_by FROM fault_notices WHERE closed_at IS NULL "
+                         "ORDER BY reported_at", ())  # fmt: skip

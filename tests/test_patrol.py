@@ -171,6 +171,29 @@ def test_a_round_with_a_checkpoint_missed_raises_the_alarm_and_reaches_the_repor
         node.start(wait_ready=True)  # judged once: a restart does not judge them again
         assert len(rounds()) == 2
 
+        # the missed checkpoint's fault, on a notice: received by the duty officer, closed
+        # by the repair team
+        incomplete = judged[1]["id"]
+        status, fault = http_call(url, "POST", "/api/v1/patrol/faults", guard, {
+            "place": "5栋消防通道", "category": "fire", "description": "消防通道堆放杂物",
+            "round_id": incomplete})  # fmt: skip
+        assert status == 201 and fault["number"].startswith("GZ-"), fault
+        status, said = http_call(url, "POST", "/api/v1/patrol/faults", guard, {
+            "place": "x", "category": "ufo", "description": "y"})  # fmt: skip
+        assert status == 422 and said["detail_zh"], said
+        base_f = f"/api/v1/patrol/faults/{fault['id']}"
+        status, said = http_call(url, "POST", base_f + "/close", guard, {"repaired_by": "工程部"})
+        assert status == 409 and said["detail_zh"], said  # not received yet
+        assert http_call(url, "POST", base_f + "/receive", guard)[0] == 403  # the officer's
+        status, got = http_call(url, "POST", base_f + "/receive", officer)
+        assert status == 200 and got["received_by"] == "值班员", got
+        status, made = http_call(url, "POST", "/api/v1/handovers", officer, {"items": {}})
+        assert [f["number"] for f in made["report"]["faults_open"]] == [fault["number"]]
+        status, done = http_call(url, "POST", base_f + "/close", officer,
+                                 {"repaired_by": "工程部小刘", "notes": "已清理"})  # fmt: skip
+        assert status == 200 and done["closed_by"] == "工程部小刘" and done["closed_at"], done
+        assert http_call(url, "GET", "/api/v1/patrol/faults?open=true", guard)[1]["items"] == []
+
         month = f"{second:%Y-%m}"
         want = {"gate-test:garden:done": 1, "gate-test:garden:incomplete": 1}
 
@@ -183,6 +206,8 @@ def test_a_round_with_a_checkpoint_missed_raises_the_alarm_and_reaches_the_repor
             return total
 
         wait_for(lambda: counted() == want, 30, "the rounds in the office's report")
+        wait_for(lambda: len(office.call("GET", "/api/v1/events?kind=fault_notice", clerk)[1]
+                             ["items"]) == 3, 30, "the notice's three changes")  # fmt: skip
     finally:
         node.stop()
         office.stop()

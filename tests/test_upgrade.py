@@ -346,6 +346,14 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
         {"id": 2, "tag": "0000900099", "checkpoint": None, "guard": None, "device": None,
          "source": "api", "at": at("2026-12-06 09:06"), "recorded_at": at("2026-12-06 10:00")},
     ],
+    "fault_notices": [
+        {"id": 1, "number": "GZ-2026-0001", "place": "5栋消防通道", "category": "fire",
+         "description": "堆放杂物", "photo_sha256": "f3" * 32, "round_id": 1,
+         "reported_by": "巡逻员老王", "reported_at": at("2026-12-06 09:40"),
+         "received_by": "值班员", "received_at": at("2026-12-06 09:45"),
+         "closed_by": "工程部小刘", "closed_at": at("2026-12-06 11:00"),
+         "repair_notes": "已清理"},
+    ],
     "patrol_rounds": [
         {"id": 1, "route": "garden", "planned_at": at("2026-12-06 09:00"),
          "ends_at": at("2026-12-06 09:30"), "status": "incomplete", "read": '["north"]',

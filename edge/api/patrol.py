@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from drivers import patrol_wand
-from edge import patrol
+from edge import audit, patrol
 from edge.api.deps import Caller, local_day, roles, service
-from edge.api.schemas import PatrolReadsIn
+from edge.api.schemas import FaultCloseIn, FaultIn, PatrolReadsIn
 from edge.errors import DomainError
+from edge.photos import MAX_UPLOAD
 from edge.shape import shaped
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/patrol", tags=["patrol"])
+FaultId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.post("/reads", status_code=201)
@@ -73,3 +75,57 @@ def recent(request: Request, who: Caller = roles("guard", "control"),
     now = svc.clock.now()
     found = svc.read(lambda c: patrol.reads_between(c, 0, now + 1, limit))
     return {"items": shaped(found, svc.cfg.tz), "next": None}
+
+
+@router.post("/photos", status_code=201, max_body_size=MAX_UPLOAD)
+async def photo(request: Request, who: Caller = roles("guard", "control")) -> dict[str, Any]:
+    """A picture of a fault (JPEG or PNG), kept like a photo; a notice names it."""
+    svc = service(request)
+    data = await request.body()
+
+    def keep() -> str:
+        sha = svc.photos.put(data)
+        svc.write(lambda c: audit.record(c, who.name, "fault_photo:upload", sha, svc.clock.now()))
+        return sha
+
+    return {"photo": await run_in_threadpool(keep)}
+
+
+@router.post("/faults", status_code=201)
+def report(request: Request, body: FaultIn, who: Caller = roles("guard", "control")) -> dict:
+    """故障通知单: a fault found, where and what (``category``: fire, lift, lighting, water,
+    access, cleaning, other), with a picture and the round it was found on, if any."""
+    svc = service(request)
+    fields = body.model_dump()
+    return shaped(svc.write(lambda c: patrol.report_fault(c, fields, svc.photos.has, who.name,
+                                                          svc.clock.now(), svc.cfg.tz)),
+                  svc.cfg.tz)  # fmt: skip
+
+
+@router.get("/faults")
+def fault_list(request: Request, who: Caller = roles("guard", "control"),
+               open_only: bool = Query(False, alias="open"),
+               limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:  # fmt: skip
+    svc = service(request)
+    found = svc.read(lambda c: patrol.faults(c, open_only, limit))
+    return {"items": shaped(found, svc.cfg.tz), "next": None}
+
+
+@router.post("/faults/{fault_id}/receive")
+def receive(request: Request, fault_id: FaultId, who: Caller = roles("control")) -> dict:
+    """The duty officer received the notice."""
+    svc = service(request)
+    now = svc.clock.now()
+    return shaped(svc.write(lambda c: patrol.receive_fault(c, fault_id, who.name, now)),
+                  svc.cfg.tz)  # fmt: skip
+
+
+@router.post("/faults/{fault_id}/close")
+def close(request: Request, fault_id: FaultId, body: FaultCloseIn,
+          who: Caller = roles("guard", "control")) -> dict[str, Any]:  # fmt: skip
+    """Repaired, by whom (the repair team's person), with the time."""
+    svc = service(request)
+    now = svc.clock.now()
+    return shaped(svc.write(lambda c: patrol.close_fault(c, fault_id, body.repaired_by,
+                                                         body.notes, who.name, now)),
+                  svc.cfg.tz)  # fmt: skip

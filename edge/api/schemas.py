@@ -257,3 +257,16 @@ class PatrolTagIn(Body):
 class PatrolReadsIn(Body):
     reads: list[PatrolTagIn] = Field(min_length=1, max_length=10000)
     device: str | None = Field(None, max_length=64)
+
+
+class FaultIn(Body):
+    place: str = Field(min_length=1, max_length=200, description="a checkpoint or a place")
+    category: str = Field(min_length=1, max_length=40)
+    description: str = Field(min_length=1, max_length=2000)
+    photo: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    round_id: int | None = Field(None, ge=1, le=2**62)
+
+
+class FaultCloseIn(Body):
+    repaired_by: str = Field(min_length=1, max_length=100)
+    notes: str | None = Field(None, max_length=2000)

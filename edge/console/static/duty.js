@@ -76,6 +76,8 @@
       ...section(text("handover.patrol"), (r.patrol_rounds || []).map((p) => when(p.planned_at).slice(11, 16) + " " + p.route +
         " · " + text("patrol." + p.status, p.status) + (p.missing.length ? " · " + p.missing.join(", ") : "") +
         (p.guards ? " · " + p.guards : ""))),
+      ...section(text("handover.faults"), (r.faults_open || []).map((f) => f.number + " " + f.place + " · " +
+        f.description + (f.received_by ? " · " + f.received_by : ""))),
       ...section(text("handover.keys_out"), (r.keys_out || []).map((k) => k.key_id + " " + k.label + " ×" + k.quantity +
         " · " + k.borrower + (k.company ? "（" + k.company + "）" : "") + " · " + text("keys.due") + " " + when(k.due_at) +
         " · " + text("keys.state." + k.state, k.state))),
