@@ -199,6 +199,28 @@ class ControlRoom:
 
     # -- the ticker ---------------------------------------------------------------------
 
+    def _duties(self, c: sqlite3.Connection, now: float) -> list[int]:
+        """The duties looked at twice a minute: key loans past their due time, the end of
+        the working day, patrol rounds whose time is up. In a savepoint of their own: one
+        that fails is rolled back, logged and counted, and never takes the escalation of
+        the same tick with it."""
+        c.execute("SAVEPOINT duties")
+        try:
+            ids = keys.overdue(c, self.cfg, now)
+            permits.end_of_work(c, self.cfg, now)  # the workers still inside, once a day
+            ids += patrol.evaluate(c, self.cfg, now)
+        except sqlite3.DatabaseError:
+            raise  # the database itself: the writer's to handle, as for any job
+        except Exception as e:  # a bug in one of them: the alarms go on
+            c.execute("ROLLBACK TO duties")
+            c.execute("RELEASE duties")
+            self.counts["duties_failed"] += 1
+            log.exception("control room: the due checks failed (tried again in %.0f s): %s",
+                          KEYS_EVERY_S, e)  # fmt: skip
+            return []
+        c.execute("RELEASE duties")
+        return ids
+
     def tick(
         self,
         conditions: dict[tuple[str, str], tuple[bool | None, str | None, str]],
@@ -215,10 +237,8 @@ class ControlRoom:
                 probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
             ids += alarms.deadlines_due(c, now)  # a help request's stage past its due time
-            if self.clock.monotonic() >= self._keys_at:  # loans past their due time
-                ids += keys.overdue(c, self.cfg, now)
-                permits.end_of_work(c, self.cfg, now)  # the workers still inside, once a day
-                ids += patrol.evaluate(c, self.cfg, now)  # rounds whose time is up
+            if self.clock.monotonic() >= self._keys_at:
+                ids += self._duties(c, now)
                 out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))
             if not self._taken_up:  # the first tick: what the last run left active
                 kept, closed = alarms.carried_over(c, set(conditions), now)

@@ -377,3 +377,22 @@ def test_workload_measures_floods_per_operator(svc, client, who):
     assert stats["flood"]["max_in_10min"] == 12
     assert stats["per_operator"] == [{"operator": "值班员乙", "acked": 5, "per_10min": 0.03}]
     assert stats["priorities"]["3"] == 12 and stats["unacked_now"] == 7
+
+
+def test_a_failing_due_check_never_takes_the_escalation_with_it(svc, client, who, mocker):
+    """A bug in one of the twice-a-minute duties (a patrol round's judgement here; it cannot
+    be caused for real, hence the mock) is rolled back, logged and counted; the alarms of
+    the same tick escalate all the same."""
+    mocker.patch("edge.control.patrol.evaluate", side_effect=RuntimeError("a bug"))
+    door(svc, "active")
+    settle(svc)
+    deadline = time.monotonic() + 10
+    level = 0
+    while level < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        svc.control._keys_at = 0.0  # the duties are due at every tick here
+        svc.control.tick({})
+        settle(svc)
+        level = queue(client, who["值班员甲"])[0]["escalation_level"]
+    assert level >= 1
+    assert svc.control.counts["duties_failed"] >= 1
