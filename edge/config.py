@@ -592,10 +592,13 @@ class RouteCfg(_Table):
 
 
 class PlanCfg(_Table):
-    """When a route is walked: its start times each day (a round per time)."""
+    """When a route is walked: its start times each day (a round per time), in the months
+    given (a season: renovation rounds within 07:00-21:00 in summer, 08:00-22:00 in
+    winter, 003 ch.3 §七) or all year."""
 
     route: Ident
     at: tuple[Annotated[time, BeforeValidator(_clock_time)], ...] = Field(min_length=1)
+    months: tuple[Annotated[int, In(1, 12)], ...] = ()  # empty: every month
 
 
 class PatrolCfg(_Table):
@@ -604,6 +607,9 @@ class PatrolCfg(_Table):
     checkpoints: tuple[CheckpointCfg, ...] = ()
     routes: tuple[RouteCfg, ...] = ()
     plans: tuple[PlanCfg, ...] = ()
+    # the day's fault notices are handed in to the duty officer at this time (KF-013 §4.2):
+    # then the duty log lists them, and names those he has not received
+    faults_due: Annotated[time, BeforeValidator(_clock_time)] = time(17, 30)
 
     @model_validator(mode="after")
     def references(self) -> PatrolCfg:

@@ -163,9 +163,8 @@ class ControlRoom:
         # a stored read keeps its time; one ahead of this clock is taken as read now
         read = patrol.Read(body.tag, min(body.ts or now, now), body.guard, device)
 
-        def keep(c: sqlite3.Connection) -> list[int]:
-            patrol.record(c, self.cfg.patrol, [read], "mqtt", now)
-            return []
+        def keep(c: sqlite3.Connection) -> list[int]:  # a round done late clears its alarm
+            return list(patrol.record(c, self.cfg, [read], "mqtt", now)["alarms_cleared"])
 
         self.submit(keep, ack, "patrol_read")
         return None
@@ -201,14 +200,15 @@ class ControlRoom:
 
     def _duties(self, c: sqlite3.Connection, now: float) -> list[int]:
         """The duties looked at twice a minute: key loans past their due time, the end of
-        the working day, patrol rounds whose time is up. In a savepoint of their own: one
-        that fails is rolled back, logged and counted, and never takes the escalation of
-        the same tick with it."""
+        the working day, patrol rounds whose time is up, the day's fault notices handed in.
+        In a savepoint of their own: one that fails is rolled back, logged and counted, and
+        never takes the escalation of the same tick with it."""
         c.execute("SAVEPOINT duties")
         try:
             ids = keys.overdue(c, self.cfg, now)
             permits.end_of_work(c, self.cfg, now)  # the workers still inside, once a day
             ids += patrol.evaluate(c, self.cfg, now)
+            patrol.faults_handed_in(c, self.cfg, now)  # the day's fault notices, at 17:30
         except sqlite3.DatabaseError:
             raise  # the database itself: the writer's to handle, as for any job
         except Exception as e:  # a bug in one of them: the alarms go on

@@ -24,11 +24,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from edge import alarms, db, dutylog, outbox, store
-from edge.config import Config, PatrolCfg
+from edge.cards import parse_card
+from edge.config import Config, PatrolCfg, RouteCfg
 from edge.errors import Conflict, DomainError, NotFound
 from edge.models import FaultNotice, PatrolRead, PatrolRound
 
 FIRST_LOOK_S = 3600.0  # a gate's first look judges the rounds that ended in the last hour
+FLOOD = 3  # more rounds not done than this in one look: one alarm for them, not one each
+GUARD_CARD_S = 12 * 3600.0  # a guard's own card read on a device names him for a shift
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ def planned(cfg: PatrolCfg, start: float, end: float, tz: Any) -> Iterator[Plann
     day = first
     while day <= last:
         for plan in cfg.plans:
+            if plan.months and day.month not in plan.months:
+                continue  # out of its season (summer's hours are not winter's)
             for t in plan.at:
                 begins = datetime.combine(day, t, tz).timestamp()
                 ends = begins + minutes[plan.route] * 60
@@ -78,52 +83,158 @@ def judge(checkpoints: Iterable[str], reads: Iterable[tuple[str, float]]) -> Jud
     return status, read, missing
 
 
-def record(conn: sqlite3.Connection, cfg: PatrolCfg, reads: Iterable[Read], source: str,
-           now: float) -> dict[str, int]:  # fmt: skip
-    """Keep tag reads; how many, and how many were of no checkpoint (kept all the same: a
-    new tag not yet in the config, or a mistyped one)."""
-    by_tag = {c.tag: c.id for c in cfg.checkpoints}
-    kept = unknown = 0
-    for r in reads:
+def record(conn: sqlite3.Connection, cfg: Config, reads: Iterable[Read], source: str,
+           now: float, uploader: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Keep tag reads; how many, how many were of no checkpoint (kept all the same: a new
+    tag not yet in the config, or a mistyped one), and how many rounds judged before were
+    judged again because a read falls in them (a wand's download comes after the round),
+    with the alarms that cleared as those rounds became done.
+
+    A guard is who the read names, else the guard whose own staff card the device read
+    last (within a shift), else ``uploader``: the guard who docked the wand."""
+    by_tag = {c.tag: c.id for c in cfg.patrol.checkpoints}
+    kept = unknown = cards = 0
+    times: list[float] = []
+    carried: dict[str | None, tuple[str, float]] = {}  # in this batch: device -> card read
+    for r in sorted(reads, key=lambda r: r.at):
         checkpoint = by_tag.get(r.tag)
-        unknown += checkpoint is None
+        if checkpoint is None and (holder := _staff_card(conn, r.tag)):
+            cards += 1  # the guard names himself with his own card
+            carried[r.device] = (holder, r.at)
+            if r.device:
+                db.set_meta(conn, f"patrol_guard:{r.device}", json.dumps([holder, r.at]))
+        elif checkpoint is None:
+            unknown += 1
+        else:
+            times.append(r.at)
+        guard = r.guard or _carried_by(conn, carried, r.device, r.at) or uploader
         store.insert(conn, PatrolRead, {"tag": r.tag, "checkpoint": checkpoint,
-                                        "guard": r.guard, "device": r.device, "source": source,
+                                        "guard": guard, "device": r.device, "source": source,
                                         "at": r.at, "recorded_at": now})  # fmt: skip
         kept += 1
-    return {"recorded": kept, "unknown_tags": unknown}
+    rejudged, cleared = _rejudge(conn, cfg, times, now) if times else (0, [])
+    return {"recorded": kept, "unknown_tags": unknown, "guard_cards": cards,
+            "rejudged": rejudged, "alarms_cleared": cleared}  # fmt: skip
+
+
+def _staff_card(conn: sqlite3.Connection, tag: str) -> str | None:
+    """The holder of the active staff card ``tag`` reads as, if it is one."""
+    try:
+        key = parse_card(tag).key
+    except ValueError:
+        return None
+    found = db.row(conn, "SELECT name FROM passes WHERE card_key = ? AND kind = 'staff' "
+                         "AND status = 'active' ORDER BY updated_at DESC LIMIT 1",
+                   (key,))  # fmt: skip
+    return found["name"] if found else None
+
+
+def _carried_by(conn: sqlite3.Connection, carried: dict[str | None, tuple[str, float]],
+                device: str | None, at: float) -> str | None:  # fmt: skip
+    """Who read his card on ``device`` last (in this batch, else before), if he did in the
+    shift before ``at``."""
+    if device in carried:
+        name, since = carried[device]
+    elif device and (held := db.get_meta(conn, f"patrol_guard:{device}")):
+        name, since = json.loads(held)
+    else:
+        return None
+    return str(name) if since <= at < since + GUARD_CARD_S else None
+
+
+def _judged(conn: sqlite3.Connection, route: RouteCfg, planned_at: float,
+            ends_at: float) -> tuple[str, list[str], list[str], list[str]]:  # fmt: skip
+    """A round's judgement from the reads in its time, and the guards who read them."""
+    found = db.rows(
+        conn,
+        "SELECT checkpoint, at, guard FROM patrol_reads WHERE at >= ? AND at <= ? "
+        "AND checkpoint IS NOT NULL",
+        (planned_at, ends_at),
+    )
+    status, read, missing = judge(route.checkpoints, [(r["checkpoint"], r["at"]) for r in found])
+    guards = sorted({r["guard"] for r in found if r["guard"] and r["checkpoint"] in read})
+    return status, read, missing, guards
+
+
+def _rejudge(conn: sqlite3.Connection, cfg: Config, times: list[float],
+             now: float) -> tuple[int, list[int]]:  # fmt: skip
+    """Judge again the rounds not done that a read just kept falls in: the round, its
+    record at the office (same ref, the newer wins) and the duty log follow; one now done
+    clears its alarm."""
+    routes = {r.id: r for r in cfg.patrol.routes}
+    found = db.rows(conn, "SELECT * FROM patrol_rounds WHERE status != 'done' "
+                          "AND planned_at <= ? AND ends_at >= ?",
+                    (max(times), min(times)))  # fmt: skip
+    changed, cleared = 0, []
+    for r in found:
+        route = routes.get(r["route"])
+        if route is None or not any(r["planned_at"] <= t <= r["ends_at"] for t in times):
+            continue  # a route since taken out of the config keeps its judgement
+        status, read, missing, guards = _judged(conn, route, r["planned_at"], r["ends_at"])
+        if read == json.loads(r["read"]):
+            continue
+        conn.execute("UPDATE patrol_rounds SET status = ?, read = ?, missing = ?, guards = ?, "
+                     "judged_at = ? WHERE id = ?",
+                     (status, json.dumps(read), json.dumps(missing), ",".join(guards) or None,
+                      now, r["id"]))  # fmt: skip
+        row = db.row(conn, "SELECT * FROM patrol_rounds WHERE id = ?", (r["id"],))
+        outbox.add(conn, None, "patrol_round", str(r["id"]), _loaded(row), now)
+        dutylog.add(conn, now, "system", "patrol",
+                    f"round of {route.name} at {_hhmm(r['planned_at'], cfg)} judged again "
+                    f"with reads uploaded later: {status}"
+                    + (f" ({', '.join(guards)})" if guards else ""))  # fmt: skip
+        source = _source(r["route"], r["planned_at"])
+        if status == "done" and (alarm_id := alarms.normal(conn, source, "patrol_missed", now)):
+            cleared.append(alarm_id)
+        changed += 1
+    return changed, cleared
+
+
+def _source(route: str, planned_at: float) -> str:
+    return f"patrol:{route}:{planned_at:.0f}"
 
 
 def evaluate(conn: sqlite3.Connection, cfg: Config, now: float) -> list[int]:
     """Judge the rounds whose time ended since the last look; the alarm ids raised. With
     no plans there is nothing to judge, and no look to remember: plans added later judge
-    the rounds of the last hour at their first look."""
+    the rounds of the last hour at their first look.
+
+    A look that finds more rounds not done than ``FLOOD`` (a gate back after days off)
+    raises one alarm naming them all, not one each: each is still judged and recorded."""
     if not cfg.patrol.plans:
         return []
     since = float(db.get_meta(conn, "patrol_judged_until") or now - FIRST_LOOK_S)
-    raised: list[int] = []
     routes = {r.id: r for r in cfg.patrol.routes}
     names = {c.id: c.name for c in cfg.patrol.checkpoints}
+    looked: list[tuple[Planned, str, list[str], list[str], list[str]]] = []
     for p in planned(cfg.patrol, since, now, cfg.tz):
         if db.row(conn, "SELECT id FROM patrol_rounds WHERE route = ? AND planned_at = ?",
                   (p.route, p.planned_at)):  # fmt: skip
             continue
+        looked.append((p, *_judged(conn, routes[p.route], p.planned_at, p.ends_at)))
+    not_done = [(p, status) for p, status, *_ in looked if status != "done"]
+    raised: list[int] = []
+    backlog = None
+    if len(not_done) > FLOOD:
+        first, last = not_done[0][0].planned_at, not_done[-1][0].planned_at
+        listed = "; ".join(f"{routes[p.route].name} {_when(p.planned_at, cfg)} {status}"
+                           for p, status in not_done[:20])  # fmt: skip
+        backlog = alarms.raise_alarm(
+            conn, cfg.alarms, "patrol_missed", f"patrol:backlog:{now:.0f}", now,
+            notes=f"{len(not_done)} rounds not done from {_when(first, cfg)} to "
+                  f"{_when(last, cfg)} (judged late: the gate was not running): {listed}"
+                  + (" …" if len(not_done) > 20 else ""),
+        )  # fmt: skip
+        raised.append(backlog)
+    for p, status, read, missing, guards in looked:
         route = routes[p.route]
-        found = db.rows(
-            conn,
-            "SELECT checkpoint, at, guard FROM patrol_reads WHERE at >= ? AND at <= ? "
-            "AND checkpoint IS NOT NULL",
-            (p.planned_at, p.ends_at),
-        )
-        status, read, missing = judge(
-            route.checkpoints, [(r["checkpoint"], r["at"]) for r in found]
-        )
-        guards = sorted({r["guard"] for r in found if r["guard"] and r["checkpoint"] in read})
         alarm_id = None
-        if status != "done":
+        if status != "done" and backlog is not None:
+            alarm_id = backlog
+        elif status != "done":
             where = ", ".join(names[c] for c in missing)
             alarm_id = alarms.raise_alarm(
-                conn, cfg.alarms, "patrol_missed", f"patrol:{p.route}:{p.planned_at:.0f}", now,
+                conn, cfg.alarms, "patrol_missed", _source(p.route, p.planned_at), now,
                 location=route.name,
                 notes=f"round of {route.name} at {_hhmm(p.planned_at, cfg)} {status}: "
                       f"not read: {where}",
@@ -141,6 +252,10 @@ def evaluate(conn: sqlite3.Connection, cfg: Config, now: float) -> list[int]:
                     + (f" ({', '.join(guards)})" if guards else ""))  # fmt: skip
     db.set_meta(conn, "patrol_judged_until", repr(now))
     return raised
+
+
+def _when(t: float, cfg: Config) -> str:
+    return f"{datetime.fromtimestamp(t, cfg.tz):%m-%d %H:%M}"
 
 
 def _hhmm(t: float, cfg: Config) -> str:
@@ -243,6 +358,31 @@ def faults(conn: sqlite3.Connection, open_only: bool, limit: int) -> list[dict[s
     where = " WHERE closed_at IS NULL" if open_only else ""
     return db.rows(conn, f"SELECT * FROM fault_notices{where} ORDER BY id DESC LIMIT ?",
                    (limit,))  # fmt: skip
+
+
+def faults_handed_in(conn: sqlite3.Connection, cfg: Config, now: float) -> bool:
+    """At ``[patrol] faults_due`` (17:30), once a day (kept across restarts): the duty log
+    lists the notices of the day (since the last hand-in) and names those the duty officer
+    has not received. Whether it wrote the entry now."""
+    local = datetime.fromtimestamp(now, cfg.tz)
+    due = cfg.patrol.faults_due
+    if local.time() < due:
+        return False
+    today = local.date().isoformat()
+    if db.get_meta(conn, "faults_handed_in") == today:
+        return False
+    db.set_meta(conn, "faults_handed_in", today)
+    since = datetime.combine(local.date() - timedelta(days=1), due, cfg.tz).timestamp()
+    found = db.rows(conn, "SELECT number, received_at FROM fault_notices WHERE reported_at >= ? "
+                          "AND reported_at <= ? ORDER BY number", (since, now))  # fmt: skip
+    waiting = [f["number"] for f in found if f["received_at"] is None]
+    text = f"fault notices handed in at {due:%H:%M}: {len(found)}"
+    if found:
+        text += f" ({', '.join(f['number'] for f in found)})"
+    if waiting:
+        text += f"; not received by the duty officer: {', '.join(waiting)}"
+    dutylog.add(conn, now, "system", "repair", text)
+    return True
 
 
 def open_faults(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -142,14 +142,19 @@ FROM (
 GROUP BY word, action
 """
 
-# Patrol rounds planned in the month, as each gate judged them (one record a round), by
-# route and status, and by guard and status; on the kind's index, a few thousand a year
+# Patrol rounds planned in the month, as each gate judged them last (a round not done is
+# judged again when a wand's reads come later: same ref, the newer record wins), by route
+# and status, and by guard and status; on the kind's index, a few thousand a year
 PATROL_SQL = f"""
-SELECT node_id, {_word("route")} AS route, {_word("status")} AS status,
-       coalesce(payload ->> 'guards', '') AS guards, count(*) AS n
-FROM edge_events
-WHERE kind = 'patrol_round' AND {_num("planned_at")} >= %(start)s
-  AND {_num("planned_at")} < %(end)s
+SELECT node_id, route, status, guards, count(*) AS n
+FROM (
+    SELECT DISTINCT ON (node_id, ref) node_id, {_word("route")} AS route,
+           {_word("status")} AS status, coalesce(payload ->> 'guards', '') AS guards,
+           {_num("planned_at")} AS planned_at
+    FROM edge_events WHERE kind = 'patrol_round'
+    ORDER BY node_id, ref, received_at DESC, epoch DESC, seq DESC
+) AS rounds
+WHERE planned_at >= %(start)s AND planned_at < %(end)s
 GROUP BY node_id, route, status, guards
 """
 

@@ -98,6 +98,9 @@ def test_the_office_s_metrics_and_readiness(tmp_path: Path, pg_url: str):
     office.start()
     try:
         base = f"http://127.0.0.1:{office.port}"
+        # the change listener connects a moment after the office answers: readiness says
+        # so until it has, which is the truth this test must wait for, not race
+        wait_for(lambda: office.call("GET", "/health/ready", "")[0] == 200, 20, "ready")
         status, ready = office.call("GET", "/health/ready", "")
         assert status == 200 and ready["ready"] is True, ready
         assert ready["database"]["ok"] and ready["listener"]["listening"], ready

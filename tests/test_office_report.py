@@ -221,16 +221,19 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
     s.add("gate-b", "visitor_in", {"confirmed_how": "announced", "entered_at": local(8, 18, 0)})
     s.add("gate-b", "visitor_in", {"confirmed_how": "phone", "entered_at": local(8, 19, 0)})
 
-    # patrol rounds, each judged once at its gate, by when they were planned
-    for node, payload in [
-        ("gate-a", {"planned_at": local(2, 9, 0), "status": "done", "guards": "老王"}),
-        ("gate-a", {"planned_at": local(2, 15, 0), "status": "done", "guards": "小周,老王"}),
-        ("gate-a", {"planned_at": local(3, 9, 0), "status": "missed"}),
-        ("gate-b", {"planned_at": local(3, 9, 0), "status": "incomplete", "guards": "小周"}),
-        ("gate-b", {"planned_at": before, "status": "done", "guards": "老王"}),  # last month
-        ("gate-b", {"planned_at": "09:00", "status": "done", "guards": "老王"}),
+    # patrol rounds, by when they were planned, each as its gate judged it last: a round
+    # judged again when a wand's reads came later is sent again with the same ref
+    for node, ref, payload in [
+        ("gate-a", "1", {"planned_at": local(2, 9, 0), "status": "done", "guards": "老王"}),
+        ("gate-a", "2", {"planned_at": local(2, 15, 0), "status": "done", "guards": "小周,老王"}),
+        ("gate-a", "3", {"planned_at": local(3, 9, 0), "status": "missed"}),
+        ("gate-b", "1", {"planned_at": local(3, 9, 0), "status": "incomplete", "guards": "小周"}),
+        ("gate-b", "2", {"planned_at": local(4, 9, 0), "status": "missed"}),
+        ("gate-b", "2", {"planned_at": local(4, 9, 0), "status": "done", "guards": "小周"}),
+        ("gate-b", "3", {"planned_at": before, "status": "done", "guards": "老王"}),  # last month
+        ("gate-b", "4", {"planned_at": "09:00", "status": "done", "guards": "老王"}),
     ]:  # fmt: skip
-        s.add(node, "patrol_round", {"route": "garden"} | payload)
+        s.add(node, "patrol_round", {"route": "garden"} | payload, ref=ref)
 
     # key loans, each as its latest record says: lent in the month, late, lost
     loans = [
@@ -313,8 +316,9 @@ def test_the_monthly_report_counts_every_record_of_the_month_exactly(
             "gate-a:garden:done": 2,
             "gate-a:garden:missed": 1,
             "gate-b:garden:incomplete": 1,
+            "gate-b:garden:done": 1,  # judged again: missed, then done
         },
-        "patrol_by_guard": {"—:missed": 1, "小周:done": 1, "小周:incomplete": 1, "老王:done": 2},
+        "patrol_by_guard": {"—:missed": 1, "小周:done": 2, "小周:incomplete": 1, "老王:done": 2},
         "renovation": {"gate-a:rectifications": 2, "gate-a:rectifications_late": 1},
         "announced_visitors": {"announced": 0, "gate-b:came": 1},
     }

@@ -29,14 +29,16 @@ def reads(request: Request, body: PatrolReadsIn, who: Caller = roles("guard")) -
     svc = service(request)
     now = svc.clock.now()
     got = [patrol.Read(r.tag, min(r.at or now, now), who.name, body.device) for r in body.reads]
-    return svc.write(lambda c: patrol.record(c, svc.cfg.patrol, got, "api", now))
+    return svc.write(lambda c: patrol.record(c, svc.cfg, got, "api", now))
 
 
 @router.post("/upload", status_code=201, max_body_size=patrol_wand.MAX_BYTES)
 async def upload(request: Request, who: Caller = roles("guard"),
                  device: str | None = Query(None, max_length=64)) -> dict:  # fmt: skip
     """A patrol wand's download as its software saved it (``seq,tag,time`` lines, the
-    wand's local time): every read kept, or none, with each bad line named."""
+    wand's local time): every read kept, or none, with each bad line named. The reads are
+    the guard's who read his own staff card on the wand before them, else the uploader's;
+    a round judged before that the reads complete is judged again."""
     svc = service(request)
     data = await request.body()
     try:
@@ -46,9 +48,9 @@ async def upload(request: Request, who: Caller = roles("guard"),
         raise DomainError(f"upload: the wand's download has {len(e.problems)} bad lines; "
                           f"the first: {e.problems[0]}") from None  # fmt: skip
     now, tz = svc.clock.now(), svc.cfg.tz
-    got = [patrol.Read(r.tag, min(r.at.replace(tzinfo=tz).timestamp(), now), who.name, device)
+    got = [patrol.Read(r.tag, min(r.at.replace(tzinfo=tz).timestamp(), now), None, device)
            for r in found]  # fmt: skip
-    return svc.write(lambda c: patrol.record(c, svc.cfg.patrol, got, "wand", now))
+    return svc.write(lambda c: patrol.record(c, svc.cfg, got, "wand", now, who.name))
 
 
 @router.get("/rounds")
