@@ -28,7 +28,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge import console, photos
-from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
+from edge.api.limits import (
+    MAX_BODY,
+    CredentialsFirst,
+    PrivateDocs,
+    answer_large_bodies_in_json,
+    too_large,
+    trusted_peer,
+)
 from edge.api.schemas import CancelIn, PassIn, ReasonIn, RenewIn, SlipIn
 from edge.cards import mask_key
 from edge.clock import Clock, SystemClock
@@ -79,6 +86,7 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
                          max_body_size=MAX_BODY, lifespan=_lifespan)  # fmt: skip
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
+    answer_large_bodies_in_json(app)  # a 413 in JSON like every refusal
     hasher = IdHasher.from_data_dir(cfg.data_dir, create=False)
     signer = Signer.from_data_dir(cfg.data_dir)
 
@@ -160,8 +168,9 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         return JSONResponse(refusal(str(exc)), exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(refusal(exc.detail), exc.status_code, headers=exc.headers)
+    async def _http(r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = too_large(r.scope) if exc.status_code == 413 else exc.detail
+        return JSONResponse(refusal(detail), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def _db(_r: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -104,7 +104,15 @@ def test_an_admin_uploads_a_photo_a_pass_names_it_and_a_guard_sees_it(svc: Servi
     # nobody without a token gets their body read; nobody gets more than the limit read
     assert client.post("/api/v1/photos", content=b"x" * 1000, headers=jpeg).status_code == 401
     big = b"\xff" * (photos.MAX_UPLOAD + 10)
-    assert client.post("/api/v1/photos", content=big, headers=admin | jpeg).status_code == 413
+    too_big = client.post("/api/v1/photos", content=big, headers=admin | jpeg)
+    assert too_big.status_code == 413  # in JSON like every refusal, in Chinese too
+    assert too_big.json() == {
+        "detail": f"the body is more than the {photos.MAX_UPLOAD} bytes accepted",
+        "detail_zh": f"上传内容超过了允许的 {photos.MAX_UPLOAD} 字节"}  # fmt: skip
+    # sent in chunks with no length said: cut off where it passes the limit, the same answer
+    chunked = client.post("/api/v1/photos", content=iter([big[:50_000]] * (len(big) // 50_000 + 1)),
+                          headers=admin | jpeg)  # fmt: skip
+    assert chunked.status_code == 413 and chunked.json() == too_big.json()
     assert client.post("/api/v1/photos", content=b"x", headers=guard | jpeg).status_code == 403
     refused = client.post("/api/v1/photos", content=picture(200, 200, "GIF"), headers=admin)
     assert refused.status_code == 422 and "GIF" in refused.json()["detail"]

@@ -26,7 +26,14 @@ from edge.api import (
     snapshots,
     visitors,
 )
-from edge.api.limits import MAX_BODY, CredentialsFirst, PrivateDocs, trusted_peer
+from edge.api.limits import (
+    MAX_BODY,
+    CredentialsFirst,
+    PrivateDocs,
+    answer_large_bodies_in_json,
+    too_large,
+    trusted_peer,
+)
 from edge.console import pages
 from edge.errors import DomainError
 from edge.messages import refusal
@@ -44,6 +51,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPIOffline(title="Gatehouse edge", version="0.2.0", max_body_size=MAX_BODY)
     app.add_middleware(CredentialsFirst)
     app.add_middleware(PrivateDocs)
+    answer_large_bodies_in_json(app)  # a 413 in JSON like every refusal
     app.state.service = service
     for module in (passes, photos, gate, slips, visitors, control, snapshots, keys, permits,
                    patrol):  # fmt: skip
@@ -69,8 +77,9 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse(refusal(str(exc)), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(refusal(exc.detail), exc.status_code, headers=exc.headers)
+    async def _http(r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = too_large(r.scope) if exc.status_code == 413 else exc.detail
+        return JSONResponse(refusal(detail), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:

@@ -21,8 +21,10 @@ from typing import Any
 
 import h11
 import uvicorn
+from fastapi import FastAPI
+from starlette.middleware import body_limit
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edge.config import ConfigError
@@ -33,6 +35,8 @@ from edge.sessions import COOKIE
 MAX_BODY = 256 * 1024  # the largest JSON body a person or device sends is a few KB
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 GUARDED = ("/api/", "/sync/")
+# where Starlette's body limiter keeps itself in the scope while it runs (no public name)
+_RESPONDER_KEY = getattr(body_limit, "_BODY_LIMIT_RESPONDER_SCOPE_KEY", "")
 
 
 class CredentialsFirst:
@@ -49,14 +53,9 @@ class CredentialsFirst:
             and scope["path"].startswith(GUARDED)
             and not _credentials(scope)
         ):
-            body = json.dumps(refusal("a valid bearer token is required")).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-                (b"connection", b"close"),  # the unread body is not waited for
-            ]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
+            close = (b"connection", b"close")  # the unread body is not waited for
+            await _send_json(send, 401, refusal("a valid bearer token is required"),
+                             ((b"www-authenticate", b"Bearer"), close))  # fmt: skip
             return
         await self.app(scope, receive, send)
 
@@ -179,6 +178,64 @@ def trusted_peer(scope: Scope) -> bool:
     return sid is not None and accounts is not None and accounts.sessions.get(sid) is not None
 
 
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:  # fmt: skip
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+        *extra,
+    ]})  # fmt: skip
+    await send({"type": "http.response.body", "body": data})
+
+
+class JsonTooLarge:
+    """A body whose length says it is over its route's limit is refused by Starlette's
+    limiter outside every handler, as a plain-text ``413 Content Too Large``; every other
+    refusal here is JSON with ``detail_zh``. This, outermost, answers that one in JSON too,
+    naming the limit. (A body cut off as it streams past the limit reaches the app's
+    HTTPException handler, which says the same with ``too_large``.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        swallowing = False
+
+        async def send_json(message: Message) -> None:
+            nonlocal swallowing
+            if swallowing:
+                return  # the plain text's body: the JSON one was sent instead
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] == 413
+                and (b"content-type", b"text/plain; charset=utf-8") in message["headers"]
+            ):
+                swallowing = True
+                await _send_json(send, 413, refusal(too_large(scope)), ((b"connection", b"close"),))
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_json)
+
+
+def too_large(scope: Scope) -> str:
+    """A body over the limit, said with the limit in force: the route's, kept by the
+    limiter that refused it."""
+    limit = getattr(scope.get(_RESPONDER_KEY), "max_body_size", None)
+    if limit is None:
+        return "the body is larger than this route accepts"
+    return f"the body is more than the {limit} bytes accepted"
+
+
+def answer_large_bodies_in_json(app: FastAPI) -> None:
+    """Put ``JsonTooLarge`` outside the app's whole stack, the body limiter included
+    (a middleware added the usual way sits inside it)."""
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: JsonTooLarge(build())  # type: ignore[method-assign]
+
+
 class PrivateDocs:
     """The API's description (``/docs``, ``/openapi.json``) is a map of every route: for
     this machine and for people logged in, not for anyone on the LAN."""
@@ -188,11 +245,6 @@ class PrivateDocs:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(DOCS) and not trusted_peer(scope):
-            body = json.dumps(refusal("log in to read the API's description")).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
+            await _send_json(send, 401, refusal("log in to read the API's description"))
             return
         await self.app(scope, receive, send)
