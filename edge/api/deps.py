@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from edge import alarms, audit, lookups, users
 from edge.errors import DomainError
@@ -201,3 +202,19 @@ def local_day(day: str | None, tz: ZoneInfo, now: float) -> datetime:
     if not FIRST_YEAR <= start.year <= LAST_YEAR:
         raise DomainError(f"day: {day!r} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
     return start
+
+
+async def keep_picture(request: Request, who: Caller, what: str) -> str:
+    """The request's body kept as a picture (a photo, a signature, a fault's picture):
+    checked, turned upright and stripped in the photo store, off the event loop (decoding
+    takes a few ms), and the upload audited as ``<what>:upload`` once committed. The body
+    is at most the route's ``max_body_size``. Its SHA-256, which a record then names."""
+    svc = service(request)
+    data = await request.body()
+
+    def keep() -> str:
+        sha = svc.photos.put(data)
+        svc.write(lambda c: audit.record(c, who.name, f"{what}:upload", sha, svc.clock.now()))
+        return sha
+
+    return await run_in_threadpool(keep)

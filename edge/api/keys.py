@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from edge import audit, keys
-from edge.api.deps import CURSOR, UNMASK, Caller, page, roles, service, unmasked
+from edge import keys
+from edge.api.deps import CURSOR, UNMASK, Caller, keep_picture, page, roles, service, unmasked
 from edge.api.schemas import KeyIn, KeyInspectionIn, KeyLoanIn, KeyLostIn, KeyReturnIn
 from edge.errors import DomainError
 from edge.passes import PassError, parse_time
@@ -43,15 +42,7 @@ def add_key(request: Request, body: KeyIn, who: Caller = roles("admin")) -> dict
 async def signature(request: Request, who: Caller = roles("guard")) -> dict[str, Any]:
     """The borrower's signature as a picture (drawn on the guard's screen, or the paper
     register photographed): JPEG or PNG, kept like a photo; ``signature`` names it."""
-    svc = service(request)
-    data = await request.body()
-
-    def keep() -> str:
-        sha = svc.photos.put(data)
-        svc.write(lambda c: audit.record(c, who.name, "signature:upload", sha, svc.clock.now()))
-        return sha
-
-    return {"signature": await run_in_threadpool(keep)}
+    return {"signature": await keep_picture(request, who, "signature")}
 
 
 @router.post("/api/v1/key-loans", status_code=201)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from drivers import patrol_wand
-from edge import audit, patrol
-from edge.api.deps import Caller, local_day, roles, service
+from edge import patrol
+from edge.api.deps import Caller, keep_picture, local_day, roles, service
 from edge.api.schemas import FaultCloseIn, FaultIn, PatrolReadsIn
 from edge.errors import DomainError
 from edge.photos import MAX_UPLOAD
@@ -82,15 +82,7 @@ def recent(request: Request, who: Caller = roles("guard", "control"),
 @router.post("/photos", status_code=201, max_body_size=MAX_UPLOAD)
 async def photo(request: Request, who: Caller = roles("guard", "control")) -> dict[str, Any]:
     """A picture of a fault (JPEG or PNG), kept like a photo; a notice names it."""
-    svc = service(request)
-    data = await request.body()
-
-    def keep() -> str:
-        sha = svc.photos.put(data)
-        svc.write(lambda c: audit.record(c, who.name, "fault_photo:upload", sha, svc.clock.now()))
-        return sha
-
-    return {"photo": await run_in_threadpool(keep)}
+    return {"photo": await keep_picture(request, who, "fault_photo")}
 
 
 @router.post("/faults", status_code=201)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from edge import audit
-from edge.api.deps import Caller, roles, service
+from edge.api.deps import Caller, keep_picture, roles
 from edge.photos import MAX_UPLOAD
 
 router = APIRouter(prefix="/api/v1/photos", tags=["passes"])
@@ -19,12 +17,4 @@ async def upload(request: Request, who: Caller = roles("admin")) -> dict[str, An
     """The body is the picture itself (JPEG or PNG, at most 8 MiB). It is checked, turned
     upright, scaled to 640 px at most and kept without its metadata; the answer's
     ``photo`` is what a new pass names."""
-    svc = service(request)
-    data = await request.body()  # at most MAX_UPLOAD: the route's limit
-
-    def keep() -> str:  # decoding takes a few ms, and the audit entry waits for its commit
-        sha = svc.photos.put(data)
-        svc.write(lambda c: audit.record(c, who.name, "photo:upload", sha, svc.clock.now()))
-        return sha
-
-    return {"photo": await run_in_threadpool(keep)}
+    return {"photo": await keep_picture(request, who, "photo")}
