@@ -11,6 +11,7 @@ import fcntl
 import os
 import secrets
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,3 +178,14 @@ def ensure_epoch(conn: sqlite3.Connection) -> int:
     made = new_epoch(conn)
     conn.execute("COMMIT")
     return made
+
+
+def yearly_serial(conn: sqlite3.Connection, table: str, letters: str, digits: int, now: float,
+                  tz: Any) -> str:  # fmt: skip
+    """The next serial number of a paper form kept in ``table`` (its ``number`` column),
+    counted afresh each year as the paper books are: ``FX-2026-00001``. Called in the
+    writer's transaction, so two forms never get the same number."""
+    prefix = f"{letters}-{datetime.fromtimestamp(now, tz).year}-"
+    last = conn.execute(f"SELECT max(number) FROM {table} WHERE number LIKE ?",
+                        (prefix + "%",)).fetchone()[0]  # fmt: skip
+    return f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:0{digits}d}"

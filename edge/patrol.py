@@ -300,10 +300,7 @@ def report_fault(conn: sqlite3.Connection, fields: dict[str, Any], has_picture: 
         conn, "SELECT id FROM patrol_rounds WHERE id = ?", (fields["round_id"],)
     ):
         raise NotFound(f"no patrol round {fields['round_id']}")
-    prefix = f"GZ-{datetime.fromtimestamp(now, tz).year}-"
-    last = conn.execute("SELECT max(number) FROM fault_notices WHERE number LIKE ?",
-                        (prefix + "%",)).fetchone()[0]  # fmt: skip
-    number = f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:04d}"
+    number = db.yearly_serial(conn, "fault_notices", "GZ", 4, now, tz)
     fault_id = store.insert(conn, FaultNotice, {
         "number": number, "place": fields["place"].strip(), "category": fields["category"],
         "description": fields["description"].strip(), "photo_sha256": fields.get("photo"),

@@ -35,10 +35,7 @@ def issue_notice(conn: sqlite3.Connection, epoch: int, fields: dict[str, Any], b
         conn, "SELECT permit_no FROM permits WHERE permit_no = ?", (fields["permit_no"],)
     ):
         raise DomainError(f"permit_no: this gate holds no permit {fields['permit_no']!r}")
-    prefix = f"ZG-{datetime.fromtimestamp(now, tz).year}-"
-    last = conn.execute("SELECT max(number) FROM rectifications WHERE number LIKE ?",
-                        (prefix + "%",)).fetchone()[0]  # fmt: skip
-    number = f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:04d}"
+    number = db.yearly_serial(conn, "rectifications", "ZG", 4, now, tz)
     notice_id = store.insert(conn, Rectification, {
         "number": number, "unit": fields["unit"].strip(), "permit_no": fields.get("permit_no"),
         "issue": fields["issue"].strip(), "deadline": fields["deadline"], "issued_by": by,

@@ -107,13 +107,7 @@ def validate(req: SlipRequest, now: float) -> tuple[float, float]:
 
 def next_number(conn: sqlite3.Connection, now: float, tz: ZoneInfo) -> str:
     """Serial numbers per year: FX-2026-00001."""
-    year = datetime.fromtimestamp(now, tz).year
-    prefix = f"FX-{year}-"
-    row = conn.execute(
-        "SELECT number FROM goods_slips WHERE number LIKE ? ORDER BY number DESC LIMIT 1",
-        (prefix + "%",),
-    ).fetchone()
-    return f"{prefix}{(int(row[0].rsplit('-', 1)[1]) + 1) if row else 1:05d}"
+    return db.yearly_serial(conn, "goods_slips", "FX", 5, now, tz)
 
 
 def issue(conn: sqlite3.Connection, req: SlipRequest, by: str, now: float, tz: ZoneInfo) -> str:
