@@ -182,7 +182,10 @@ def build_parser() -> Parser:
     )
     uadd = usr.add_parser("add", help="create a user; prints the bearer token once")
     uadd.add_argument("name")
-    uadd.add_argument("--role", required=True, choices=["guard", "control", "admin", "clerk"])
+    uadd.add_argument("--role", required=True,
+                      choices=["guard", "control", "admin", "clerk", "host"])  # fmt: skip
+    uadd.add_argument("--site", help="office, a host: the estate (default: the only one)")
+    uadd.add_argument("--unit", help="office, a host: the unit whose visitors they announce")
     urev = usr.add_parser("revoke", help="revoke a user's token and password")
     urev.add_argument("name")
     urot = usr.add_parser("rotate", help="a new token for a user, printed once; the old one "
@@ -434,6 +437,8 @@ def cmd_user(cfg: Config, args: argparse.Namespace) -> int:
         password = _read_password() if args.action == "passwd" else ""
         conn.execute("BEGIN IMMEDIATE")
         if args.action == "add":
+            if args.site or args.unit:
+                raise DomainError("unit: only an office's host has a unit (--site, --unit)")
             token = users.add(conn, args.name, args.role, CLOCK.now(), cli_user())
         elif args.action == "rotate":
             token = users.rotate(conn, args.name, CLOCK.now(), cli_user())
@@ -571,7 +576,8 @@ def _office_user(c: Any, args: argparse.Namespace) -> None:
     from sync import office
 
     if args.action == "add":
-        token = office.add_user(c, args.name, args.role, CLOCK.now(), _who())
+        token = office.add_user(c, args.name, args.role, CLOCK.now(), _who(), args.site,
+                                args.unit)  # fmt: skip
         _print(args, {"name": args.name, "role": args.role, "token": token}, token)
     elif args.action == "revoke":
         office.revoke_user(c, args.name, _who(), CLOCK.now())

@@ -410,6 +410,12 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("the window has ended already", "预约时段已结束"),
     ("no announced visitor {visit!r}", "没有这条预约：{visit}"),
     ("announced visitor {visit} is {status} already", "预约 {visit} 已经是{status}状态"),
+    ("a host announces visitors for {unit} only", "住户只能为本户 {unit} 预约访客"),
+    (
+        "{unit} has {n} visitors announced already; at most {limit} at a time",
+        "{unit} 已有 {n} 位预约访客，同时最多 {limit} 位",
+    ),
+    ("name the unit the visitor is for", "请填写被访单元"),
     # the estate's units
     (
         "{unit!r} is not a unit of this estate; ask the visitor to check, and if they insist, "
@@ -730,6 +736,18 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
         "门岗 {gates} 不属于小区 {site_id}（该小区的门岗：{known}）",
     ),
     ("this needs the admin role", "此操作需要管理员权限"),
+    ("this needs the clerk or admin role", "此操作需要客服或管理员权限"),
+    ("this needs the clerk, admin or host role", "此操作需要客服、管理员或住户权限"),
+    ("a host is the host of one unit: give it", "住户账号对应一个房号，请填写"),
+    ("only a host has a unit", "只有住户账号才有房号"),
+    (
+        "only an office's host has a unit (--site, --unit)",
+        "只有管理处的住户账号才有房号（--site、--unit）",
+    ),
+    (
+        "{name!r} is a host: a host has the token only, no desk password",
+        "{name} 是住户账号：住户只用令牌，不设前台密码",
+    ),
     (
         "photo {sha}: not a photo of a pass this gate holds",
         "照片 {sha}：不是本门岗所持通行证的照片",

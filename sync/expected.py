@@ -6,26 +6,55 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
-from edge.errors import Conflict, DomainError, NotFound
+from edge.errors import Conflict, DomainError, Forbidden, NotFound
 from edge.visitors import CATEGORIES
 from sync import schema as t
+from sync import units
 
 MAX_WINDOW_S = 7 * 86400  # an announcement is for a visit, not a standing pass
+HOST_MAX_ACTIVE = 20  # a host's codes not yet over: a household's visitors, not a flood
 
 
-def announce(conn: Connection, fields: dict[str, Any], by: str, now: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Announcer:
+    """Who announces: a clerk or admin (any unit of any site), or a host (``unit`` of
+    ``site`` only)."""
+
+    name: str
+    site: str | None = None
+    unit: str | None = None
+
+    @property
+    def host(self) -> bool:
+        return self.unit is not None
+
+
+def announce(conn: Connection, fields: dict[str, Any], who: Announcer,
+             now: float) -> dict[str, Any]:  # fmt: skip
     from sync.office import audit, log_change, resolve_site
 
+    if who.host:  # a host announces for their own unit, whatever the request says
+        asked = (fields.get("site") or who.site, fields.get("host_unit") or who.unit)
+        if asked != (who.site, who.unit):
+            raise Forbidden(f"host_unit: a host announces visitors for {who.unit} only")
+        fields = fields | {"site": who.site, "host_unit": who.unit}
+        active = conn.execute(select(func.count()).select_from(t.expected_visitors).where(
+            t.expected_visitors.c.site == who.site, t.expected_visitors.c.host_unit == who.unit,
+            t.expected_visitors.c.status == "active",
+            t.expected_visitors.c.valid_until > now)).scalar_one()  # fmt: skip
+        if active >= HOST_MAX_ACTIVE:
+            raise Conflict(f"{who.unit} has {active} visitors announced already; "
+                           f"at most {HOST_MAX_ACTIVE} at a time")  # fmt: skip
+    if not fields.get("host_unit"):
+        raise DomainError("host_unit: name the unit the visitor is for")
     site = resolve_site(conn, fields.get("site"))["site_id"]
     unit = fields["host_unit"].strip()
-    listed = conn.execute(select(t.units.c.unit).where(t.units.c.site == site).limit(1)).first()
-    if listed and not conn.execute(select(t.units.c.unit).where(
-            t.units.c.site == site, t.units.c.unit == unit)).first():  # fmt: skip
-        raise DomainError(f"host_unit: {unit!r} is not a unit of site {site}")
+    units.check(conn, site, unit)
     if fields["category"] not in CATEGORIES:
         raise DomainError(f"category: must be one of {', '.join(CATEGORIES)}")
     start = fields.get("valid_from") or now
@@ -43,21 +72,21 @@ def announce(conn: Connection, fields: dict[str, Any], by: str, now: float) -> d
         "id": uuid.uuid4().hex, "code": code, "site": site, "host_unit": unit,
         "name": fields["name"].strip(), "category": fields["category"], "valid_from": start,
         "valid_until": end, "entries": fields.get("entries") or 1, "status": "active",
-        "version": 1, "created_by": by, "created_at": now, "updated_at": now,
+        "version": 1, "created_by": who.name, "created_at": now, "updated_at": now,
     }  # fmt: skip
     conn.execute(t.expected_visitors.insert().values(**record))
     log_change(conn, "expected_visitor", record["id"], 1, "upsert", record, now)
-    audit(conn, by, "visitor_announce", record["id"], now, host_unit=unit)
+    audit(conn, who.name, "visitor_announce", record["id"], now, host_unit=unit)
     return record
 
 
-def cancel(conn: Connection, visitor_id: str, by: str, now: float) -> dict[str, Any]:
+def cancel(conn: Connection, visitor_id: str, who: Announcer, now: float) -> dict[str, Any]:
     from sync.office import audit, log_change
 
     e = t.expected_visitors
     row = conn.execute(select(e).where(e.c.id == visitor_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"no announced visitor {visitor_id!r}")
+    if row is None or (who.host and (row["site"], row["host_unit"]) != (who.site, who.unit)):
+        raise NotFound(f"no announced visitor {visitor_id!r}")  # another unit's: not said
     if row["status"] != "active":
         raise Conflict(f"announced visitor {visitor_id} is {row['status']} already")
     record = dict(row) | {"status": "cancelled", "version": row["version"] + 1,
@@ -65,12 +94,16 @@ def cancel(conn: Connection, visitor_id: str, by: str, now: float) -> dict[str, 
     conn.execute(t.expected_visitors.update().where(t.expected_visitors.c.id == visitor_id)
                  .values(**record))  # fmt: skip
     log_change(conn, "expected_visitor", visitor_id, record["version"], "upsert", record, now)
-    audit(conn, by, "visitor_cancel", visitor_id, now)
+    audit(conn, who.name, "visitor_cancel", visitor_id, now)
     return record
 
 
-def listing(conn: Connection, site: str | None) -> list[dict[str, Any]]:
+def listing(conn: Connection, site: str | None, who: Announcer) -> list[dict[str, Any]]:
+    """The announced visitors (of a site); a host's own unit's only."""
     q = select(t.expected_visitors).order_by(t.expected_visitors.c.valid_from)
+    if who.host:
+        q = q.where(t.expected_visitors.c.site == who.site,
+                    t.expected_visitors.c.host_unit == who.unit)  # fmt: skip
     if site:
         q = q.where(t.expected_visitors.c.site == site)
     return [dict(r) for r in conn.execute(q).mappings()]

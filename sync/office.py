@@ -35,7 +35,7 @@ from sync import schema as t
 
 log = logging.getLogger(__name__)
 
-OFFICE_ROLES = ("clerk", "admin")
+OFFICE_ROLES = ("clerk", "admin", "host")  # a host: a unit's visitors only
 PASS_COLUMNS = (
     "id", "kind", "card_key", "card_hex", "name", "unit", "id_hash", "id_last4", "valid_from",
     "valid_until", "gates", "daily_window", "permit_no", "deposit_fen", "fee_fen",
@@ -264,22 +264,33 @@ def _sees(site: Any, gates: Any, node: Node) -> Any:
     return cond
 
 
-def add_user(conn: Connection, name: str, role: str, now: float, by: str = "cli") -> str:
+def add_user(conn: Connection, name: str, role: str, now: float, by: str = "cli",
+             site: str | None = None, unit: str | None = None) -> str:  # fmt: skip
     """A person's token, shown once. A revoked user comes back under the same name (the
-    duty log and signatures keep naming one person) with a new token."""
+    duty log and signatures keep naming one person) with a new token. A host is the host
+    of one unit (on the site's list, if it has one): the visitors they may announce."""
     if role not in OFFICE_ROLES:
         raise DomainError(f"role: {role!r} is not one of {', '.join(OFFICE_ROLES)} (office)")
+    if role == "host":
+        if not (unit or "").strip():
+            raise DomainError("unit: a host is the host of one unit: give it")
+        site, unit = resolve_site(conn, site)["site_id"], (unit or "").strip()
+        units.check(conn, site, unit, "unit")
+    elif site or unit:
+        raise DomainError("unit: only a host has a unit")
     found = conn.execute(select(t.users.c.revoked_at).where(t.users.c.name == name)).first()
     if found and found[0] is None:
         raise Conflict(f"a user named {name!r} exists already")
     token = secrets.token_urlsafe(32)
     values = {"role": role, "token_hash": hash_token(token), "created_at": now,
-              "revoked_at": None, "password_hash": None, "password_set_at": None}  # fmt: skip
+              "revoked_at": None, "password_hash": None, "password_set_at": None,
+              "site": site, "unit": unit}  # fmt: skip
     if found:
         conn.execute(t.users.update().where(t.users.c.name == name).values(**values))
     else:
         conn.execute(t.users.insert().values(name=name, **values))
-    audit(conn, by, "user_add", name, now, role=role, again=bool(found))
+    audit(conn, by, "user_add", name, now, role=role, again=bool(found),
+          **({"site": site, "unit": unit} if unit else {}))  # fmt: skip
     return token
 
 
@@ -308,9 +319,16 @@ def revoke_user(conn: Connection, name: str, by: str, now: float) -> None:
 
 def list_users(conn: Connection) -> list[dict[str, Any]]:
     c = t.users.c
-    rows = conn.execute(select(c.name, c.role, c.created_at, c.revoked_at,
+    rows = conn.execute(select(c.name, c.role, c.site, c.unit, c.created_at, c.revoked_at,
                                c.password_set_at).order_by(c.name)).mappings()  # fmt: skip
     return [dict(r) for r in rows]
+
+
+def host_of(conn: Connection, name: str) -> tuple[str, str] | None:
+    """A host user's (site, unit); None for anyone else."""
+    row = conn.execute(select(t.users.c.site, t.users.c.unit).where(
+        t.users.c.name == name, t.users.c.role == "host")).first()  # fmt: skip
+    return (row[0], row[1]) if row else None
 
 
 def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
@@ -323,6 +341,9 @@ def user_of(conn: Connection, token: str) -> tuple[str, str] | None:
 
 
 def set_password(conn: Connection, name: str, password: str, now: float) -> None:
+    """The desk's password: for clerks and admins (a host has the token only)."""
+    if host_of(conn, name):
+        raise DomainError(f"{name!r} is a host: a host has the token only, no desk password")
     done = conn.execute(
         t.users.update()
         .where(t.users.c.name == name, t.users.c.revoked_at.is_(None))

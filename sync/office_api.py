@@ -145,7 +145,23 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
         request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> str:
         """A clerk or an admin: issues and revokes passes and slips, reads the records."""
-        return person(request, cred)[0]
+        name, role = person(request, cred)
+        if role not in desk.ROLES:
+            raise HTTPException(403, "this needs the clerk or admin role")
+        return name
+
+    def announcer(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> expected.Announcer:
+        """A clerk or an admin (any unit), or a host (their own unit's visitors only)."""
+        name, role = person(request, cred)
+        if role != "host":
+            return expected.Announcer(name)
+        with eng.connect() as c:
+            found = office.host_of(c, name)
+        if found is None:  # the role changed under the token: not a host any more
+            raise HTTPException(403, "this needs the clerk, admin or host role")
+        return expected.Announcer(name, *found)
 
     def admin(
         request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)
@@ -562,9 +578,11 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
             return shaped({"items": office.list_sites(c), "next": None}, cfg.tz)
 
     @app.post("/api/v1/expected-visitors", status_code=201)
-    def announce(body: ExpectedIn, who: str = Depends(clerk)) -> dict[str, Any]:
+    def announce(body: ExpectedIn, who: expected.Announcer = Depends(announcer)) -> dict:
         """A visitor announced for a host's unit (预约访客): the answer's ``code`` admits
-        them at the estate's gates inside the window, ``entries`` times."""
+        them at the estate's gates inside the window, ``entries`` times. A host announces
+        for their own unit (``host_unit`` and ``site`` may be left out), at most 20 at a
+        time."""
         fields = body.model_dump()
         for key in ("valid_from", "valid_until"):
             if fields[key]:
@@ -574,13 +592,15 @@ def create_office_app(cfg: OfficeCfg, eng: Engine, clock: Clock | None = None) -
 
     @app.get("/api/v1/expected-visitors")
     def announced(
-        who: str = Depends(clerk), site: str | None = Query(None, max_length=64)
+        who: expected.Announcer = Depends(announcer),
+        site: str | None = Query(None, max_length=64),
     ) -> dict[str, Any]:
+        """The announced visitors; a host's own unit's only."""
         with eng.connect() as c:
-            return shaped({"items": expected.listing(c, site), "next": None}, cfg.tz)
+            return shaped({"items": expected.listing(c, site, who), "next": None}, cfg.tz)
 
     @app.post("/api/v1/expected-visitors/{visitor_id}/cancel")
-    def unannounce(visitor_id: str, who: str = Depends(clerk)) -> dict[str, Any]:
+    def unannounce(visitor_id: str, who: expected.Announcer = Depends(announcer)) -> dict[str, Any]:
         with eng.begin() as c:
             return shaped(expected.cancel(c, visitor_id, who, clock.now()), cfg.tz)
 
@@ -671,7 +691,8 @@ class OfficePassIn(PassIn):
 
 class ExpectedIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    host_unit: str = Field(min_length=1, max_length=50)
+    # required, except from a host: theirs
+    host_unit: str | None = Field(None, min_length=1, max_length=50)
     name: str = Field(min_length=1, max_length=200)
     category: str = Field(min_length=1, max_length=40, description="guest, delivery, tutor, …")
     valid_from: str | None = Field(None, max_length=40, description="ISO 8601; default now")

@@ -62,12 +62,15 @@ users = Table(
     "users",
     metadata,
     Column("name", Text, primary_key=True),
-    Column("role", Text, nullable=False),  # clerk | admin
+    Column("role", Text, nullable=False),  # clerk | admin | host
     Column("token_hash", Text, nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
     Column("password_hash", Text),  # argon2id, for the desk's login
     Column("password_set_at", Float),
+    # a host's one unit (of one site): the visitors they may announce (sync.expected)
+    Column("site", Text),
+    Column("unit", Text),
 )
 
 passes = Table(

@@ -36,6 +36,14 @@ def add(conn: Connection, site_id: str | None, units: list[str], by: str,
     return {"site": site, "added": len(added), "known": len(wanted) - len(added)}
 
 
+def check(conn: Connection, site: str, unit: str, field: str = "host_unit") -> None:
+    """Refuse a unit not on the site's list (a site with no list takes any)."""
+    listed = conn.execute(select(t.units.c.unit).where(t.units.c.site == site).limit(1)).first()
+    if listed and not conn.execute(select(t.units.c.unit).where(
+            t.units.c.site == site, t.units.c.unit == unit)).first():  # fmt: skip
+        raise DomainError(f"{field}: {unit!r} is not a unit of site {site}")
+
+
 def remove(conn: Connection, site_id: str | None, unit: str, by: str, now: float) -> None:
     from sync.office import audit, log_change, resolve_site
 

@@ -6,13 +6,23 @@ PostgreSQL, a gate pulling from it."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
+from tests.helpers import (
+    GATEHOUSE,
+    Broker,
+    Office,
+    add_sync,
+    cli,
+    http_call,
+    node_for,
+    wait_for,
+)
 from tests.test_sync_recovery import running
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -95,3 +105,69 @@ def test_an_announced_visitor_s_code_admits_inside_its_window_and_entries_only(
         month = datetime.now(TZ).strftime("%Y-%m")
         status, report = office.call("GET", f"/api/v1/reports/monthly?month={month}", clerk)
         assert report["announced_visitors"] == {"announced": 4, "gate-test:came": 3}, report
+
+
+def test_a_host_announces_their_own_visitors_through_the_office_and_the_gate_admits_them(
+    tmp_path: Path, broker: Broker, pg_url: str
+):
+    """The office "or the host through it": a resident with a host token announces
+    visitors for their own unit only, sees and cancels only theirs, and is no clerk."""
+    office = Office(tmp_path / "office", pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    (tmp_path / "gate").mkdir()
+    gate = node_for(tmp_path / "gate", [], broker.port)
+    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
+    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    url = f"http://127.0.0.1:{gate.api_port}"
+    visit = {"name": "陈家亲戚", "category": "guest", "valid_until": iso(3600)}
+
+    with running(office, gate):
+        units = {"units": ["5-1203", "6-0101"]}
+        assert office.call("POST", "/api/v1/units", clerk, units)[0] == 201
+        # a host is the host of a unit on the estate's list
+        out = cli(office.config, "user", "add", "冒名者", "--role", "host", "--unit", "9-9999",
+                  check=False)  # fmt: skip
+        assert out.returncode != 0 and "9-9999" in out.stderr, out.stderr
+        out = cli(office.config, "user", "add", "无房号", "--role", "host", check=False)
+        assert out.returncode != 0 and "unit" in out.stderr, out.stderr
+        host = office.token("user", "add", "业主陈先生", "--role", "host", "--unit", "5-1203")
+        neighbour = office.token("user", "add", "业主林女士", "--role", "host", "--unit", "6-0101")
+        out = cli(office.config, "user", "list")
+        assert "业主陈先生\thost" in out.stdout, out.stdout
+
+        status, mine = office.call("POST", "/api/v1/expected-visitors", host, visit)
+        assert status == 201 and mine["host_unit"] == "5-1203", mine
+        assert mine["created_by"] == "业主陈先生"
+        status, said = office.call("POST", "/api/v1/expected-visitors", host,
+                                   visit | {"host_unit": "6-0101"})  # fmt: skip
+        assert status == 403, said
+        assert said["detail_zh"] == "被访单元：住户只能为本户 5-1203 预约访客", said
+        _, theirs = office.call("POST", "/api/v1/expected-visitors", neighbour, visit)
+        _, by_clerk = office.call("POST", "/api/v1/expected-visitors", clerk,
+                                  visit | {"host_unit": "5-1203"})  # fmt: skip
+        # each host sees their unit's only; the clerk sees all
+        status, page = office.call("GET", "/api/v1/expected-visitors", host)
+        assert status == 200 and {v["id"] for v in page["items"]} == {mine["id"], by_clerk["id"]}
+        status, page = office.call("GET", "/api/v1/expected-visitors", clerk)
+        assert {v["id"] for v in page["items"]} == {mine["id"], theirs["id"], by_clerk["id"]}
+        # a neighbour's visitor is not theirs to cancel, nor to know of
+        cancel = f"/api/v1/expected-visitors/{theirs['id']}/cancel"
+        assert office.call("POST", cancel, host)[0] == 404
+        assert office.call("POST", cancel, neighbour)[0] == 200
+        # a host is no clerk: no report, no records, no units, no permits, no sites
+        for path in ("/api/v1/reports/monthly?month=2026-12", "/api/v1/events", "/api/v1/units",
+                     "/api/v1/permits", "/api/v1/sites"):  # fmt: skip
+            status, said = office.call("GET", path, host)
+            assert status == 403 and said["detail_zh"], (path, said)
+        out = subprocess.run([GATEHOUSE, "--config", str(office.config), "user", "passwd",
+                              "业主陈先生"], input="pw-123456\n", capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert out.returncode != 0 and "token only" in out.stderr, out.stderr
+
+        # and the gate admits the host's visitor on the code the host was given
+        wait_for(lambda: any(e["id"] == mine["id"] for e in http_call(
+            url, "GET", "/api/v1/visitors/expected", guard)[1]["items"]), 30,
+            "the host's visitor at the gate")  # fmt: skip
+        status, inside = http_call(url, "POST", "/api/v1/visitors/arrive", guard,
+                                   {"code": mine["code"]})  # fmt: skip
+        assert status == 201 and inside["host_unit"] == "5-1203", inside

@@ -776,6 +776,8 @@ def _scope_gates(row: dict[str, Any]) -> list[str] | None:
 OFFICE_ADDED: dict[tuple[str, str], Any] = {
     ("users", "password_hash"): None,  # 0003: the token only, until a password is set
     ("users", "password_set_at"): None,
+    ("users", "site"): None,  # 0013: a host's unit; clerks and admins have none
+    ("users", "unit"): None,
     ("passes", "photo_sha256"): None,  # 0004
     ("change_log", "stamp"): None,  # 0005
     ("edge_cursors", "closed_from"): None,
