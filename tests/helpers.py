@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +373,34 @@ def add_sync(node: Node, office: Office, token: str, push_batch: int = 100) -> N
     with node.config.open("a") as f:
         f.write(f'[sync]\noffice_url = "{office.url}"\ntoken = "{token}"\nretry_max_s = 1.0\n'
                 f"push_batch = {push_batch}\n")  # fmt: skip
+
+
+@dataclass
+class Estate:
+    """An office with one gate joined to it, neither started: the clerk's and the guard's
+    tokens, and the gate's API address."""
+
+    office: Office
+    clerk: str
+    gate: Node
+    guard: str
+    url: str
+
+    def __iter__(self) -> Iterator[Any]:  # office, clerk, gate, guard, url = …
+        return iter((self.office, self.clerk, self.gate, self.guard, self.url))
+
+
+def office_with_gate(tmp_path: Path, broker_port: int, pg_url: str, gate_toml: str = "",
+                     guard_name: str = "门卫老张") -> Estate:  # fmt: skip
+    """``gate_toml``: more of the gate's config, written before it joins the office."""
+    office = Office(tmp_path / "office", pg_url)
+    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
+    (tmp_path / "gate").mkdir()
+    gate = node_for(tmp_path / "gate", [], broker_port)
+    gate.config.write_text(gate.config.read_text() + gate_toml)
+    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
+    guard = cli(gate.config, "user", "add", guard_name, "--role", "guard").stdout.strip()
+    return Estate(office, clerk, gate, guard, f"http://127.0.0.1:{gate.api_port}")
 
 
 def http_call(base: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:

@@ -13,16 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.helpers import (
-    GATEHOUSE,
-    Broker,
-    Office,
-    add_sync,
-    cli,
-    http_call,
-    node_for,
-    wait_for,
-)
+from tests.helpers import GATEHOUSE, Broker, cli, http_call, office_with_gate, wait_for
 from tests.test_sync_recovery import running
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -35,13 +26,7 @@ def iso(seconds: float) -> str:
 def test_an_announced_visitor_s_code_admits_inside_its_window_and_entries_only(
     tmp_path: Path, broker: Broker, pg_url: str
 ):
-    office = Office(tmp_path / "office", pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    (tmp_path / "gate").mkdir()
-    gate = node_for(tmp_path / "gate", [], broker.port)
-    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
-    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
-    url = f"http://127.0.0.1:{gate.api_port}"
+    office, clerk, gate, guard, url = office_with_gate(tmp_path, broker.port, pg_url)
 
     def announce(**body: Any) -> tuple[int, Any]:
         return office.call("POST", "/api/v1/expected-visitors", clerk,
@@ -112,13 +97,7 @@ def test_a_host_announces_their_own_visitors_through_the_office_and_the_gate_adm
 ):
     """The office "or the host through it": a resident with a host token announces
     visitors for their own unit only, sees and cancels only theirs, and is no clerk."""
-    office = Office(tmp_path / "office", pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    (tmp_path / "gate").mkdir()
-    gate = node_for(tmp_path / "gate", [], broker.port)
-    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
-    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
-    url = f"http://127.0.0.1:{gate.api_port}"
+    office, clerk, gate, guard, url = office_with_gate(tmp_path, broker.port, pg_url)
     visit = {"name": "陈家亲戚", "category": "guest", "valid_until": iso(3600)}
 
     with running(office, gate):

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from edge.keys import LoanRequest, refusal
 from edge.messages import zh
-from tests.helpers import Broker, Node, Office, add_sync, cli, http_call, node_for, wait_for
+from tests.helpers import Broker, Node, cli, http_call, office_with_gate, wait_for
 
 KEY = {"id": "B5-1203", "retired_at": None, "contractor": None, "responsible": None}
 CONTRACTOR_KEY = KEY | {"id": "R-0801", "contractor": "华美装饰", "responsible": "李工"}
@@ -100,16 +100,10 @@ def alarms_of(url: str, token: str, kind: str) -> list[dict[str, Any]]:
 def test_a_key_is_lent_against_a_signature_chased_when_late_counted_back_and_handed_over(
     tmp_path: Path, broker: Broker, pg_url: str
 ):
-    office = Office(tmp_path / "office", pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    (tmp_path / "gate").mkdir()
-    node = node_for(tmp_path / "gate", [], broker.port)
-    node.config.write_text(node.config.read_text() + "[handover]\nitems = { keys = 4 }\n")
-    add_sync(node, office, office.token("office", "node", "add", "gate-test"))
-    guard = cli(node.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    keys = "[handover]\nitems = { keys = 4 }\n"
+    office, clerk, node, guard, url = office_with_gate(tmp_path, broker.port, pg_url, keys)
     night = cli(node.config, "user", "add", "门卫小李", "--role", "guard").stdout.strip()
     admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
-    url = f"http://127.0.0.1:{node.api_port}"
     office.start()
     node.start()
     try:

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.helpers import Broker, Office, add_sync, cli, http_call, node_for, wait_for
+from tests.helpers import Broker, cli, http_call, node_for, office_with_gate, wait_for
 from tests.test_sync_recovery import decision, running
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -25,11 +25,7 @@ CARD = "0000007001"
 def test_a_suspended_permit_denies_its_worker_until_resumed_and_a_closed_one_for_good(
     tmp_path: Path, broker: Broker, pg_url: str
 ):
-    office = Office(tmp_path / "office", pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    (tmp_path / "gate").mkdir()
-    gate = node_for(tmp_path / "gate", [], broker.port)
-    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
+    office, clerk, gate, _guard, _url = office_with_gate(tmp_path, broker.port, pg_url)
     until = (datetime.now(TZ) + timedelta(days=30)).isoformat(timespec="seconds")
     with running(office, gate):
         status, permit = office.call("POST", "/api/v1/permits", clerk, {
@@ -160,13 +156,7 @@ def ends(url: str, token: str) -> list[dict]:
 def test_a_visitor_for_a_unit_not_on_the_estate_s_list_is_refused(
     tmp_path: Path, broker: Broker, pg_url: str
 ):
-    office = Office(tmp_path / "office", pg_url)
-    clerk = office.token("user", "add", "客服小王", "--role", "clerk")
-    (tmp_path / "gate").mkdir()
-    gate = node_for(tmp_path / "gate", [], broker.port)
-    add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
-    guard = cli(gate.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
-    url = f"http://127.0.0.1:{gate.api_port}"
+    office, clerk, gate, guard, url = office_with_gate(tmp_path, broker.port, pg_url)
 
     def visit(unit: str) -> tuple[int, dict]:
         return http_call(url, "POST", "/api/v1/visitors", guard, {"name": "访客甲",
