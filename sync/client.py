@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -110,30 +111,59 @@ def slip_row(s: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _unit(conn: sqlite3.Connection, p: dict[str, Any]) -> int:
+    sql = ("DELETE FROM units WHERE unit = ?" if p.get("removed")
+           else "INSERT OR IGNORE INTO units (unit) VALUES (?)")  # fmt: skip
+    return conn.execute(sql, (p["unit"],)).rowcount
+
+
+def _upsert(sql: str, columns: tuple[str, ...]) -> Callable[[sqlite3.Connection, dict], int]:
+    return lambda conn, p: conn.execute(sql, tuple(p.get(c) for c in columns)).rowcount
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A kind of office record a gate pulls (the change log's ``entity``): the table it is
+    kept in, by which key; how a change to it is applied; and which of its rows are the
+    office's (a pass or slip made at this gate stays when the office's leave)."""
+
+    table: str
+    key: str
+    scope: str  # its ids in the office's answer to /sync/v1/scope
+    apply: Callable[[sqlite3.Connection, dict[str, Any]], int]
+    office_rows: str = ""  # SQL narrowing a drop to the office's rows
+
+
+_OFFICE = " AND origin = 'office'"
+ENTITIES: dict[str, Entity] = {
+    "pass": Entity("passes", "id", "passes", _upsert(_UPSERT, PASS_COLUMNS), _OFFICE),
+    "slip": Entity("goods_slips", "number", "slips",
+                   lambda conn, p: conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount, _OFFICE),
+    "permit": Entity("permits", "permit_no", "permits", _upsert(_PERMIT_UPSERT, PERMIT_COLUMNS)),
+    "unit": Entity("units", "unit", "units", _unit),
+    "expected_visitor": Entity("expected_visitors", "id", "expected_visitors",
+                               _upsert(_EXPECTED_UPSERT, EXPECTED_COLUMNS)),
+}  # fmt: skip
+
+
 def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], cursor: int,
                   log_id: str | None = None, stamp: str | None = None) -> int:  # fmt: skip
     """One page of the office's change log, and the cursor after it (with the log it is in
     and the stamp of the cursor's change, which the next pull quotes), in one transaction.
-    A ``drop`` is a pass or slip that left this gate's scope: it is no longer kept here."""
+    A ``drop`` is a record that left this gate's scope: it is no longer kept here. An
+    entity this gate does not know (a newer office's) is passed over."""
     applied = 0
     for ch in changes:
-        p = ch["payload"]
+        entity = ENTITIES.get(ch["entity"])
+        if entity is None:
+            continue
         if ch["op"] == "drop":
-            applied += _drop(conn, ch["entity"], ch["entity_id"])
-        elif ch["entity"] == "pass":
-            applied += conn.execute(_UPSERT, tuple(p.get(c) for c in PASS_COLUMNS)).rowcount
-        elif ch["entity"] == "slip":
-            applied += conn.execute(_SLIP_UPSERT, slip_row(p)).rowcount
-        elif ch["entity"] == "expected_visitor":
-            row = tuple(p.get(c) for c in EXPECTED_COLUMNS)
-            applied += conn.execute(_EXPECTED_UPSERT, row).rowcount
-        elif ch["entity"] == "unit":
-            sql = ("DELETE FROM units WHERE unit = ?" if p.get("removed")
-                   else "INSERT OR IGNORE INTO units (unit) VALUES (?)")  # fmt: skip
-            applied += conn.execute(sql, (p["unit"],)).rowcount
-        elif ch["entity"] == "permit":
-            row = tuple(p.get(c) for c in PERMIT_COLUMNS)
-            applied += conn.execute(_PERMIT_UPSERT, row).rowcount
+            applied += conn.execute(
+                f"DELETE FROM {entity.table} WHERE {entity.key} = ?{entity.office_rows}",
+                (ch["entity_id"],),
+            ).rowcount
+        else:
+            applied += entity.apply(conn, ch["payload"])
     db.set_meta(conn, "pull_cursor", str(cursor))
     if stamp is not None or changes:
         db.set_meta(conn, "pull_stamp", stamp or changes[-1].get("stamp") or "")
@@ -146,45 +176,21 @@ def apply_changes(conn: sqlite3.Connection, changes: list[dict[str, Any]], curso
     return applied
 
 
-def _drop(conn: sqlite3.Connection, entity: str, entity_id: str) -> int:
-    if entity == "expected_visitor":
-        return conn.execute("DELETE FROM expected_visitors WHERE id = ?", (entity_id,)).rowcount
-    if entity == "unit":
-        return conn.execute("DELETE FROM units WHERE unit = ?", (entity_id,)).rowcount
-    if entity == "permit":
-        return conn.execute("DELETE FROM permits WHERE permit_no = ?", (entity_id,)).rowcount
-    if entity == "pass":
-        return conn.execute("DELETE FROM passes WHERE id = ? AND origin = 'office'",
-                            (entity_id,)).rowcount  # fmt: skip
-    return conn.execute("DELETE FROM goods_slips WHERE number = ? AND origin = 'office'",
-                        (entity_id,)).rowcount  # fmt: skip
-
-
 def rescope(conn: sqlite3.Connection, keep: dict[str, Any], scope: str) -> int:
     """Keep only the office's records of this gate's scope (``keep``: their ids, by kind),
     and pull from the start so what the scope newly holds arrives: the version guard keeps
-    what is here already. Answers how many records it dropped."""
+    what is here already. Answers how many records it dropped. A kind the answer does not
+    list (an office of an older version has no permits) is left as it is."""
     dropped = 0
-    # passes and slips made at this gate stay; permits, units and announced visitors are
-    # all the office's
-    office = " AND origin = 'office'"
-    kept = [
-        ("passes", "id", keep["passes"], office),
-        ("goods_slips", "number", keep["slips"], office),
-    ]
-    if "permits" in keep:  # an office of an older version has none
-        kept.append(("permits", "permit_no", keep["permits"], ""))
-    if "units" in keep:
-        kept.append(("units", "unit", keep["units"], ""))
-    if "expected_visitors" in keep:
-        kept.append(("expected_visitors", "id", keep["expected_visitors"], ""))
-    for table, key, ids, only in kept:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_keep (id TEXT PRIMARY KEY)")
+    for e in ENTITIES.values():
+        if e.scope not in keep:
+            continue
         conn.execute("DELETE FROM scope_keep")
-        conn.executemany("INSERT OR IGNORE INTO scope_keep VALUES (?)", ((i,) for i in ids))
-        dropped += conn.execute(
-            f"DELETE FROM {table} WHERE {key} NOT IN (SELECT id FROM scope_keep){only}"
-        ).rowcount
+        conn.executemany("INSERT OR IGNORE INTO scope_keep VALUES (?)",
+                         ((i,) for i in keep[e.scope]))  # fmt: skip
+        kept = f"{e.key} IN (SELECT id FROM scope_keep)"
+        dropped += conn.execute(f"DELETE FROM {e.table} WHERE NOT {kept}{e.office_rows}").rowcount
     conn.execute("DROP TABLE scope_keep")
     db.set_meta(conn, "pull_cursor", "0")
     db.set_meta(conn, "pull_stamp", "")
