@@ -27,6 +27,7 @@ DEVICE_TYPES = (
     "sync_gap", "sync_conflict",  # the office sync found records lost or rewritten
     "key_overdue", "key_lost",  # the key cabinet's loans (edge.keys)
     "patrol_missed",  # a patrol round not done in its time (edge.patrol)
+    "contact_stuck",  # a door contact that grants never move (edge.door)
     "unknown_type",  # an alarm input of a type nobody declared: raised, never dropped
 )  # fmt: skip
 HELP_TYPES = ("first_aid", "theft", "fight", "robbery", "flood", "fire", "repair", "complaint",
@@ -37,7 +38,7 @@ SPECIAL_HELP = ("first_aid", "theft", "fight", "robbery", "flood", "fire",
                 "collective_complaint")  # fmt: skip
 LIFE_SAFETY = ("fire", "smoke", "intercom_emergency", "first_aid", "robbery")
 FAULTS = ("tamper", "power_fail", "reader_silent", "camera_offline", "camera_frozen",
-          "camera_covered")  # fmt: skip
+          "camera_covered", "contact_stuck")  # fmt: skip
 
 DEFAULT_PRIORITY: dict[str, int] = {
     "fire": 1, "smoke": 1, "intercom_emergency": 1, "first_aid": 1, "robbery": 1,
@@ -106,6 +107,16 @@ DEFAULT_CHECKLISTS: dict[str, tuple[str, ...]] = {
         "call the guard on the round",
         "send someone to the checkpoints not read",
         "record why the round was not done",
+    ),
+    "door_held": (
+        "check the camera",
+        "ask the guard at the gate to close it",
+        "record who left it open",
+    ),
+    "contact_stuck": (
+        "ask the guard at the gate whether the barrier moves",
+        "call the engineer on duty to check the contact and its wiring",
+        "record what was found",
     ),
     "key_overdue": (
         "call the borrower and ask for the keys back",

@@ -644,9 +644,22 @@ class _Api(_Table):
     listen: Listen = Field(default="127.0.0.1:8080", validate_default=True)
 
 
+class DoorCfg(_Table):
+    """A gate's door or barrier position input (``gate/<id>/contact`` on MQTT) compared
+    with its own grants (edge.door): opened with none → door_forced; open too long →
+    door_held; grants that never move it → contact_stuck."""
+
+    contact: bool = False  # the gate reports its position; off: nothing is supervised
+    held_open_s: Annotated[float, In(3, 3600)] = 30.0  # open longer: door_held
+    # an opening this soon after a grant, a manual opening or an exit request is theirs
+    window_s: Annotated[float, In(1, 120)] = 10.0
+    stuck_after_grants: Annotated[int, In(2, 100)] = 3  # grants with no change: stuck
+
+
 class _Gate(_Table):
     id: Ident
     name: OptText = None
+    door: DoorCfg = DoorCfg()
 
 
 class _AlarmSource(_Table):
@@ -780,6 +793,7 @@ class Config:
     gates: tuple[str, ...]
     readers: tuple[ReaderCfg, ...]
     rules: RulesCfg = field(default_factory=RulesCfg)
+    doors: dict[str, DoorCfg] = field(default_factory=dict)  # the gates with a contact
     cameras: tuple[CameraCfg, ...] = ()
     snapshots: SnapshotsCfg = field(default_factory=SnapshotsCfg)
     sync: SyncCfg | None = None
@@ -985,6 +999,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         api_port=_listen(f.api.listen)[1],
         mqtt=f.mqtt,
         gates=tuple(g.id for g in f.gates),
+        doors={g.id: g.door for g in f.gates if g.door.contact},
         readers=f.readers,
         rules=f.rules,
         cameras=f.cameras,

@@ -9,12 +9,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, keys, patrol, permits, views
+from edge import alarms, dutylog, inputs, keys, outbox, patrol, permits, store, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock
 from edge.config import Config
-from edge.inputs import AlarmInputIn, IntercomIn, PatrolReadIn, Refused
+from edge.door import Door
+from edge.inputs import AlarmInputIn, ContactIn, IntercomIn, PatrolReadIn, Refused
 from edge.logs import scrub
+from edge.models import DoorEvent
 from edge.writer import CallJob, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ class ControlRoom:
         # when the ticker's last job was committed (monotonic): escalation is life-safety,
         # so a ticker that stopped committing is as bad as a thread that died
         self.ticked: dict[str, float] = {}
+        # the gates whose door or barrier reports its position (edge.door)
+        self.doors = {gate: Door(door) for gate, door in cfg.doors.items()}
 
     # -- changes ------------------------------------------------------------------------
 
@@ -168,6 +172,78 @@ class ControlRoom:
 
         self.submit(keep, ack, "patrol_read")
         return None
+
+    def on_contact(self, parts: list[str], payload: bytes, _dup: bool,
+                   ack: Callable[[], None]) -> None:  # fmt: skip
+        """``gate/<id>/contact`` ``{"state": "open"|"closed"}``: each change in the gate's
+        log; an opening nothing accounted for raises ``door_forced``, a closing clears it."""
+        gate = parts[1]
+        door = self.doors.get(gate)
+        try:
+            if door is None:
+                raise Refused(f"gate {gate!r} has no door contact in the config")
+            body = inputs.parse(ContactIn, payload)
+        except Refused as e:
+            return self._refuse("contact", f"{gate}: {e}", ack)
+        self.counts["contact"] += 1
+        is_open = body.state == "open"
+
+        def keep(c: sqlite3.Connection) -> list[int]:
+            now = self.clock.now()
+            what = door.contact(is_open, self.clock.monotonic())
+            if what is None:
+                return []  # what was known (a retained report after a reconnect)
+            self._door_event(c, gate, what, now)
+            source = f"door:{gate}"
+            if what == "forced":
+                return [alarms.raise_alarm(
+                    c, self.cfg.alarms, "door_forced", source, now, gate=gate,
+                    location=f"gate {gate}",
+                    notes=f"opened with no grant, manual opening or exit request in the "
+                          f"{door.cfg.window_s:g} s before",
+                )]  # fmt: skip
+            if what == "closed" and (cleared := alarms.normal(c, source, "door_forced", now)):
+                return [cleared]
+            return []
+
+        self.submit(keep, ack, "contact")
+        return None
+
+    def on_exit_request(self, parts: list[str], payload: bytes, _dup: bool,
+                        ack: Callable[[], None]) -> None:  # fmt: skip
+        """``gate/<id>/exit``: the request-to-exit button; the opening after it is not forced."""
+        gate = parts[1]
+        door = self.doors.get(gate)
+        if door is None:
+            return self._refuse("exit_request", f"{gate}: no door contact in the config", ack)
+        self.counts["exit_request"] += 1
+
+        def keep(c: sqlite3.Connection) -> list[int]:
+            door.authorise(self.clock.monotonic(), grant=False)
+            self._door_event(c, gate, "exit_request", self.clock.now())
+            return []
+
+        self.submit(keep, ack, "exit_request")
+        return None
+
+    def door_opened_by_us(self, gate: str) -> None:
+        """In the writer, with a grant or a manual opening: the barrier was told to open."""
+        if (door := self.doors.get(gate)) is not None:
+            door.authorise(self.clock.monotonic())
+
+    def _door_event(self, c: sqlite3.Connection, gate: str, what: str, now: float) -> None:
+        store.insert(c, DoorEvent, {"gate": gate, "ts": now, "what": what})
+        outbox.add(c, None, "door_event", f"{gate}:{now:.3f}",
+                   {"gate": gate, "ts": now, "what": what}, now)  # fmt: skip
+
+    def door_conditions(self) -> dict[tuple[str, str], tuple[bool | None, str | None, str]]:
+        """For the ticker's watch: each supervised gate held open, or its contact stuck."""
+        now = self.clock.monotonic()
+        out: dict[tuple[str, str], tuple[bool | None, str | None, str]] = {}
+        for gate, door in self.doors.items():
+            out[(f"door:{gate}", "door_held")] = (door.held(now), gate, f"gate {gate}")
+            out[(f"door:{gate}", "contact_stuck")] = (door.stuck(), gate, f"gate {gate}")
+        return out
 
     def on_intercom(self, parts: list[str], payload: bytes, _dup: bool,
                     ack: Callable[[], None]) -> None:  # fmt: skip

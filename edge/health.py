@@ -71,7 +71,7 @@ def conditions(svc: Service) -> dict[tuple[str, str], tuple[bool | None, str | N
         for kind in ("offline", "frozen", "covered"):
             out[(f"camera:{camera_id}", f"camera_{kind}")] = (
                 h[kind] if known else None, h["gate"], where)  # fmt: skip
-    return out
+    return out | svc.control.door_conditions()
 
 
 def database_state(svc: Service) -> dict[str, Any]:

@@ -82,6 +82,12 @@ class AlarmInputIn(_In):
     location: Text | None = None
 
 
+class ContactIn(_In):
+    """``gate/<id>/contact``: ``{"state": "open"|"closed"}``, the door or barrier's position."""
+
+    state: Literal["open", "closed"]
+
+
 class IntercomIn(_In):
     """``intercom/<id>/event``: ``{"event": call|answered|hangup|open_request|emergency}``."""
 

@@ -411,6 +411,7 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("no announced visitor {visit!r}", "没有这条预约：{visit}"),
     ("announced visitor {visit} is {status} already", "预约 {visit} 已经是{status}状态"),
     ("a host announces visitors for {unit} only", "住户只能为本户 {unit} 预约访客"),
+    ("gate {gate} has no door contact in the config", "大门 {gate} 未配置门磁/道闸位置信号"),
     (
         "{unit} has {n} visitors announced already; at most {limit} at a time",
         "{unit} 已有 {n} 位预约访客，同时最多 {limit} 位",

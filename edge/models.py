@@ -199,6 +199,20 @@ class FaultNotice(SQLModel, table=True):
     repair_notes: str | None = None
 
 
+class DoorEvent(SQLModel, table=True):
+    """A gate's door or barrier contact changed (edge.door): ``opened`` (a grant, a manual
+    opening or an exit request accounted for it), ``forced`` (none did), ``closed``; and
+    ``exit_request`` (the request-to-exit button)."""
+
+    __tablename__ = "door_events"
+    __table_args__ = (Index("ix_door_events_gate_ts", "gate", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gate: str
+    ts: float
+    what: str
+
+
 class PatrolRead(SQLModel, table=True):
     """A patrol tag read: at a fixed reader or a handheld (MQTT), or downloaded from a patrol
     wand (巡更棒); ``checkpoint`` is None for a tag no checkpoint has (kept, counted)."""

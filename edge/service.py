@@ -89,6 +89,8 @@ class Service:
             self.mqtt.route("alarm-input/+", self.control.on_alarm_input, "alarm_input")
             self.mqtt.route("intercom/+/event", self.control.on_intercom, "intercom")
             self.mqtt.route("patrol/+/read", self.control.on_patrol_read, "patrol_read")
+            self.mqtt.route("gate/+/contact", self.control.on_contact, "contact")
+            self.mqtt.route("gate/+/exit", self.control.on_exit_request, "exit_request")
             self.bus.attach(self.mqtt)
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {

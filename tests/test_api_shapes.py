@@ -137,6 +137,8 @@ def test_every_route_answers_iso_times_and_json_booleans(
     workdir = tmp_path / "gate"
     workdir.mkdir()
     gate = node_for(workdir, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
+    door = '[[gates]]\nid = "main"\n[gates.door]\ncontact = true\n'  # /api/v1/doors/main
+    gate.config.write_text(gate.config.read_text().replace('[[gates]]\nid = "main"\n', door))
     add_sync(gate, office, office.token("office", "node", "add", "gate-test"))
     admin_g = cli(gate.config, "user", "add", "管理员", "--role", "admin").stdout.strip()
     gate_url = f"http://127.0.0.1:{gate.api_port}"
@@ -202,6 +204,7 @@ def test_every_route_answers_iso_times_and_json_booleans(
             "handover_id": str(handover["id"]),
             "loan_id": str(loan["id"]),
             "month": datetime.now().strftime("%Y-%m"),
+            "gate_id": "main",
         }
 
         walked = 0

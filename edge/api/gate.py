@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import event_reads, gate, pass_ops, pass_reads, screen, slips, visitors
+from edge import db, event_reads, gate, pass_ops, pass_reads, screen, slips, visitors
 from edge.api.deps import (
     CURSOR,
     UNMASK,
@@ -22,7 +22,7 @@ from edge.api.deps import (
 )
 from edge.api.schemas import CheckIn, ConfiscationIn, IdLookupIn, OverrideIn
 from edge.cards import parse_card
-from edge.errors import DomainError
+from edge.errors import DomainError, NotFound
 from edge.logs import scrub
 from edge.passes import parse_time
 from edge.privacy import normalise_id_number
@@ -165,6 +165,46 @@ def events(
     shown, after = page(found, limit)
     items = [event_view(r, svc.cfg.tz, whole, svc.cfg.rules.name_mask) for r in shown]
     return {"items": items, "next": after}
+
+
+@router.get("/doors/{gate_id}")
+def door(
+    request: Request,
+    gate_id: Annotated[str, Path(max_length=64)],
+    who: Caller = roles("guard", "control"),
+    minutes: int = Query(60, ge=1, le=1440),
+) -> dict[str, Any]:
+    """A supervised gate's door or barrier: its state now, and its contact changes and the
+    gate's access events of the last ``minutes`` in one timeline, newest first, so a
+    forced opening or a tailgater shows beside the grants around it."""
+    svc = service(request)
+    svc.cfg.known_gate(gate_id)
+    state = svc.control.doors.get(gate_id)
+    if state is None:
+        raise NotFound(f"gate {gate_id} has no door contact in the config")
+    now = svc.clock.now()
+    since = now - minutes * 60
+
+    def timeline(c: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        doors = db.rows(c, "SELECT ts, what FROM door_events WHERE gate = ? AND ts >= ? "
+                           "ORDER BY ts DESC LIMIT 500", (gate_id, since))  # fmt: skip
+        return doors, event_reads.list_events(c, 500, gate_id, since=since)
+
+    doors, events = svc.read(timeline)
+    tz, mask = svc.cfg.tz, svc.cfg.rules.name_mask
+    items = [{"type": "door", "ts": iso(d["ts"], tz), "what": d["what"], "at": d["ts"]}
+             for d in doors] + [
+        {"type": "access", "ts": iso(e["ts"], tz), "at": e["ts"]}
+        | event_view(e, tz, False, mask) for e in events]  # fmt: skip
+    items.sort(key=lambda i: i.pop("at"), reverse=True)
+    mono = svc.clock.monotonic()
+    return {
+        "gate": gate_id,
+        "state": {None: "unknown", True: "open", False: "closed"}[state.is_open],
+        "open_s": round(mono - state.opened_at, 1) if state.opened_at is not None else None,
+        "held": bool(state.held(mono)), "stuck": state.stuck(),
+        "items": items,
+    }  # fmt: skip
 
 
 @router.get("/events/{event_id}")
