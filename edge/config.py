@@ -660,6 +660,9 @@ class _Gate(_Table):
     id: Ident
     name: OptText = None
     door: DoorCfg = DoorCfg()
+    # a fire or smoke alarm input holds this gate open (the lane for the fire engines,
+    # 000 §八.13) until the control room sets it back to normal
+    open_on_fire: bool = False
 
 
 class _AlarmSource(_Table):
@@ -794,6 +797,7 @@ class Config:
     readers: tuple[ReaderCfg, ...]
     rules: RulesCfg = field(default_factory=RulesCfg)
     doors: dict[str, DoorCfg] = field(default_factory=dict)  # the gates with a contact
+    fire_gates: tuple[str, ...] = ()  # held open by a fire alarm (edge.modes)
     cameras: tuple[CameraCfg, ...] = ()
     snapshots: SnapshotsCfg = field(default_factory=SnapshotsCfg)
     sync: SyncCfg | None = None
@@ -1000,6 +1004,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         mqtt=f.mqtt,
         gates=tuple(g.id for g in f.gates),
         doors={g.id: g.door for g in f.gates if g.door.contact},
+        fire_gates=tuple(g.id for g in f.gates if g.open_on_fire),
         readers=f.readers,
         rules=f.rules,
         cameras=f.cameras,

@@ -9,21 +9,25 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, keys, outbox, patrol, permits, store, views
+from edge import alarms, dutylog, inputs, keys, modes, outbox, patrol, permits, store, views
 from edge.bus import Bus
-from edge.clock import Clock, SystemClock
+from edge.clock import Clock, SystemClock, iso
 from edge.config import Config
 from edge.door import Door
 from edge.inputs import AlarmInputIn, ContactIn, IntercomIn, PatrolReadIn, Refused
 from edge.logs import scrub
 from edge.models import DoorEvent
-from edge.writer import CallJob, Outcome, Snap, Writer, job_level
+from edge.shape import shaped
+from edge.writer import CallJob, Command, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
     from edge.cameras import Cameras
 
 log = logging.getLogger(__name__)
 KEYS_EVERY_S = 30.0  # key loans due, the end of work: looked at twice a minute is plenty
+FIRE = ("fire", "smoke")  # alarm types that hold the open_on_fire gates open
+HOLD_EVERY_S = 5.0  # a gate held open: its open re-sent this often
+HOLD_PULSE_MS = 10_000  # ... with a pulse longer than that, so the barrier stays up
 
 Views = list[dict[str, Any]]
 
@@ -55,6 +59,7 @@ class ControlRoom:
         self._condition: dict[tuple[str, str], bool] = {}  # the ticker's last view
         self._taken_up = False  # the last run's active watch alarms (alarms.carried_over)
         self._keys_at = 0.0  # when to look for overdue key loans next (monotonic)
+        self._hold_at = 0.0  # when to re-send the open of the gates held open (monotonic)
         self.cameras: Cameras | None = None  # set by the service when it has cameras
         self._pictured: dict[int, bool] = {}  # alarms whose picture was asked for
         # when the ticker's last job was committed (monotonic): escalation is life-safety,
@@ -141,12 +146,17 @@ class ControlRoom:
             notes = f"the panel sent type {kind!r}, which is not declared"
             kind = "unknown_type"
         if body.state == "active":
-            self.submit(
-                lambda c: [alarms.raise_alarm(c, self.cfg.alarms, kind, source, now,
-                                              location=location or where, gate=gate,
-                                              notes=notes)],
-                ack, "alarm_input",
-            )  # fmt: skip
+
+            def raised(c: sqlite3.Connection) -> Outcome:
+                out = self.announce(c, [alarms.raise_alarm(
+                    c, self.cfg.alarms, kind, source, now, location=location or where,
+                    gate=gate, notes=notes)])  # fmt: skip
+                if kind in FIRE:  # the lane kept open for the fire engines
+                    out.merge(self.hold_open_for_fire(c, source_id, now))
+                out.acks.insert(0, ack)
+                return out
+
+            self.writer.submit(InputJob(raised, ack, self.counts, "alarm_input"))
         else:
             self.submit(
                 lambda c: [i] if (i := alarms.normal(c, source, kind, now)) else [],
@@ -225,6 +235,26 @@ class ControlRoom:
 
         self.submit(keep, ack, "exit_request")
         return None
+
+    def hold_open_for_fire(self, c: sqlite3.Connection, source_id: str, now: float) -> Outcome:
+        """The gates with ``open_on_fire`` held open (until the control room sets them back),
+        each in the duty log, the mode published retained."""
+        out = Outcome()
+        for g in self.cfg.fire_gates:
+            if modes.mode_of(c, g, now) != "held_open":
+                got = modes.set_mode(c, g, "held_open", None, f"fire alarm ({source_id})",
+                                     "system", now)  # fmt: skip
+                out.retained.append((f"gate/{g}/mode", shaped(got, self.cfg.tz)))
+        return out
+
+    def held_open_commands(self, c: sqlite3.Connection, now: float) -> list[Command]:
+        """An ``open`` for each gate held open, re-sent every few seconds: a relay that
+        restarted opens again, and one that hears nothing more closes after the pulse."""
+        expires = self.clock.monotonic() + 2.0  # as a grant's: dropped, never sent late
+        payload = {"event_id": None, "pulse_ms": HOLD_PULSE_MS, "hold": True,
+                   "ts": iso(now, self.cfg.tz), "expires": iso(now + 2.0, self.cfg.tz)}  # fmt: skip
+        return [Command(f"gate/{m['gate']}/open", payload, expires)
+                for m in modes.not_normal(c, now) if m["mode"] == "held_open"]  # fmt: skip
 
     def door_opened_by_us(self, gate: str) -> None:
         """In the writer, with a grant or a manual opening: the barrier was told to open."""
@@ -313,6 +343,10 @@ class ControlRoom:
                 probe(c)
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
             ids += alarms.deadlines_due(c, now)  # a help request's stage past its due time
+            if self.clock.monotonic() >= self._hold_at:  # gates held open: open again
+                out.commands += self.held_open_commands(c, now)
+                out.state.append((self.__dict__, "_hold_at",
+                                  self.clock.monotonic() + HOLD_EVERY_S))  # fmt: skip
             if self.clock.monotonic() >= self._keys_at:
                 ids += self._duties(c, now)
                 out.state.append((self.__dict__, "_keys_at", self.clock.monotonic() + KEYS_EVERY_S))

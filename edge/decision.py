@@ -31,6 +31,7 @@ class Reason(StrEnum):
     INVALID_QR = "invalid_qr"
     PERMIT_SUSPENDED = "permit_suspended"
     PERMIT_CLOSED = "permit_closed"
+    GATE_LOCKED = "gate_locked"
 
 
 # What each reason means, for the README and the API; one place, so they cannot drift.
@@ -54,9 +55,16 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.PERMIT_SUSPENDED: "the worker's renovation permit is suspended (a stop-work order, "
     "停工整顿) until the unit passes re-inspection",
     Reason.PERMIT_CLOSED: "the worker's renovation permit is closed, or its period has ended",
+    Reason.GATE_LOCKED: "the control room has locked the gate (a robbery, an incident): only "
+    "staff passes open it until it is unlocked",
 }
 
 KINDS = ("temporary", "worker", "resident", "staff")
+# A gate's mode (edge.modes): held open (a fire: the lane kept open for the engines; every
+# passage still recorded, the decision unchanged), or locked (a robbery: only the exempt
+# kinds' passes open it)
+MODES = ("normal", "held_open", "locked")
+LOCK_EXEMPT = frozenset({"staff"})
 STATUSES = ("active", "revoked", "confiscated")
 
 
@@ -138,16 +146,26 @@ def check_pass(p: PassView, now: float, gate: str, rules: SiteRules) -> Reason:
     return Reason.OK
 
 
-def decide(passes: Sequence[PassView], now: float, gate: str, rules: SiteRules) -> Decision:
+def decide(passes: Sequence[PassView], now: float, gate: str, rules: SiteRules,
+           mode: str = "normal", exempt: frozenset[str] = LOCK_EXEMPT) -> Decision:  # fmt: skip
     """Grant if any of the card's passes grants; else deny with the newest pass's reason.
 
     A card can carry an old pass beside its renewal, so every pass is checked; the reason
     shown on a deny is the newest pass's, since that is the one the guard will ask about.
+    At a locked gate a pass that would grant grants only if its kind is ``exempt``; else
+    the card is denied ``gate_locked``. Held open changes nothing here: every passage is
+    decided and recorded as usual, the barrier is simply up.
     """
     if not passes:
         return Decision(False, Reason.UNKNOWN_CREDENTIAL, None)
+    locked_out = None
     for p in passes:
         if check_pass(p, now, gate, rules) is Reason.OK:
+            if mode == "locked" and p.kind not in exempt:
+                locked_out = p
+                continue
             return Decision(True, Reason.OK, p)
+    if locked_out is not None:
+        return Decision(False, Reason.GATE_LOCKED, locked_out)
     newest = max(passes, key=lambda p: (p.issued_at, p.valid_from))
     return Decision(False, check_pass(newest, now, gate, rules), newest)

@@ -18,7 +18,7 @@ from datetime import time as TimeOfDay
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, outbox, store, views
+from edge import alarms, dutylog, modes, outbox, store, views
 from edge.bus import Bus
 from edge.cards import CardId
 from edge.clock import Clock, SystemClock
@@ -123,7 +123,7 @@ def check_qr(
         gates=_gates(payload["g"]) if payload.get("g") else None,
         daily_window=_window(payload["w"]) if payload.get("w") else None,
     )
-    return decide([view], now, gate, rules), payload.get("n")
+    return decide([view], now, gate, rules, modes.mode_of(conn, gate, now)), payload.get("n")
 
 
 def check(
@@ -131,7 +131,7 @@ def check(
 ) -> tuple[Decision, str | None]:
     """The decision the gate would make, and the holder's name; records nothing."""
     found = lookup(conn, card.key)
-    decision = decide([p for p, _ in found], now, gate, rules)
+    decision = decide([p for p, _ in found], now, gate, rules, modes.mode_of(conn, gate, now))
     names = {p.id: name for p, name in found}
     return decision, names.get(decision.pass_.id) if decision.pass_ else None
 

@@ -18,6 +18,7 @@ from edge import (
     db,
     dutylog,
     keys,
+    modes,
     outbox,
     patrol,
     permits,
@@ -77,6 +78,7 @@ def build_report(
         # the shift's patrol rounds as judged: done, incomplete (which were missed), missed
         "patrol_rounds": patrol.rounds_between(conn, start, end),
         "faults_open": patrol.open_faults(conn),  # 故障通知单 not closed yet
+        "gate_modes": modes.not_normal(conn, now),  # gates held open or locked, and why
         # renovation: notices past their deadline, and the workers let in who are still in
         "rectifications_overdue": permits.overdue_notices(conn, now),
         "workers_inside": permits.workers_inside(conn, now, cfg.tz, cfg.rules.name_mask),

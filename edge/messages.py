@@ -92,6 +92,7 @@ FIELD_ZH: dict[str, str] = {
     "at": "时间",
     "since": "开始时间",
     "until": "结束时间",
+    "mode": "大门状态",
     "day": "日期",
     "month": "月份",
     "shift": "班次",
@@ -412,6 +413,8 @@ _CATALOGUE: tuple[tuple[str, str], ...] = (
     ("announced visitor {visit} is {status} already", "预约 {visit} 已经是{status}状态"),
     ("a host announces visitors for {unit} only", "住户只能为本户 {unit} 预约访客"),
     ("gate {gate} has no door contact in the config", "大门 {gate} 未配置门磁/道闸位置信号"),
+    ("after now, and within 7 days", "须晚于现在，且不超过 7 天"),
+    ("a gate's mode is changed with its reason", "改变大门状态须填写原因"),
     (
         "{unit} has {n} visitors announced already; at most {limit} at a time",
         "{unit} 已有 {n} 位预约访客，同时最多 {limit} 位",

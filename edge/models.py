@@ -213,6 +213,20 @@ class DoorEvent(SQLModel, table=True):
     what: str
 
 
+class GateMode(SQLModel, table=True):
+    """A gate not in its normal mode (edge.modes): held open or locked, until when (None:
+    until cancelled), why and by whom."""
+
+    __tablename__ = "gate_modes"
+
+    gate: str = Field(primary_key=True)
+    mode: str  # held_open | locked
+    until: float | None = None
+    reason: str
+    set_by: str
+    set_at: float
+
+
 class PatrolRead(SQLModel, table=True):
     """A patrol tag read: at a fixed reader or a handheld (MQTT), or downloaded from a patrol
     wand (巡更棒); ``checkpoint`` is None for a tag no checkpoint has (kept, counted)."""

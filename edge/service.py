@@ -17,7 +17,7 @@ import uvicorn
 from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, health, inputs, photos, slips, systemd
+from edge import db, health, inputs, modes, photos, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.api.limits import listen_socket, server_config
@@ -48,6 +48,7 @@ from edge.metrics import EdgeMetrics
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
+from edge.shape import shaped
 from edge.writer import Outcome, Writer, apply_state
 from sync import qr
 from sync.client import SyncClient
@@ -157,6 +158,13 @@ class Service:
     def count(self, what: str) -> None:
         self.counts[what] += 1
 
+    def publish_modes(self, *gates: str) -> None:
+        """Each gate's mode (edge.modes), retained on ``gate/<id>/mode``."""
+        now = self.clock.now()
+        found = self.read(lambda c: [modes.current(c, g, now) for g in gates or self.cfg.gates])
+        for m in found:
+            self.bus.publish(f"gate/{m['gate']}/mode", shaped(m, self.cfg.tz), True)
+
     def apply(self, outcome: Outcome) -> None:
         """Carry out what a committed job says, in order; one failing step never stops the
         others (each is counted)."""
@@ -165,6 +173,8 @@ class Service:
             self._step("ack", ack)
         for topic, payload in outcome.messages:
             self._step("publish", self.bus.publish, topic, payload)
+        for topic, payload in outcome.retained:  # a state (a gate's mode): the last one stays
+            self._step("publish", self.bus.publish, topic, payload, True)
         for read_at in outcome.decided:  # published: the guard's screen and the relay know
             self.metrics.swipe.observe(self.clock.monotonic() - read_at)
         outcome.sent = [
@@ -289,6 +299,7 @@ class Service:
         self.housekeeper.start()
         if self.mqtt is not None:
             self.mqtt.start()
+            self.publish_modes()  # retained: the relays and other systems know each gate's
         for sr in self.serial.values():
             sr.start()
         self.cameras.start()

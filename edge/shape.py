@@ -16,8 +16,11 @@ from zoneinfo import ZoneInfo
 
 from edge.clock import iso
 
-# the moments in every record kind: ts, at, *_at, valid_from, valid_until, ...
-TIME_KEY = re.compile(r"^(ts|at|valid_from|valid_until|shelved_until|shift_start|shift_end)$|_at$")
+# the moments in every record kind: ts, at, *_at, valid_from, valid_until, until (a
+# gate mode's end), ...
+TIME_KEY = re.compile(
+    r"^(ts|at|until|valid_from|valid_until|shelved_until|shift_start|shift_end)$|_at$"
+)
 # the yes/no fields SQLite and the office's older columns keep as 0/1
 YES_NO = frozenset({"active", "stale", "hazard_allowed", "acked", "revoked"})
 

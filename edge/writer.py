@@ -75,6 +75,7 @@ class Outcome:
     reply: Any = None
     acks: list[Callable[[], None]] = field(default_factory=list)
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    retained: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # a state
     commands: list[Command] = field(default_factory=list)
     snapshots: list[Snap] = field(default_factory=list)
     counts: list[tuple[Counter[str], str]] = field(default_factory=list)
@@ -98,6 +99,7 @@ class Outcome:
         if other is not None:
             self.acks += other.acks
             self.messages += other.messages
+            self.retained += other.retained
             self.commands += other.commands
             self.snapshots += other.snapshots
             self.counts += other.counts

@@ -694,7 +694,7 @@ KINDS = frozenset({
     "access_event", "alarm", "confiscation", "duty_log", "handover", "handover_signed",
     "pass_revoked", "slip_released", "slip_rejected", "slip_cancelled", "snapshot",
     "visitor_in", "visitor_out", "key", "key_loan", "rectification", "patrol_round",
-    "fault_notice", "door_event",
+    "fault_notice", "door_event", "gate_mode",
 })  # fmt: skip
 _SLIP_FACT = (("number", False, True), ("closed_at", True, False), ("closed_by", False, False),
               ("gate", False, False), ("notes", False, False))  # fmt: skip

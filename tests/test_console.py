@@ -566,6 +566,35 @@ def test_after_the_end_of_work_the_guard_s_screen_names_the_workers_still_inside
         node.stop()
 
 
+def test_the_guard_s_screen_shows_live_when_the_control_room_locks_the_gate(
+    tmp_path: Path, broker: Broker, browser: Any
+):
+    node = node_for(tmp_path, [], broker.port)
+    node.start(wait_ready=True)
+    try:
+        base = f"http://127.0.0.1:{node.api_port}"
+        officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+        add_user(node, "li", "guard")
+        page, outside = offline_page(browser, base)
+        browser_login(page, base, "li")
+        page.locator("#live.ok").wait_for()
+        assert page.locator("#modes").is_hidden()
+        status, _ = http_call(base, "PUT", "/api/v1/gates/main/mode", officer,
+                              {"mode": "locked", "reason": "抢劫：等待警方"})  # fmt: skip
+        assert status == 200
+        page.locator("#modes-list li", has_text="抢劫：等待警方").wait_for()  # no reload
+        assert ZH["mode.locked"] in page.inner_text("#modes")
+        keep_screenshot(page, tmp_path, "guard-gate-locked.png")
+        page.reload()  # a page that connects later starts with it
+        page.locator("#modes-list li", has_text="值班员").wait_for()
+        http_call(base, "PUT", "/api/v1/gates/main/mode", officer,
+                  {"mode": "normal", "reason": "警方已到场"})  # fmt: skip
+        page.locator("#modes").wait_for(state="hidden")
+        assert outside == []
+    finally:
+        node.stop()
+
+
 def test_a_guard_lends_a_key_against_a_drawn_signature_and_takes_it_back(node: Node, browser: Any):
     base = f"http://127.0.0.1:{node.api_port}"
     add_user(node, "li", "guard")

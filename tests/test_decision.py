@@ -434,3 +434,38 @@ def test_a_worker_whose_permit_is_not_in_force_is_never_granted(p, now, status):
     worker = replace(p, kind="worker", permit_status=status)
     decision = decide([worker], now, "main", RULES)
     assert not decision.granted
+
+
+# -- the gate's mode (issue 16) ----------------------------------------------------------
+
+MODE_CASES = [
+    ("locked: a resident is locked out", [view(kind="resident")], "locked", False,
+     Reason.GATE_LOCKED),
+    ("locked: staff still pass", [view(kind="staff")], "locked", True, Reason.OK),
+    ("locked: a card with a staff pass beside its resident's passes",
+     [view(id="r", kind="resident"), view(id="s", kind="staff")], "locked", True, Reason.OK),
+    ("locked: a revoked pass keeps its own reason",
+     [view(kind="resident", status="revoked")], "locked", False, Reason.REVOKED),
+    ("locked: an unknown card is unknown", [], "locked", False, Reason.UNKNOWN_CREDENTIAL),
+    ("held open: as normal", [view(kind="resident")], "held_open", True, Reason.OK),
+    ("held open: a deny is still a deny", [view(kind="resident", status="revoked")],
+     "held_open", False, Reason.REVOKED),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("passes", "mode", "granted", "reason"),
+                         [c[1:] for c in MODE_CASES], ids=[c[0] for c in MODE_CASES])  # fmt: skip
+def test_the_gate_s_mode_in_the_decision(passes, mode, granted, reason):
+    d = decide(passes, NOON, "main", RULES, mode)
+    assert (d.granted, d.reason) == (granted, reason)
+
+
+@given(ps=st.lists(passes, max_size=4), now=times, gate=st.sampled_from(["main", "side"]))
+def test_a_locked_gate_never_grants_a_pass_not_exempt(ps, now, gate):
+    d = decide(ps, now, gate, RULES, "locked")
+    assert not d.granted or (d.pass_ is not None and d.pass_.kind == "staff")
+
+
+@given(ps=st.lists(passes, max_size=4), now=times, gate=st.sampled_from(["main", "side"]))
+def test_a_gate_held_open_decides_every_passage_as_a_normal_one(ps, now, gate):
+    assert decide(ps, now, gate, RULES, "held_open") == decide(ps, now, gate, RULES)

@@ -354,6 +354,10 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "closed_by": "工程部小刘", "closed_at": at("2026-12-06 11:00"),
          "repair_notes": "已清理"},
     ],
+    "gate_modes": [
+        {"gate": "east-main", "mode": "locked", "until": at("2026-12-06 12:00"), "reason": "抢劫",
+         "set_by": "值班员", "set_at": at("2026-12-06 10:05")},
+    ],
     "door_events": [
         {"id": 1, "gate": "east-main", "ts": at("2026-12-06 10:00"), "what": "forced"},
         {"id": 2, "gate": "east-main", "ts": at("2026-12-06 10:01"), "what": "closed"},

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import db, event_reads, gate, pass_ops, pass_reads, screen, slips, visitors
+from edge import db, event_reads, gate, modes, pass_ops, pass_reads, screen, slips, visitors
 from edge.api.deps import (
     CURSOR,
     UNMASK,
@@ -20,12 +20,13 @@ from edge.api.deps import (
     service,
     unmasked,
 )
-from edge.api.schemas import CheckIn, ConfiscationIn, IdLookupIn, OverrideIn
+from edge.api.schemas import CheckIn, ConfiscationIn, GateModeIn, IdLookupIn, OverrideIn
 from edge.cards import parse_card
 from edge.errors import DomainError, NotFound
 from edge.logs import scrub
 from edge.passes import parse_time
 from edge.privacy import normalise_id_number
+from edge.shape import shaped
 from edge.views import event_view, iso, pass_view, visitor_view
 from sync import qr
 
@@ -205,6 +206,34 @@ def door(
         "held": bool(state.held(mono)), "stuck": state.stuck(),
         "items": items,
     }  # fmt: skip
+
+
+@router.get("/gates/{gate_id}/mode")
+def gate_mode(request: Request, gate_id: Annotated[str, Path(max_length=64)],
+              who: Caller = roles("guard", "control")) -> dict[str, Any]:  # fmt: skip
+    """The gate's mode now: normal, held_open or locked, until when, why and by whom."""
+    svc = service(request)
+    svc.cfg.known_gate(gate_id)
+    now = svc.clock.now()
+    return shaped(svc.read(lambda c: modes.current(c, gate_id, now)), svc.cfg.tz)
+
+
+@router.put("/gates/{gate_id}/mode")
+def set_gate_mode(request: Request, body: GateModeIn,
+                  gate_id: Annotated[str, Path(max_length=64)],
+                  who: Caller = roles("control")) -> dict[str, Any]:  # fmt: skip
+    """Hold the gate open (a fire: the lane for the engines) or lock it (a robbery: only
+    staff passes open it), with the reason, until a time or until set back to ``normal``.
+    The control room's (control, admin): a guard alone never locks people in. In the duty
+    log, the handover and retained on MQTT ``gate/<id>/mode``."""
+    svc = service(request)
+    svc.cfg.known_gate(gate_id)
+    tz = svc.cfg.tz
+    until = parse_time(body.until, tz) if body.until else None
+    got = svc.write(lambda c: modes.set_mode(c, gate_id, body.mode, until, body.reason,
+                                             who.name, svc.clock.now()))  # fmt: skip
+    svc.publish_modes(gate_id)
+    return shaped(got, tz)
 
 
 @router.get("/events/{event_id}")

@@ -71,6 +71,12 @@ class OverrideIn(Body):
     name: str | None = Field(None, max_length=200)
 
 
+class GateModeIn(Body):
+    mode: Literal["normal", "held_open", "locked"]
+    reason: str = Field(min_length=1, max_length=500)
+    until: str | None = Field(None, max_length=40, description="ISO 8601; none: until cancelled")
+
+
 class ConfiscationIn(Body):
     pass_id: str | None = Field(None, min_length=1, max_length=64)
     card: str | None = Field(None, min_length=1, max_length=40)

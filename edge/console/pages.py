@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from edge import alarms, dutylog, screen, users, views
+from edge import alarms, dutylog, modes, screen, users, views
 from edge.console import json_for_script, lang_of, page, require, session
 from edge.console.text import words
+from edge.shape import shaped
 
 if TYPE_CHECKING:
     from edge.service import Service
@@ -120,7 +121,9 @@ class View:
 
 
 def _guard_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
-    return {"recent": screen.recent(conn, svc.cfg, list(svc.cfg.gates))}
+    modes_now = modes.not_normal(conn, svc.clock.now())  # a gate held open or locked
+    return {"recent": screen.recent(conn, svc.cfg, list(svc.cfg.gates)),
+            "modes": shaped(modes_now, svc.cfg.tz)}  # fmt: skip
 
 
 def _control_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def _control_state(svc: Service, conn: sqlite3.Connection) -> dict[str, Any]:
 QUEUE_SHOWN = 500  # open alarms sent to the board; the board says how many there are
 VIEWS = {
     "guard": View(("guard", "admin"), lambda t: t.startswith("gate/") and t.endswith(
-        "/decision"), _guard_state, "decision"),
+        ("/decision", "/mode")), _guard_state, "decision"),
     "control": View(("control", "admin"), lambda t: t.startswith("alarm/"), _control_state,
                     "alarm"),
 }  # fmt: skip
@@ -176,7 +179,10 @@ async def stream(request: Request, view: str = "guard") -> Response:
                     # stopping, or this page fell behind: it reconnects and starts whole
                     yield _sse("resync", {})
                     return
-                _topic, payload = item
+                topic, payload = item
+                if topic.endswith("/mode"):  # a gate's mode changed: the guard's red box
+                    yield _sse("mode", payload)
+                    continue
                 if shown.record == "decision":
                     detail = partial(screen.decision_detail, cfg=svc.cfg,
                                      event_id=payload["event_id"])  # fmt: skip

@@ -346,13 +346,29 @@
   workersInside();
   setInterval(workersInside, 60000);
 
+  // -- a gate held open or locked by the control room (edge.modes), in red at the top ----
+  const modes = new Map();
+  function showModes() {
+    const now = new Date();
+    const shown = [...modes.values()].filter((m) => m.mode !== "normal" && (!m.until || new Date(m.until) > now));
+    $("modes").hidden = !shown.length;
+    $("modes-list").replaceChildren(...shown.map((m) => Object.assign(document.createElement("li"), {
+      textContent: m.gate + " · " + text("mode." + m.mode, m.mode) + " · " + m.reason + " (" + m.set_by + ")"
+        + (m.until ? " · " + text("mode.until") + " " + when(m.until).slice(5, 16) : ""),
+    })));
+  }
+
   // -- the live stream ---------------------------------------------------------------
   function connect() {
     live("/console/stream?view=guard", "/api/v1/events?limit=1", {
       state: (state) => {
         $("recent").replaceChildren(...state.recent.map(recentItem));
         if (state.recent.length && !shown) show(state.recent[0], false);
+        modes.clear();
+        for (const m of state.modes) modes.set(m.gate, m);
+        showModes();
       },
+      mode: (m) => { modes.set(m.gate, m); showModes(); },
       decision: (detail) => {
         // what the last action said was about the last person (an opening by hand comes
         // back as its own decision, and keeps its notice)

@@ -1,0 +1,109 @@
+"""Gate modes for emergencies (issue 16), on a real gate and broker: the control room locks
+a gate (a resident is denied ``gate_locked``, staff pass; a guard cannot lock it), the mode
+is published retained for the relay and every other system and is in the handover and the
+duty log; a fire alarm input holds the gate configured for it open, re-sending its
+``open`` so a relay that restarts opens again. (The pure decision's cases and properties
+are in test_decision.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.helpers import Broker, Listener, cli, http_call, node_for, wait_for
+
+RESIDENT, STAFF = "0000007001", "0000007002"
+
+
+def publish(broker: Broker, topic: str, body: dict[str, Any]) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"modes-{time.time_ns()}")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    c.publish(f"gatehouse/gate-test/{topic}", json.dumps(body), qos=1).wait_for_publish(10)
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
+    tmp_path: Path, broker: Broker
+):
+    node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
+    text = node.config.read_text()
+    node.config.write_text(
+        text.replace('[[gates]]\nid = "main"\n', '[[gates]]\nid = "main"\nopen_on_fire = true\n')
+    )
+    admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+    officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    guard = cli(node.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    node.start(wait_ready=True)
+    listener = Listener(broker.port, "gatehouse/gate-test/gate/#")
+
+    def swipe(card: str) -> dict[str, Any]:
+        publish(broker, "reader/net/swipe", {"card": card})
+        return listener.next("/gate/main/decision")
+
+    def mode(token: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return http_call(url, "PUT", "/api/v1/gates/main/mode", token, body)
+
+    try:
+        for card, kind in ((RESIDENT, "resident"), (STAFF, "staff")):
+            status, made = http_call(url, "POST", "/api/v1/passes", admin, {
+                "kind": kind, "card": card, "name": "张三", "unit": "5-1203"})  # fmt: skip
+            assert status == 201, made
+        assert listener.next("/gate/main/mode")["mode"] == "normal"  # retained at start
+
+        # a guard alone never locks people in; a bad request is refused in words
+        assert mode(guard, {"mode": "locked", "reason": "抢劫"})[0] == 403
+        status, said = mode(officer, {"mode": "ajar", "reason": "x"})
+        assert status == 422 and said["detail_zh"], said
+        status, said = mode(officer, {"mode": "locked", "reason": "x",
+                                      "until": "2020-01-01T00:00"})  # fmt: skip
+        assert status == 422 and said["detail_zh"], said
+
+        status, locked = mode(officer, {"mode": "locked", "reason": "抢劫：等待警方"})
+        assert status == 200 and locked["mode"] == "locked" and locked["set_by"] == "值班员"
+        published = listener.next("/gate/main/mode")
+        assert published["mode"] == "locked" and published["reason"] == "抢劫：等待警方"
+        denied = swipe(RESIDENT)
+        assert denied["decision"] == "deny" and denied["reason"] == "gate_locked", denied
+        assert swipe(STAFF)["decision"] == "grant"  # staff still pass
+        # a system that connects later learns the mode from the retained message
+        late = Listener(broker.port, "gatehouse/gate-test/gate/main/mode")
+        assert late.next("/gate/main/mode")["mode"] == "locked"
+        late.close()
+        status, made = http_call(url, "POST", "/api/v1/handovers", officer, {"items": {}})
+        assert [(m["gate"], m["mode"]) for m in made["report"]["gate_modes"]] == [
+            ("main", "locked")]  # fmt: skip
+        # kept across a restart: a locked gate stays locked
+        node.stop()
+        node.start(wait_ready=True)
+        assert http_call(url, "GET", "/api/v1/gates/main/mode", guard)[1]["mode"] == "locked"
+
+        assert mode(officer, {"mode": "normal", "reason": "警方已到场"})[0] == 200
+        wait_for(lambda: listener.next("/gate/main/mode")["mode"] == "normal", 10, "normal")
+        assert swipe(RESIDENT)["decision"] == "grant"
+
+        # a fire alarm input holds the gate open, re-sending its open every few seconds
+        publish(broker, "alarm-input/panel-1", {"type": "fire", "state": "active"})
+        held = wait_for(lambda: (m := http_call(url, "GET", "/api/v1/gates/main/mode", guard)
+                                 [1])["mode"] == "held_open" and m, 15, "held open")  # fmt: skip
+        assert held["set_by"] == "system" and "panel-1" in held["reason"], held
+        holds = 0
+        while holds < 2:  # (the grants' own opens came before)
+            got = listener.next("/gate/main/open", 15)
+            holds += bool(got.get("hold"))
+        assert got["pulse_ms"] > 5000 and got["expires"], got
+        assert swipe(RESIDENT)["decision"] == "grant"  # every passage still recorded
+        status, log = http_call(url, "GET", "/api/v1/duty-log?limit=50", officer)
+        texts = [e["text"] for e in log["items"]]
+        assert any("normal -> held_open: fire alarm (panel-1)" in t for t in texts), texts
+        assert any("normal -> locked: 抢劫：等待警方" in t for t in texts), texts
+    finally:
+        listener.close()
+        node.stop()
