@@ -591,6 +591,22 @@ def test_the_guard_s_screen_shows_live_when_the_control_room_locks_the_gate(
                   {"mode": "normal", "reason": "警方已到场"})  # fmt: skip
         page.locator("#modes").wait_for(state="hidden")
         assert outside == []
+
+        # the officer holds the side gate open from the board, for the fire engines
+        add_user(node, "wang", "control")
+        board, outside = offline_page(browser, base)
+        browser_login(board, base, "wang")
+        board.select_option("#mode-gate", "side")
+        board.select_option("#mode-mode", "held_open")
+        board.click("#mode-form button[type=submit]")  # no reason: the form says so
+        assert board.evaluate("document.getElementById('mode-reason').validity.valueMissing")
+        board.fill("#mode-reason", "3栋火警，保持车道畅通")
+        board.click("#mode-form button[type=submit]")
+        board.locator("#mode-now", has_text=ZH["mode.held_open"]).wait_for()
+        page.locator("#modes-list li", has_text="3栋火警").wait_for()  # the guard sees it
+        got = http_call(base, "GET", "/api/v1/gates/side/mode", officer)[1]
+        assert (got["mode"], got["set_by"]) == ("held_open", "wang"), got
+        assert outside == []
     finally:
         node.stop()
 

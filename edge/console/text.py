@@ -91,6 +91,11 @@ ZH: dict[str, str] = {
     "mode.held_open": "保持开启",
     "mode.normal": "正常",
     "mode.until": "至",
+    "mode.set": "大门状态（火警保持开启 / 抢劫锁闭）",
+    "mode.gate": "大门",
+    "mode.mode": "状态",
+    "mode.reason": "原因（必填）",
+    "mode.go": "设置",
     # -- the control room --
     "control.title": "监控中心",
     "control.queue": "待处理报警",
@@ -577,6 +582,11 @@ EN: dict[str, str] = {
     "mode.held_open": "held open",
     "mode.normal": "normal",
     "mode.until": "until",
+    "mode.set": "Gate mode (held open for a fire / locked for a robbery)",
+    "mode.gate": "gate",
+    "mode.mode": "mode",
+    "mode.reason": "reason (required)",
+    "mode.go": "Set",
     # -- the control room --
     "control.title": "Control room",
     "control.queue": "Alarms",

@@ -191,6 +191,29 @@
     } catch (err) { notice(err.message); }
   });
 
+  // -- a gate held open (a fire) or locked (a robbery), with the reason ------------------
+  async function modeNow() {
+    const gate = $("mode-gate").value;
+    try {
+      const m = await api("GET", "/api/v1/gates/" + encodeURIComponent(gate) + "/mode");
+      $("mode-now").textContent = gate + " · " + text("mode." + m.mode, m.mode)
+        + (m.reason ? " · " + m.reason + " (" + m.set_by + ")" : "");
+    } catch (err) { $("mode-now").textContent = err.message; }
+  }
+  $("mode-gate").addEventListener("change", modeNow);
+  $("mode-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { mode: $("mode-mode").value, reason: $("mode-reason").value.trim() };
+    if ($("mode-until").value) body.until = $("mode-until").value;
+    try {
+      await api("PUT", "/api/v1/gates/" + encodeURIComponent($("mode-gate").value) + "/mode", body);
+      $("mode-reason").value = "";
+      $("mode-until").value = "";
+      modeNow();
+    } catch (err) { $("mode-now").textContent = err.message; }
+  });
+  modeNow();
+
   // -- the live stream ---------------------------------------------------------------
   function connect() {
     live("/console/stream?view=control", "/api/v1/alarms?limit=1", {
