@@ -336,6 +336,9 @@ class MqttCfg(_Table):
     username: OptText = None
     password: OptText = None  # or password_file, which is read into it
     keepalive_s: Annotated[int, In(5, 600)] = 15
+    # Home Assistant MQTT discovery (edge.ha): off unless asked for
+    ha_discovery: bool = False
+    ha_prefix: Annotated[str, PlainValidator(_mqtt_prefix)] = "homeassistant"
 
     @model_validator(mode="before")
     @classmethod

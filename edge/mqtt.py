@@ -171,10 +171,14 @@ class _Client(mqtt.Client):
 
 class MqttLink:
     def __init__(
-        self, cfg: MqttCfg, node_id: str, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
+        self, cfg: MqttCfg, node_id: str, monotonic: Callable[[], float] = time.monotonic,
+        announce: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> None:  # fmt: skip
         self.cfg = cfg
         self.base = f"{cfg.prefix}/{node_id}/"
+        # retained messages outside the node's prefix (Home Assistant's discovery), sent
+        # again on every connect: a broker restarted without persistence forgets them
+        self.announce = announce or []
         self._handlers: list[tuple[str, Callable[..., None]]] = []  # (full pattern, callback)
         # topic → its route's callback: paho's own matcher walks a trie in Python for every
         # message; the node sees a handful of distinct topics, so remember each one's answer
@@ -301,6 +305,8 @@ class MqttLink:
         self.counts["connects"] += 1
         log.info("mqtt: connected to %s:%s", self.cfg.host, self.cfg.port)
         client.publish(self.base + "status", "online", qos=1, retain=True)
+        for topic, payload in self.announce:
+            client.publish(topic, to_json(payload), qos=1, retain=True)
         if self._handlers:
             client.subscribe([(pattern, 1) for pattern, _cb in self._handlers])
 

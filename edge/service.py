@@ -17,7 +17,7 @@ import uvicorn
 from drivers.protocol import Frame, Scan
 from drivers.registry import PARSERS
 from drivers.serial_port import SerialReader
-from edge import db, health, inputs, modes, photos, slips, systemd
+from edge import db, ha, health, inputs, modes, photos, slips, systemd
 from edge.api import create_app
 from edge.api.deps import Throttle
 from edge.api.limits import listen_socket, server_config
@@ -85,7 +85,8 @@ class Service:
         self.gate.cameras = self.control.cameras = self.cameras
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
-            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id, self.clock.monotonic)
+            announce = ha.discovery(cfg, cfg.mqtt.ha_prefix) if cfg.mqtt.ha_discovery else []
+            self.mqtt = MqttLink(cfg.mqtt, cfg.node_id, self.clock.monotonic, announce)
             self.mqtt.route("reader/+/swipe", self.on_mqtt_swipe, "mqtt_swipe")
             self.mqtt.route("alarm-input/+", self.control.on_alarm_input, "alarm_input")
             self.mqtt.route("intercom/+/event", self.control.on_intercom, "intercom")
