@@ -1,13 +1,15 @@
 """The office clerk's desk: issue a pass, see the passes issued last, print a temporary
-pass with its QR code. The login is the console's (edge.console); the pages call the
-office's /api/v1 routes with the session's CSRF token."""
+pass with its QR code; the estate's units, renovation permits and visitors announced in
+advance (``/desk/estate``), an announced visitor's code to print. The login is the
+console's (edge.console); the pages call the office's /api/v1 routes with the session's
+CSRF token."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 import segno
@@ -23,7 +25,8 @@ from edge.console import json_for_script, lang_of, page, require, session
 from edge.console.text import words
 from edge.sessions import Sessions
 from edge.views import iso
-from sync import office
+from edge.visitors import CATEGORIES
+from sync import expected, office, permits, units
 from sync.qr import Signer, pass_payload, slip_payload
 
 ROLES = ("clerk", "admin")
@@ -209,3 +212,73 @@ def print_slip(request: Request, number: str) -> Response:
         code = segno.make(signer.sign(slip_payload(slip)), error="m")
         qr_svg = code.svg_inline(scale=3, border=4)
     return page(request, "slip_print.html", user=s, slip=shown, qr_svg=qr_svg)
+
+
+def _permit_shown(p: dict[str, Any], cfg: OfficeCfg, now: float) -> dict[str, Any]:
+    """A permit as the desk lists it, with the changes its status allows (the API lets a
+    clerk or an admin make each of them: sync.office_api.move_permit)."""
+    ended = p["status"] == "active" and p["valid_until"] is not None and p["valid_until"] <= now
+    return p | {
+        "shown_status": "ended" if ended else p["status"],  # the gates deny it: permit_closed
+        "from": _when(p["valid_from"], cfg), "until": _when(p["valid_until"], cfg, ""),
+        "moves": [m for m, (sources, _to) in permits.MOVES.items() if p["status"] in sources],
+    }  # fmt: skip
+
+
+def _visit_shown(v: dict[str, Any], cfg: OfficeCfg, now: float) -> dict[str, Any]:
+    """An announced visitor; ``open``: the code still admits (cancellable, printable)."""
+    if v["status"] != "active":
+        shown = v["status"]
+    elif v["valid_until"] <= now:
+        shown = "ended"
+    else:
+        shown = "upcoming" if v["valid_from"] > now else "active"
+    return v | {"shown_status": shown, "open": shown in ("active", "upcoming"),
+                "from": _when(v["valid_from"], cfg),
+                "until": _when(v["valid_until"], cfg)}  # fmt: skip
+
+
+@router.get("/desk/estate")
+def estate(request: Request) -> Response:
+    """The estate's units, its renovation permits, and today's and the coming visitors
+    announced in advance; the forms call /api/v1/units, /permits and /expected-visitors."""
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
+    cfg, eng, _signer = _state(request)
+    now = request.app.state.clock.now()
+    # today's visits (ended ones too: a host may call about one) and those to come
+    midnight = datetime.combine(datetime.fromtimestamp(now, cfg.tz).date(), time(), cfg.tz)
+    with eng.connect() as c:
+        sites = office.list_sites(c)
+        unit_list = units.listing(c, None)
+        found = [_permit_shown(p, cfg, now) for p in permits.listing(c, None, None)]
+        visits = [_visit_shown(v, cfg, now)
+                  for v in expected.listing(c, None, expected.Announcer(s.name),
+                                            midnight.timestamp())]  # fmt: skip
+    found.sort(key=lambda p: (p["status"] == "closed", p["permit_no"]))  # the open ones first
+    config = {"csrf": s.csrf, "t": words(lang_of(request))}
+    return page(
+        request, "estate.html", user=s, sites=sites, units=unit_list, permits=found,
+        visits=visits, categories=CATEGORIES, config=json_for_script(config),
+    )  # fmt: skip
+
+
+@router.get("/desk/visitors/{visitor_id}/print")
+def print_visitor(request: Request, visitor_id: str) -> Response:
+    """An announced visitor's code for the host to pass on: the 8 digits to show or type at
+    the gate, and the same digits as a QR code a gate's scanner types into the guard's code
+    field. Not signed: the code itself is the key (the gates rate-limit wrong ones)."""
+    s = require(request, *ROLES)
+    if isinstance(s, Response):
+        return s
+    cfg, eng, _signer = _state(request)
+    with eng.connect() as c:
+        visit = _visit_shown(expected.get(c, visitor_id), cfg, request.app.state.clock.now())
+        sites = {x["site_id"]: x["name"] for x in office.list_sites(c)}
+    qr_svg = None
+    if visit["open"]:
+        # make_qr, not make: 8 digits would fit a Micro QR, which few scanners read
+        qr_svg = segno.make_qr(visit["code"], error="m").svg_inline(scale=8, border=4)
+    site = sites.get(visit["site"], visit["site"]) if len(sites) > 1 else None
+    return page(request, "visitor_print.html", user=s, v=visit, qr_svg=qr_svg, site=site)

@@ -80,16 +80,23 @@ def announce(conn: Connection, fields: dict[str, Any], who: Announcer,
     return record
 
 
+def get(conn: Connection, visitor_id: str) -> dict[str, Any]:
+    e = t.expected_visitors
+    row = conn.execute(select(e).where(e.c.id == visitor_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no announced visitor {visitor_id!r}")
+    return dict(row)
+
+
 def cancel(conn: Connection, visitor_id: str, who: Announcer, now: float) -> dict[str, Any]:
     from sync.office import audit, log_change
 
-    e = t.expected_visitors
-    row = conn.execute(select(e).where(e.c.id == visitor_id)).mappings().first()
-    if row is None or (who.host and (row["site"], row["host_unit"]) != (who.site, who.unit)):
+    row = get(conn, visitor_id)
+    if who.host and (row["site"], row["host_unit"]) != (who.site, who.unit):
         raise NotFound(f"no announced visitor {visitor_id!r}")  # another unit's: not said
     if row["status"] != "active":
         raise Conflict(f"announced visitor {visitor_id} is {row['status']} already")
-    record = dict(row) | {"status": "cancelled", "version": row["version"] + 1,
+    record = row | {"status": "cancelled", "version": row["version"] + 1,
                           "updated_at": now}  # fmt: skip
     conn.execute(t.expected_visitors.update().where(t.expected_visitors.c.id == visitor_id)
                  .values(**record))  # fmt: skip
@@ -98,14 +105,19 @@ def cancel(conn: Connection, visitor_id: str, who: Announcer, now: float) -> dic
     return record
 
 
-def listing(conn: Connection, site: str | None, who: Announcer) -> list[dict[str, Any]]:
-    """The announced visitors (of a site); a host's own unit's only."""
+def listing(conn: Connection, site: str | None, who: Announcer,
+            ending_after: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The announcements, by their start; a host's own unit's only; ``ending_after``: only
+    those whose window ends after it (the desk's today and upcoming, not every visit ever
+    announced)."""
     q = select(t.expected_visitors).order_by(t.expected_visitors.c.valid_from)
     if who.host:
         q = q.where(t.expected_visitors.c.site == who.site,
                     t.expected_visitors.c.host_unit == who.unit)  # fmt: skip
     if site:
         q = q.where(t.expected_visitors.c.site == site)
+    if ending_after is not None:
+        q = q.where(t.expected_visitors.c.valid_until > ending_after)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
