@@ -142,4 +142,16 @@ def test_the_office_s_reads_answer_whatever_time_is_stored(
     assert desk.get(f"/desk/report?month={month}").status_code == 200
     assert desk.get(f"/desk/report.csv?month={month}").status_code == 200
     assert desk.get("/desk/report?month=9999-12").status_code == 422
+    # the estate's page and a visitor's code, with a permit and a visit stored likewise
+    pg_rows(pg_url, "INSERT INTO permits (permit_no, site, unit, company, valid_from, "
+        "valid_until, status, version, issued_by, issued_at, updated_at) VALUES ('ZX-old', "
+        "'default', '8-0801', '华美装饰', 0, 1e300, 'active', 1, 'x', %s, %s)",
+        now, now)  # fmt: skip
+    pg_rows(pg_url, "INSERT INTO expected_visitors (id, code, site, host_unit, name, category, "
+        "valid_from, valid_until, entries, status, version, created_by, created_at, updated_at) "
+        "VALUES ('v-old', '12345678', 'default', '5-1203', '张老师', 'tutor', -1e300, 1e300, 1, "
+        "'active', 1, 'x', %s, %s)", now, now)  # fmt: skip
+    page = desk.get("/desk/estate")
+    assert page.status_code == 200 and "ZX-old" in page.text and "12345678" in page.text
+    assert desk.get("/desk/visitors/v-old/print").status_code == 200
     desk.close()
