@@ -184,6 +184,25 @@ def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return proc
 
 
+def passwd(config: Path, name: str, password: str) -> subprocess.CompletedProcess[str]:
+    """``gatehouse user passwd NAME`` with the password on standard input (a gate's user
+    or an office's, by the config)."""
+    return subprocess.run([GATEHOUSE, "--config", str(config), "user", "passwd", name],
+                          input=password + "\n", capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def publish(broker_port: int, topic: str, body: dict[str, Any]) -> None:
+    """What a device publishes to the test node ``gate-test`` (``topic`` under its prefix),
+    once the broker has it."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{time.time_ns()}")
+    c.connect("127.0.0.1", broker_port)
+    c.loop_start()
+    c.publish(f"gatehouse/gate-test/{topic}", json.dumps(body), qos=1).wait_for_publish(10)
+    c.loop_stop()
+    c.disconnect()
+
+
 class Node:
     """``gatehouse run`` as a real process."""
 

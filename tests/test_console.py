@@ -30,7 +30,6 @@ from edge.cards import parse_card
 from edge.console.text import EN, OWN_NAMES, ZH, words
 from edge.sessions import Sessions
 from tests.helpers import (
-    GATEHOUSE,
     Broker,
     Node,
     Office,
@@ -40,6 +39,7 @@ from tests.helpers import (
     free_port,
     http_call,
     node_for,
+    passwd,
     pg_rows,
     wait_for,
 )
@@ -61,10 +61,7 @@ def frame(card: str) -> bytes:
 
 def add_user(node: Node, name: str, role: str, password: str = PASSWORD) -> None:
     assert cli(node.config, "user", "add", name, "--role", role).returncode == 0
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(node.config), "user", "passwd", name],
-        input=password + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(node.config, name, password)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -191,16 +188,10 @@ def test_the_login_cookie_is_http_only_and_same_site_strict(node: Node):
 
 
 def test_user_passwd_refuses_a_short_password_and_an_unknown_user(node: Node):
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(node.config), "user", "passwd", "ghost"],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(node.config, "ghost", PASSWORD)
     assert proc.returncode == 2 and "no active user named 'ghost'" in proc.stderr
     assert cli(node.config, "user", "add", "li", "--role", "guard").returncode == 0
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(node.config), "user", "passwd", "li"],
-        input="abc\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(node.config, "li", "abc")
     assert proc.returncode == 2 and "at least 8 characters" in proc.stderr
 
 
@@ -707,10 +698,7 @@ def office_and_scanning_gate(
     trusts the office's signature (neither started)."""
     office = Office(tmp_path, pg_url)
     office.token("user", "add", "客服小王", "--role", "clerk")
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "客服小王"],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(office.config, "客服小王", PASSWORD)
     assert proc.returncode == 0, proc.stderr
     key = office.token("office", "key")
     scanner = Pty()
@@ -1024,10 +1012,7 @@ def test_a_clerk_of_a_company_with_several_estates_chooses_each_pass_s_and_slip_
     office.token("office", "site", "add", "east", "--name", "东区", "--gates", "main")
     office.token("office", "site", "add", "west", "--name", "西区", "--gates", "main")
     office.token("user", "add", "王主任", "--role", "admin")
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "王主任"],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(office.config, "王主任", PASSWORD)
     assert proc.returncode == 0, proc.stderr
     office.start()
     try:

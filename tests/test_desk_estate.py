@@ -5,14 +5,13 @@ cut off from the outside world, against a real office on a real PostgreSQL."""
 from __future__ import annotations
 
 import re
-import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge.console.text import ZH
-from tests.helpers import GATEHOUSE, Office, pg_rows
+from tests.helpers import Office, passwd, pg_rows
 from tests.test_console import PASSWORD, desk_page, keep_screenshot, read_qr
 
 OFFICE_TZ = ZoneInfo("Asia/Shanghai")  # the office's default time zone: the forms' times
@@ -27,10 +26,7 @@ def clerk_office(tmp_path: Path, pg_url: str) -> Office:
     """An office (not started) with a clerk who has a desk password."""
     office = Office(tmp_path, pg_url)
     office.token("user", "add", "客服小王", "--role", "clerk")
-    proc = subprocess.run(
-        [GATEHOUSE, "--config", str(office.config), "user", "passwd", "客服小王"],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = passwd(office.config, "客服小王", PASSWORD)
     assert proc.returncode == 0, proc.stderr
     return office
 

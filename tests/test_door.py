@@ -6,18 +6,15 @@ raising ``door_held`` and clearing, grants that never move the contact raising
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import DoorCfg
 from edge.door import Door
-from tests.helpers import Broker, cli, http_call, node_for, wait_for
+from tests.helpers import Broker, cli, http_call, node_for, publish, wait_for
 
 CARDS = ("0000007001", "0000007002", "0000007003", "0000007004")
 CFG = DoorCfg(contact=True, held_open_s=30, window_s=10, stuck_after_grants=3)
@@ -69,15 +66,6 @@ def metrics(url: str) -> str:
         return r.read().decode()
 
 
-def publish(broker: Broker, topic: str, body: dict[str, Any]) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"door-{topic.replace('/', '-')}")
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    c.publish(f"gatehouse/gate-test/{topic}", json.dumps(body), qos=1).wait_for_publish(10)
-    c.loop_stop()
-    c.disconnect()
-
-
 def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_contact_stuck(
     tmp_path: Path, broker: Broker
 ):
@@ -104,12 +92,12 @@ def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_
         return got
 
     def contact(state: str) -> None:
-        publish(broker, "gate/main/contact", {"state": state})
+        publish(broker.port, "gate/main/contact", {"state": state})
         wait_for(lambda: door()["state"] == state, 10, f"the door {state}")
 
     def swipe(card: str) -> None:
         count = len(door()["items"])
-        publish(broker, "reader/net/swipe", {"card": card})
+        publish(broker.port, "reader/net/swipe", {"card": card})
         wait_for(lambda: len(door()["items"]) > count, 10, "the grant")
 
     try:
@@ -130,7 +118,7 @@ def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_
         swipe(CARDS[0])
         contact("open")
         contact("closed")
-        publish(broker, "gate/main/exit", {})
+        publish(broker.port, "gate/main/exit", {})
         wait_for(lambda: any(i.get("what") == "exit_request" for i in door()["items"]), 10,
                  "the exit request")  # fmt: skip
         contact("open")
@@ -155,8 +143,8 @@ def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_
         wait_for(lambda: not alarm("contact_stuck")["active"], 10, "contact_stuck to clear")
 
         # a gate with no contact, and a malformed report: refused, counted, nothing raised
-        publish(broker, "gate/side/contact", {"state": "open"})
-        publish(broker, "gate/main/contact", {"state": "ajar"})
+        publish(broker.port, "gate/side/contact", {"state": "open"})
+        publish(broker.port, "gate/main/contact", {"state": "ajar"})
         assert http_call(url, "GET", "/api/v1/doors/side", officer)[0] == 404
         refused = 'gatehouse_refused_inputs_total{input="contact"} 2.0'
         wait_for(lambda: refused in metrics(url), 10, "the two refusals counted")

@@ -6,14 +6,13 @@ PostgreSQL, a gate pulling from it."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.helpers import GATEHOUSE, Broker, cli, http_call, office_with_gate, wait_for
+from tests.helpers import Broker, cli, http_call, office_with_gate, passwd, wait_for
 from tests.test_sync_recovery import running
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -138,9 +137,7 @@ def test_a_host_announces_their_own_visitors_through_the_office_and_the_gate_adm
                      "/api/v1/permits", "/api/v1/sites"):  # fmt: skip
             status, said = office.call("GET", path, host)
             assert status == 403 and said["detail_zh"], (path, said)
-        out = subprocess.run([GATEHOUSE, "--config", str(office.config), "user", "passwd",
-                              "业主陈先生"], input="pw-123456\n", capture_output=True, text=True,
-                             timeout=60)  # fmt: skip
+        out = passwd(office.config, "业主陈先生", "pw-123456")
         assert out.returncode != 0 and "token only" in out.stderr, out.stderr
 
         # and the gate admits the host's visitor on the code the host was given

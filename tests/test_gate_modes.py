@@ -7,26 +7,12 @@ are in test_decision.)"""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from tests.helpers import Broker, Listener, cli, http_call, node_for, wait_for
+from tests.helpers import Broker, Listener, cli, http_call, node_for, publish, wait_for
 
 RESIDENT, STAFF = "0000007001", "0000007002"
-
-
-def publish(broker: Broker, topic: str, body: dict[str, Any]) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"modes-{time.time_ns()}")
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
-    c.publish(f"gatehouse/gate-test/{topic}", json.dumps(body), qos=1).wait_for_publish(10)
-    c.loop_stop()
-    c.disconnect()
 
 
 def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
@@ -45,7 +31,7 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
     listener = Listener(broker.port, "gatehouse/gate-test/gate/#")
 
     def swipe(card: str) -> dict[str, Any]:
-        publish(broker, "reader/net/swipe", {"card": card})
+        publish(broker.port, "reader/net/swipe", {"card": card})
         return listener.next("/gate/main/decision")
 
     def mode(token: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -90,7 +76,7 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
         assert swipe(RESIDENT)["decision"] == "grant"
 
         # a fire alarm input holds the gate open, re-sending its open every few seconds
-        publish(broker, "alarm-input/panel-1", {"type": "fire", "state": "active"})
+        publish(broker.port, "alarm-input/panel-1", {"type": "fire", "state": "active"})
         held = wait_for(lambda: (m := http_call(url, "GET", "/api/v1/gates/main/mode", guard)
                                  [1])["mode"] == "held_open" and m, 15, "held open")  # fmt: skip
         assert held["set_by"] == "system" and "panel-1" in held["reason"], held
