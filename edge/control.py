@@ -17,7 +17,6 @@ from edge.door import Door
 from edge.inputs import AlarmInputIn, ContactIn, IntercomIn, PatrolReadIn, Refused
 from edge.logs import scrub
 from edge.models import DoorEvent
-from edge.shape import shaped
 from edge.writer import CallJob, Command, Outcome, Snap, Writer, job_level
 
 if TYPE_CHECKING:
@@ -244,7 +243,7 @@ class ControlRoom:
             if modes.mode_of(c, g, now) != "held_open":
                 got = modes.set_mode(c, g, "held_open", None, f"fire alarm ({source_id})",
                                      "system", now)  # fmt: skip
-                out.retained.append((f"gate/{g}/mode", shaped(got, self.cfg.tz)))
+                out.retained.append(modes.message(got, self.cfg.tz))
         return out
 
     def held_open_commands(self, c: sqlite3.Connection, now: float) -> list[Command]:

@@ -17,6 +17,7 @@ from typing import Any
 from edge import db, dutylog, outbox
 from edge.decision import MODES
 from edge.errors import DomainError
+from edge.shape import shaped
 
 MAX_UNTIL_S = 7 * 86400  # a mode with an end is for an incident, not for good
 
@@ -61,6 +62,11 @@ def set_mode(conn: sqlite3.Connection, gate: str, mode: str, until: float | None
                got | {"was": was, "reason": reason.strip(), "set_by": by, "set_at": now},
                now)  # fmt: skip
     return got
+
+
+def message(m: dict[str, Any], tz: Any) -> tuple[str, dict[str, Any]]:
+    """A gate's mode as published, retained: its topic and payload."""
+    return f"gate/{m['gate']}/mode", shaped(m, tz)
 
 
 def not_normal(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]]:

@@ -48,7 +48,6 @@ from edge.metrics import EdgeMetrics
 from edge.mqtt import MqttLink
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
-from edge.shape import shaped
 from edge.writer import Outcome, Writer, apply_state
 from sync import qr
 from sync.client import SyncClient
@@ -159,12 +158,12 @@ class Service:
     def count(self, what: str) -> None:
         self.counts[what] += 1
 
-    def publish_modes(self, *gates: str) -> None:
-        """Each gate's mode (edge.modes), retained on ``gate/<id>/mode``."""
+    def publish_modes(self) -> None:
+        """Each gate's mode (edge.modes), retained on ``gate/<id>/mode``, at start."""
         now = self.clock.now()
-        found = self.read(lambda c: [modes.current(c, g, now) for g in gates or self.cfg.gates])
+        found = self.read(lambda c: [modes.current(c, g, now) for g in self.cfg.gates])
         for m in found:
-            self.bus.publish(f"gate/{m['gate']}/mode", shaped(m, self.cfg.tz), True)
+            self.bus.publish(*modes.message(m, self.cfg.tz), True)
 
     def apply(self, outcome: Outcome) -> None:
         """Carry out what a committed job says, in order; one failing step never stops the

@@ -232,8 +232,9 @@ def set_gate_mode(request: Request, body: GateModeIn,
     until = parse_time(body.until, tz) if body.until else None
     got = svc.write(lambda c: modes.set_mode(c, gate_id, body.mode, until, body.reason,
                                              who.name, svc.clock.now()))  # fmt: skip
-    svc.publish_modes(gate_id)
-    return shaped(got, tz)
+    topic, shown = modes.message(got, tz)
+    svc.bus.publish(topic, shown, True)  # committed: now the relay and the screens hear it
+    return shown
 
 
 @router.get("/events/{event_id}")
