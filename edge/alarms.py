@@ -227,6 +227,13 @@ def _log(
     outbox.add(conn, None, "alarm", f"{alarm_id}:{log_id}", payload, now)
 
 
+def log_action(conn: sqlite3.Connection, alarm_id: int, now: float, action: str,
+               detail: str) -> None:  # fmt: skip
+    """Something the service did about an alarm (a notification sent or failed), in its
+    history and at the office."""
+    _log(conn, alarm_id, now, None, action, detail)
+
+
 def get(conn: sqlite3.Connection, alarm_id: int) -> dict[str, Any]:
     found = db.row(
         conn,

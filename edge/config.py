@@ -633,6 +633,71 @@ class PatrolCfg(_Table):
         return self
 
 
+def _notify_url(value: Any) -> str:
+    """An Apprise URL (wecombot://, dingtalk://, ntfy://, mailtos://, tgram://, json:// …) that
+    Apprise can build a sender from; ``{unit}`` may stand for a host's unit."""
+    import apprise  # here, not at the top: only a config with channels pays for it
+
+    url = _text(value)
+    try:
+        filled = url.format(unit="0")
+    except (KeyError, IndexError, ValueError):
+        raise Bad("may hold no braces but {unit}") from None
+    if apprise.Apprise.instantiate(filled) is None:
+        raise Bad(
+            f"{hide_url_password(url)!r} is not a notification URL Apprise knows "
+            "(wecombot://, dingtalk://, ntfy://, mailtos://, tgram://, json:// …)"
+        )
+    return url
+
+
+class ChannelCfg(_Table):
+    """Where news goes off the box (docs/notify.md): one Apprise URL and which news it takes.
+    An alarm is taken when its type, priority, routing and escalation level all match."""
+
+    id: Ident
+    url: Annotated[str, PlainValidator(_notify_url)]  # or url_file, read into it (a secret)
+    # what it takes: an alarm raised, escalated, resolved; a visitor arrived for a unit
+    events: tuple[Literal["raised", "escalated", "resolved", "visitor"], ...] = (
+        "raised", "escalated")  # fmt: skip
+    types: tuple[Ident, ...] = ()  # alarm types; empty: every type
+    max_priority: Priority = 3  # alarms of this priority or more urgent (1 is the most)
+    min_level: Annotated[int, In(0, 20)] = 0  # an escalation at this level or above
+    route_to: tuple[Literal["director", "service_supervisor"], ...] = ()  # help requests
+    quiet: Hours | None = None  # in these hours only priority 1 goes through
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_url_file(cls, data: Any, info: ValidationInfo) -> Any:
+        data = _secret(data, "url", info)
+        if isinstance(data, dict) and "url" not in data:
+            raise Bad("is required (or url_file)", key="url")
+        return data
+
+    @model_validator(mode="after")
+    def unit_for_visitors(self) -> ChannelCfg:
+        if "{unit}" in self.url and set(self.events) != {"visitor"}:
+            raise Bad("a URL with {unit} (a host's own) takes events = [\"visitor\"] only",
+                      key="events")  # fmt: skip
+        return self
+
+
+class NotifyCfg(_Table):
+    """Notifications off the box ([notify] and its [[notify.channels]])."""
+
+    channels: tuple[ChannelCfg, ...] = ()
+    # more than this many messages waiting for one channel go as one summary
+    flood: Annotated[int, In(2, 1000)] = 10
+    retry_s: Annotated[float, In(1, 3600)] = 30.0  # a failed channel waits, doubling to 10×
+    # a visitor's arrival not told within this long is not told at all
+    visitor_stale_s: Annotated[float, In(60, 86400)] = 900.0
+
+    @model_validator(mode="after")
+    def distinct(self) -> NotifyCfg:
+        _unique([c.id for c in self.channels], "notify.channels")
+        return self
+
+
 class _Node(_Table):
     id: Ident
     timezone: Zone = Field(default="Asia/Shanghai", validate_default=True)
@@ -734,6 +799,7 @@ class _File(_Table):
     keys: KeysCfg = KeysCfg()
     permits: PermitsCfg = PermitsCfg()
     patrol: PatrolCfg = PatrolCfg()
+    notify: NotifyCfg = NotifyCfg()
 
     @model_validator(mode="after")
     def across_tables(self) -> _File:
@@ -812,6 +878,7 @@ class Config:
     keys: KeysCfg = field(default_factory=KeysCfg)
     permits: PermitsCfg = field(default_factory=PermitsCfg)
     patrol: PatrolCfg = field(default_factory=PatrolCfg)
+    notify: NotifyCfg = field(default_factory=NotifyCfg)
     source: str = ""  # the config file
 
     @property
@@ -1021,6 +1088,7 @@ def parse(raw: dict[str, Any], source: str = "", base: Path | None = None) -> Co
         keys=f.keys,
         permits=f.permits,
         patrol=f.patrol,
+        notify=f.notify,
         source=source,
     )
 

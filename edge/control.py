@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge import alarms, dutylog, inputs, keys, modes, outbox, patrol, permits, store, views
+from edge import alarms, dutylog, inputs, keys, modes, notify, outbox, patrol, permits, store, views
 from edge.bus import Bus
 from edge.clock import Clock, SystemClock, iso
 from edge.config import Config
@@ -75,8 +75,11 @@ class ControlRoom:
 
     def announce(self, conn: sqlite3.Connection, ids: Iterable[int]) -> Outcome:
         """What to publish once the changes to ``ids`` are committed: each alarm on
-        ``alarm/<id>``, and a new alarm at a gate with a camera gets its picture, once."""
+        ``alarm/<id>``, and a new alarm at a gate with a camera gets its picture, once.
+        What is news off the box is queued here, in the same transaction (edge.notify)."""
         views = self.views(conn, ids)
+        notify.enqueue(conn, self.cfg.notify, views, self.clock.now(), self.cfg.tz,
+                       self.cfg.node_id)  # fmt: skip
         out = Outcome(reply=views)
         for v in views:
             out.messages.append((f"alarm/{v['id']}", v))

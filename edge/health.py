@@ -103,6 +103,8 @@ def thread_states(svc: Service) -> dict[str, bool]:
         out["snapshots"] = svc.cameras.alive()
     if svc.sync is not None:
         out["sync"] = svc.sync.alive()
+    if svc.notifier.started:
+        out["notify"] = svc.notifier.alive()
     if svc.api_thread is not None:
         out["api"] = svc.api_thread.is_alive()
     if svc.ticking_since is not None:
@@ -126,7 +128,7 @@ def report(svc: Service) -> tuple[bool, dict[str, Any]]:
     )  # fmt: skip
     counts = (
         dict(svc.counts) | dict(svc.gate.counts) | dict(svc.bus.counts)
-        | dict(svc.control.counts)
+        | dict(svc.control.counts) | dict(svc.notifier.counts)
     )  # fmt: skip
     return ok, {
         "ready": ok,
@@ -138,6 +140,8 @@ def report(svc: Service) -> tuple[bool, dict[str, Any]]:
         "readers": readers,
         "cameras": cameras,
         "sync": _sync(svc),
+        # shown, not required: the gate works without its channels off the box
+        "notify": _notify(svc),
         "counts": counts | svc.cameras.counts,
     }
 
@@ -152,6 +156,15 @@ def _sync(svc: Service) -> dict[str, Any]:
     # the gate works without the office: the link is shown, not required; "insecure"
     # is cleartext to an office beyond loopback, which only `insecure = true` allows
     return link | {"insecure": svc.cfg.sync is not None and svc.cfg.sync.cleartext}
+
+
+def _notify(svc: Service) -> dict[str, Any]:
+    channels = svc.notifier.health()
+    for c in channels.values():  # kept as UNIX times, shown as ISO
+        for key in ("failing_since", "last_sent_at"):
+            c[key] = iso(c[key], svc.cfg.tz)
+    return {"configured": bool(channels), "ok": all(c["ok"] for c in channels.values()),
+            "channels": channels}  # fmt: skip
 
 
 def watchdog_ok(svc: Service) -> bool:

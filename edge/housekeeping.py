@@ -72,6 +72,18 @@ def purge_visitors(conn: sqlite3.Connection, now: float, keep_s: float, limit: i
     return n
 
 
+def purge_notifications(
+    conn: sqlite3.Connection, now: float, keep_s: float, limit: int = CHUNK
+) -> int:
+    """Delete at most ``limit`` notifications done with (sent, summarised, dropped) and
+    queued more than ``keep_s`` ago; how many. A visitor's carries the host's unit."""
+    return conn.execute(
+        "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications "
+        "WHERE queued_at < ? AND state != 'queued' ORDER BY queued_at LIMIT ?)",
+        (now - keep_s, limit),
+    ).rowcount
+
+
 def forget_holders(
     conn: sqlite3.Connection, now: float, keep_s: float, office: bool, limit: int = CHUNK
 ) -> int:

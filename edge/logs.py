@@ -93,5 +93,5 @@ def configure(level: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("alembic", "httpx"):
+    for noisy in ("alembic", "httpx", "apprise"):  # apprise: our own lines say what was sent
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -66,6 +66,7 @@ class _EdgeCollector(Collector):
         yield from _readers(report["readers"])
         yield from _cameras(report["cameras"])
         yield from _sync(report["sync"])
+        yield from _notify(report["notify"]["channels"])
         yield from _counts(report["counts"])
         yield from _alarms(self.svc)
 
@@ -145,6 +146,13 @@ def _sync(s: dict[str, Any]) -> Iterator[Metric]:
                  s["backlog"])  # fmt: skip
     yield _gauge("gatehouse_sync_push_lag_seconds", "Age of the oldest record not yet at the "
                  "office (0: none)", s["push_lag_s"])  # fmt: skip
+
+
+def _notify(channels: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    yield from _labelled("gatehouse_notify_up", "1 while the channel off the box takes news",
+                         "channel", {k: c["ok"] for k, c in channels.items()})  # fmt: skip
+    yield from _labelled("gatehouse_notify_queued", "Messages waiting for the channel",
+                         "channel", {k: c["queued"] for k, c in channels.items()})  # fmt: skip
 
 
 def _counts(counts: dict[str, int]) -> Iterator[Metric]:

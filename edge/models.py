@@ -213,6 +213,35 @@ class DoorEvent(SQLModel, table=True):
     what: str
 
 
+class Notification(SQLModel, table=True):
+    """A piece of news for a channel off the box (edge.notify): queued in the transaction
+    that made it, then ``sent``, ``summarised`` (sent in a flood's summary) or ``dropped``
+    (stale). One per (ref, channel, event, level): an alarm announced again is not news."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ux_notifications_once", "ref", "channel", "event", "level", unique=True),
+        Index("ix_notifications_queued", "state", "channel"),
+        Index("ix_notifications_alarm", "alarm_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str  # alarm:<id> | visitor:<id>
+    alarm_id: int | None = None
+    channel: str
+    event: str  # raised | escalated | resolved | visitor
+    level: int  # the escalation level it tells of
+    priority: int
+    title: str
+    body: str
+    unit: str | None = None  # a host's unit, for a channel whose URL has {unit}
+    queued_at: float
+    state: str  # queued | sent | summarised | dropped
+    attempts: int
+    sent_at: float | None = None  # or dropped at
+    last_error: str | None = None  # the last failure, or why it was dropped
+
+
 class GateMode(SQLModel, table=True):
     """A gate not in its normal mode (edge.modes): held open or locked, until when (None:
     until cancelled), why and by whom."""

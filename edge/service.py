@@ -36,6 +36,7 @@ from edge.housekeeping import (
     forget_photos,
     prune_outbox,
     purge_key_loans,
+    purge_notifications,
     purge_visitors,
     task,
 )
@@ -46,6 +47,7 @@ from edge.lookups import Lookups
 from edge.messages import zh
 from edge.metrics import EdgeMetrics
 from edge.mqtt import MqttLink
+from edge.notify import Notifier
 from edge.privacy import IdHasher
 from edge.sessions import Sessions
 from edge.writer import Outcome, Writer, apply_state
@@ -122,6 +124,7 @@ class Service:
                 task("holder_names", forget_holders, keep.holder_days * DAY_S, office),
                 task("photos", forget_photos, self.photos, keep.photo_days * DAY_S),
                 task("key_loans", purge_key_loans, self.photos, cfg.keys.keep_days * DAY_S),
+                task("notifications", purge_notifications, keep.visitor_days * DAY_S),
             ],
         )
         self.hasher = IdHasher.from_data_dir(cfg.data_dir)
@@ -129,6 +132,8 @@ class Service:
         if cfg.sync is not None:
             self.sync = SyncClient(cfg.sync, self.writer, self.read, self.epoch, self.photos,
                                    self.clock, cfg.alarms, self.hasher)  # fmt: skip
+        # news off the box (edge.notify): one thread sends what the alarms' changes queued
+        self.notifier = Notifier(cfg.notify, self.read, self.write, self.clock)
         self.last_mqtt_swipe: dict[str, float] = {}
         self.throttle = Throttle()
         self.lookups = Lookups()
@@ -305,6 +310,7 @@ class Service:
         self.cameras.start()
         if self.sync is not None:
             self.sync.start()
+        self.notifier.start()
         self._server = uvicorn.Server(server_config(create_app(self), lifespan="off"))
         self.api_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
@@ -351,6 +357,7 @@ class Service:
         self.cameras.stop()  # its last requests are recorded ("no picture") by the writer
         if self.sync is not None:
             self.sync.stop()
+        self.notifier.stop()
         self.writer.stop()
         if self.mqtt is not None:
             self.mqtt.stop()

@@ -354,6 +354,13 @@ EDGE_ROWS: dict[str, list[dict[str, Any]]] = {
          "closed_by": "工程部小刘", "closed_at": at("2026-12-06 11:00"),
          "repair_notes": "已清理"},
     ],
+    "notifications": [
+        {"id": 1, "ref": "alarm:1", "alarm_id": 1, "channel": "duty", "event": "escalated",
+         "level": 1, "priority": 1, "title": "【P1】火警 无人确认，已升级（第 1 级）",
+         "body": "地点：3号楼", "unit": "5-1203", "queued_at": at("2026-12-06 10:00"),
+         "state": "sent", "attempts": 2, "sent_at": at("2026-12-06 10:02"),
+         "last_error": "connection refused"},
+    ],
     "gate_modes": [
         {"gate": "east-main", "mode": "locked", "until": at("2026-12-06 12:00"), "reason": "抢劫",
          "set_by": "值班员", "set_at": at("2026-12-06 10:05")},

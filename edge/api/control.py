@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import alarms, db, dutylog, handover, shifts, stats, views
+from edge import alarms, db, dutylog, handover, notify, shifts, stats, views
 from edge.api.deps import CURSOR, Caller, local_day, page, roles, service
 from edge.api.schemas import (
     AlarmIn,
@@ -85,7 +85,8 @@ def workload(
 
 @router.get("/alarms/{alarm_id}")
 def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[str, Any]:
-    """The alarm, its history, and the access events at its gate in the 5 minutes before."""
+    """The alarm, its history, the access events at its gate in the 5 minutes before, and
+    the notifications sent of it off the box."""
     svc = service(request)
     now = svc.clock.now()
 
@@ -102,6 +103,7 @@ def one(request: Request, alarm_id: Id, who: Caller = roles("control")) -> dict[
         shown["context"] = [
             event_view(e, svc.cfg.tz, False, svc.cfg.rules.name_mask) for e in alarms.context(c, a)
         ]
+        shown["notifications"] = notify.of_alarm(c, alarm_id, svc.cfg.tz)  # off the box
         return shown
 
     return svc.read(read)

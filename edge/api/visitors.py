@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from edge import visitors
+from edge import notify, visitors
 from edge.api.deps import (
     CURSOR,
     UNMASK,
@@ -71,9 +71,15 @@ def arrive(request: Request, body: ArriveIn, who: Caller = roles("guard")) -> di
     lookup_allowed(svc, who)
     if body.gate is not None:
         svc.cfg.known_gate(body.gate)
+
+    def admit(c: Any) -> dict[str, Any]:  # the host is told in the same transaction
+        now = svc.clock.now()
+        v = visitors.arrive(c, svc.epoch, body.code, body.gate, who.name, now)
+        notify.visitor_arrived(c, svc.cfg.notify, v, now, svc.cfg.tz)
+        return v
+
     try:
-        v = svc.write(lambda c: visitors.arrive(c, svc.epoch, body.code, body.gate, who.name,
-                                                svc.clock.now()))  # fmt: skip
+        v = svc.write(admit)
     except NotFound:
         lookup_done(svc, who, "visitor_code", f"****{body.code[-2:]}", False)
         raise
