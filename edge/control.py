@@ -247,16 +247,27 @@ class ControlRoom:
                 got = modes.set_mode(c, g, "held_open", None, f"fire alarm ({source_id})",
                                      "system", now)  # fmt: skip
                 out.retained.append(modes.message(got, self.cfg.tz))
+                out.state.append((self.__dict__, "_hold_at", 0.0))  # opened at the next tick
         return out
 
-    def held_open_commands(self, c: sqlite3.Connection, now: float) -> list[Command]:
+    def hold_open(self, c: sqlite3.Connection, now: float) -> Outcome:
         """An ``open`` for each gate held open, re-sent every few seconds: a relay that
-        restarted opens again, and one that hears nothing more closes after the pulse."""
+        restarted opens again, and one that hears nothing more closes after the pulse. A
+        supervised door of such a gate is opened by us, not forced nor held too long."""
+        out = Outcome()
+        held = frozenset(m["gate"] for m in modes.not_normal(c, now) if m["mode"] == "held_open")
         expires = self.clock.monotonic() + 2.0  # as a grant's: dropped, never sent late
         payload = {"event_id": None, "pulse_ms": HOLD_PULSE_MS, "hold": True,
                    "ts": iso(now, self.cfg.tz), "expires": iso(now + 2.0, self.cfg.tz)}  # fmt: skip
-        return [Command(f"gate/{m['gate']}/open", payload, expires)
-                for m in modes.not_normal(c, now) if m["mode"] == "held_open"]  # fmt: skip
+        for gate in sorted(held):
+            out.commands.append(Command(f"gate/{gate}/open", payload, expires))
+        for gate, door in self.doors.items():
+            door.hold(gate in held, self.clock.monotonic())
+        return out
+
+    def mode_changed(self) -> None:
+        """A gate's mode was set: the next tick re-sends the holds and tells the doors."""
+        self._hold_at = 0.0
 
     def door_opened_by_us(self, gate: str) -> None:
         """In the writer, with a grant or a manual opening: the barrier was told to open."""
@@ -269,7 +280,8 @@ class ControlRoom:
                    {"gate": gate, "ts": now, "what": what}, now)  # fmt: skip
 
     def door_conditions(self) -> dict[tuple[str, str], tuple[bool | None, str | None, str]]:
-        """For the ticker's watch: each supervised gate held open, or its contact stuck."""
+        """For the ticker's watch: each supervised gate open too long, or its contact stuck
+        (neither for a gate held open by its mode: edge.door)."""
         now = self.clock.monotonic()
         out: dict[tuple[str, str], tuple[bool | None, str | None, str]] = {}
         for gate, door in self.doors.items():
@@ -346,7 +358,7 @@ class ControlRoom:
             ids = alarms.escalate_due(c, self.cfg.alarms, now)
             ids += alarms.deadlines_due(c, now)  # a help request's stage past its due time
             if self.clock.monotonic() >= self._hold_at:  # gates held open: open again
-                out.commands += self.held_open_commands(c, now)
+                out.merge(self.hold_open(c, now))
                 out.state.append((self.__dict__, "_hold_at",
                                   self.clock.monotonic() + HOLD_EVERY_S))  # fmt: skip
             if self.clock.monotonic() >= self._keys_at:

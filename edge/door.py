@@ -12,6 +12,9 @@ button (``gate/<id>/exit``). Lenel's door-forced and door-held, CEM's held-open 
 - ``stuck_after_grants`` grants in a row that never moved it → ``contact_stuck``: the
   contact (or its wiring) is broken, so the two alarms above could not be trusted.
 
+A gate held open by its mode (edge.modes) is supervised quietly (``hold``): its door is open
+by our command, so it is neither forced, nor held too long, nor its contact stuck.
+
 ``Door`` is the state of one gate, on the monotonic clock, changed in the one writer only
 (a contact, an exit request and a grant are all writer jobs) and read by the ticker.
 """
@@ -32,6 +35,7 @@ class Door:
     opened_at: float | None = None
     authorised_at: float = NEVER  # the last grant, manual opening or exit request
     grants_unmoved: int = 0  # grants since the contact last changed
+    held_by_mode: bool = False  # the gate is held open by its mode (edge.modes)
 
     def authorise(self, now: float, grant: bool = True) -> None:
         """A grant (or a manual opening) commanded the barrier open, or someone pressed the
@@ -50,16 +54,29 @@ class Door:
             self.opened_at = None
             return "closed"
         self.opened_at = now
-        if now - self.authorised_at > self.cfg.window_s:
+        if now - self.authorised_at > self.cfg.window_s and not self.held_by_mode:
             return "forced"
         self.authorised_at = NEVER  # one grant, one opening: a second one is not its
         return "opened"
+
+    def hold(self, held: bool, now: float) -> None:
+        """Whether the gate is held open by its mode (a fire), told at each re-send of the
+        hold's ``open``: while it is, the door is open by our command, so it is neither
+        forced nor held too long, and grants that do not move a barrier already up say
+        nothing of its contact. Once the hold ends, its time open counts from then."""
+        if held:
+            self.grants_unmoved = 0
+            if self.is_open:
+                self.opened_at = now
+        self.held_by_mode = held
 
     def held(self, now: float) -> bool | None:
         """Open longer than allowed; None while no contact report has come."""
         if self.is_open is None:
             return None
+        if self.held_by_mode:
+            return False
         return self.opened_at is not None and now - self.opened_at > self.cfg.held_open_s
 
     def stuck(self) -> bool:
-        return self.grants_unmoved >= self.cfg.stuck_after_grants
+        return not self.held_by_mode and self.grants_unmoved >= self.cfg.stuck_after_grants

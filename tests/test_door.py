@@ -6,6 +6,7 @@ raising ``door_held`` and clearing, grants that never move the contact raising
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from edge.config import DoorCfg
 from edge.door import Door
-from tests.helpers import Broker, cli, http_call, node_for, publish, wait_for
+from tests.helpers import Broker, Listener, cli, http_call, node_for, publish, wait_for
 
 CARDS = ("0000007001", "0000007002", "0000007003", "0000007004")
 CFG = DoorCfg(contact=True, held_open_s=30, window_s=10, stuck_after_grants=3)
@@ -59,6 +60,21 @@ def test_held_and_stuck():
     assert door.stuck()  # three grants, and the barrier never moved
     door.contact(True, 221)
     assert not door.stuck()
+
+
+def test_a_door_held_open_by_its_gate_s_mode_is_neither_forced_held_nor_stuck():
+    door = Door(CFG)
+    door.contact(False, 0)
+    door.hold(True, 100)
+    assert door.contact(True, 200) == "opened"  # long after the last grant: our mode's
+    for t in (201, 202, 203, 204):
+        door.authorise(t)  # everybody through while the barrier stays up
+    assert door.held(500) is False and not door.stuck()
+    door.hold(True, 505)
+    door.hold(False, 510)  # back to normal: open too long counts from the hold's end
+    assert not door.held(530) and door.held(536)
+    door.contact(False, 540)
+    assert door.contact(True, 560) == "forced"  # after the hold, supervised as before
 
 
 def metrics(url: str) -> str:
@@ -149,4 +165,55 @@ def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_
         refused = 'gatehouse_refused_inputs_total{input="contact"} 2.0'
         wait_for(lambda: refused in metrics(url), 10, "the two refusals counted")
     finally:
+        node.stop()
+
+
+def test_a_gate_held_open_by_the_control_room_raises_no_door_alarm_until_it_is_set_back(
+    tmp_path: Path, broker: Broker
+):
+    node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
+    text = node.config.read_text()
+    node.config.write_text(text.replace(
+        '[[gates]]\nid = "main"\n',
+        '[[gates]]\nid = "main"\n[gates.door]\ncontact = true\nheld_open_s = 3\n'
+        "window_s = 1\nstuck_after_grants = 2\n",
+    ))  # fmt: skip
+    admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    node.start(wait_ready=True)
+    listener = Listener(broker.port, "gatehouse/gate-test/gate/main/open")
+
+    def door_alarms() -> list[str]:
+        page = http_call(url, "GET", "/api/v1/alarms?limit=50", admin)[1]
+        return [a["type"] for a in page["items"] if a["source"] == "door:main"]
+
+    def mode(body: dict[str, Any]) -> None:
+        status, said = http_call(url, "PUT", "/api/v1/gates/main/mode", admin, body)
+        assert status == 200, said
+
+    try:
+        for card in CARDS[:3]:
+            status, made = http_call(url, "POST", "/api/v1/passes", admin, {
+                "kind": "resident", "card": card, "name": "张三", "unit": "5-1203"})  # fmt: skip
+            assert status == 201, made
+        publish(broker.port, "gate/main/contact", {"state": "closed"})
+        mode({"mode": "held_open", "reason": "火警：消防通道"})
+        assert listener.next("/gate/main/open", 10)["hold"] is True  # within a tick
+        time.sleep(1.5)  # past window_s: without the hold, this opening would be forced
+        publish(broker.port, "gate/main/contact", {"state": "open"})
+        for card in CARDS[:3]:  # everybody out; the barrier is up and does not move
+            publish(broker.port, "reader/net/swipe", {"card": card})
+        wait_for(lambda: len(http_call(url, "GET", "/api/v1/doors/main", admin)[1]["items"])
+                 >= 4, 10, "the opening and the grants")  # fmt: skip
+        time.sleep(4)  # past held_open_s and a few ticks of the watch
+        status, seen = http_call(url, "GET", "/api/v1/doors/main", admin)
+        assert seen["state"] == "open" and not seen["held"] and not seen["stuck"], seen
+        assert door_alarms() == [], door_alarms()
+
+        # set back to normal with the barrier still up: supervised again, held too long
+        mode({"mode": "normal", "reason": "消防车已离开"})
+        wait_for(lambda: "door_held" in door_alarms(), 15, "door_held after the hold")
+        assert "door_forced" not in door_alarms()
+    finally:
+        listener.close()
         node.stop()

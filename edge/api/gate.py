@@ -234,6 +234,7 @@ def set_gate_mode(request: Request, body: GateModeIn,
                                              who.name, svc.clock.now()))  # fmt: skip
     topic, shown = modes.message(got, tz)
     svc.bus.publish(topic, shown, True)  # committed: now the relay and the screens hear it
+    svc.control.mode_changed()  # a hold's open within a second, its door told
     return shown
 
 
