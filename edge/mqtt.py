@@ -179,6 +179,9 @@ class MqttLink:
         # retained messages outside the node's prefix (Home Assistant's discovery), sent
         # again on every connect: a broker restarted without persistence forgets them
         self.announce = announce or []
+        # called on every connect, in paho's thread: the node's own retained states (each
+        # gate's mode), which such a broker forgets too
+        self.on_connected: list[Callable[[], None]] = []
         self._handlers: list[tuple[str, Callable[..., None]]] = []  # (full pattern, callback)
         # topic → its route's callback: paho's own matcher walks a trie in Python for every
         # message; the node sees a handful of distinct topics, so remember each one's answer
@@ -307,6 +310,12 @@ class MqttLink:
         client.publish(self.base + "status", "online", qos=1, retain=True)
         for topic, payload in self.announce:
             client.publish(topic, to_json(payload), qos=1, retain=True)
+        for hook in self.on_connected:
+            try:
+                hook()
+            except Exception:  # a hook must not cost the subscriptions below
+                self.counts["on_connect_failed"] += 1
+                log.exception("mqtt: republishing a state on connect failed")
         if self._handlers:
             client.subscribe([(pattern, 1) for pattern, _cb in self._handlers])
 

@@ -95,6 +95,7 @@ class Service:
             self.mqtt.route("gate/+/contact", self.control.on_contact, "contact")
             self.mqtt.route("gate/+/exit", self.control.on_exit_request, "exit_request")
             self.bus.attach(self.mqtt)
+            self.mqtt.on_connected.append(self.publish_modes)  # retained, again on each connect
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {
             r.id: SerialReader(
@@ -164,7 +165,9 @@ class Service:
         self.counts[what] += 1
 
     def publish_modes(self) -> None:
-        """Each gate's mode (edge.modes), retained on ``gate/<id>/mode``, at start."""
+        """Each gate's mode (edge.modes), retained on ``gate/<id>/mode``, on each connect to
+        the broker: the relays and other systems know it, even from a broker restarted with
+        nothing kept."""
         now = self.clock.now()
         found = self.read(lambda c: [modes.current(c, g, now) for g in self.cfg.gates])
         for m in found:
@@ -303,8 +306,7 @@ class Service:
         self.writer.start()
         self.housekeeper.start()
         if self.mqtt is not None:
-            self.mqtt.start()
-            self.publish_modes()  # retained: the relays and other systems know each gate's
+            self.mqtt.start()  # once connected, each gate's mode is published (publish_modes)
         for sr in self.serial.values():
             sr.start()
         self.cameras.start()

@@ -63,6 +63,19 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
         late = Listener(broker.port, "gatehouse/gate-test/gate/main/mode")
         assert late.next("/gate/main/mode")["mode"] == "locked"
         late.close()
+        # a broker restarted with nothing kept learns it again when the gate reconnects
+        listener.close()
+        assert broker.proc is not None
+        broker.proc.kill()
+        broker.proc.wait(10)
+        for kept in broker.workdir.glob("mosquitto.db*"):
+            kept.unlink()
+        broker.start()
+        wait_for(lambda: node.ready()[1]["broker"]["connected"], 30, "the gate to reconnect")
+        late = Listener(broker.port, "gatehouse/gate-test/gate/main/mode")
+        assert late.next("/gate/main/mode", 15)["mode"] == "locked"
+        late.close()
+        listener = Listener(broker.port, "gatehouse/gate-test/gate/#")
         status, made = http_call(url, "POST", "/api/v1/handovers", officer, {"items": {}})
         assert [(m["gate"], m["mode"]) for m in made["report"]["gate_modes"]] == [
             ("main", "locked")]  # fmt: skip
