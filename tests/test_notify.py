@@ -343,3 +343,37 @@ events = ["visitor"]
     finally:
         node.stop()
         robot.down()
+
+
+def test_the_board_shows_what_reached_people_off_the_box_and_what_waits(
+    tmp_path: Path, broker: Broker, browser: Any
+):
+    from tests.test_console import add_user, browser_login, offline_page
+
+    robot = Robot()  # down: the first message waits
+    node = node_for(tmp_path, [], broker.port)
+    node.config.write_text(
+        node.config.read_text() + f'[notify]\nretry_s = 1\n[[notify.channels]]\nid = "duty"\n'
+        f'url = "json://127.0.0.1:{robot.port}/duty"\n'
+    )
+    node.start(wait_ready=True)
+    add_user(node, "wang", "control")
+    base = f"http://127.0.0.1:{node.api_port}"
+    try:
+        page, _outside = offline_page(browser, base)
+        browser_login(page, base, "wang")
+        publish(broker.port, "alarm-input/smoke-7", {"type": "fire", "state": "active"})
+        row = page.locator("#queue li", has_text="火警")
+        row.wait_for()
+        wait_for(lambda: not node.ready()[1]["notify"]["channels"]["duty"]["ok"], 15, "failing")
+        row.click()
+        waiting = page.locator("#d-notifications li.overdue", has_text="duty · 报警 · 待发送")
+        waiting.wait_for()
+        robot.up()
+        wait_for(lambda: robot.titles("/duty"), 30, "the message sent")
+        row.click()
+        sent = page.locator("#d-notifications li:not(.overdue)", has_text="duty · 报警 · 已发送")
+        sent.wait_for()
+    finally:
+        node.stop()
+        robot.down()

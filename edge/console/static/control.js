@@ -123,6 +123,16 @@
       li.textContent = when(h.at) + " " + (h.by || "") + " " + h.action + (h.detail ? ": " + h.detail : "");
       return li;
     }));
+    // what reached people off the box (docs/notify.md): a message still waiting after a
+    // failure is in red, with the channel's error
+    $("d-notifications").replaceChildren(...(a.notifications.length ? a.notifications.map((n) => {
+      const li = document.createElement("li");
+      li.className = n.state === "queued" && n.error ? "overdue" : "";
+      li.textContent = n.channel + " · " + text("notify.event." + n.event, n.event) +
+        (n.level ? " " + n.level : "") + " · " + text("notify.state." + n.state, n.state) + " " +
+        when(n.sent_at || n.queued_at).slice(11) + (n.error ? " · " + n.error : "");
+      return li;
+    }) : [document.createTextNode("—")]));
   }
 
   async function act(fn) {
