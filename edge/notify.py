@@ -110,8 +110,10 @@ def message(view: dict[str, Any], news: News, node: str) -> tuple[str, str]:
     heading = {"raised": "报警", "escalated": f"无人确认，已升级（第 {news.level} 级）",
                "resolved": "已处理"}[news.event]  # fmt: skip
     title = f"【P{view['priority']}】{what} {heading}"
-    where = view["location"] or (f"{view['gate']} 门岗" if view["gate"] else view["source"])
-    lines = [f"地点：{where}"]
+    where = view["location"] or (f"{view['gate']} 门岗" if view["gate"] else None)
+    if where is None and view["source"] != "manual":  # a device: name it
+        where = view["source"]
+    lines = [f"地点：{where}"] if where else []
     if view["floor"] or view["room"]:
         lines.append(f"楼层/房号：{view['floor'] or ''} {view['room'] or ''}".rstrip())
     lines.append(f"报警时间：{_clock(view['raised_at'])}")
@@ -145,7 +147,9 @@ def summary(rows: list[dict[str, Any]]) -> tuple[str, str]:
     kinds = Counter(r["title"].split("】", 1)[-1] for r in rows)
     lines = [f"{what} × {n}" for what, n in kinds.most_common()]
     urgent = sorted(rows, key=lambda r: (r["priority"], r["id"]))[:SUMMARY_LINES]
-    lines += ["", "其中最紧急："] + [r["title"] for r in urgent]
+    lines += ["", "其中最紧急："] + [
+        f"{r['title']} · {r['body'].split(chr(10), 1)[0]}" for r in urgent
+    ]
     lines += ["", "详情请看控制室报警队列。"]
     return f"【汇总】{len(rows)} 条通知", "\n".join(lines)
 
@@ -368,8 +372,8 @@ def _sent(conn: sqlite3.Connection, channel: str, rows: list[dict[str, Any]], ti
           now: float, back: bool) -> None:  # fmt: skip
     state = "sent" if len(rows) == 1 else "summarised"
     for r in rows:
-        conn.execute("UPDATE notifications SET state = ?, sent_at = ?, attempts = attempts + 1 "
-                     "WHERE id = ?", (state, now, r["id"]))  # fmt: skip
+        conn.execute("UPDATE notifications SET state = ?, sent_at = ?, attempts = attempts + 1, "
+                     "last_error = NULL WHERE id = ?", (state, now, r["id"]))  # fmt: skip
         if r["alarm_id"] is not None:
             alarms.log_action(conn, r["alarm_id"], now, "notified", f"{channel}: {r['event']}")
     if back:

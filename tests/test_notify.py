@@ -98,9 +98,11 @@ def test_messages_say_what_and_where_in_chinese_and_mask_names():
     assert title == "【P1】火警 报警"
     assert "地点：3号楼" in body and "楼层/房号：5 502" in body and "03:01:02" in body
     assert "控制室尚未确认" in body and "east-gate #7" in body
-    first_aid = view(type="first_aid", route_to="director", escalation_level=2)
+    first_aid = view(type="first_aid", route_to="director", escalation_level=2, location=None,
+                     source="manual")  # fmt: skip
     title, body = notify.message(first_aid, News("escalated", "first_aid", 1, 2), "n")
     assert "已升级（第 2 级）" in title and "特殊求助，请主任知悉" in body
+    assert "地点" not in body and "manual" not in body  # entered by the officer: floor, room
     done = view(state="resolved", resolution="genuine_external", resolved_by="王建国")
     title, body = notify.message(done, News("resolved", "fire", 1), "n")
     assert title.endswith("已处理") and "110/119/120" in body
@@ -111,12 +113,15 @@ def test_messages_say_what_and_where_in_chinese_and_mask_names():
 
 
 def test_a_flood_is_one_summary_naming_the_most_urgent():
-    rows = [{"id": i, "priority": 3, "title": "【P3】门长时间未关 报警"} for i in range(30)]
-    rows.append({"id": 99, "priority": 1, "title": "【P1】火警 报警"})
+    rows = [{"id": i, "priority": 3, "title": "【P3】门长时间未关 报警", "body": f"地点：{i}号门"}
+            for i in range(30)]  # fmt: skip
+    rows.append({"id": 99, "priority": 1, "title": "【P1】火警 报警", "body": "地点：3号楼\n…"})
     title, body = notify.summary(rows)
     assert title == "【汇总】31 条通知"
     assert "门长时间未关 报警 × 30" in body
-    assert body.index("【P1】火警 报警") < body.index("【P3】")
+    assert body.index("【P1】火警 报警 · 地点：3号楼") < body.index(
+        "【P3】门长时间未关 报警 · 地点：0号门"
+    )
 
 
 @pytest.mark.parametrize(
