@@ -20,7 +20,7 @@ from edge.errors import DomainError
 
 PASSWD_FILE = Path("/etc/mosquitto/gatehouse.passwd")
 ACL_FILE = Path("/etc/mosquitto/gatehouse.acl")
-KINDS = ("node", "reader", "relay", "alarm", "intercom")
+KINDS = ("node", "reader", "relay", "alarm", "intercom", "contact", "exit")
 _LOGIN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no spaces, no ":" (the password file's)
 
 
@@ -39,7 +39,8 @@ class Grant:
 
 def grant(kind: str, login: str, node: str, prefix: str, device: str | None = None) -> Grant:
     """The ACL grant of a device (pure). ``device``: its id in the node's config (a reader's
-    id, a gate's id for a relay, an alarm source's or intercom's id), by default the login;
+    id, a gate's id for a relay, a door contact or an exit button, an alarm source's or
+    intercom's id), by default the login;
     two nodes on one broker may have devices of one id, which then need distinct logins."""
     if not _LOGIN.match(login):
         raise DomainError(f"name: {login!r} must be 1 to 64 letters, digits, '_', '.' or '-'")
@@ -57,6 +58,12 @@ def grant(kind: str, login: str, node: str, prefix: str, device: str | None = No
                      '{"type": "fire", "state": "active", "location": "B1"}')  # fmt: skip
     if kind == "intercom":
         return Grant(login, "write", f"{base}/intercom/{what}/event", '{"event": "call"}')
+    # a door's position and its exit button (edge.door), each on its own login: a contact
+    # that could also write gate/<id>/open could open the barrier it watches
+    if kind == "contact":
+        return Grant(login, "write", f"{base}/gate/{what}/contact", '{"state": "open"}')
+    if kind == "exit":
+        return Grant(login, "write", f"{base}/gate/{what}/exit", "{}")
     raise DomainError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from edge import config as config_mod
+from edge.broker import KINDS as BROKER_KINDS
 from edge.clock import SystemClock
 from edge.config import Config, ConfigError
 
@@ -155,10 +156,10 @@ def build_parser() -> Parser:
     dev = brk.add_parser("add-device", help="a device's login and its ACL block; prints its "
                          "password once and what the device needs")  # fmt: skip
     dev.add_argument("name", help="its login on the broker")
-    dev.add_argument("--kind", required=True, choices=["node", "reader", "relay", "alarm",
-                                                       "intercom"])  # fmt: skip
-    dev.add_argument("--device", help="its id in the config (a reader's, a relay's gate, an "
-                     "alarm source's, an intercom's); default: the name")  # fmt: skip
+    dev.add_argument("--kind", required=True, choices=list(BROKER_KINDS))
+    dev.add_argument("--device", help="its id in the config (a reader's; a gate's for a relay, "
+                     "a door contact or an exit button; an alarm source's, an intercom's); "
+                     "default: the name")  # fmt: skip
     dev.add_argument("--passwd-file", default="/etc/mosquitto/gatehouse.passwd")
     dev.add_argument("--acl-file", default="/etc/mosquitto/gatehouse.acl")
 

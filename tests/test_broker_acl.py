@@ -336,9 +336,13 @@ def test_add_device_makes_logins_a_real_broker_takes_and_pins_them(tmp_path: Pat
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
     broker = Broker(tmp_path)  # started below, once the logins are made
     node = make_node(tmp_path / "node", broker, NODE, [mqtt_reader(READER)])
+    text = node.config.read_text()  # east-main's barrier reports its position
+    node.config.write_text(text.replace('id = "east-main"\n', 'id = "east-main"\n'
+                                        '[gates.door]\ncontact = true\n', 1))  # fmt: skip
     made: dict[str, dict[str, str]] = {}
     for login, kind, device in ((SERVICE, "node", None), (READER, "reader", None),
-                                ("relay-1", "relay", "east-main")):  # fmt: skip
+                                ("relay-1", "relay", "east-main"),
+                                ("door-1", "contact", "east-main")):  # fmt: skip
         files = ["--passwd-file", str(passwd), "--acl-file", str(acl)]
         args = ["--json", "broker", "add-device", login, "--kind", kind, *files,
                 *(["--device", device] if device else [])]  # fmt: skip
@@ -349,6 +353,7 @@ def test_add_device_makes_logins_a_real_broker_takes_and_pins_them(tmp_path: Pat
                 "--passwd-file", str(passwd), "--acl-file", str(acl), check=False)  # fmt: skip
     assert again.returncode == 2 and "already" in again.stderr
     assert made["relay-1"]["topic"] == f"gatehouse/{NODE}/gate/east-main/open"
+    assert made["door-1"]["topic"] == f"gatehouse/{NODE}/gate/east-main/contact"
     assert passwd.stat().st_mode & 0o077 == 0
     assert made[SERVICE]["password"] not in passwd.read_text()  # a hash, not the password
 
@@ -375,6 +380,16 @@ def test_add_device_makes_logins_a_real_broker_takes_and_pins_them(tmp_path: Pat
         wait_for(lambda: opens, 10, "the relay's open")
         assert set(opens) == {made["relay-1"]["topic"]}  # only its own gate's open
         assert counts(node).get("grant:ok") == 1
+        # the door contact reports its gate's position, and cannot open the barrier
+        door = {"username": "door-1", "password": made["door-1"]["password"]}
+        seen = len(opens)
+        publish.single(made["door-1"]["topic"], json.dumps({"state": "open"}), qos=1,
+                       port=broker.port, auth=door)  # fmt: skip
+        publish.single(made["relay-1"]["topic"], json.dumps({"pulse_ms": 1000}), qos=1,
+                       port=broker.port, auth=door)  # fmt: skip
+        wait_for(lambda: counts(node).get("contact") == 1, 10, "the contact's report")
+        time.sleep(0.5)
+        assert len(opens) == seen, opens  # the open it tried to send never reached the relay
     finally:
         relay.loop_stop()
         relay.disconnect()
