@@ -1,6 +1,7 @@
-"""Home Assistant MQTT discovery: each gate's last decision and mode as sensors, and its
-door or barrier as a binary sensor, announced under ``homeassistant/…/config`` (retained,
-again on every connect) with the node's retained ``status`` as their availability.
+"""Home Assistant MQTT discovery: each gate's last decision and mode as sensors, its door
+or barrier as a binary sensor, and each reader and camera as a connectivity sensor,
+announced under ``homeassistant/…/config`` (retained, again on every connect) with the
+node's retained ``status`` as their availability.
 
 A gate's mode is a sensor, not a select: a mode is changed with a reason by a person the
 control room knows (``PUT /api/v1/gates/{gate}/mode``), never by an unauthenticated MQTT
@@ -49,4 +50,15 @@ def discovery(cfg: Config, prefix: str) -> list[tuple[str, dict[str, Any]]]:
                 "value_template": "{{ value_json.state }}",
                 "payload_on": "open", "payload_off": "closed",
             }))  # fmt: skip
+    # each reader and camera: up or not (edge.health.device_states), with why as attributes
+    devices = [("reader", r.id) for r in cfg.readers] + [("camera", c.id) for c in cfg.cameras]
+    for kind, device in devices:
+        uid = f"{node}_{kind}_{device}".replace("-", "_").replace(".", "_")
+        out.append((f"{prefix}/binary_sensor/{uid}/config", common | {
+            "name": f"{kind} {device}", "unique_id": uid, "device_class": "connectivity",
+            "state_topic": f"{base}{kind}/{device}/state",
+            "value_template": "{{ 'ON' if value_json.ok else 'OFF' }}",
+            "json_attributes_topic": f"{base}{kind}/{device}/state",
+            "entity_category": "diagnostic",
+        }))  # fmt: skip
     return out

@@ -74,6 +74,24 @@ def conditions(svc: Service) -> dict[tuple[str, str], tuple[bool | None, str | N
     return out | svc.control.door_conditions()
 
 
+def device_states(svc: Service) -> dict[str, dict[str, Any]]:
+    """Each reader's and camera's state as it is published, retained, on MQTT
+    (``reader/<id>/state``, ``camera/<id>/state``): what other systems (Home Assistant)
+    show. Only what changes with the device's condition, so it is sent on a change only."""
+    out: dict[str, dict[str, Any]] = {}
+    for reader_id, r in reader_states(svc).items():
+        out[f"reader/{reader_id}/state"] = {"ok": r["ok"], "state": r["state"],
+                                             "silent": r["silent"]}  # fmt: skip
+    for camera_id, c in svc.cameras.health().items():
+        out[f"camera/{camera_id}/state"] = {
+            "ok": c["ok"],
+            "offline": c["offline"],
+            "frozen": c["frozen"],
+            "covered": c["covered"],
+        }
+    return out
+
+
 def database_state(svc: Service) -> dict[str, Any]:
     w = svc.writer
     return {

@@ -84,6 +84,7 @@ class Service:
         self.gate = GatePipeline(cfg, self.writer, self.bus, self.epoch, self.control, self.clock)
         self.cameras = Cameras(cfg, self.writer, self.epoch, self.clock)
         self.gate.cameras = self.control.cameras = self.cameras
+        self._device_states: dict[str, dict[str, Any]] = {}  # as last published (retained)
         self.mqtt: MqttLink | None = None
         if cfg.mqtt is not None:
             announce = ha.discovery(cfg, cfg.mqtt.ha_prefix) if cfg.mqtt.ha_discovery else []
@@ -96,6 +97,7 @@ class Service:
             self.mqtt.route("gate/+/exit", self.control.on_exit_request, "exit_request")
             self.bus.attach(self.mqtt)
             self.mqtt.on_connected.append(self.publish_modes)  # retained, again on each connect
+            self.mqtt.on_connected.append(self._device_states.clear)  # ... and the devices'
         self.readers_cfg = {r.id: r for r in cfg.readers}
         self.serial = {
             r.id: SerialReader(
@@ -172,6 +174,16 @@ class Service:
         found = self.read(lambda c: [modes.current(c, g, now) for g in self.cfg.gates])
         for m in found:
             self.bus.publish(*modes.message(m, self.cfg.tz), True)
+
+    def publish_device_states(self) -> None:
+        """Each reader's and camera's state, retained, when it changed since it was last
+        published (everything again after a reconnect: the broker may have lost it)."""
+        if self.mqtt is None or not self.mqtt.connected:
+            return
+        for topic, state in health.device_states(self).items():
+            if self._device_states.get(topic) != state:
+                self._device_states[topic] = state
+                self.bus.publish(topic, state, True)
 
     def apply(self, outcome: Outcome) -> None:
         """Carry out what a committed job says, in order; one failing step never stops the
@@ -338,6 +350,7 @@ class Service:
                 if self.mqtt is not None:
                     self.mqtt.supervise()
                 self.control.tick(health.conditions(self), probe=lambda c: health.probe(self, c))
+                self.publish_device_states()
             except Exception:
                 self.counts["ticker_errors"] += 1
                 log.exception("the control room's ticker failed; it tries again in a second")
