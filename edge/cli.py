@@ -163,6 +163,13 @@ def build_parser() -> Parser:
     dev.add_argument("--passwd-file", default="/etc/mosquitto/gatehouse.passwd")
     dev.add_argument("--acl-file", default="/etc/mosquitto/gatehouse.acl")
 
+    ntf = sub.add_parser("notify", help="the channels off the box").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    ntest = ntf.add_parser("test", help="send a test message to a channel now (or to each), "
+                           "and say whether it took it")  # fmt: skip
+    ntest.add_argument("channel", nargs="?", help="a [[notify.channels]] id; default: each")
+
     cfgp = sub.add_parser("config", help="the config").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -750,6 +757,28 @@ def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify_test(cfg: Config, args: argparse.Namespace) -> int:
+    """A test message to each channel (or one), sent now, outside the queue: the estate's IT
+    person sees at install time whether the robot's URL works. Exit 1 if any failed."""
+    from edge import notify
+
+    channels = [c for c in cfg.notify.channels if args.channel in (None, c.id)]
+    if not channels:
+        known = ", ".join(c.id for c in cfg.notify.channels) or "none"
+        raise UsageError(
+            f"channel: {args.channel or 'any'!r} is not configured (channels: {known})"
+        )
+    results = {}
+    for ch in channels:
+        url = ch.url.replace("{unit}", "test")
+        said = f"门岗 {cfg.node_id} 的通知渠道 {ch.id} 工作正常。"
+        results[ch.id] = notify.send(url, "【测试】Gatehouse 通知测试", said)
+    _print(args, {k: {"ok": v is None, "error": v} for k, v in results.items()},
+           "\n".join(f"{k}: {'sent' if v is None else 'FAILED: ' + v}"
+                     for k, v in results.items()))  # fmt: skip
+    return 0 if all(v is None for v in results.values()) else 1
+
+
 def cmd_config_check(path: str) -> int:
     """The effective config as JSON (what the service will use), or one line naming what
     is wrong (exit 2). Passwords and tokens are shown as hidden, with their length."""
@@ -915,6 +944,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_audit(cfg, args)
         if args.command == "broker":
             return cmd_broker(cfg, args)
+        if args.command == "notify":
+            return cmd_notify_test(cfg, args)
         return cmd_check(cfg, args)
     except (UsageError, ConfigError) as e:
         print(f"gatehouse: {e}", file=sys.stderr)

@@ -382,3 +382,27 @@ def test_the_board_shows_what_reached_people_off_the_box_and_what_waits(
     finally:
         node.stop()
         robot.down()
+
+
+def test_notify_test_tells_the_it_person_whether_each_channel_works(tmp_path: Path):
+    robot = Robot().up()
+    closed = free_port()
+    config = tmp_path / "gatehouse.toml"
+    config.write_text(
+        f'[node]\nid = "gate-test"\ndata_dir = "var"\n[[gates]]\nid = "main"\n'
+        f'[[notify.channels]]\nid = "duty"\nurl = "json://127.0.0.1:{robot.port}/duty"\n'
+        f'[[notify.channels]]\nid = "gone"\nurl = "json://127.0.0.1:{closed}/x"\n'
+    )
+    try:
+        one = cli(config, "notify", "test", "duty")
+        assert one.returncode == 0 and one.stdout.strip() == "duty: sent", one
+        assert robot.titles("/duty") == ["【测试】Gatehouse 通知测试"]
+        both = cli(config, "--json", "notify", "test")
+        said = json.loads(both.stdout)
+        assert both.returncode == 1 and said["duty"]["ok"] and not said["gone"]["ok"], said
+        assert "127.0.0.1" in said["gone"]["error"], said
+        unknown = cli(config, "notify", "test", "nobody", check=False)
+        assert unknown.returncode == 2 and "is not configured (channels: duty, gone)" in (
+            unknown.stderr), unknown.stderr  # fmt: skip
+    finally:
+        robot.down()
