@@ -6,7 +6,8 @@
 #   /etc/gatehouse/gatehouse.toml         the edge's config     } never overwritten: a newer
 #   /etc/gatehouse/office.toml            the office's config   } example lands as *.new
 #   /etc/gatehouse/credentials/           secrets (0750 root:gatehouse): sync-token,
-#                                         mqtt-password, made empty if missing
+#                                         mqtt-password, notify-duty, notify-director
+#                                         (the channels' URLs), made empty if missing
 #   /etc/mosquitto/conf.d/gatehouse.conf  the broker's queue limits (config/mosquitto/)
 #   $PREFIX/lib/systemd/system/           gatehouse-edge.service, gatehouse-office.service
 #   $PREFIX/lib/sysusers.d/gatehouse.conf the user gatehouse (in group dialout)
@@ -170,7 +171,7 @@ put_config "$work/office.toml" "$D$ETC/office.toml" 0640
 
 # LoadCredential= fails the unit when its file is missing: an empty one until the secret is
 # set (an empty secret is refused by the config only where the config names it).
-for cred in sync-token mqtt-password; do
+for cred in sync-token mqtt-password notify-duty notify-director; do
   if [ ! -e "$D$ETC/credentials/$cred" ]; then
     : >"$D$ETC/credentials/$cred"
     chmod 0640 "$D$ETC/credentials/$cred"

@@ -61,6 +61,8 @@ def test_layout_and_modes(dest: Path) -> None:
         etc / "credentials": 0o750,
         etc / "credentials/sync-token": 0o640,
         etc / "credentials/mqtt-password": 0o640,
+        etc / "credentials/notify-duty": 0o640,
+        etc / "credentials/notify-director": 0o640,
         etc / "gatehouse.toml": 0o640,
         etc / "office.toml": 0o640,
         dest / "etc/mosquitto/conf.d/gatehouse.conf": 0o644,
