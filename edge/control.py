@@ -95,10 +95,22 @@ class ControlRoom:
 
     def _announcing(
         self, fn: Callable[[sqlite3.Connection], list[int] | None],
-        ack: Callable[[], None] | None = None,
+        ack: Callable[[], None] | None = None, door: Door | None = None,
     ) -> Callable[[sqlite3.Connection], Outcome]:  # fmt: skip
+        """``door``: the door whose state ``fn`` changes, put back as it was if the job
+        fails or its transaction rolls back: a report the broker delivers again (or the
+        contact repeats) must be judged afresh, not taken as known and never recorded."""
+
         def run(c: sqlite3.Connection) -> Outcome:
-            out = self.announce(c, fn(c) or [])
+            before = dict(vars(door)) if door is not None else {}
+            try:
+                out = self.announce(c, fn(c) or [])
+            except BaseException:
+                if door is not None:
+                    vars(door).update(before)
+                raise
+            if door is not None:
+                out.undo += [(vars(door), key, value) for key, value in before.items()]
             if ack is not None:
                 out.acks.insert(0, ack)
             return out
@@ -113,10 +125,10 @@ class ControlRoom:
         return done.reply  # type: ignore[no-any-return]
 
     def submit(self, fn: Callable[[sqlite3.Connection], list[int] | None],
-               ack: Callable[[], None], what: str) -> None:  # fmt: skip
+               ack: Callable[[], None], what: str, door: Door | None = None) -> None:  # fmt: skip
         """The same for an MQTT input (``what``), without waiting: acknowledged after the
         commit, and counted if it fails."""
-        self.writer.submit(InputJob(self._announcing(fn, ack), ack, self.counts, what))
+        self.writer.submit(InputJob(self._announcing(fn, ack, door), ack, self.counts, what))
 
     def _refuse(self, what: str, why: str, ack: Callable[[], None]) -> None:
         self.counts[f"refused:{what}"] += 1
@@ -218,7 +230,7 @@ class ControlRoom:
                 return [cleared]
             return []
 
-        self.submit(keep, ack, "contact")
+        self.submit(keep, ack, "contact", door)
         return None
 
     def on_exit_request(self, parts: list[str], payload: bytes, _dup: bool,
@@ -235,7 +247,7 @@ class ControlRoom:
             self._door_event(c, gate, "exit_request", self.clock.now())
             return []
 
-        self.submit(keep, ack, "exit_request")
+        self.submit(keep, ack, "exit_request", door)
         return None
 
     def hold_open_for_fire(self, c: sqlite3.Connection, source_id: str, now: float) -> Outcome:

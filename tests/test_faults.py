@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.rdm6300 import Rdm6300
 from edge.cards import parse_card
-from tests.helpers import Broker, Listener, Node, Pty, cli, node_for, wait_for
+from tests.helpers import Broker, Listener, Node, Pty, cli, http_call, node_for, wait_for
 
 PREFIX = "gatehouse/gate-test/"
 
@@ -286,6 +286,48 @@ def test_a_full_disk_makes_the_node_not_ready_and_no_swipe_goes_uncounted(
     finally:
         node.stop()
         systemd.close()
+
+
+def test_a_door_opening_the_disk_could_not_take_is_judged_afresh_when_it_comes_again(
+    tmp_path: Path, broker: Broker, small_disk: Path
+):
+    """A contact report whose job failed (a full disk) left the door's state in memory a
+    step ahead of its log: the same report again was "known", and the forced opening was
+    never recorded. The state is put back with the transaction."""
+    node = node_for(tmp_path, [], broker.port)
+    toml = node.config.read_text().replace(str(tmp_path / "var"), str(small_disk / "var"))
+    node.config.write_text(
+        toml.replace(
+            '[[gates]]\nid = "main"\n', '[[gates]]\nid = "main"\n[gates.door]\ncontact = true\n'
+        )
+    )
+    officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    node.start(wait_ready=True)
+
+    def contact(state: str) -> None:
+        publish.single("gatehouse/gate-test/gate/main/contact", json.dumps({"state": state}),
+                       qos=1, port=broker.port)  # fmt: skip
+
+    def door() -> dict[str, object]:
+        return http_call(url, "GET", "/api/v1/doors/main", officer)[1]
+
+    try:
+        contact("closed")
+        wait_for(lambda: door()["state"] == "closed", 10, "the door closed")
+        filler = fill(small_disk)
+        contact("open")  # forced, and the disk takes nothing
+        wait_for(lambda: counts(node).get("record_failed:contact", 0) >= 1, 20, "the failure")
+        filler.unlink()
+        wait_for(lambda: node.ready()[0], 20, "ready again once the disk has room")
+        assert door()["state"] == "closed", door()  # as the log has it
+        contact("open")  # the contact says it again
+        wait_for(lambda: door()["state"] == "open", 10, "the door open")
+        page = http_call(url, "GET", "/api/v1/alarms?limit=20", officer)[1]
+        assert [a["type"] for a in page["items"]] == ["door_forced"], page["items"]
+        assert [i.get("what") for i in door()["items"]][:2] == ["forced", "closed"]
+    finally:
+        node.stop()
 
 
 def test_a_door_alarm_that_returns_after_acknowledgement_annunciates_again(tmp_path: Path):
