@@ -281,9 +281,11 @@ class ControlRoom:
         """A gate's mode was set: the next tick re-sends the holds and tells the doors."""
         self._hold_at = 0.0
 
-    def door_opened_by_us(self, gate: str) -> None:
-        """In the writer, with a grant or a manual opening: the barrier was told to open."""
+    def door_opened_by_us(self, gate: str, out: Outcome) -> None:
+        """In the writer, with a grant or a manual opening: the barrier was told to open
+        (undone with ``out``'s transaction if it rolls back: no grant, no opening)."""
         if (door := self.doors.get(gate)) is not None:
+            out.undo += [(vars(door), key, value) for key, value in vars(door).items()]
             door.authorise(self.clock.monotonic())
 
     def _door_event(self, c: sqlite3.Connection, gate: str, what: str, now: float) -> None:

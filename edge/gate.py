@@ -372,7 +372,7 @@ class GatePipeline:
         out.snapshots.append(Snap(e.gate, "event", e.event_id, e.ts))
         if e.granted and not e.stale:
             if self.control is not None:  # the door opening after this is not forced
-                self.control.door_opened_by_us(e.gate)
+                self.control.door_opened_by_us(e.gate, out)
             valid_s = max(0.0, opens_until - self.monotonic())
             expires = datetime.fromtimestamp(e.ts + valid_s, self.cfg.tz)
             out.commands.append(Command(
