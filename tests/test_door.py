@@ -15,7 +15,7 @@ import pytest
 
 from edge.config import DoorCfg
 from edge.door import Door
-from tests.helpers import Broker, Listener, cli, http_call, node_for, publish, wait_for
+from tests.helpers import Broker, Listener, Node, cli, http_call, node_for, publish, wait_for
 
 CARDS = ("0000007001", "0000007002", "0000007003", "0000007004")
 CFG = DoorCfg(contact=True, held_open_s=30, window_s=10, stuck_after_grants=3)
@@ -77,6 +77,20 @@ def test_a_door_held_open_by_its_gate_s_mode_is_neither_forced_held_nor_stuck():
     assert door.contact(True, 560) == "forced"  # after the hold, supervised as before
 
 
+def door_node(tmp_path: Path, broker: Broker, **door: float) -> Node:
+    """A gate (not started) whose main gate's barrier reports its position, held open 3 s
+    at most, with an MQTT reader ``net``."""
+    node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
+    table = "".join(f"{k} = {v}\n" for k, v in {"held_open_s": 3, **door}.items())
+    node.config.write_text(
+        node.config.read_text().replace(
+            '[[gates]]\nid = "main"\n',
+            f'[[gates]]\nid = "main"\n[gates.door]\ncontact = true\n{table}',
+        )
+    )
+    return node
+
+
 def metrics(url: str) -> str:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
         return r.read().decode()
@@ -85,13 +99,7 @@ def metrics(url: str) -> str:
 def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_contact_stuck(
     tmp_path: Path, broker: Broker
 ):
-    node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
-    text = node.config.read_text()
-    node.config.write_text(text.replace(
-        '[[gates]]\nid = "main"\n',
-        '[[gates]]\nid = "main"\n[gates.door]\ncontact = true\nheld_open_s = 3\n'
-        "window_s = 5\nstuck_after_grants = 3\n",
-    ))  # fmt: skip
+    node = door_node(tmp_path, broker, window_s=5, stuck_after_grants=3)
     admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
     officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
     url = f"http://127.0.0.1:{node.api_port}"
@@ -171,13 +179,7 @@ def test_a_door_opened_with_no_grant_is_forced_one_left_open_is_held_and_a_dead_
 def test_a_gate_held_open_by_the_control_room_raises_no_door_alarm_until_it_is_set_back(
     tmp_path: Path, broker: Broker
 ):
-    node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
-    text = node.config.read_text()
-    node.config.write_text(text.replace(
-        '[[gates]]\nid = "main"\n',
-        '[[gates]]\nid = "main"\n[gates.door]\ncontact = true\nheld_open_s = 3\n'
-        "window_s = 1\nstuck_after_grants = 2\n",
-    ))  # fmt: skip
+    node = door_node(tmp_path, broker, window_s=1, stuck_after_grants=2)
     admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
     url = f"http://127.0.0.1:{node.api_port}"
     node.start(wait_ready=True)
