@@ -30,7 +30,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from edge import alarms, db, dutylog
-from edge.clock import Clock
+from edge.clock import Clock, iso
 from edge.config import ChannelCfg, NotifyCfg, hide_url_password
 from edge.console.text import ZH
 from edge.decision import in_window
@@ -155,7 +155,7 @@ def summary(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _clock(at_iso: str | None) -> str:
-    return (at_iso or "")[11:19] if at_iso else ""
+    return at_iso[11:19] if at_iso else ""  # HH:MM:SS of an ISO time
 
 
 # -- queued in the transaction that made the news ----------------------------------------
@@ -211,8 +211,6 @@ def visitor_arrived(conn: sqlite3.Connection, cfg: NotifyCfg, visitor: dict[str,
 
 def of_alarm(conn: sqlite3.Connection, alarm_id: int, tz: ZoneInfo) -> list[dict[str, Any]]:
     """An alarm's notifications, for its detail: where, what, and what became of each."""
-    from edge.clock import iso
-
     return [
         {"channel": r["channel"], "event": r["event"], "level": r["level"], "state": r["state"],
          "attempts": r["attempts"], "queued_at": iso(r["queued_at"], tz),
@@ -264,10 +262,10 @@ class Notifier:
     """The one thread that sends queued news (see the module's docstring)."""
 
     def __init__(self, cfg: NotifyCfg, read: Callable[[Callable[[sqlite3.Connection], T]], T],
-                 write: Callable[[Callable[[sqlite3.Connection], Any]], Any], clock: Clock,
-                 sender: Callable[[str, str, str], str | None] = send) -> None:  # fmt: skip
+                 write: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+                 clock: Clock) -> None:  # fmt: skip
         self.cfg = cfg
-        self.read, self.write, self.clock, self.sender = read, write, clock, sender
+        self.read, self.write, self.clock = read, write, clock
         self.channels = {c.id: _Channel(c) for c in cfg.channels}
         self.counts: Counter[str] = Counter()
         self._stop = threading.Event()
@@ -324,7 +322,8 @@ class Notifier:
             self.write(lambda c: _dropped(c, dropped, now))
             self.counts["notify_dropped"] += len(dropped)
         todo = [r for r, _ in live]
-        if len(todo) > self.cfg.flood:
+        # a flood is one summary, except where each message goes to a household of its own
+        if len(todo) > self.cfg.flood and "{unit}" not in ch.cfg.url:
             title, body = summary(todo)
             if self._send(ch, ch.cfg.url, title, body, todo):
                 self.counts["notify_summaries"] += 1
@@ -336,7 +335,7 @@ class Notifier:
 
     def _send(self, ch: _Channel, url: str, title: str, body: str,
               rows: list[dict[str, Any]]) -> bool:  # fmt: skip
-        error = self.sender(url, title, body)
+        error = send(url, title, body)
         now = self.clock.now()
         if error is None:
             # back after failing: known from the rows too, across a restart

@@ -7,7 +7,9 @@ of their visitor."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time as time_
 from datetime import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -312,11 +314,14 @@ route_to = ["director"]
 
 
 def test_a_host_is_told_when_their_announced_visitor_arrives(tmp_path: Path, broker: Broker):
-    robot = Robot().up()
+    robot = Robot()  # down at first: three arrivals wait, more than the flood limit
     node = node_for(tmp_path, [], broker.port)
     node.config.write_text(
         node.config.read_text()
         + f"""
+[notify]
+flood = 2
+retry_s = 1
 [[notify.channels]]
 id = "hosts"
 url = "json://127.0.0.1:{robot.port}/unit-{{unit}}"
@@ -325,25 +330,31 @@ events = ["visitor"]
     )
     guard = cli(node.config, "user", "add", "门卫老张", "--role", "guard").stdout.strip()
     url = f"http://127.0.0.1:{node.api_port}"
-    node.start(wait_ready=True)
-    try:
-        node.stop()
-        import sqlite3
-        import time as clock
-
-        with sqlite3.connect(tmp_path / "var" / "edge.db") as db:  # as the office's pull would
-            db.execute(
+    now = time_.time()
+    node.start(wait_ready=True)  # makes the database
+    node.stop()
+    with sqlite3.connect(tmp_path / "var" / "edge.db") as db:
+        for code, unit, name in (("12345678", "5-1203", "李小龙"), ("23456781", "5-1204", "王五"),
+                                 ("34567812", "6-0101", "赵六")):  # fmt: skip
+            db.execute(  # announced at the office, as its pull would bring them
                 "INSERT INTO expected_visitors (id, code, host_unit, name, category, valid_from, "
                 "valid_until, entries, used, status, version) VALUES "
-                "('e1', '12345678', '5-1203', '李小龙', 'guest', ?, ?, 1, 0, 'active', 1)",
-                (clock.time() - 60, clock.time() + 3600),
+                "(?, ?, ?, ?, 'guest', ?, ?, 1, 0, 'active', 1)",
+                (f"e-{code}", code, unit, name, now - 60, now + 3600),
             )
-        node.start(wait_ready=True)
-        status, v = http_call(url, "POST", "/api/v1/visitors/arrive", guard,
-                              {"code": "12345678", "gate": "main"})  # fmt: skip
-        assert status == 201, v
-        wait_for(lambda: robot.titles("/unit-5-1203"), 15, "the host told")
+    node.start(wait_ready=True)
+    try:
+        for code in ("12345678", "23456781", "34567812"):
+            status, v = http_call(url, "POST", "/api/v1/visitors/arrive", guard,
+                                  {"code": code, "gate": "main"})  # fmt: skip
+            assert status == 201, v
+        wait_for(lambda: not node.ready()[1]["notify"]["channels"]["hosts"]["ok"], 15, "failing")
+        robot.up()
+        # each household hears of its own visitor, never a summary of the others'
+        wait_for(lambda: len(robot.got) == 3, 30, "each host told")
+        assert sorted(p for p, _ in robot.got) == ["/unit-5-1203", "/unit-5-1204", "/unit-6-0101"]
         (told,) = [m for p, m in robot.got if p == "/unit-5-1203"]
+        assert told["title"] == "访客已到达：5-1203", told
         assert "李**" in told["message"] and "李小龙" not in told["message"], told
     finally:
         node.stop()
