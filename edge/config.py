@@ -686,8 +686,9 @@ class NotifyCfg(_Table):
     """Notifications off the box ([notify] and its [[notify.channels]])."""
 
     channels: tuple[ChannelCfg, ...] = ()
-    # more than this many messages waiting for one channel go as one summary
+    # at most this many messages to one channel in flood_window_s: the rest go as one summary
     flood: Annotated[int, In(2, 1000)] = 10
+    flood_window_s: Annotated[float, In(1, 3600)] = 60.0
     retry_s: Annotated[float, In(1, 3600)] = 30.0  # a failed channel waits, doubling to 10×
     # a visitor's arrival not told within this long is not told at all
     visitor_stale_s: Annotated[float, In(60, 86400)] = 900.0

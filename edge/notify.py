@@ -7,13 +7,14 @@ changed the alarm (``enqueue``, called where every alarm change is announced), s
 is lost while the link is down or the service restarts. One thread (``Notifier``) sends
 what is queued, once, oldest first, and writes through the one writer what became of it:
 sent, or dropped because it went stale (the alarm was resolved before a "raised" could be
-sent; a visitor's arrival told too late to matter). A channel with more than ``[notify]
-flood`` waiting gets one summary instead. Each send goes in the duty log and the alarm's
-history; a channel that fails is paused (doubling, up to ten times ``retry_s``), its first
-failure and its recovery go in the duty log, and readiness shows it.
+sent; a visitor's arrival told too late to matter). A channel takes at most ``[notify]
+flood`` messages a ``flood_window_s``; what comes beyond goes as one summary. Each send
+goes in the duty log and the alarm's history; a channel that fails is paused (doubling,
+up to ten times ``retry_s``), its first failure and its recovery go in the duty log, and
+readiness shows it.
 
-The decisions (which channel takes which news, what a message says, what is stale) are
-pure functions with table cases in tests/test_notify.py.
+The decisions (which channel takes which news, what a message says, what is stale, how
+many more a channel may take now) are pure functions with table cases in tests/test_notify.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -246,6 +247,12 @@ _QUEUED = (
 )
 
 
+def room(sends: Iterable[float], mono: float, cfg: NotifyCfg) -> int:
+    """How many more messages a channel may take at ``mono``: ``flood`` per
+    ``flood_window_s``, counted from the times of its last sends."""
+    return max(0, cfg.flood - sum(mono - t < cfg.flood_window_s for t in sends))
+
+
 @dataclass
 class _Channel:
     cfg: ChannelCfg
@@ -256,6 +263,8 @@ class _Channel:
     last_sent_at: float | None = None
     sent: int = 0
     queued: int = 0
+    # when its last sends went (monotonic): the last `flood` of them are all `room` needs
+    sends: deque[float] = field(default_factory=deque)
 
 
 class Notifier:
@@ -322,12 +331,17 @@ class Notifier:
             self.write(lambda c: _dropped(c, dropped, now))
             self.counts["notify_dropped"] += len(dropped)
         todo = [r for r, _ in live]
-        # a flood is one summary, except where each message goes to a household of its own
-        if len(todo) > self.cfg.flood and "{unit}" not in ch.cfg.url:
-            title, body = summary(todo)
-            if self._send(ch, ch.cfg.url, title, body, todo):
-                self.counts["notify_summaries"] += 1
-            return
+        # a flood: at most `flood` messages a window, the rest as one summary when a send
+        # is free again (never where each message goes to a household of its own)
+        if "{unit}" not in ch.cfg.url:
+            left = room(ch.sends, self.clock.monotonic(), self.cfg)
+            if left == 0:
+                return  # the summary waits for a free send
+            if len(todo) > left:
+                title, body = summary(todo)
+                if self._send(ch, ch.cfg.url, title, body, todo):
+                    self.counts["notify_summaries"] += 1
+                return
         for r in todo:
             url = ch.cfg.url.replace("{unit}", quote(r["unit"] or "", safe=""))
             if not self._send(ch, url, r["title"], r["body"], [r]):
@@ -344,6 +358,9 @@ class Notifier:
             ch.failures, ch.failing_since, ch.last_error = 0, None, None
             ch.paused_until, ch.last_sent_at = 0.0, now
             ch.sent += 1
+            ch.sends.append(self.clock.monotonic())
+            if len(ch.sends) > self.cfg.flood:
+                ch.sends.popleft()
             ch.queued -= len(rows)
             self.counts["notify_sent"] += 1
             return True

@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import notify
 from edge.config import ChannelCfg, ConfigError, NotifyCfg, parse
@@ -84,6 +86,20 @@ CFG = NotifyCfg()
 )
 def test_what_is_stale(event, alarm_state, told, age_s, dropped):
     assert (stale(event, alarm_state, told, 1000.0, 1000.0 + age_s, CFG) is not None) is dropped
+
+
+@pytest.mark.parametrize(
+    ("sends", "now", "left"),
+    [
+        ([], 100.0, 3),
+        ([99.0], 100.0, 2),
+        ([90.0, 95.0, 99.0], 100.0, 0),  # three in the window: the rest wait for a summary
+        ([39.0, 95.0, 99.0], 100.0, 1),  # the first is more than a window ago
+        ([40.0], 100.0, 3),  # exactly a window ago: let go
+    ],
+)
+def test_a_channel_takes_flood_messages_a_window(sends, now, left):
+    assert notify.room(sends, now, NotifyCfg(flood=3, flood_window_s=60)) == left
 
 
 def view(**kw: Any) -> dict[str, Any]:
@@ -295,6 +311,9 @@ route_to = ["director"]
         for i in range(14):
             publish(broker.port, f"alarm-input/zone-{i}", {"type": "fire", "state": "active"})
         wait_for(lambda: sum("zone-" in a["source"] for a in alarms()) == 14, 15, "the flood")
+        for a in alarms():  # worked at the board: no more escalations of them
+            if "zone-" in a["source"]:
+                assert http_call(url, "POST", f"/api/v1/alarms/{a['id']}/ack", officer)[0] == 200
         wait_for(lambda: not channel_state()["ok"], 15, "failing again")
         before = len(robot.got)
         robot.up()
@@ -306,8 +325,46 @@ route_to = ["director"]
         assert zone is not None
         assert detail(zone)["notifications"][0]["state"] == "summarised"
         # nothing was sent twice
-        titles = [t for t in robot.titles("/duty") if not t.startswith("【汇总】")]
-        assert len(titles) == len(set(titles)), titles
+        sent = [(m["title"], m["message"]) for p, m in robot.got if p == "/duty"]
+        assert len(sent) == len(set(sent)), sent
+    finally:
+        node.stop()
+        robot.down()
+
+
+def test_a_steady_stream_of_alarms_is_rate_limited_to_a_few_messages_and_a_summary(
+    tmp_path: Path, broker: Broker
+):
+    robot = Robot().up()
+    node = node_for(tmp_path, [], broker.port)
+    node.config.write_text(
+        node.config.read_text() + f'[alarms]\nescalate_after_s = {{"1" = 600}}\n'
+        f"[notify]\nflood = 3\nflood_window_s = 4\n"
+        f'[[notify.channels]]\nid = "duty"\nurl = "json://127.0.0.1:{robot.port}/duty"\n'
+    )
+    officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
+    url = f"http://127.0.0.1:{node.api_port}"
+    node.start(wait_ready=True)
+    try:
+        panel = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="panel")
+        panel.connect("127.0.0.1", broker.port)
+        panel.loop_start()
+        for i in range(12):  # one every 0.3 s: a few waiting at each pass, never many
+            body = json.dumps({"type": "fire", "state": "active"})
+            panel.publish(f"gatehouse/gate-test/alarm-input/zone-{i}", body, qos=1)
+            time_.sleep(0.3)
+        panel.loop_stop()
+        panel.disconnect()
+
+        def told() -> list[str]:
+            page = http_call(url, "GET", "/api/v1/alarms?limit=50", officer)[1]["items"]
+            return [http_call(url, "GET", f"/api/v1/alarms/{a['id']}", officer)[1]
+                    ["notifications"][0]["state"] for a in page]  # fmt: skip
+
+        wait_for(lambda: len(told()) == 12 and "queued" not in told(), 30, "each alarm told")
+        titles = robot.titles("/duty")
+        assert len(titles) < 12 and any(t.startswith("【汇总】") for t in titles), titles
+        assert told().count("sent") == len(titles) - sum(t.startswith("【汇总】") for t in titles)
     finally:
         node.stop()
         robot.down()
