@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time as time_
+import urllib.request
 from datetime import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -281,6 +282,12 @@ route_to = ["director"]
         wait_for(lambda: not channel_state()["ok"], 15, "the channel failing")
         assert channel_state()["last_error"], channel_state()
         assert node.ready()[0], "a channel away is shown, not a reason to be unready"
+        bearer = {"Authorization": f"Bearer {officer}"}
+        req = urllib.request.Request(f"{url}/metrics", headers=bearer)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            scraped = r.read().decode()
+        assert 'gatehouse_notify_up{channel="duty"} 0.0' in scraped
+        assert 'gatehouse_notify_queued{channel="duty"}' in scraped  # what waits, for a graph
         assert http_call(url, "POST", f"/api/v1/alarms/{gone}/ack", officer)[0] == 200
         status, said = http_call(url, "POST", f"/api/v1/alarms/{gone}/resolve", officer,
                                  {"resolution": "false_device"})  # fmt: skip
