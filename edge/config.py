@@ -826,6 +826,7 @@ class _File(_Table):
             if s.gate is not None and s.gate not in gates:
                 raise Bad(f"{s.gate!r} is not one of the [[gates]]",
                           key=f"alarm_sources[{i}].gate")  # fmt: skip
+        _channel_types(self)
         if not self.shifts:
             raise Bad("give at least one [[shifts]] entry", key="shifts")
         _unique([s.name for s in self.shifts], "shifts", "name")
@@ -834,6 +835,19 @@ class _File(_Table):
             raise Bad(f"{gap} is in no shift; the shifts must cover the whole day (they may "
                       "overlap, for the handover)", key="shifts")  # fmt: skip
         return self
+
+
+def _channel_types(f: _File) -> None:
+    """A channel's ``types`` are alarm types the gate knows (its own, the help requests',
+    and those the site named in [alarms]): a misspelt one would never match, in silence."""
+    from edge.alarms import DEVICE_TYPES, HELP_TYPES  # here: edge.alarms reads this module
+
+    known = {*DEVICE_TYPES, *HELP_TYPES, *f.alarms.priorities, *f.alarms.checklists}
+    for i, ch in enumerate(f.notify.channels):
+        for kind in ch.types:
+            if kind not in known:
+                raise Bad(f"{kind!r} is no alarm type (fire, smoke, door_forced, first_aid, …)",
+                          key=f"notify.channels[{i}].types")  # fmt: skip
 
 
 def _db_path(file: _File, base: Path | None) -> Path:

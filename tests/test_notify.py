@@ -154,6 +154,7 @@ def test_a_flood_is_one_summary_naming_the_most_urgent():
         ('id = "a"\nurl = "json://h/x"\nmax_priority = 4', "must be 1, 2 or 3"),
         ('id = "a"\nurl = "json://h/x"\nquiet = "22-7"', "is not a window"),
         ('id = "a"\nurl_file = "missing.url"', "url_file: cannot be read"),
+        ('id = "a"\nurl = "json://h/x"\ntypes = ["fier"]', "'fier' is no alarm type"),
     ],
 )
 def test_a_bad_channel_is_refused_naming_it(tmp_path, channel_toml, said):
@@ -481,3 +482,10 @@ def test_notify_test_tells_the_it_person_whether_each_channel_works(tmp_path: Pa
             unknown.stderr), unknown.stderr  # fmt: skip
     finally:
         robot.down()
+
+
+def test_a_channel_may_take_an_alarm_type_the_site_declared():
+    channel = {"id": "w", "url": "json://h/x", "types": ["gas_leak"]}
+    raw = {"node": {"id": "n"}, "gates": [{"id": "g"}], "alarms": {"priorities": {"gas_leak": 1}},
+           "notify": {"channels": [channel]}}  # fmt: skip
+    assert parse(raw).notify.channels[0].types == ("gas_leak",)
