@@ -272,13 +272,16 @@ route_to = ["director"]
                                 {"type": "first_aid", "floor": "5", "room": "502"})  # fmt: skip
         assert status == 201, aid
         wait_for(lambda: robot.titles("/director"), 15, "the director told")
-        assert robot.titles("/director") == ["【P1】急救 报警"], robot.titles("/director")
-        (told,) = [m for p, m in robot.got if p == "/director"]
+        told = next(m for p, m in robot.got if p == "/director")
+        assert told["title"] == "【P1】急救 报警", told
         assert "特殊求助，请主任知悉" in told["message"] and "5 502" in told["message"], told
+        # both taken in hand: no more escalations of them while the link is down below
+        assert http_call(url, "POST", f"/api/v1/alarms/{aid['id']}/ack", officer)[0] == 200
 
         # the link goes down: news waits, the channel shows failing, the duty log says so
         robot.down()
         waiting = fire("panel-2", "smoke")
+        assert http_call(url, "POST", f"/api/v1/alarms/{waiting}/ack", officer)[0] == 200
         gone = fire("panel-3", "smoke")  # resolved before the link is back: never sent
         wait_for(lambda: not channel_state()["ok"], 15, "the channel failing")
         assert channel_state()["last_error"], channel_state()
@@ -312,7 +315,6 @@ route_to = ["director"]
         assert "notify_failed" in history and "notified" in history, history
         log = http_call(url, "GET", "/api/v1/duty-log?limit=200", officer)[1]["items"]
         assert any("通知渠道 duty 已恢复" in e["text"] for e in log), log
-        assert http_call(url, "POST", f"/api/v1/alarms/{waiting}/ack", officer)[0] == 200
 
         # a flood while the link is down is one summary when it comes back
         robot.down()
