@@ -781,7 +781,8 @@ def cmd_notify_test(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_config_check(path: str) -> int:
     """The effective config as JSON (what the service will use), or one line naming what
-    is wrong (exit 2). Passwords and tokens are shown as hidden, with their length."""
+    is wrong (exit 2). Passwords, tokens and notification URLs are shown as hidden, with
+    their length."""
     import dataclasses
 
     cfg: Any = config_mod.load_office(path) if config_mod.is_office(path) else config_mod.load(path)
@@ -791,8 +792,11 @@ def cmd_config_check(path: str) -> int:
             return {f.name: plain(getattr(value, f.name), f.name)
                     for f in dataclasses.fields(value)}  # fmt: skip
         if hasattr(type(value), "model_fields"):  # a table of the config: keys as in the file
-            return {(f.alias or name): plain(getattr(value, name), name)
-                    for name, f in type(value).model_fields.items()}  # fmt: skip
+            shown = {(f.alias or name): plain(getattr(value, name), name)
+                     for name, f in type(value).model_fields.items()}  # fmt: skip
+            if isinstance(value, config_mod.ChannelCfg):  # a robot's key is in its URL's path
+                shown["url"] = config_mod.hide_notify_url(value.url)
+            return shown
         if isinstance(value, dict):
             return {str(k): plain(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -645,7 +645,7 @@ def _notify_url(value: Any) -> str:
         raise Bad("may hold no braces but {unit}") from None
     if apprise.Apprise.instantiate(filled) is None:
         raise Bad(
-            f"{hide_url_password(url)!r} is not a notification URL Apprise knows "
+            f"{hide_notify_url(url)!r} is not a notification URL Apprise knows "
             "(wecombot://, dingtalk://, ntfy://, mailtos://, tgram://, json:// …)"
         )
     return url
@@ -1045,6 +1045,13 @@ def hide_url_password(url: str) -> str:
     if not sep or not at or ":" not in creds:
         return url
     return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def hide_notify_url(url: str) -> str:
+    """A channel's URL as it may be shown (readiness, ``config check``): its scheme only. A
+    robot's key is in its path (``wecombot://KEY``), not where a password would be."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://… (hidden: {len(rest)} characters)"
 
 
 def config_path(arg: str | None) -> str:

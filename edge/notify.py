@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from edge import alarms, db, dutylog
 from edge.clock import Clock, iso
-from edge.config import ChannelCfg, NotifyCfg, hide_url_password
+from edge.config import ChannelCfg, NotifyCfg, hide_notify_url
 from edge.console.text import ZH
 from edge.decision import in_window
 from edge.privacy import mask_name
@@ -300,7 +300,7 @@ class Notifier:
             "ok": c.failures == 0, "queued": c.queued, "sent": c.sent,
             "failing_since": c.failing_since, "last_error": c.last_error,
             "last_sent_at": c.last_sent_at, "retry_in_s": round(max(0.0, c.paused_until - mono), 1),
-            "url": hide_url_password(c.cfg.url),
+            "url": hide_notify_url(c.cfg.url),
         } for c in self.channels.values()}  # fmt: skip
 
     def _loop(self) -> None:

@@ -167,11 +167,18 @@ def test_a_bad_channel_is_refused_naming_it(tmp_path, channel_toml, said):
     assert said in str(e.value)
 
 
-def test_a_channel_url_can_be_kept_in_a_file(tmp_path):
+def test_a_channel_url_can_be_kept_in_a_file_and_is_never_shown(tmp_path):
     (tmp_path / "robot.url").write_text("wecombot://ab12cd34ab12cd34\n")
     raw = {"node": {"id": "n"}, "gates": [{"id": "g"}],
            "notify": {"channels": [{"id": "w", "url_file": "robot.url"}]}}  # fmt: skip
     assert parse(raw, base=tmp_path).notify.channels[0].url == "wecombot://ab12cd34ab12cd34"
+    config = tmp_path / "gatehouse.toml"
+    config.write_text('[node]\nid = "n"\n[[gates]]\nid = "g"\n[[notify.channels]]\nid = "w"\n'
+                      'url_file = "robot.url"\n')  # fmt: skip
+    checked = cli(config, "config", "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "ab12cd34" not in checked.stdout and "wecombot://… (hidden: 16 characters)" in (
+        checked.stdout)  # fmt: skip
 
 
 # -- a real gate, a real broker, a real HTTP endpoint --------------------------------------
@@ -285,6 +292,7 @@ route_to = ["director"]
         gone = fire("panel-3", "smoke")  # resolved before the link is back: never sent
         wait_for(lambda: not channel_state()["ok"], 15, "the channel failing")
         assert channel_state()["last_error"], channel_state()
+        assert channel_state()["url"].startswith("json://… (hidden:"), channel_state()
         assert node.ready()[0], "a channel away is shown, not a reason to be unready"
         bearer = {"Authorization": f"Bearer {officer}"}
         req = urllib.request.Request(f"{url}/metrics", headers=bearer)
