@@ -657,8 +657,9 @@ class ChannelCfg(_Table):
 
     id: Ident
     url: Annotated[str, PlainValidator(_notify_url)]  # or url_file, read into it (a secret)
-    # what it takes: an alarm raised, escalated, resolved; a visitor arrived for a unit
-    events: tuple[Literal["raised", "escalated", "resolved", "visitor"], ...] = (
+    # what it takes: an alarm raised, escalated, resolved; a visitor arrived for a unit; a
+    # gate's mode changed (held open for a fire, locked for a robbery, normal again)
+    events: tuple[Literal["raised", "escalated", "resolved", "visitor", "gate_mode"], ...] = (
         "raised", "escalated")  # fmt: skip
     types: tuple[Ident, ...] = ()  # alarm types; empty: every type
     max_priority: Priority = 3  # alarms of this priority or more urgent (1 is the most)

@@ -257,7 +257,7 @@ class ControlRoom:
         for g in self.cfg.fire_gates:
             if modes.mode_of(c, g, now) != "held_open":
                 got = modes.set_mode(c, g, "held_open", None, f"fire alarm ({source_id})",
-                                     "system", now)  # fmt: skip
+                                     "system", now, self.cfg.notify, self.cfg.tz)  # fmt: skip
                 out.retained.append(modes.message(got, self.cfg.tz))
                 out.state.append((self.__dict__, "_hold_at", 0.0))  # opened at the next tick
         return out

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from edge import db, dutylog, outbox
+from edge import db, dutylog, notify, outbox
+from edge.config import NotifyCfg
 from edge.decision import MODES
 from edge.errors import DomainError
 from edge.shape import shaped
@@ -37,8 +38,10 @@ def mode_of(conn: sqlite3.Connection, gate: str, now: float) -> str:
 
 
 def set_mode(conn: sqlite3.Connection, gate: str, mode: str, until: float | None, reason: str,
-             by: str, now: float) -> dict[str, Any]:  # fmt: skip
-    """Set (or with ``normal``, end) a gate's mode; in the duty log and to the office."""
+             by: str, now: float, notify_cfg: NotifyCfg | None = None,
+             tz: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Set (or with ``normal``, end) a gate's mode; in the duty log, to the office, and to
+    the channels off the box that take it (``notify_cfg``, edge.notify)."""
     if mode not in MODES:
         raise DomainError(f"mode: must be one of {', '.join(MODES)}")
     if not reason.strip():
@@ -61,6 +64,8 @@ def set_mode(conn: sqlite3.Connection, gate: str, mode: str, until: float | None
     outbox.add(conn, None, "gate_mode", f"{gate}:{now:.3f}",
                got | {"was": was, "reason": reason.strip(), "set_by": by, "set_at": now},
                now)  # fmt: skip
+    if notify_cfg is not None:
+        notify.gate_mode_changed(conn, notify_cfg, got, was, by, reason.strip(), now, tz)
     return got
 
 

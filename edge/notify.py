@@ -49,7 +49,7 @@ ROUTE_ZH = {"director": "特殊求助，请主任知悉", "service_supervisor": 
 class News:
     """What happened, as the channels' rules read it."""
 
-    event: str  # raised | escalated | resolved | visitor
+    event: str  # raised | escalated | resolved | visitor | gate_mode
     type: str | None = None  # the alarm's type
     priority: int = 3
     level: int = 0  # the escalation level
@@ -71,7 +71,7 @@ def takes(ch: ChannelCfg, news: News, local: time) -> bool:
         return False
     if ch.quiet is not None and in_window(local, ch.quiet) and news.priority > 1:
         return False  # a quiet night: only priority 1 wakes anybody
-    if news.event == "visitor":
+    if news.event in ("visitor", "gate_mode"):
         return True
     if ch.types and news.type not in ch.types:
         return False
@@ -143,6 +143,19 @@ def visitor_message(v: dict[str, Any], gate_of: str | None, local: str) -> tuple
     return title, body
 
 
+def mode_message(m: dict[str, Any], was: str, by: str, reason: str,
+                 until: str | None) -> tuple[str, str]:  # fmt: skip
+    """A gate's mode changed (a fire holds it open, a robbery locks it), for a channel that
+    takes ``gate_mode``: what, why, by whom (masked, but "system" for a fire input)."""
+    mode, gate = m["mode"], m["gate"]
+    title = f"【大门】{gate} {ZH.get('mode.' + mode, mode)}"
+    lines = [f"原状态：{ZH.get('mode.' + was, was)}", f"原因：{reason}",
+             f"设置人：{by if by == 'system' else mask_name(by)}"]  # fmt: skip
+    if mode != "normal":
+        lines.append(f"至：{until[:16].replace('T', ' ') if until else '取消为止'}")
+    return title, "\n".join(lines)
+
+
 def summary(rows: list[dict[str, Any]]) -> tuple[str, str]:
     """One message for a flood: how many of each kind, and the most urgent by name."""
     kinds = Counter(r["title"].split("】", 1)[-1] for r in rows)
@@ -208,6 +221,21 @@ def visitor_arrived(conn: sqlite3.Connection, cfg: NotifyCfg, visitor: dict[str,
             _queue(
                 conn, f"visitor:{visitor['id']}", None, ch, news, text, now, visitor["host_unit"]
             )
+
+
+def gate_mode_changed(conn: sqlite3.Connection, cfg: NotifyCfg, m: dict[str, Any], was: str,
+                      by: str, reason: str, now: float, tz: ZoneInfo) -> None:  # fmt: skip
+    """Queue a gate's new mode for the channels that take ``gate_mode`` (as priority 1:
+    a gate held open for a fire or locked for a robbery wakes the people it concerns)."""
+    if not cfg.channels or m["mode"] == was:
+        return
+    local = datetime.fromtimestamp(now, tz)
+    news = News("gate_mode", priority=1)
+    until = iso(m["until"], tz) if m["until"] is not None else None
+    text = mode_message(m, was, by, reason, until)
+    for ch in cfg.channels:
+        if takes(ch, news, local.time()):
+            _queue(conn, f"gate_mode:{m['gate']}:{now:.3f}", None, ch, news, text, now)
 
 
 def of_alarm(conn: sqlite3.Connection, alarm_id: int, tz: ZoneInfo) -> list[dict[str, Any]]:

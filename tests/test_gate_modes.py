@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import Broker, Listener, cli, http_call, node_for, publish, wait_for
+from tests.test_notify import Robot
 
 RESIDENT, STAFF = "0000007001", "0000007002"
 
@@ -20,8 +21,11 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
 ):
     node = node_for(tmp_path, [{"id": "net", "gate": "main", "transport": "mqtt"}], broker.port)
     text = node.config.read_text()
+    robot = Robot().up()  # the security manager's channel off the box (docs/notify.md)
     node.config.write_text(
         text.replace('[[gates]]\nid = "main"\n', '[[gates]]\nid = "main"\nopen_on_fire = true\n')
+        + f'[[notify.channels]]\nid = "security"\nurl = "json://127.0.0.1:{robot.port}/sec"\n'
+        'events = ["gate_mode"]\n'
     )
     admin = cli(node.config, "user", "add", "陈主管", "--role", "admin").stdout.strip()
     officer = cli(node.config, "user", "add", "值班员", "--role", "control").stdout.strip()
@@ -56,6 +60,9 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
         assert status == 200 and locked["mode"] == "locked" and locked["set_by"] == "值班员"
         published = listener.next("/gate/main/mode")
         assert published["mode"] == "locked" and published["reason"] == "抢劫：等待警方"
+        told = wait_for(lambda: robot.got, 15, "the security manager told")[0][1]
+        assert told["title"] == "【大门】main 已锁闭：只放行员工卡", told
+        assert "原因：抢劫：等待警方" in told["message"] and "值**" in told["message"], told
         denied = swipe(RESIDENT)
         assert denied["decision"] == "deny" and denied["reason"] == "gate_locked", denied
         assert swipe(STAFF)["decision"] == "grant"  # staff still pass
@@ -93,6 +100,8 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
         held = wait_for(lambda: (m := http_call(url, "GET", "/api/v1/gates/main/mode", guard)
                                  [1])["mode"] == "held_open" and m, 15, "held open")  # fmt: skip
         assert held["set_by"] == "system" and "panel-1" in held["reason"], held
+        fire = wait_for(lambda: [m for _, m in robot.got if "保持开启" in m["title"]], 15, "told")
+        assert "设置人：system" in fire[0]["message"] and "panel-1" in fire[0]["message"], fire
         holds = 0
         while holds < 2:  # (the grants' own opens came before)
             got = listener.next("/gate/main/open", 15)
@@ -106,3 +115,4 @@ def test_a_locked_gate_denies_a_resident_and_a_fire_holds_its_gate_open(
     finally:
         listener.close()
         node.stop()
+        robot.down()

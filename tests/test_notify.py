@@ -62,6 +62,13 @@ def channel(**kw: Any) -> ChannelCfg:
         ({"events": ["visitor"]}, News("visitor"), DAY, True),
         ({"events": ["visitor"], "quiet": "22:00-07:00"}, News("visitor"), NIGHT, False),
         ({}, News("visitor"), DAY, False),
+        ({"events": ["gate_mode"]}, News("gate_mode", priority=1), NIGHT, True),
+        (
+            {"events": ["gate_mode"], "quiet": "22:00-07:00"},
+            News("gate_mode", priority=1),
+            NIGHT,
+            True,
+        ),  # a gate locked at night is news at night
     ],
 )
 def test_which_channel_takes_which_news(rules, news, local, taken):

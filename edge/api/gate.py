@@ -231,7 +231,8 @@ def set_gate_mode(request: Request, body: GateModeIn,
     tz = svc.cfg.tz
     until = parse_time(body.until, tz) if body.until else None
     got = svc.write(lambda c: modes.set_mode(c, gate_id, body.mode, until, body.reason,
-                                             who.name, svc.clock.now()))  # fmt: skip
+                                             who.name, svc.clock.now(), svc.cfg.notify,
+                                             tz))  # fmt: skip
     topic, shown = modes.message(got, tz)
     svc.bus.publish(topic, shown, True)  # committed: now the relay and the screens hear it
     svc.control.mode_changed()  # a hold's open within a second, its door told
