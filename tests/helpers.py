@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -531,3 +532,40 @@ def pg_rows(pg_url: str, statement: str, *args: Any) -> list[tuple[Any, ...]]:
             return cur.fetchall() if cur.description else []
     finally:
         conn.close()
+
+
+class Robot:
+    """A group robot's webhook: keeps what Apprise's ``json://`` posts to it, per path;
+    ``down()`` closes its port (the link is down), ``up()`` opens it again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    def up(self) -> Robot:
+        robot = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                robot.got.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def titles(self, path: str) -> list[str]:
+        return [m["title"] for p, m in list(self.got) if p == path]

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Broker, Listener, cli, http_call, node_for, publish, wait_for
-from tests.test_notify import Robot
+from tests.helpers import Broker, Listener, Robot, cli, http_call, node_for, publish, wait_for
 
 RESIDENT, STAFF = "0000007001", "0000007002"
 

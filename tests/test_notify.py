@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time as time_
 import urllib.request
 from datetime import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge import notify
 from edge.config import ChannelCfg, ConfigError, NotifyCfg, parse
 from edge.notify import News, stale, takes
-from tests.helpers import Broker, cli, free_port, http_call, node_for, publish, wait_for
+from tests.helpers import Broker, Robot, cli, free_port, http_call, node_for, publish, wait_for
 
 NIGHT, DAY = time(3, 0), time(10, 0)
 
@@ -189,43 +187,6 @@ def test_a_channel_url_can_be_kept_in_a_file_and_is_never_shown(tmp_path):
 
 
 # -- a real gate, a real broker, a real HTTP endpoint --------------------------------------
-
-
-class Robot:
-    """A group robot's webhook: keeps what Apprise's ``json://`` posts to it, per path;
-    ``down()`` closes its port (the link is down), ``up()`` opens it again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        self.server: ThreadingHTTPServer | None = None
-
-    def up(self) -> Robot:
-        robot = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                robot.got.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def down(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def titles(self, path: str) -> list[str]:
-        return [m["title"] for p, m in list(self.got) if p == path]
 
 
 def test_an_escalated_p1_reaches_the_robot_once_even_after_the_link_was_down(
