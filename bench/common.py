@@ -269,8 +269,12 @@ _COUNTER = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE
 _KEY = "((j * 2654435761) % 4294967296)"
 # a pass's id: 16 hex digits, distinct (the first 8 are a bijection of j mod 2**32)
 _PASS_ID = "printf('%08x%08x', (j * 2654435761 + 1540483477) % 4294967296, (j * 40503) % 65536)"
-# mask_name("Resident 1234", "surname") == "R******* 1***"
-_HOLDER = "'R******* ' || substr(j, 1, 1) || substr('*******', 1, length(j) - 1)"
+# mask_name("Resident 1234", "surname") == "R******* 1***"; a word of one character is masked
+# with the rest as one word: mask_name("Resident 7") == "R********"
+_HOLDER = (
+    "CASE WHEN length(j) = 1 THEN 'R********' "
+    "ELSE 'R******* ' || substr(j, 1, 1) || substr('*******', 1, length(j) - 1) END"
+)
 
 
 def _xor(*terms: str) -> str:
