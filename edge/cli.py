@@ -760,8 +760,12 @@ def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_notify_test(cfg: Config, args: argparse.Namespace) -> int:
     """A test message to each channel (or one), sent now, outside the queue: the estate's IT
     person sees at install time whether the robot's URL works. Exit 1 if any failed."""
+    import logging
+
     from edge import notify
 
+    # Apprise's own warning would say the failure twice: the line below says it, once
+    logging.getLogger("apprise").propagate = False
     channels = [c for c in cfg.notify.channels if args.channel in (None, c.id)]
     if not channels:
         known = ", ".join(c.id for c in cfg.notify.channels) or "none"

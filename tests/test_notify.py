@@ -455,6 +455,7 @@ def test_notify_test_tells_the_it_person_whether_each_channel_works(tmp_path: Pa
         said = json.loads(both.stdout)
         assert both.returncode == 1 and said["duty"]["ok"] and not said["gone"]["ok"], said
         assert "127.0.0.1" in said["gone"]["error"], said
+        assert both.stderr == "", both.stderr  # the reason once, in the answer
         unknown = cli(config, "notify", "test", "nobody", check=False)
         assert unknown.returncode == 2 and "is not configured (channels: duty, gone)" in (
             unknown.stderr), unknown.stderr  # fmt: skip
